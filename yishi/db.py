@@ -1,0 +1,51 @@
+"""PostgreSQL access: one asyncpg pool per service, in the service's own schema."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from yishi.names import check_service
+
+# One advisory lock key for schema installation, so services starting together
+# do not race on CREATE TABLE IF NOT EXISTS.
+_DDL_LOCK = 0x7969736869  # "yishi"
+
+
+async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections use ``schema`` first on their search path.
+
+    The schema is created if missing. ``idle_in_transaction_session_timeout`` stops a
+    forgotten transaction from holding back every log reader for ever.
+    """
+    if schema != "public" and not schema.replace("_", "").isalnum():
+        raise ValueError(f"invalid schema name {schema!r}")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    except asyncpg.UniqueViolationError:  # two processes creating it at once
+        pass
+    finally:
+        await conn.close()
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={
+            "search_path": f'"{schema}"',
+            "idle_in_transaction_session_timeout": "60000",
+            "application_name": f"yishi-{schema}",
+        },
+    )
+
+
+async def service_pool(dsn: str, service: str, **kwargs: int) -> asyncpg.Pool:
+    """The pool of one of the four services (schema = service name)."""
+    return await create_pool(dsn, check_service(service), **kwargs)
+
+
+async def install(pool: asyncpg.Pool, *ddl: str) -> None:
+    """Run DDL statements (idempotent ``IF NOT EXISTS`` forms) under an advisory lock."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+        for statement in ddl:
+            await conn.execute(statement)

@@ -1,0 +1,144 @@
+"""Idempotent consumers: the inbox, dead letters and the Kafka edge that uses them.
+
+A consumer's effects (appended events, read-model rows) and the inbox row saying
+"consumer C processed message M" commit in one transaction. A redelivered message
+finds its inbox row and changes nothing. The Kafka offset is committed only after
+that transaction, so a crash in between means a redelivery, never a loss.
+
+Messages that cannot be decoded or fail validation are poison: retrying cannot help.
+They go to ``{topic}.dlq`` with the reason (and into the ``dead_letters`` table), and
+the consumer carries on. Other errors (database down, a bug) are not acknowledged, so
+the message is delivered again after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from contracts.envelope import Envelope, EnvelopeError
+from yishi.kafka import ensure_topics
+from yishi.names import dead_letter_topic
+
+log = structlog.get_logger("yishi.inbox")
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS inbox (
+        consumer      text NOT NULL,
+        message_id    text NOT NULL,
+        processed_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, message_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        consumer    text NOT NULL,
+        topic       text NOT NULL,
+        partition   integer NOT NULL,
+        "offset"    bigint NOT NULL,
+        reason      text NOT NULL,
+        headers     jsonb NOT NULL,
+        value       bytea,
+        recorded_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+)
+
+PROCESSED = Counter("yishi_consumer_processed_total", "Messages processed", ["consumer"])
+DUPLICATES = Counter("yishi_consumer_duplicates_total", "Redelivered messages ignored", ["consumer"])
+DEAD_LETTERS = Counter("yishi_consumer_dead_letters_total", "Messages sent to the dead-letter topic", ["consumer"])
+
+
+class Poison(ValueError):
+    """Raised by a decoder or handler for a message that can never be processed."""
+
+
+class Inbox:
+    """Records which messages a consumer has processed, inside the effects' transaction."""
+
+    def __init__(self, pool: asyncpg.Pool, consumer: str) -> None:
+        self.pool = pool
+        self.consumer = consumer
+
+    async def process(self, message_id: str, effect: Callable[[asyncpg.Connection], Awaitable[Any]]) -> bool:
+        """Run ``effect`` once per ``message_id``; return False for a duplicate.
+
+        ``effect`` gets the transaction's connection and must do all its writes on it.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                self.consumer, message_id,
+            )
+            if not fresh:
+                DUPLICATES.labels(self.consumer).inc()
+                return False
+            await effect(conn)
+        PROCESSED.labels(self.consumer).inc()
+        return True
+
+    async def seen(self, message_id: str) -> bool:
+        return bool(await self.pool.fetchval(
+            "SELECT true FROM inbox WHERE consumer = $1 AND message_id = $2", self.consumer, message_id
+        ))
+
+
+Handler = Callable[[Envelope, asyncpg.Connection], Awaitable[Any]]
+
+
+class EnvelopeConsumer:
+    """The Kafka edge of a consumer: decode the envelope, de-duplicate, hand over.
+
+    Call it with each raw record's fields; it returns normally when the message is
+    done with (processed, duplicate or dead-lettered) and raises to ask for
+    redelivery.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, name: str, handle: Handler, *, bootstrap: str, producer=None) -> None:
+        self.inbox = Inbox(pool, name)
+        self.name = name
+        self.handle = handle
+        self.bootstrap = bootstrap
+        self.producer = producer
+        self._dlq_topics: set[str] = set()
+
+    async def __call__(self, topic: str, partition: int, offset: int,
+                      headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
+        try:
+            envelope = Envelope.from_kafka(headers, value)
+            return await self.inbox.process(envelope.id, lambda conn: self.handle(envelope, conn))
+        except (EnvelopeError, Poison) as exc:
+            await self.dead_letter(topic, partition, offset, headers, value, str(exc))
+            return False
+
+    async def dead_letter(self, topic: str, partition: int, offset: int,
+                          headers: list[tuple[str, bytes]], value: bytes | None, reason: str) -> None:
+        """Park a poison message with its reason: table first (the record), then the topic."""
+        import json
+
+        DEAD_LETTERS.labels(self.name).inc()
+        log.warning("message dead-lettered", consumer=self.name, topic=topic, partition=partition,
+                    offset=offset, reason=reason)
+        printable = {k: v.decode("utf-8", "replace") for k, v in headers}
+        await self.inbox.pool.execute(
+            'INSERT INTO dead_letters (consumer, topic, partition, "offset", reason, headers, value) '
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            self.name, topic, partition, offset, reason, json.dumps(printable), value,
+        )
+        if self.producer is not None:
+            dlq = dead_letter_topic(topic)
+            if dlq not in self._dlq_topics:
+                await ensure_topics(self.bootstrap, [dlq])
+                self._dlq_topics.add(dlq)
+            extra = [("x-dlq-reason", reason.encode()[:4000]), ("x-dlq-consumer", self.name.encode()),
+                     ("x-dlq-source", f"{topic}/{partition}/{offset}".encode())]
+            fut = await self.producer.send(dlq, value=value, headers=list(headers) + extra)
+            await asyncio.wait_for(fut, 30)

@@ -1,0 +1,53 @@
+"""Names shared by every service: districts, Kafka topics, database schemas, sources."""
+
+from __future__ import annotations
+
+import re
+
+SERVICES = ("proposals", "voting", "oversight", "notify")
+_DISTRICT = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+
+class InvalidName(ValueError):
+    """A district or service name that cannot be used in topics and schemas."""
+
+
+def check_district(district: str) -> str:
+    """Return ``district`` if it is a valid district slug (lowercase ascii, digits, hyphens)."""
+    if not _DISTRICT.match(district):
+        raise InvalidName(
+            f"invalid district {district!r}: use 1-40 lowercase letters, digits or hyphens, starting with a letter"
+        )
+    return district
+
+
+def check_service(service: str) -> str:
+    """Return ``service`` if it is one of the platform's services."""
+    if service not in SERVICES:
+        raise InvalidName(f"unknown service {service!r}: expected one of {', '.join(SERVICES)}")
+    return service
+
+
+def events_topic(district: str, service: str) -> str:
+    """The topic a service publishes its integration events to, e.g. ``gulou.voting.events``."""
+    return f"{check_district(district)}.{check_service(service)}.events"
+
+
+def commands_topic(district: str, service: str) -> str:
+    """The topic a service reads commands from, e.g. ``gulou.voting.commands``."""
+    return f"{check_district(district)}.{check_service(service)}.commands"
+
+
+def replies_topic(district: str, service: str) -> str:
+    """The topic a service writes command replies (accepted/rejected) to."""
+    return f"{check_district(district)}.{check_service(service)}.replies"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where messages from ``topic`` that cannot be processed are parked, with the reason."""
+    return f"{topic}.dlq"
+
+
+def source(district: str, service: str) -> str:
+    """CloudEvents ``source`` attribute of a service in a district."""
+    return f"/yishi/{check_district(district)}/{check_service(service)}"

@@ -1,0 +1,230 @@
+"""The outbox relay: publishes a service's stored events to Kafka in log order.
+
+The store is the outbox. The relay reads the log after its stored cursor, translates
+each domain event to its public form (or skips private ones), sends the batch with
+``acks=all`` to ``{district}.{service}.events`` keyed by stream id, waits for every
+acknowledgement and only then stores the new cursor. A crash at any point therefore
+re-sends at most the last unconfirmed batch (at-least-once; consumers de-duplicate by
+``ce_id``) and never skips an event. Broker failures are retried with backoff and a
+fresh producer, forever: the relay recovers by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+from contracts.envelope import Envelope
+from yishi.kafka import ensure_topics, new_producer
+from yishi.names import events_topic, source
+from yishi.store import EventStore, LogCursor, RecordedEvent
+
+log = structlog.get_logger("yishi.relay")
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS relay_position (
+        name        text PRIMARY KEY,
+        tx_id       xid8 NOT NULL,
+        position    bigint NOT NULL,
+        updated_at  timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+)
+
+PUBLISHED = Counter("yishi_relay_published_total", "Events published by the relay", ["service"])
+SKIPPED = Counter("yishi_relay_skipped_total", "Private events the relay did not publish", ["service"])
+FAILURES = Counter("yishi_relay_failures_total", "Failed publish attempts (retried)", ["service"])
+LAST_POSITION = Gauge("yishi_relay_position", "Log position of the last published event", ["service"])
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """The public form of a stored event: type name, schema version and JSON body."""
+
+    type: str
+    schema_version: int
+    data: bytes
+
+
+Translator = Callable[[RecordedEvent], Publication | None]
+
+_CLASS_VERSION = re.compile(rb'"class_version":(\d+)')
+
+
+def passthrough(event: RecordedEvent) -> Publication:
+    """Publish the stored state as it is, typed by the event class name.
+
+    For infrastructure tests and benchmarks; services install a translator to their
+    public contracts instead, so domain events stay private.
+    """
+    name = event.topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    match = _CLASS_VERSION.search(event.state)
+    return Publication(name, int(match.group(1)) if match else 1, event.state)
+
+
+def to_envelope(event: RecordedEvent, service: str, publication: Publication) -> Envelope:
+    """The CloudEvent for a stored event: id = event id, subject = stream id."""
+    meta = event.metadata
+    return Envelope(
+        id=str(event.event_id),
+        source=source(event.district, service),
+        type=publication.type,
+        subject=event.stream_id,
+        time=datetime.fromisoformat(meta["occurred_at"]),
+        district=event.district,
+        correlation_id=meta["correlation_id"],
+        causation_id=meta.get("causation_id"),
+        schema_version=publication.schema_version,
+        data=publication.data,
+    )
+
+
+class Relay:
+    """Publishes one service's log to Kafka; run one per service (an advisory lock
+    keeps a second instance idle until the first dies)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        bootstrap: str,
+        service: str,
+        translate: Translator = passthrough,
+        *,
+        name: str = "kafka",
+        batch_size: int = 500,
+        idle_wait: float = 0.05,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.bootstrap = bootstrap
+        self.service = service
+        self.translate = translate
+        self.name = name
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self.max_backoff = max_backoff
+        self._producer = None
+        self._topics: set[str] = set()
+
+    async def position(self) -> LogCursor:
+        """The cursor after the last event confirmed by the broker."""
+        row = await self.store.pool.fetchrow(
+            "SELECT tx_id, position FROM relay_position WHERE name = $1", self.name
+        )
+        return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
+
+    async def _save_position(self, cursor: LogCursor) -> None:
+        await self.store.pool.execute(
+            """
+            INSERT INTO relay_position (name, tx_id, position, updated_at) VALUES ($1, $2::xid8, $3, now())
+            ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position,
+                updated_at = now()
+            """,
+            self.name, cursor.tx_id, cursor.position,
+        )
+
+    async def _ensure_producer(self):
+        if self._producer is None:
+            producer = new_producer(self.bootstrap, client_id=f"yishi-relay-{self.service}")
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        self._topics.clear()  # a restarted broker may have lost them
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), 5)
+            except (KafkaError, asyncio.TimeoutError, OSError):
+                pass
+
+    async def publish_batch(self, cursor: LogCursor) -> tuple[int, LogCursor]:
+        """Publish the next batch after ``cursor``; return (events read, new cursor).
+
+        The new cursor is stored only after the broker acknowledged every message.
+        """
+        events = await self.store.read_log(cursor, self.batch_size)
+        if not events:
+            return 0, cursor
+        outgoing = []
+        for event in events:
+            publication = self.translate(event)
+            if publication is None:
+                SKIPPED.labels(self.service).inc()
+                continue
+            topic = events_topic(event.district, self.service)
+            outgoing.append((topic, to_envelope(event, self.service, publication).to_kafka()))
+        if outgoing:
+            producer = await self._ensure_producer()
+            new_topics = {t for t, _ in outgoing} - self._topics
+            if new_topics:
+                await ensure_topics(self.bootstrap, new_topics)
+                self._topics |= new_topics
+            futures = [
+                await producer.send(topic, value=value, key=key, headers=headers)
+                for topic, (key, headers, value) in outgoing
+            ]
+            await asyncio.gather(*futures)
+        new_cursor = events[-1].cursor
+        await self._save_position(new_cursor)
+        PUBLISHED.labels(self.service).inc(len(outgoing))
+        LAST_POSITION.labels(self.service).set(events[-1].position)
+        return len(events), new_cursor
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Relay until ``stop`` is set, surviving broker and database outages."""
+        stop = stop or asyncio.Event()
+        backoff = 0.1
+        try:
+            while not stop.is_set():
+                async with self.store.pool.acquire() as lock_conn:
+                    if not await lock_conn.fetchval(
+                        "SELECT pg_try_advisory_lock(hashtext('yishi.relay.' || $1))", self.name
+                    ):
+                        await _sleep_or_stop(stop, 1.0)
+                        continue
+                    try:
+                        cursor = await self.position()
+                        log.info("relay started", service=self.service, tx_id=cursor.tx_id,
+                                 position=cursor.position)
+                        while not stop.is_set():
+                            try:
+                                count, cursor = await self.publish_batch(cursor)
+                                backoff = 0.1
+                            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+                                FAILURES.labels(self.service).inc()
+                                log.warning("relay publish failed; retrying", service=self.service,
+                                            error=repr(exc), retry_in_s=backoff)
+                                await self._drop_producer()
+                                await _sleep_or_stop(stop, backoff)
+                                backoff = min(backoff * 2, self.max_backoff)
+                                cursor = await self.position()
+                                continue
+                            if count < self.batch_size:
+                                await _sleep_or_stop(stop, self.idle_wait)
+                    finally:
+                        await lock_conn.execute(
+                            "SELECT pg_advisory_unlock(hashtext('yishi.relay.' || $1))", self.name
+                        )
+        finally:
+            await self._drop_producer()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass

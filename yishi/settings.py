@@ -1,0 +1,53 @@
+"""Configuration from environment variables (prefix ``YISHI_``), via pydantic-settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings shared by every Yishi process.
+
+    With ``database_url`` and ``kafka_bootstrap`` unset, the CLI starts the embedded
+    stack and fills them in for the processes it launches.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="YISHI_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL DSN; each service uses its own schema in it."
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    service: str = Field(default="", description="Service name: proposals, voting, oversight, notify.")
+    districts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["gulou"],
+        description="Districts served by this deployment, comma-separated (e.g. gulou,chaoyang).",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = Field(default=True, description="JSON logs (true) or console logs (false).")
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    relay_idle_wait_s: float = Field(default=0.05, gt=0, description="Poll interval when the log is idle.")
+    consumer_group_prefix: str = "yishi"
+
+    @field_validator("districts", mode="before")
+    @classmethod
+    def _split_districts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [d.strip() for d in value.split(",") if d.strip()]
+        return value
+
+    @field_validator("districts")
+    @classmethod
+    def _check_districts(cls, value: list[str]) -> list[str]:
+        from yishi.names import check_district
+
+        return [check_district(d) for d in value]

@@ -1,0 +1,464 @@
+"""The event store: an append-only log per service in PostgreSQL, reached with asyncpg.
+
+Encoding (one way): each row holds what the ``eventsourcing`` mapper produces for a
+domain event (``topic`` = the event class's topic, ``state`` = its transcoded JSON
+bytes), plus Yishi metadata (actor, district, correlation and causation ids,
+occurred-at, recorded-at) and a hash.
+
+Guarantees:
+
+* **Appends** to one stream are checked against an expected version in one
+  statement: a stale expectation raises :class:`ConcurrencyError` and writes nothing.
+* **Reading the log** follows ``(tx_id, position)`` and only returns rows whose
+  transaction id is below the oldest transaction still running
+  (``pg_snapshot_xmin(pg_current_snapshot())``). A transaction that holds a low
+  ``position`` but commits late therefore holds readers back instead of being
+  skipped, however long it stays open; writers never wait on each other.
+* **Tamper evidence**: each event's hash chains to the previous event of its stream;
+  the :meth:`EventStore.seal` step chains every event in log order into
+  ``log_chain``, so :meth:`EventStore.verify` finds an altered, removed, inserted or
+  reordered row and names its position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from yishi.clock import Clock, SystemClock
+
+GENESIS = bytes(32)
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        position   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tx_id      xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        stream_id  text NOT NULL,
+        version    integer NOT NULL CHECK (version > 0),
+        event_id   uuid NOT NULL UNIQUE,
+        district   text NOT NULL,
+        topic      text NOT NULL,
+        state      bytea NOT NULL,
+        metadata   jsonb NOT NULL,
+        hash       bytea NOT NULL,
+        UNIQUE (stream_id, version)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS events_log_order ON events (tx_id, position)",
+    """
+    CREATE TABLE IF NOT EXISTS snapshots (
+        stream_id  text PRIMARY KEY,
+        version    integer NOT NULL,
+        topic      text NOT NULL,
+        state      bytea NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS log_chain (
+        seq        bigint PRIMARY KEY,
+        position   bigint NOT NULL UNIQUE,
+        tx_id      xid8 NOT NULL,
+        chain      bytea NOT NULL
+    )
+    """,
+)
+
+_APPEND = """
+WITH RECURSIVE
+    batch AS (
+        SELECT * FROM unnest($3::int[], $4::uuid[], $5::text[], $6::bytea[], $7::jsonb[], $8::bytea[])
+            AS b(version, event_id, topic, state, metadata, digest)
+    ),
+    head AS (SELECT hash FROM events WHERE stream_id = $1 AND version = $2),
+    chain(version, hash) AS (
+        SELECT $2::int, COALESCE((SELECT hash FROM head), $9::bytea)
+        UNION ALL
+        SELECT b.version, sha256(c.hash || b.digest) FROM chain c JOIN batch b ON b.version = c.version + 1
+    )
+INSERT INTO events (stream_id, version, event_id, district, topic, state, metadata, hash)
+SELECT $1, b.version, b.event_id, $10, b.topic, b.state, b.metadata, c.hash
+FROM batch b JOIN chain c USING (version)
+WHERE $2 = 0 OR EXISTS (SELECT 1 FROM head)
+ORDER BY b.version
+RETURNING position
+"""
+
+_COLUMNS = "position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash"
+
+_READ_LOG = f"""
+SELECT {_COLUMNS} FROM events
+WHERE (tx_id, position) > ($1::xid8, $2::bigint)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, position
+LIMIT $3
+"""
+
+
+class StoreError(Exception):
+    """Base class of event store errors."""
+
+
+class ConcurrencyError(StoreError):
+    """The stream is not at the expected version: someone else appended first."""
+
+    def __init__(self, stream_id: str, expected_version: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r} is not at expected version {expected_version}: "
+            "it was changed concurrently; reload and retry"
+        )
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """Who did it, for which district, in reply to what, and when."""
+
+    actor: str
+    district: str
+    correlation_id: str
+    occurred_at: datetime
+    causation_id: str | None = None
+    actor_role: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self, recorded_at: datetime) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "actor": self.actor,
+            "district": self.district,
+            "correlation_id": self.correlation_id,
+            "occurred_at": self.occurred_at.isoformat(),
+            "recorded_at": recorded_at.isoformat(),
+        }
+        if self.causation_id:
+            data["causation_id"] = self.causation_id
+        if self.actor_role:
+            data["actor_role"] = self.actor_role
+        data.update(self.extra)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: what the mapper produced (topic, state) and its id."""
+
+    topic: str
+    state: bytes
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class LogCursor:
+    """A place in the log; the log is ordered by ``(tx_id, position)``."""
+
+    tx_id: int = 0
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored."""
+
+    position: int
+    tx_id: int
+    stream_id: str
+    version: int
+    event_id: uuid.UUID
+    district: str
+    topic: str
+    state: bytes
+    metadata: dict[str, Any]
+    hash: bytes
+
+    @property
+    def cursor(self) -> LogCursor:
+        return LogCursor(self.tx_id, self.position)
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> "RecordedEvent":
+        meta = row["metadata"]
+        return cls(
+            position=row["position"],
+            tx_id=row["tx_id"],
+            stream_id=row["stream_id"],
+            version=row["version"],
+            event_id=row["event_id"],
+            district=row["district"],
+            topic=row["topic"],
+            state=row["state"],
+            metadata=json.loads(meta) if isinstance(meta, str) else meta,
+            hash=row["hash"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A stored aggregate state at a stream version."""
+
+    stream_id: str
+    version: int
+    topic: str
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One integrity problem found by :meth:`EventStore.verify`."""
+
+    position: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of :meth:`EventStore.verify`."""
+
+    events_checked: int
+    sealed: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> Problem | None:
+        return min(self.problems, key=lambda p: p.position) if self.problems else None
+
+
+def _canonical(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_digest(
+    stream_id: str, version: int, event_id: uuid.UUID, district: str, topic: str, state: bytes, meta: bytes
+) -> bytes:
+    """SHA-256 over an event's content, each field length-prefixed so none can bleed into another."""
+    h = hashlib.sha256()
+    for part in (stream_id.encode(), str(version).encode(), event_id.bytes, district.encode(), topic.encode(),
+                 state, meta):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
+
+
+def chain_hash(previous: bytes, digest: bytes) -> bytes:
+    """The link of a hash chain: what ``sha256(previous || digest)`` computes in SQL too."""
+    return hashlib.sha256(previous + digest).digest()
+
+
+def _seal_link(previous: bytes, event_hash: bytes, position: int) -> bytes:
+    return hashlib.sha256(previous + event_hash + position.to_bytes(8, "big")).digest()
+
+
+class EventStore:
+    """Append-only event log of one service, in the schema its pool points at."""
+
+    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+        self.pool = pool
+        self.clock = clock or SystemClock()
+
+    # -- writing ---------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        meta: Metadata,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[int]:
+        """Append ``events`` to ``stream_id`` if it is at ``expected_version`` (0 = new).
+
+        All or nothing, in one statement; runs inside ``conn``'s transaction when a
+        connection is given. Returns the global positions. Raises :class:`ConcurrencyError`.
+        """
+        if not events:
+            return []
+        if expected_version < 0:
+            raise ValueError("expected_version must be >= 0")
+        meta_dict = meta.to_dict(self.clock.now())
+        meta_json = _canonical(meta_dict).decode()
+        versions = list(range(expected_version + 1, expected_version + 1 + len(events)))
+        digests = [
+            event_digest(stream_id, v, e.event_id, meta.district, e.topic, e.state, meta_json.encode())
+            for v, e in zip(versions, events)
+        ]
+        args = (
+            stream_id,
+            expected_version,
+            versions,
+            [e.event_id for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+            [meta_json] * len(events),
+            digests,
+            GENESIS,
+            meta.district,
+        )
+        try:
+            if conn is None:
+                async with self.pool.acquire() as c:
+                    rows = await c.fetch(_APPEND, *args)
+            else:
+                rows = await conn.fetch(_APPEND, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if "event_id" in (exc.constraint_name or ""):
+                raise StoreError(f"an event id in this batch was already stored: {exc.detail}") from exc
+            raise ConcurrencyError(stream_id, expected_version) from exc
+        if len(rows) != len(events):
+            raise ConcurrencyError(stream_id, expected_version)
+        return [r["position"] for r in rows]
+
+    async def save_snapshot(self, snapshot: Snapshot, *, conn: asyncpg.Connection | None = None) -> None:
+        """Keep the newest snapshot of a stream (snapshots are a cache, not the record)."""
+        sql = """
+            INSERT INTO snapshots (stream_id, version, topic, state) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, topic = EXCLUDED.topic,
+                state = EXCLUDED.state WHERE snapshots.version < EXCLUDED.version
+        """
+        args = (snapshot.stream_id, snapshot.version, snapshot.topic, snapshot.state)
+        if conn is None:
+            await self.pool.execute(sql, *args)
+        else:
+            await conn.execute(sql, *args)
+
+    # -- reading ---------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, after_version: int = 0, *, conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """Events of one stream with version > ``after_version``, in order."""
+        sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
+        rows = await (conn or self.pool).fetch(sql, stream_id, after_version)
+        return [RecordedEvent.from_row(r) for r in rows]
+
+    async def latest_snapshot(self, stream_id: str, *, conn: asyncpg.Connection | None = None) -> Snapshot | None:
+        row = await (conn or self.pool).fetchrow(
+            "SELECT stream_id, version, topic, state FROM snapshots WHERE stream_id = $1", stream_id
+        )
+        return Snapshot(**dict(row)) if row else None
+
+    async def read_log(self, after: LogCursor = LogCursor(), limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` committed events after ``after``, in log order, never skipping one
+        whose transaction is still open (see the module docstring)."""
+        rows = await self.pool.fetch(_READ_LOG, after.tx_id, after.position, limit)
+        return [RecordedEvent.from_row(r) for r in rows]
+
+    async def iter_log(self, after: LogCursor = LogCursor(), batch: int = 5000) -> AsyncIterator[RecordedEvent]:
+        """Every event currently readable after ``after``, in log order."""
+        while True:
+            events = await self.read_log(after, batch)
+            for e in events:
+                yield e
+            if len(events) < batch:
+                return
+            after = events[-1].cursor
+
+    async def head(self) -> int:
+        """The highest position written so far (0 when empty); for progress, not ordering."""
+        return await self.pool.fetchval("SELECT COALESCE(max(position), 0) FROM events")
+
+    # -- tamper evidence -------------------------------------------------------
+
+    async def seal(self, limit: int = 5000) -> int:
+        """Chain the next readable events, in log order, into ``log_chain``.
+
+        Single writer by an advisory lock; returns how many events were sealed.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('yishi.seal'))"):
+                return 0
+            last = await conn.fetchrow(
+                "SELECT seq, position, tx_id, chain FROM log_chain ORDER BY seq DESC LIMIT 1"
+            )
+            seq, cursor, prev = (
+                (last["seq"], LogCursor(last["tx_id"], last["position"]), last["chain"]) if last
+                else (0, LogCursor(), GENESIS)
+            )
+            rows = await conn.fetch(_READ_LOG, cursor.tx_id, cursor.position, limit)
+            records = []
+            for r in rows:
+                seq += 1
+                prev = _seal_link(prev, r["hash"], r["position"])
+                records.append((seq, r["position"], r["tx_id"], prev))
+            if records:
+                await conn.executemany(
+                    "INSERT INTO log_chain (seq, position, tx_id, chain) VALUES ($1, $2, $3::xid8, $4)",
+                    records,
+                )
+            return len(records)
+
+    async def verify(self) -> VerifyReport:
+        """Recompute every stream chain and the sealed log chain; report every problem."""
+        problems: list[Problem] = []
+        checked = 0
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            stream, expected_version, prev = None, 0, GENESIS
+            async for r in conn.cursor(
+                "SELECT position, stream_id, version, event_id, district, topic, state, metadata, hash "
+                "FROM events ORDER BY stream_id, version", prefetch=5000
+            ):
+                checked += 1
+                if r["stream_id"] != stream:
+                    stream, expected_version, prev = r["stream_id"], 0, GENESIS
+                expected_version += 1
+                if r["version"] != expected_version:
+                    problems.append(Problem(r["position"], f"stream {stream!r} jumps from version "
+                                            f"{expected_version - 1} to {r['version']}: an event is missing"))
+                    expected_version = r["version"]
+                meta = json.loads(r["metadata"]) if isinstance(r["metadata"], str) else r["metadata"]
+                digest = event_digest(r["stream_id"], r["version"], r["event_id"], r["district"], r["topic"],
+                                      r["state"], _canonical(meta))
+                link = chain_hash(prev, digest)
+                if link != r["hash"]:
+                    problems.append(Problem(r["position"], f"event {stream!r} v{r['version']} does not match "
+                                            "its hash: content altered or events reordered"))
+                prev = r["hash"]
+
+            sealed = removed = 0
+            prev = GENESIS
+            async for r in conn.cursor(
+                "SELECT c.seq, c.position, c.chain, e.hash, e.log_rank FROM log_chain c LEFT JOIN "
+                "(SELECT position, hash, row_number() OVER (ORDER BY tx_id, position) AS log_rank FROM events) e "
+                "USING (position) ORDER BY c.seq", prefetch=5000
+            ):
+                sealed += 1
+                if r["hash"] is None:
+                    removed += 1
+                    problems.append(Problem(r["position"], f"sealed event at position {r['position']} "
+                                            f"(log seq {r['seq']}) was removed"))
+                    prev = r["chain"]
+                    continue
+                if r["log_rank"] != r["seq"] - removed:
+                    problems.append(Problem(r["position"], f"event at position {r['position']} is no longer "
+                                            f"at its sealed place (log seq {r['seq']}): the log was reordered"))
+                prev = _seal_link(prev, r["hash"], r["position"])
+                if prev != r["chain"]:
+                    problems.append(Problem(r["position"], f"log chain broken at seq {r['seq']}: "
+                                            "an event was altered, reordered or the chain rewritten"))
+                    prev = r["chain"]
+            last = await conn.fetchrow("SELECT tx_id, position FROM log_chain ORDER BY seq DESC LIMIT 1")
+            if last is not None:
+                rows = await conn.fetch(
+                    "SELECT e.position FROM events e LEFT JOIN log_chain c ON c.position = e.position "
+                    "WHERE c.position IS NULL AND (e.tx_id, e.position) <= ($1::xid8, $2::bigint)",
+                    last["tx_id"], last["position"],
+                )
+                problems.extend(Problem(r["position"], f"event at position {r['position']} was inserted "
+                                        "into the sealed part of the log") for r in rows)
+        return VerifyReport(events_checked=checked, sealed=sealed, problems=sorted(problems, key=lambda p: p.position))
+
+
+def new_events(pairs: Iterable[tuple[str, bytes]]) -> list[NewEvent]:
+    """Shorthand for tests and tools: ``NewEvent``s from ``(topic, state)`` pairs."""
+    return [NewEvent(topic, state) for topic, state in pairs]
