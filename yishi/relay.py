@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
@@ -43,6 +44,10 @@ PUBLISHED = Counter("yishi_relay_published_total", "Events published by the rela
 SKIPPED = Counter("yishi_relay_skipped_total", "Private events the relay did not publish", ["service"])
 FAILURES = Counter("yishi_relay_failures_total", "Failed publish attempts (retried)", ["service"])
 LAST_POSITION = Gauge("yishi_relay_position", "Log position of the last published event", ["service"])
+
+
+class BrokerLostData(KafkaError):
+    """The broker acknowledged offsets lower than ones it acknowledged before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,7 @@ class Relay:
         self.max_backoff = max_backoff
         self._producer = None
         self._topics: set[str] = set()
+        self._offsets: dict = {}
 
     async def position(self) -> LogCursor:
         """The cursor after the last event confirmed by the broker."""
@@ -151,6 +157,26 @@ class Relay:
             except (KafkaError, asyncio.TimeoutError, OSError):
                 pass
 
+    def _check_offsets(self, acks) -> None:
+        """Raise :class:`BrokerLostData` when a partition's offsets went backwards.
+
+        That only happens when the broker lost acknowledged messages (an unclean leader
+        election, or a memory-only broker restarted) and may then be acknowledging
+        writes to partitions that no longer exist. Failing the batch makes the relay
+        recreate its producer and topics and publish the batch again.
+        """
+        regressed = []
+        for ack in acks:
+            last = self._offsets.get(ack.topic_partition)
+            if last is not None and ack.offset <= last:
+                regressed.append((ack.topic_partition, last, ack.offset))
+            self._offsets[ack.topic_partition] = ack.offset
+        if regressed:
+            for tp, _, _ in regressed:
+                self._offsets = {k: v for k, v in self._offsets.items() if k.topic != tp.topic}
+            raise BrokerLostData(", ".join(f"{tp.topic}[{tp.partition}] offset {old} -> {new}"
+                                           for tp, old, new in regressed))
+
     async def publish_batch(self, cursor: LogCursor) -> tuple[int, LogCursor]:
         """Publish the next batch after ``cursor``; return (events read, new cursor).
 
@@ -177,7 +203,7 @@ class Relay:
                 await producer.send(topic, value=value, key=key, headers=headers)
                 for topic, (key, headers, value) in outgoing
             ]
-            await asyncio.gather(*futures)
+            self._check_offsets(await asyncio.gather(*futures))
         new_cursor = events[-1].cursor
         await self._save_position(new_cursor)
         PUBLISHED.labels(self.service).inc(len(outgoing))
@@ -187,40 +213,44 @@ class Relay:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Relay until ``stop`` is set, surviving broker and database outages."""
         stop = stop or asyncio.Event()
-        backoff = 0.1
         try:
             while not stop.is_set():
-                async with self.store.pool.acquire() as lock_conn:
-                    if not await lock_conn.fetchval(
-                        "SELECT pg_try_advisory_lock(hashtext('yishi.relay.' || $1))", self.name
-                    ):
-                        await _sleep_or_stop(stop, 1.0)
-                        continue
-                    try:
-                        cursor = await self.position()
-                        log.info("relay started", service=self.service, tx_id=cursor.tx_id,
-                                 position=cursor.position)
-                        while not stop.is_set():
-                            try:
-                                count, cursor = await self.publish_batch(cursor)
-                                backoff = 0.1
-                            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
-                                FAILURES.labels(self.service).inc()
-                                log.warning("relay publish failed; retrying", service=self.service,
-                                            error=repr(exc), retry_in_s=backoff)
-                                await self._drop_producer()
-                                await _sleep_or_stop(stop, backoff)
-                                backoff = min(backoff * 2, self.max_backoff)
-                                cursor = await self.position()
-                                continue
-                            if count < self.batch_size:
-                                await _sleep_or_stop(stop, self.idle_wait)
-                    finally:
-                        await lock_conn.execute(
-                            "SELECT pg_advisory_unlock(hashtext('yishi.relay.' || $1))", self.name
-                        )
+                try:
+                    await self._run_holding_lock(stop)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    log.warning("relay lost the database; retrying", service=self.service, error=repr(exc))
+                    await _sleep_or_stop(stop, 1.0)
         finally:
             await self._drop_producer()
+
+    async def _run_holding_lock(self, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        async with self.store.pool.acquire() as lock_conn:
+            if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext('yishi.relay.' || $1))",
+                                            self.name):
+                await _sleep_or_stop(stop, 1.0)  # another instance relays; stand by
+                return
+            try:
+                cursor = await self.position()
+                log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position)
+                while not stop.is_set():
+                    try:
+                        count, cursor = await self.publish_batch(cursor)
+                        backoff = 0.1
+                    except (KafkaError, asyncio.TimeoutError) as exc:
+                        FAILURES.labels(self.service).inc()
+                        log.warning("relay publish failed; retrying", service=self.service, error=repr(exc),
+                                    retry_in_s=backoff)
+                        await self._drop_producer()
+                        await _sleep_or_stop(stop, backoff)
+                        backoff = min(backoff * 2, self.max_backoff)
+                        cursor = await self.position()
+                        continue
+                    if count < self.batch_size:
+                        await _sleep_or_stop(stop, self.idle_wait)
+            finally:
+                if not lock_conn.is_closed():
+                    await lock_conn.execute("SELECT pg_advisory_unlock(hashtext('yishi.relay.' || $1))", self.name)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

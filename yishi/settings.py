@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["gulou"],
         description="Districts served by this deployment, comma-separated (e.g. gulou,chaoyang).",
     )
+    db_schema: str | None = Field(
+        default=None, description="Database schema of the service (default: the service name)."
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"

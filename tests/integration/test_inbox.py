@@ -1,0 +1,177 @@
+"""Idempotent consumers: redelivery has one effect, poison goes to the dead-letter topic,
+and a consumer killed between its effect and its offset commit does not repeat it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+
+import asyncpg
+import httpx
+import pytest
+
+from contracts.envelope import Envelope
+from tests.integration.test_relay import wait_until
+from tests.support.kafka import read_records
+from yishi.embedded import free_port
+from yishi.inbox import Inbox
+from yishi.kafka import ensure_topics, new_producer
+
+
+def envelope(n: int, district: str = "gulou") -> Envelope:
+    return Envelope(id=str(uuid.uuid4()), source=f"/yishi/{district}/proposals", type="ProposalRaised",
+                    subject=f"p-{n}", time=datetime.now(timezone.utc), district=district,
+                    correlation_id=str(uuid.uuid4()), schema_version=1, data=f'{{"n":{n}}}'.encode())
+
+
+async def test_inbox_runs_an_effect_once_per_message(pool):
+    await pool.execute("CREATE TABLE effects (n int)")
+    inbox = Inbox(pool, "c1")
+
+    async def effect(conn):
+        await conn.execute("INSERT INTO effects VALUES (1)")
+
+    assert await inbox.process("m1", effect) is True
+    assert await inbox.process("m1", effect) is False
+    assert await Inbox(pool, "c2").process("m1", effect) is True  # another consumer has its own record
+    assert await pool.fetchval("SELECT count(*) FROM effects") == 2
+
+
+async def test_failed_effect_leaves_no_inbox_record(pool):
+    await pool.execute("CREATE TABLE effects (n int)")
+    inbox = Inbox(pool, "c1")
+
+    async def failing(conn):
+        await conn.execute("INSERT INTO effects VALUES (1)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await inbox.process("m1", failing)
+    assert not await inbox.seen("m1")
+    assert await pool.fetchval("SELECT count(*) FROM effects") == 0
+
+
+class EchoProcess:
+    """The echo test service as a real process."""
+
+    def __init__(self, servers, schema: str, **env: str) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "YISHI_DATABASE_URL": servers.database_url,
+                    "YISHI_KAFKA_BOOTSTRAP": servers.kafka_bootstrap, "YISHI_DB_SCHEMA": schema,
+                    "YISHI_HTTP_PORT": str(self.port), "YISHI_CONSUMER_GROUP_PREFIX": schema,
+                    "YISHI_LOG_LEVEL": os.environ.get("ECHO_LOG_LEVEL", "WARNING"),
+                    "YISHI_DISTRICTS": district_of(schema), **env}
+        self.proc: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.echo_service"], env=self.env)
+
+        async def ready() -> bool:
+            assert self.proc.poll() is None, f"service exited with {self.proc.returncode}"
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"http://127.0.0.1:{self.port}/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(ready, timeout=60, interval=0.2)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+def district_of(schema: str) -> str:
+    """Each test its own district, hence its own topics."""
+    return "d" + schema.replace("_", "-")
+
+
+async def publish(servers, *messages: tuple[Envelope, list | None, bytes | None]) -> None:
+    producer = new_producer(servers.kafka_bootstrap)
+    await producer.start()
+    try:
+        for env, headers, value in messages:
+            key, hdrs, val = env.to_kafka()
+            await (await producer.send(f"{env.district}.proposals.events", key=key, headers=headers if headers is not None
+                                       else hdrs, value=value if value is not None else val))
+    finally:
+        await producer.stop()
+
+
+async def effects(pool) -> list[str]:
+    try:
+        return [r["message_id"] for r in await pool.fetch("SELECT message_id FROM effects ORDER BY 1")]
+    except asyncpg.UndefinedTableError:
+        return []
+
+
+@pytest.mark.slow
+async def test_redelivered_and_poison_messages(pool, servers, schema_name):
+    district = district_of(schema_name)
+    await ensure_topics(servers.kafka_bootstrap, [f"{district}.proposals.events"])
+    service = EchoProcess(servers, schema_name)
+    await service.start()
+    try:
+        first, second = envelope(1, district), envelope(2, district)
+        await publish(
+            servers,
+            (first, None, None),
+            (first, None, None),                       # the same event delivered twice
+            (envelope(3, district), None, b"{not json"),       # poison: bad JSON
+            (envelope(4, district), [("ce_id", b"x")], None),  # poison: missing CloudEvents headers
+            (second, None, None),                      # the consumer carries on
+        )
+        await wait_until(lambda: _count(pool, "SELECT count(*) FROM dead_letters", 2), timeout=60)
+        await wait_until(lambda: _has(pool, second.id), timeout=30)
+        assert sorted(await effects(pool)) == sorted([first.id, second.id])
+        reasons = sorted(r["reason"] for r in await pool.fetch("SELECT reason FROM dead_letters"))
+        assert reasons[0].startswith("body is not JSON") and "Missing required attribute" in reasons[1]
+        parked = await read_records(servers.kafka_bootstrap, f"{district}.proposals.events.dlq", 2, timeout=30)
+        assert sorted(dict(r.headers)["x-dlq-reason"].decode() for r in parked) == reasons
+        assert {r.value for r in parked} >= {b"{not json"}
+    finally:
+        service.stop()
+
+
+async def _count(pool, sql: str, n: int) -> bool:
+    try:
+        return await pool.fetchval(sql) >= n
+    except asyncpg.UndefinedTableError:
+        return False
+
+
+async def _has(pool, message_id: str) -> bool:
+    return message_id in await effects(pool)
+
+
+@pytest.mark.slow
+async def test_consumer_killed_after_effect_before_offset_commit_has_one_effect(pool, servers, schema_name, tmp_path):
+    district = district_of(schema_name)
+    await ensure_topics(servers.kafka_bootstrap, [f"{district}.proposals.events"])
+    marker = str(tmp_path / "crash")
+    service = EchoProcess(servers, schema_name, ECHO_CRASH_MARKER=marker)
+    await service.start()
+    message = envelope(1, district)
+    await publish(servers, (message, None, None))
+    await asyncio.get_running_loop().run_in_executor(None, service.proc.wait, 60)
+    assert service.proc.returncode == -signal.SIGKILL
+    assert os.path.exists(marker + ".crashed")
+    assert await effects(pool) == [message.id]  # the effect committed before the crash
+
+    service = EchoProcess(servers, schema_name)  # same consumer group: the offset was not committed
+    await service.start()
+    try:
+        later = envelope(2, district)
+        await publish(servers, (later, None, None))
+        await wait_until(lambda: _has(pool, later.id), timeout=60)
+        assert sorted(await effects(pool)) == sorted([message.id, later.id])
+        assert await pool.fetchval("SELECT count(*) FROM inbox") == 2
+        assert await pool.fetchval("SELECT count(*) FROM events") == 2  # one echo event each
+    finally:
+        service.stop()

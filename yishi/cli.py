@@ -1,0 +1,210 @@
+"""The ``yishi`` command: run the platform, one service, a relay, or verify a store."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from yishi.names import SERVICES, check_service
+from yishi.settings import Settings
+
+app = typer.Typer(help="Yishi (议事): community deliberation and co-governance platform.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def available_services() -> list[str]:
+    """Services whose package has a ``main.spec`` factory (the others are not built yet)."""
+    found = []
+    for name in SERVICES:
+        try:
+            module = importlib.import_module(f"services.{name}.main")
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "spec"):
+            found.append(name)
+    return found
+
+
+def load_spec(service: str):
+    check_service(service)
+    try:
+        module = importlib.import_module(f"services.{service}.main")
+    except ModuleNotFoundError:
+        raise typer.BadParameter(f"service {service!r} is not built yet") from None
+    return module.spec()
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversight or notify")]) -> None:
+    """Run one service (HTTP, consumers, relay) with settings from YISHI_* variables."""
+    import uvicorn
+
+    from yishi.runtime import create_app
+
+    settings = Settings(service=service)
+    try:
+        asgi = create_app(load_spec(service), settings)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None,
+                timeout_graceful_shutdown=10)
+
+
+@app.command("relay")
+def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish")]) -> None:
+    """Run only the outbox relay of a service (the service process runs one too)."""
+    from yishi import relay as relay_mod
+    from yishi.db import create_pool, install
+    from yishi.logging import configure_logging
+    from yishi.store import DDL, EventStore
+
+    settings = Settings(service=service)
+    check_service(service)
+    if not settings.database_url or not settings.kafka_bootstrap:
+        console.print("[red]error:[/red] set YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP")
+        raise typer.Exit(2)
+    configure_logging(settings.log_level, settings.log_json)
+
+    async def main() -> None:
+        pool = await create_pool(settings.database_url, settings.db_schema or service)
+        await install(pool, *DDL, *relay_mod.DDL)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
+                                batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s)
+        try:
+            await relay.run(stop)
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def verify(service: Annotated[str, typer.Argument(help="whose event store to verify")]) -> None:
+    """Check the hash chains of a service's event store; exit 1 and name the first broken position."""
+    from yishi.db import create_pool
+    from yishi.store import EventStore
+
+    settings = Settings(service=service)
+    check_service(service)
+    if not settings.database_url:
+        console.print("[red]error:[/red] set YISHI_DATABASE_URL")
+        raise typer.Exit(2)
+
+    async def main():
+        pool = await create_pool(settings.database_url, settings.db_schema or service)
+        try:
+            return await EventStore(pool).verify()
+        finally:
+            await pool.close()
+
+    report = asyncio.run(main())
+    console.print(f"checked {report.events_checked} events, {report.sealed} sealed")
+    if report.ok:
+        console.print("[green]history intact[/green]")
+        return
+    for problem in report.problems[:20]:
+        console.print(f"[red]position {problem.position}[/red]: {problem.reason}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    services: Annotated[Optional[list[str]], typer.Option("--service", "-s", help="only these services")] = None,
+    base_port: Annotated[int, typer.Option(help="first HTTP port; services take consecutive ports")] = 8001,
+) -> None:
+    """Run the platform: the embedded PostgreSQL and broker (unless YISHI_DATABASE_URL and
+    YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. Ctrl-C stops all."""
+    from yishi.embedded import EmbeddedStack
+
+    settings = Settings()
+    names = services or available_services()
+    for name in names:
+        check_service(name)
+    stack = None
+    env = dict(os.environ)
+    if not (settings.database_url and settings.kafka_bootstrap):
+        with console.status("starting embedded PostgreSQL and Kafka-compatible broker…"):
+            stack = EmbeddedStack().start()
+        env["YISHI_DATABASE_URL"] = stack.postgres.url
+        env["YISHI_KAFKA_BOOTSTRAP"] = stack.kafka.bootstrap
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    table = Table(title="Yishi is running")
+    table.add_column("what")
+    table.add_column("where")
+    table.add_row("PostgreSQL", env["YISHI_DATABASE_URL"])
+    table.add_row("Kafka", env["YISHI_KAFKA_BOOTSTRAP"])
+    try:
+        for i, name in enumerate(names):
+            port = base_port + i
+            child_env = {**env, "YISHI_SERVICE": name, "YISHI_HTTP_PORT": str(port), "YISHI_LOG_JSON": "false"}
+            with console.status(f"starting {name} on port {port}…"):
+                procs[name] = subprocess.Popen([sys.executable, "-m", "yishi.cli", "serve", name], env=child_env)
+                _wait_ready(f"http://127.0.0.1:{port}/readyz", procs[name], name)
+            table.add_row(name, f"http://127.0.0.1:{port}  (API docs: /docs)")
+        if not names:
+            table.add_row("services", "none built yet")
+        console.print(table)
+        console.print("press Ctrl-C to stop")
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    console.print(f"[red]{name} exited with {proc.returncode}[/red]")
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        console.print("stopping…")
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if stack:
+            stack.stop()
+        console.print("stopped")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise typer.Exit(f"{name} exited during start-up with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise typer.Exit(f"{name} not ready after {timeout}s")
+
+
+if __name__ == "__main__":
+    app()

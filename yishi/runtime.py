@@ -1,0 +1,183 @@
+"""The one way to run a service: a faststream ``KafkaBroker`` and a FastAPI app in one
+process, with the service's pool, event store, relay and sealer, built by one factory.
+
+A service describes itself with a :class:`ServiceSpec`; :func:`create_app` turns it
+into an ASGI app whose lifespan opens the pool, installs tables, starts the broker
+(subscribers), the relay and the sealer, and stops them in reverse order on
+shutdown. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, FastAPI, Response
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from yishi import inbox, relay, store
+from yishi.clock import Clock, SystemClock
+from yishi.db import create_pool, install
+from yishi.kafka import new_producer
+from yishi.inbox import EnvelopeConsumer, Handler
+from yishi.logging import configure_logging
+from yishi.relay import Relay, Translator, passthrough
+from yishi.settings import Settings
+from yishi.store import EventStore
+
+log = structlog.get_logger("yishi.runtime")
+
+Background = Callable[[asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class ServiceContext:
+    """What a service's wiring gets: settings, clock, and (once started) pool and store."""
+
+    spec: "ServiceSpec"
+    settings: Settings
+    clock: Clock
+    broker: KafkaBroker
+    router: APIRouter = field(default_factory=APIRouter)
+    background: list[Background] = field(default_factory=list)
+    pool: asyncpg.Pool | None = None
+    store: EventStore | None = None
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    consumers: dict[str, EnvelopeConsumer] = field(default_factory=dict)
+
+    @property
+    def service(self) -> str:
+        return self.spec.name
+
+    def consume(self, name: str, topics: Sequence[str], handle: Handler, *, retry_delay: float = 1.0) -> None:
+        """Subscribe ``handle`` to ``topics`` as consumer group ``{prefix}.{service}.{name}``.
+
+        The offset is committed after the inbox transaction; a failure other than a
+        poison message is retried after ``retry_delay`` (the message is not skipped).
+        """
+        group = f"{self.settings.consumer_group_prefix}.{self.service}.{name}"
+
+        async def on_message(msg: KafkaMessage) -> None:
+            record = msg.raw_message
+            consumer = self.consumers[name]
+            try:
+                await consumer(record.topic, record.partition, record.offset, list(record.headers or ()),
+                               record.value)
+            except Exception:
+                log.exception("consumer failed; message will be redelivered", consumer=group,
+                              topic=record.topic, partition=record.partition, offset=record.offset)
+                await asyncio.sleep(retry_delay)
+                raise
+
+        self.broker.subscriber(
+            *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_undecoded,
+        )(on_message)
+        self.handlers[name] = handle
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service: its name, its own tables, how its events are published and its wiring."""
+
+    name: str
+    ddl: Sequence[str] = ()
+    translate: Translator = passthrough
+    wire: Callable[[ServiceContext], None] = lambda ctx: None
+
+
+def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """Build the service's ASGI app; all I/O starts in the lifespan, none here."""
+    if not settings.database_url or not settings.kafka_bootstrap:
+        raise ValueError("YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP must be set to run a service")
+    configure_logging(settings.log_level, settings.log_json)
+    broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
+                         logger=logging.getLogger(f"yishi.{spec.name}.broker"))
+    ctx = ServiceContext(spec=spec, settings=settings, clock=clock or SystemClock(), broker=broker)
+    spec.wire(ctx)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        ctx.pool = await create_pool(settings.database_url, settings.db_schema or spec.name,
+                                     min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *spec.ddl)
+        ctx.store = EventStore(ctx.pool, ctx.clock)
+        dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq")
+        await dlq_producer.start()
+        for name, handle in ctx.handlers.items():
+            ctx.consumers[name] = EnvelopeConsumer(ctx.pool, f"{spec.name}.{name}", handle,
+                                                   bootstrap=settings.kafka_bootstrap, producer=dlq_producer)
+        stop = asyncio.Event()
+        relay_ = Relay(ctx.store, settings.kafka_bootstrap, spec.name, spec.translate,
+                       batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s)
+        tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
+                 asyncio.create_task(_seal_forever(ctx.store, stop), name="sealer")]
+        tasks += [asyncio.create_task(job(stop)) for job in ctx.background]
+        await broker.start()
+        log.info("service started", service=spec.name, districts=settings.districts)
+        try:
+            yield
+        finally:
+            log.info("service stopping", service=spec.name)
+            stop.set()
+            await broker.stop()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 10)
+            await dlq_producer.stop()
+            await ctx.pool.close()
+
+    app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan)
+    app.state.ctx = ctx
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process is up and serving HTTP."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(response: Response) -> dict[str, Any]:
+        """Readiness: the database and the broker answer."""
+        checks = {"database": False, "broker": False}
+        with contextlib.suppress(Exception):
+            checks["database"] = await asyncio.wait_for(ctx.pool.fetchval("SELECT true"), 2)
+        with contextlib.suppress(Exception):
+            checks["broker"] = await broker.ping(timeout=2)
+        ready = all(checks.values())
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not ready", "checks": checks}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(ctx.router)
+    return app
+
+
+async def _undecoded(msg: Any) -> bytes:
+    """Keep faststream from parsing bodies: the envelope module decides what is valid,
+    so that bad JSON becomes a dead letter instead of a redelivery loop."""
+    return msg.body
+
+
+async def _seal_forever(event_store: EventStore, stop: asyncio.Event, interval: float = 1.0) -> None:
+    """Keep the log chain current, so verification covers everything but the last second."""
+    while not stop.is_set():
+        try:
+            while await event_store.seal() > 0:
+                pass
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("sealing failed; will retry", error=repr(exc))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
