@@ -1,0 +1,107 @@
+"""Aggregates in and out of the event store, through the ``eventsourcing`` library's mapper.
+
+Aggregates are the library's plain, synchronous ``Aggregate`` classes; this module is the
+asynchronous edge that loads them (snapshot + later events, upcast by the mapper) and
+saves what they recorded with an expected version, so two writers racing on one
+aggregate cannot both win.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+from eventsourcing.domain import Aggregate, Snapshot as AggregateSnapshot
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    UUIDAsHex,
+)
+
+from yishi.store import EventStore, Metadata, NewEvent, RecordedEvent, Snapshot
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class AggregateNotFound(LookupError):
+    """No events are stored for the requested aggregate id."""
+
+
+def default_mapper(*extra_transcodings: Any) -> Mapper:
+    """The one encoding of domain events: the library's JSON transcoder with UUIDs,
+    datetimes and decimals, plus any service-specific transcodings."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr(), *extra_transcodings):
+        transcoder.register(transcoding)
+    return Mapper(transcoder=transcoder)
+
+
+class Repository:
+    """Loads and saves event-sourced aggregates of one service."""
+
+    def __init__(self, store: EventStore, mapper: Mapper | None = None, *, snapshot_every: int | None = 100) -> None:
+        self.store = store
+        self.mapper = mapper or default_mapper()
+        self.snapshot_every = snapshot_every
+
+    def to_domain_event(self, event: RecordedEvent | Snapshot) -> Any:
+        """A stored row back into the library's domain event (upcast to its class version)."""
+        return self.mapper.to_domain_event(
+            StoredEvent(originator_id=event.stream_id, originator_version=event.version, topic=event.topic,
+                        state=event.state)
+        )
+
+    async def get(self, aggregate_id: uuid.UUID | str, *, conn: asyncpg.Connection | None = None) -> Any:
+        """The aggregate's current state; raises :class:`AggregateNotFound`."""
+        stream_id = str(aggregate_id)
+        aggregate = None
+        after = 0
+        if self.snapshot_every:
+            snapshot = await self.store.latest_snapshot(stream_id, conn=conn)
+            if snapshot is not None:
+                aggregate = self.to_domain_event(snapshot).mutate(None)
+                after = snapshot.version
+        for event in await self.store.read_stream(stream_id, after, conn=conn):
+            aggregate = self.to_domain_event(event).mutate(aggregate)
+        if aggregate is None:
+            raise AggregateNotFound(f"no aggregate with id {stream_id}")
+        return aggregate
+
+    async def exists(self, aggregate_id: uuid.UUID | str, *, conn: asyncpg.Connection | None = None) -> bool:
+        return bool(await self.store.read_stream(str(aggregate_id), 0, conn=conn))
+
+    async def save(self, *aggregates: Aggregate, meta: Metadata, conn: asyncpg.Connection | None = None) -> list[Any]:
+        """Append every aggregate's pending events, atomically across aggregates.
+
+        Returns the saved domain events (for translators and replies). Raises
+        :class:`yishi.store.ConcurrencyError` when any aggregate changed meanwhile.
+        """
+        pending = [(agg, agg.collect_events()) for agg in aggregates]
+        pending = [(agg, events) for agg, events in pending if events]
+        if not pending:
+            return []
+        if conn is None and len(pending) > 1:
+            async with self.store.pool.acquire() as own, own.transaction():
+                return await self._save(pending, meta, own)
+        return await self._save(pending, meta, conn)
+
+    async def _save(self, pending: Sequence[tuple[Aggregate, Sequence[Any]]], meta: Metadata,
+                    conn: asyncpg.Connection | None) -> list[Any]:
+        saved: list[Any] = []
+        for aggregate, events in pending:
+            stored = [self.mapper.to_stored_event(e) for e in events]
+            expected = events[0].originator_version - 1
+            await self.store.append(str(aggregate.id), expected,
+                                    [NewEvent(s.topic, s.state) for s in stored], meta, conn=conn)
+            saved.extend(events)
+            if self.snapshot_every and aggregate.version // self.snapshot_every > expected // self.snapshot_every:
+                snap = self.mapper.to_stored_event(AggregateSnapshot.take(aggregate))
+                await self.store.save_snapshot(
+                    Snapshot(str(aggregate.id), aggregate.version, snap.topic, snap.state), conn=conn
+                )
+        return saved
