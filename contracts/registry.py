@@ -224,6 +224,14 @@ class Encoded(NamedTuple):
     data: bytes
 
 
+def type_name(model_class: type[Contract]) -> str:
+    """The registered type name (``ce_type``) of a model class."""
+    try:
+        return _BY_MODEL[model_class][0]
+    except KeyError:
+        raise UnknownEventType(f"{model_class.__name__} is not a registered contract model") from None
+
+
 def encode(model: Contract) -> Encoded:
     """Serialise a registered model; its class decides the type name and version."""
     try:

@@ -22,6 +22,7 @@ import structlog
 from prometheus_client import Counter
 
 from contracts.envelope import Envelope, EnvelopeError
+from contracts.registry import ContractError
 from yishi.kafka import ensure_topics
 from yishi.names import dead_letter_topic
 
@@ -102,8 +103,10 @@ class EnvelopeConsumer:
     redelivery.
     """
 
-    def __init__(self, pool: asyncpg.Pool, name: str, handle: Handler, *, bootstrap: str, producer=None) -> None:
+    def __init__(self, pool: asyncpg.Pool, name: str, handle: Handler, *, bootstrap: str, producer=None,
+                 accepts: Callable[[Envelope], bool] | None = None) -> None:
         self.inbox = Inbox(pool, name)
+        self.accepts = accepts
         self.name = name
         self.handle = handle
         self.bootstrap = bootstrap
@@ -114,8 +117,10 @@ class EnvelopeConsumer:
                       headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
         try:
             envelope = Envelope.from_kafka(headers, value)
+            if self.accepts is not None and not self.accepts(envelope):
+                return False
             return await self.inbox.process(envelope.id, lambda conn: self.handle(envelope, conn))
-        except (EnvelopeError, Poison) as exc:
+        except (EnvelopeError, Poison, ContractError) as exc:
             await self.dead_letter(topic, partition, offset, headers, value, str(exc))
             return False
 

@@ -52,11 +52,13 @@ class BrokerLostData(KafkaError):
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """The public form of a stored event: type name, schema version and JSON body."""
+    """The public form of a stored event: type name, schema version, JSON body, and the
+    topic when it is not the service's events topic (replies)."""
 
     type: str
     schema_version: int
     data: bytes
+    topic: str | None = None
 
 
 Translator = Callable[[RecordedEvent], Publication | None]
@@ -191,7 +193,7 @@ class Relay:
             if publication is None:
                 SKIPPED.labels(self.service).inc()
                 continue
-            topic = events_topic(event.district, self.service)
+            topic = publication.topic or events_topic(event.district, self.service)
             outgoing.append((topic, to_envelope(event, self.service, publication).to_kafka()))
         if outgoing:
             producer = await self._ensure_producer()

@@ -29,15 +29,21 @@ from yishi import inbox, relay, store
 from yishi.clock import Clock, SystemClock
 from yishi.db import create_pool, install
 from yishi.kafka import new_producer
-from yishi.inbox import EnvelopeConsumer, Handler
+from contracts import registry
+from contracts.envelope import Envelope
+from contracts.registry import ContractError, Kind
+from yishi.commands import CommandBus, with_replies
+from yishi.inbox import EnvelopeConsumer, Handler, Poison
 from yishi.logging import configure_logging
 from yishi.relay import Relay, Translator, passthrough
+from yishi.names import commands_topic, events_topic
 from yishi.settings import Settings
 from yishi.store import EventStore
 
 log = structlog.get_logger("yishi.runtime")
 
 Background = Callable[[asyncio.Event], Awaitable[None]]
+EventHandler = Callable[[Any, Envelope, asyncpg.Connection], Awaitable[Any]]
 
 
 @dataclass
@@ -48,18 +54,52 @@ class ServiceContext:
     settings: Settings
     clock: Clock
     broker: KafkaBroker
+    store: EventStore
     router: APIRouter = field(default_factory=APIRouter)
     background: list[Background] = field(default_factory=list)
-    pool: asyncpg.Pool | None = None
-    store: EventStore | None = None
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None]] = field(default_factory=dict)
     consumers: dict[str, EnvelopeConsumer] = field(default_factory=dict)
 
     @property
     def service(self) -> str:
         return self.spec.name
 
-    def consume(self, name: str, topics: Sequence[str], handle: Handler, *, retry_delay: float = 1.0) -> None:
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The service's pool; exists once the app has started."""
+        return self.store.pool
+
+    def topics(self, service: str, make=events_topic) -> list[str]:
+        """``service``'s topics (events by default) in every district served here."""
+        return [make(d, service) for d in self.settings.districts]
+
+    def serve_commands(self, bus: CommandBus) -> None:
+        """Serve ``bus`` over HTTP (``POST /{district}/commands/{Type}``) and over the
+        service's command topics, with replies on its replies topics."""
+        self.router.include_router(bus.router())
+        self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope)
+
+    def on_events(self, name: str, service: str, handlers: dict[str, EventHandler]) -> None:
+        """React to ``service``'s public events: ``handlers`` maps a type name to
+        ``handler(model, envelope, conn)``. Other known types are skipped; unknown types,
+        future versions and invalid bodies are dead-lettered."""
+        async def handle(envelope: Envelope, conn: asyncpg.Connection) -> None:
+            try:
+                model = registry.decode(envelope, Kind.EVENT)
+            except ContractError as exc:
+                raise Poison(f"{type(exc).__name__}: {exc}") from exc
+            await handlers[envelope.type](model, envelope, conn)
+
+        def accepts(envelope: Envelope) -> bool:
+            if envelope.type in handlers:
+                return True
+            registry.spec(envelope.type)  # an unknown type raises: dead letter, not silence
+            return False
+
+        self.consume(name, self.topics(service), handle, accepts=accepts)
+
+    def consume(self, name: str, topics: Sequence[str], handle: Handler, *, retry_delay: float = 1.0,
+                accepts: Callable[[Envelope], bool] | None = None) -> None:
         """Subscribe ``handle`` to ``topics`` as consumer group ``{prefix}.{service}.{name}``.
 
         The offset is committed after the inbox transaction; a failure other than a
@@ -83,7 +123,7 @@ class ServiceContext:
             *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_undecoded,
         )(on_message)
-        self.handlers[name] = handle
+        self.handlers[name] = (handle, accepts)
 
 
 @dataclass(frozen=True)
@@ -103,22 +143,22 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     configure_logging(settings.log_level, settings.log_json)
     broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
-    ctx = ServiceContext(spec=spec, settings=settings, clock=clock or SystemClock(), broker=broker)
+    clock = clock or SystemClock()
+    ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock))
     spec.wire(ctx)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        ctx.pool = await create_pool(settings.database_url, settings.db_schema or spec.name,
-                                     min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        ctx.store.pool = await create_pool(settings.database_url, settings.db_schema or spec.name,
+                                           min_size=settings.db_pool_min, max_size=settings.db_pool_max)
         await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *spec.ddl)
-        ctx.store = EventStore(ctx.pool, ctx.clock)
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq")
         await dlq_producer.start()
-        for name, handle in ctx.handlers.items():
-            ctx.consumers[name] = EnvelopeConsumer(ctx.pool, f"{spec.name}.{name}", handle,
+        for name, (handle, accepts) in ctx.handlers.items():
+            ctx.consumers[name] = EnvelopeConsumer(ctx.pool, f"{spec.name}.{name}", handle, accepts=accepts,
                                                    bootstrap=settings.kafka_bootstrap, producer=dlq_producer)
         stop = asyncio.Event()
-        relay_ = Relay(ctx.store, settings.kafka_bootstrap, spec.name, spec.translate,
+        relay_ = Relay(ctx.store, settings.kafka_bootstrap, spec.name, with_replies(spec.translate, spec.name),
                        batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop), name="sealer")]

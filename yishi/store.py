@@ -262,7 +262,9 @@ def _seal_link(previous: bytes, event_hash: bytes, position: int) -> bytes:
 class EventStore:
     """Append-only event log of one service, in the schema its pool points at."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool | None, clock: Clock | None = None) -> None:
+        # A service builds its store before its pool exists; the runtime sets ``pool``
+        # when the service starts.
         self.pool = pool
         self.clock = clock or SystemClock()
 

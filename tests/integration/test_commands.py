@@ -1,0 +1,82 @@
+"""The command bus: one effect per command id, rejected commands keep nothing, every
+reply is recorded and relayed to the replies topic."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from eventsourcing.domain import Aggregate, event
+
+from contracts.common import Actor, CommandAccepted, CommandRejected, RejectionReason
+from contracts.voting import OpenVote
+from tests.support.kafka import read_topic
+from yishi.clock import ManualClock
+from yishi.commands import CommandBus, Rejected, with_replies
+from yishi.relay import Relay
+from yishi.repository import Repository
+from yishi.store import EventStore
+
+
+class Ledger(Aggregate):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def open_vote(district: str = "gulou", question: str = "Build the shed?") -> OpenVote:
+    return OpenVote.model_validate({
+        "district": district,
+        "actor": {"id": "worker-1", "role": "community_worker"},
+        "vote_id": "vote-1", "council_id": "council-1",
+        "matter": {"kind": "proposal", "id": "p-1"},
+        "terms": {"question": question,
+                  "electorate": {"kind": "council_members", "scope_id": "council-1", "size": 3,
+                                 "roll": ["a", "b", "c"]},
+                  "method": "online", "majority": "simple", "quorum_percent": 50, "secrecy": "open",
+                  "closes_at": (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()},
+    })
+
+
+def make_bus(pool) -> CommandBus:
+    store = EventStore(pool, ManualClock())
+    bus = CommandBus("voting", Repository(store), store.clock)
+
+    @bus.handles(OpenVote)
+    async def handle(cmd: OpenVote, ctx) -> str:
+        ledger = Ledger(cmd.terms.question)
+        await ctx.save(cmd, ledger)
+        if cmd.terms.question.startswith("Forbidden"):
+            raise Rejected(RejectionReason.INVALID_STATE, "questions may not be forbidden", subject=cmd.vote_id)
+        return str(ledger.id)
+
+    return bus
+
+
+async def test_accepted_once_per_command_id(pool):
+    bus = make_bus(pool)
+    first = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1")
+    again = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1")
+    assert isinstance(first, CommandAccepted) and first == again
+    assert first.correlation_id == "corr-1" and first.command_type == "OpenVote"
+    ledgers = await pool.fetchval("SELECT count(*) FROM events WHERE topic LIKE '%Ledger.Created'")
+    assert ledgers == 1
+
+
+async def test_rejected_command_keeps_nothing_but_its_reply(pool):
+    bus = make_bus(pool)
+    reply = await bus.dispatch(open_vote(question="Forbidden topic"), command_id="cmd-2", correlation_id="c2")
+    assert isinstance(reply, CommandRejected)
+    assert reply.reason == RejectionReason.INVALID_STATE and reply.subject == "vote-1"
+    topics = [r["topic"] for r in await pool.fetch("SELECT topic FROM events")]
+    assert topics == ["contract:CommandRejected"]
+
+
+async def test_replies_are_relayed_to_the_replies_topic(pool, servers):
+    bus = make_bus(pool)
+    await bus.dispatch(open_vote("dreply"), command_id="cmd-3", correlation_id="c3")
+    await bus.dispatch(open_vote("dreply", "Forbidden"), command_id="cmd-4", correlation_id="c4")
+    relay = Relay(bus.store, servers.kafka_bootstrap, "voting", with_replies(lambda e: None, "voting"))
+    cursor = await relay.position()
+    while (result := await relay.publish_batch(cursor))[0]:
+        cursor = result[1]
+    got = await read_topic(servers.kafka_bootstrap, "dreply.voting.replies", 2)
+    assert sorted((e.type, e.correlation_id) for e in got) == [("CommandAccepted", "c3"), ("CommandRejected", "c4")]

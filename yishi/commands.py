@@ -1,0 +1,258 @@
+"""Commands, written once for every service: dispatch to one handler per command type,
+record the reply, and serve the same commands over HTTP and over the command topic.
+
+A handler loads aggregates, calls them and saves them through ``ctx.repository`` on
+``ctx.conn``; it returns the id of the aggregate it addressed, or raises
+:class:`Rejected` with a machine-readable reason. Every outcome is recorded as a reply
+event (``CommandAccepted`` / ``CommandRejected``) in the service's own log, in the same
+transaction as the handler's effects, and the relay publishes it to
+``{district}.{service}.replies``: a reply is never lost and never sent for an effect
+that did not happen. A command id seen before is answered with its recorded reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, Header, HTTPException, Response
+
+from contracts import registry
+from contracts.common import Actor, Command, CommandAccepted, CommandRejected, RejectionReason
+from contracts.envelope import Envelope
+from contracts.registry import ContractError, Kind
+from yishi.clock import Clock
+from yishi.repository import Repository
+from yishi.names import replies_topic
+from yishi.relay import Publication, Translator
+from yishi.store import ConcurrencyError, EventStore, Metadata, NewEvent, RecordedEvent
+
+log = structlog.get_logger("yishi.commands")
+
+C = TypeVar("C", bound=Command)
+REPLY_TOPIC_PREFIX = "contract:"
+"""Stored events whose topic starts with this hold a public contract body as they are
+(replies); the relay publishes them without a translator."""
+
+HTTP_STATUS: dict[RejectionReason, int] = {
+    RejectionReason.UNKNOWN_COMMAND: 404,
+    RejectionReason.UNSUPPORTED_SCHEMA_VERSION: 422,
+    RejectionReason.INVALID_COMMAND: 422,
+    RejectionReason.WRONG_DISTRICT: 404,  # another district's ids are answered as not found
+    RejectionReason.NOT_AUTHORISED: 403,
+    RejectionReason.NOT_FOUND: 404,
+    RejectionReason.ALREADY_EXISTS: 409,
+    RejectionReason.INVALID_STATE: 409,
+    RejectionReason.DUPLICATE: 409,
+    RejectionReason.NOT_ELIGIBLE: 403,
+    RejectionReason.DEADLINE_PASSED: 409,
+    RejectionReason.OVER_BUDGET: 422,
+    RejectionReason.CONFLICT: 409,
+}
+
+
+class Rejected(Exception):
+    """A command breaks a rule; nothing it did is kept."""
+
+    def __init__(self, reason: RejectionReason, message: str, subject: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.subject = subject
+
+
+@dataclass
+class CommandContext:
+    """What a handler works with: one transaction, the repository, the clock, the ids."""
+
+    conn: asyncpg.Connection
+    repository: Repository
+    store: EventStore
+    clock: Clock
+    command_id: str
+    correlation_id: str
+
+    def meta(self, actor: Actor, district: str) -> Metadata:
+        """Metadata for events caused by this command."""
+        return Metadata(actor=actor.id, actor_role=str(actor.role), district=district,
+                        correlation_id=self.correlation_id, causation_id=self.command_id,
+                        occurred_at=self.clock.now())
+
+    async def save(self, command: Command, *aggregates: Any) -> None:
+        """Save aggregates changed by ``command`` in this command's transaction."""
+        await self.repository.save(*aggregates, meta=self.meta(command.actor, command.district), conn=self.conn)
+
+
+Handler = Callable[[Any, CommandContext], Awaitable[str]]
+Reply = CommandAccepted | CommandRejected
+
+
+class CommandBus:
+    """One handler per command type of a service."""
+
+    def __init__(self, service: str, repository: Repository, clock: Clock, *, retries: int = 3) -> None:
+        self.service = service
+        self.repository = repository
+        self.clock = clock
+        self.retries = retries
+        self.handlers: dict[type[Command], Handler] = {}
+
+    @property
+    def store(self) -> EventStore:
+        return self.repository.store
+
+    def handles(self, model: type[C]) -> Callable[[Handler], Handler]:
+        """Decorator: register the handler of ``model``."""
+        def register(handler: Handler) -> Handler:
+            if model in self.handlers:
+                raise ValueError(f"{model.__name__} already has a handler")
+            self.handlers[model] = handler
+            return handler
+        return register
+
+    async def previous_reply(self, command_id: str) -> Reply | None:
+        """The recorded reply to ``command_id``, if it was handled before."""
+        events = await self.store.read_stream(reply_stream(command_id))
+        if not events:
+            return None
+        name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
+        return registry.spec(name).model.model_validate_json(events[0].state)
+
+    async def dispatch(self, command: Command, *, command_id: str, correlation_id: str,
+                       conn: asyncpg.Connection | None = None) -> Reply:
+        """Handle ``command`` once: run its handler and record the reply, atomically.
+
+        A concurrent change to the same aggregate is retried (``retries`` times) before
+        answering ``conflict``. A command id handled before gets the recorded reply.
+        """
+        for attempt in range(self.retries + 1):
+            try:
+                if conn is not None:
+                    async with conn.transaction():  # a savepoint inside the caller's transaction
+                        return await self._dispatch_once(command, command_id, correlation_id, conn)
+                async with self.store.pool.acquire() as own, own.transaction():
+                    return await self._dispatch_once(command, command_id, correlation_id, own)
+            except ConcurrencyError as exc:
+                if exc.stream_id == reply_stream(command_id):
+                    previous = await self.previous_reply(command_id)
+                    if previous is not None:
+                        return previous
+                if attempt == self.retries:
+                    return await self._record(command, command_id, correlation_id, conn, Rejected(
+                        RejectionReason.CONFLICT, "the addressed record kept changing; retry the same command"))
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _dispatch_once(self, command: Command, command_id: str, correlation_id: str,
+                             conn: asyncpg.Connection) -> Reply:
+        if await self.store.read_stream(reply_stream(command_id), conn=conn):
+            return await self.previous_reply(command_id)
+        handler = self.handlers.get(type(command))
+        if handler is None:
+            outcome: str | Rejected = Rejected(RejectionReason.UNKNOWN_COMMAND,
+                                               f"{self.service} does not handle {type(command).__name__}")
+        else:
+            ctx = CommandContext(conn, self.repository, self.store, self.clock, command_id, correlation_id)
+            try:
+                async with conn.transaction():  # rejected commands keep nothing they wrote
+                    outcome = await handler(command, ctx)
+            except Rejected as exc:
+                outcome = exc
+        return await self._record(command, command_id, correlation_id, conn, outcome)
+
+    async def _record(self, command: Command, command_id: str, correlation_id: str,
+                      conn: asyncpg.Connection | None, outcome: str | Rejected) -> Reply:
+        type_name = registry.encode(command).type
+        common = dict(district=command.district, actor=command.actor, occurred_at=self.clock.now(),
+                      correlation_id=correlation_id, command_type=type_name)
+        if isinstance(outcome, Rejected):
+            reply: Reply = CommandRejected(**common, subject=outcome.subject, reason=outcome.reason,
+                                           message=outcome.message)
+            log.info("command rejected", command=type_name, reason=str(outcome.reason), message=outcome.message)
+        else:
+            reply = CommandAccepted(**common, subject=outcome)
+        await record_reply(self.store, command_id, reply,
+                           Metadata(actor=command.actor.id, actor_role=str(command.actor.role),
+                                    district=command.district, correlation_id=correlation_id,
+                                    causation_id=command_id, occurred_at=self.clock.now()),
+                           conn=conn)
+        return reply
+
+    # -- edges -----------------------------------------------------------------
+
+    async def handle_envelope(self, envelope: Envelope, conn: asyncpg.Connection) -> Reply:
+        """The command-topic edge: decode, dispatch; undecodable commands are rejected."""
+        try:
+            command = registry.decode(envelope, Kind.COMMAND)
+        except ContractError as exc:
+            reply = CommandRejected(
+                district=envelope.district, actor=Actor(id="unknown", role="integration_system"),
+                occurred_at=self.clock.now(), correlation_id=envelope.correlation_id,
+                command_type=envelope.type[:100] or "unknown", subject=envelope.subject or None,
+                reason=exc.rejection, message=str(exc)[:2000],
+            )
+            await record_reply(self.store, envelope.id, reply, Metadata(
+                actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
+                causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
+            return reply
+        return await self.dispatch(command, command_id=envelope.id, correlation_id=envelope.correlation_id,
+                                   conn=conn)
+
+    def router(self, prefix: str = "/{district}/commands") -> APIRouter:
+        """``POST /{district}/commands/{Type}`` for every command this bus handles.
+
+        The body is the command; ``Idempotency-Key`` makes retries safe (the first
+        reply is returned again). Rejections map to 4xx with the reply as body.
+        """
+        router = APIRouter(prefix=prefix, tags=["commands"])
+        for model in self.handlers:
+            router.add_api_route(
+                f"/{registry.type_name(model)}", self._endpoint(model), methods=["POST"],
+                response_model=CommandAccepted, status_code=200,
+                responses={code: {"model": CommandRejected} for code in sorted(set(HTTP_STATUS.values()))},
+                summary=(model.__doc__ or model.__name__).strip().splitlines()[0],
+            )
+        return router
+
+    def _endpoint(self, model: type[Command]):
+        async def endpoint(district: str, command: model, response: Response,  # type: ignore[valid-type]
+                           idempotency_key: str | None = Header(default=None, max_length=200)) -> Any:
+            if command.district != district:
+                raise HTTPException(404, f"no such district path for this command: {district}")
+            command_id = f"http:{idempotency_key}" if idempotency_key else str(uuid.uuid4())
+            reply = await self.dispatch(command, command_id=command_id, correlation_id=command_id)
+            if isinstance(reply, CommandRejected):
+                response.status_code = HTTP_STATUS.get(reply.reason, 400)
+            return reply
+        endpoint.__annotations__["command"] = model  # a local class: FastAPI cannot resolve its name
+        endpoint.__name__ = f"command_{model.__name__}"
+        return endpoint
+
+
+def with_replies(translate: Translator, service: str) -> Translator:
+    """A relay translator that publishes stored replies to the service's replies topic
+    and hands every other event to the service's own ``translate``."""
+    def translator(event: RecordedEvent) -> Publication | None:
+        if event.topic.startswith(REPLY_TOPIC_PREFIX):
+            name = event.topic[len(REPLY_TOPIC_PREFIX):]
+            return Publication(name, registry.spec(name).latest, event.state,
+                               topic=replies_topic(event.district, service))
+        return translate(event)
+    return translator
+
+
+def reply_stream(command_id: str) -> str:
+    return f"reply-{command_id}"
+
+
+async def record_reply(store: EventStore, command_id: str, reply: Reply, meta: Metadata,
+                       *, conn: asyncpg.Connection | None) -> None:
+    """Store a reply as the only event of its command's reply stream."""
+    name = registry.encode(reply).type
+    await store.append(reply_stream(command_id), 0,
+                       [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta, conn=conn)
