@@ -1,0 +1,65 @@
+"""Run a service in-process for tests: its real lifespan (pool, tables, broker, relay),
+an HTTP client bound to it, and its own schema and district so tests never meet."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+
+from yishi.clock import Clock, ManualClock
+from yishi.runtime import ServiceContext, ServiceSpec, create_app
+from yishi.settings import Settings
+
+
+@dataclass
+class Running:
+    """A started service: its app, context (store, pool, clock) and an HTTP client."""
+
+    app: FastAPI
+    ctx: ServiceContext
+    client: httpx.AsyncClient
+    district: str
+    clock: Clock
+
+
+def new_district() -> str:
+    """A fresh district slug: its own Kafka topics."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@asynccontextmanager
+async def running(spec: ServiceSpec, servers, *, schema: str | None = None, district: str | None = None,
+                  clock: Clock | None = None, **settings: object) -> AsyncIterator[Running]:
+    """Start ``spec`` against the test servers; stop it on exit."""
+    district = district or new_district()
+    clock = clock or ManualClock()
+    config = Settings(database_url=servers.database_url, kafka_bootstrap=servers.kafka_bootstrap,
+                      db_schema=schema or f"s_{uuid.uuid4().hex[:12]}", districts=[district],
+                      consumer_group_prefix=f"g{uuid.uuid4().hex[:8]}", log_json=False, log_level="WARNING",
+                      relay_idle_wait_s=0.01, **settings)
+    app = create_app(spec, config, clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Running(app, app.state.ctx, client, district, clock)
+
+
+async def eventually(check, timeout: float = 30.0, interval: float = 0.05):
+    """Await ``check()`` until it returns a truthy value (or raise after ``timeout``)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last_error: Exception | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            value = await check()
+            if value:
+                return value
+        except AssertionError as exc:
+            last_error = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not reached within {timeout}s") from last_error
