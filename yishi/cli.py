@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -67,6 +66,7 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
     """Run only the outbox relay of a service (the service process runs one too)."""
     from yishi import relay as relay_mod
     from yishi.db import create_pool, install
+    from yishi.kafka import client_options
     from yishi.logging import configure_logging
     from yishi.store import DDL, EventStore
 
@@ -85,7 +85,8 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
-                                batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s)
+                                batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
+                                kafka_options=client_options(settings))
         try:
             await relay.run(stop)
         finally:

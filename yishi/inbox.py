@@ -104,9 +104,10 @@ class EnvelopeConsumer:
     """
 
     def __init__(self, pool: asyncpg.Pool, name: str, handle: Handler, *, bootstrap: str, producer=None,
-                 accepts: Callable[[Envelope], bool] | None = None) -> None:
+                 accepts: Callable[[Envelope], bool] | None = None, kafka_options: dict | None = None) -> None:
         self.inbox = Inbox(pool, name)
         self.accepts = accepts
+        self.kafka_options = kafka_options or {}
         self.name = name
         self.handle = handle
         self.bootstrap = bootstrap
@@ -141,7 +142,7 @@ class EnvelopeConsumer:
         if self.producer is not None:
             dlq = dead_letter_topic(topic)
             if dlq not in self._dlq_topics:
-                await ensure_topics(self.bootstrap, [dlq])
+                await ensure_topics(self.bootstrap, [dlq], **self.kafka_options)
                 self._dlq_topics.add(dlq)
             extra = [("x-dlq-reason", reason.encode()[:4000]), ("x-dlq-consumer", self.name.encode()),
                      ("x-dlq-source", f"{topic}/{partition}/{offset}".encode())]

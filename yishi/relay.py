@@ -109,6 +109,7 @@ class Relay:
         batch_size: int = 500,
         idle_wait: float = 0.05,
         max_backoff: float = 5.0,
+        kafka_options: dict | None = None,
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
@@ -118,6 +119,7 @@ class Relay:
         self.batch_size = batch_size
         self.idle_wait = idle_wait
         self.max_backoff = max_backoff
+        self.kafka_options = kafka_options or {}
         self._producer = None
         self._topics: set[str] = set()
         self._offsets: dict = {}
@@ -141,7 +143,7 @@ class Relay:
 
     async def _ensure_producer(self):
         if self._producer is None:
-            producer = new_producer(self.bootstrap, client_id=f"yishi-relay-{self.service}")
+            producer = new_producer(self.bootstrap, client_id=f"yishi-relay-{self.service}", **self.kafka_options)
             try:
                 await producer.start()
             except BaseException:
@@ -199,7 +201,7 @@ class Relay:
             producer = await self._ensure_producer()
             new_topics = {t for t, _ in outgoing} - self._topics
             if new_topics:
-                await ensure_topics(self.bootstrap, new_topics)
+                await ensure_topics(self.bootstrap, new_topics, **self.kafka_options)
                 self._topics |= new_topics
             futures = [
                 await producer.send(topic, value=value, key=key, headers=headers)

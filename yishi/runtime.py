@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yishi import inbox, relay, store
 from yishi.clock import Clock, SystemClock
 from yishi.db import create_pool, install
-from yishi.kafka import new_producer
+from yishi.kafka import client_options, new_producer, security
 from contracts import registry
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
@@ -141,7 +141,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     if not settings.database_url or not settings.kafka_bootstrap:
         raise ValueError("YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP must be set to run a service")
     configure_logging(settings.log_level, settings.log_json)
+    kafka_options = client_options(settings)
     broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
+                         security=security(settings),
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     clock = clock or SystemClock()
     ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock))
@@ -152,14 +154,16 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         ctx.store.pool = await create_pool(settings.database_url, settings.db_schema or spec.name,
                                            min_size=settings.db_pool_min, max_size=settings.db_pool_max)
         await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *spec.ddl)
-        dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq")
+        dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
         for name, (handle, accepts) in ctx.handlers.items():
             ctx.consumers[name] = EnvelopeConsumer(ctx.pool, f"{spec.name}.{name}", handle, accepts=accepts,
-                                                   bootstrap=settings.kafka_bootstrap, producer=dlq_producer)
+                                                   bootstrap=settings.kafka_bootstrap, producer=dlq_producer,
+                                                   kafka_options=kafka_options)
         stop = asyncio.Event()
         relay_ = Relay(ctx.store, settings.kafka_bootstrap, spec.name, with_replies(spec.translate, spec.name),
-                       batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s)
+                       batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
+                       kafka_options=kafka_options)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop), name="sealer")]
         tasks += [asyncio.create_task(job(stop)) for job in ctx.background]

@@ -55,3 +55,16 @@ def test_manual_clock_moves_only_forward():
     assert clock.advance(timedelta(days=3)) == start + timedelta(days=3)
     with pytest.raises(ValueError):
         clock.advance(timedelta(seconds=-1))
+
+
+def test_kafka_security_from_settings():
+    from yishi.kafka import client_options
+
+    assert client_options(Settings()) == {}
+    options = client_options(Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="yishi-voting",
+                                      kafka_sasl_password="s3cret"))
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "yishi-voting" and options["sasl_plain_password"] == "s3cret"
+    assert options["ssl_context"] is not None
+    with pytest.raises(ValueError, match="SASL_USERNAME"):
+        client_options(Settings(kafka_security_protocol="SASL_PLAINTEXT"))
