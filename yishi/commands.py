@@ -213,7 +213,7 @@ class CommandBus:
         for model in self.handlers:
             router.add_api_route(
                 f"/{registry.type_name(model)}", self._endpoint(model), methods=["POST"],
-                response_model=CommandAccepted, status_code=200,
+                response_model=CommandAccepted | CommandRejected, status_code=200,
                 responses={code: {"model": CommandRejected} for code in sorted(set(HTTP_STATUS.values()))},
                 summary=(model.__doc__ or model.__name__).strip().splitlines()[0],
             )

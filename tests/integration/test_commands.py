@@ -80,3 +80,25 @@ async def test_replies_are_relayed_to_the_replies_topic(pool, servers):
         cursor = result[1]
     got = await read_topic(servers.kafka_bootstrap, "dreply.voting.replies", 2)
     assert sorted((e.type, e.correlation_id) for e in got) == [("CommandAccepted", "c3"), ("CommandRejected", "c4")]
+
+
+async def test_http_rejection_carries_reason_and_message(pool):
+    import httpx
+    from fastapi import FastAPI
+
+    bus = make_bus(pool)
+    app = FastAPI()
+    app.include_router(bus.router())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        body = open_vote(question="Forbidden again").model_dump(mode="json")
+        response = await client.post("/gulou/commands/OpenVote", json=body)
+        assert response.status_code == 409
+        assert response.json()["reason"] == "invalid_state"
+        assert "forbidden" in response.json()["message"]
+        ok = await client.post("/gulou/commands/OpenVote", json=open_vote().model_dump(mode="json"),
+                               headers={"Idempotency-Key": "k1"})
+        again = await client.post("/gulou/commands/OpenVote", json=open_vote().model_dump(mode="json"),
+                                  headers={"Idempotency-Key": "k1"})
+        assert ok.status_code == again.status_code == 200 and ok.json() == again.json()
+        wrong = await client.post("/chaoyang/commands/OpenVote", json=body)
+        assert wrong.status_code == 404
