@@ -165,8 +165,11 @@ class MajorityRule(StrEnum):
     """What counts as adopted, given a quorum."""
 
     SIMPLE = "simple"  # more in favour than against
-    ABSOLUTE = "absolute"  # more than half of the ballots cast are in favour
+    ABSOLUTE = "absolute"  # more than half of the electorate is in favour
     TWO_THIRDS = "two_thirds"  # at least two thirds of the ballots cast are in favour
+    UNANIMITY = "unanimity"  # every ballot cast is in favour
+    CONSENSUS = "consensus"  # some in favour and nobody against (abstaining is standing aside)
+    APPROVAL = "approval"  # each voter approves any of several options; the most approved wins
 
 
 class Secrecy(StrEnum):
@@ -174,6 +177,13 @@ class Secrecy(StrEnum):
 
     OPEN = "open"
     SECRET = "secret"  # no stored or published link from voter to choice
+
+
+class VoteOption(Value):
+    """One of several options of an approval vote."""
+
+    id: Id
+    label: Title
 
 
 class VoteTerms(Value):
@@ -186,6 +196,12 @@ class VoteTerms(Value):
     quorum_percent: Percent = Field(description="Share of the electorate that must cast a ballot.")
     secrecy: Secrecy
     closes_at: AwareDatetime
+    opens_at: AwareDatetime | None = Field(
+        default=None, description="When ballots are first accepted; absent: as soon as the vote opens.")
+    ballot_changes_allowed: bool = Field(
+        default=False, description="Whether a voter may replace their ballot until the vote closes.")
+    options: tuple[VoteOption, ...] | None = Field(
+        default=None, description="The options of an approval vote (majority `approval`), at least two.")
 
 
 class RejectionReason(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from enum import StrEnum
 from typing import Annotated
 
@@ -18,6 +19,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     IN_APP = "in_app"
     NOTICE_BOARD = "notice_board"  # the community's public notice board (公示栏)
+    WEBHOOK = "webhook"  # a district system's HTTPS endpoint, signed with HMAC-SHA256
 
 
 class RecipientKind(StrEnum):
@@ -26,6 +28,7 @@ class RecipientKind(StrEnum):
     PERSON = "person"
     COUNCIL = "council"
     COMMUNITY = "community"
+    SYSTEM = "system"  # a district system or bulletin board reached by webhook
 
 
 class Recipient(Value):
@@ -100,3 +103,55 @@ class RequestNotification(Command):
     template: Template
     params: Params = Field(default_factory=dict)
     regarding: Regarding | None = None
+
+
+class Language(StrEnum):
+    """Language a recipient reads notifications in."""
+
+    ZH_CN = "zh-CN"
+    EN = "en"
+
+
+class QuietHours(Value):
+    """Local hours in which a person is not disturbed; deliveries wait until ``end``.
+
+    ``start`` after ``end`` spans midnight (22:00-07:00).
+    """
+
+    start: time = Field(examples=["22:00:00"])
+    end: time = Field(examples=["07:00:00"])
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=60)] = Field(
+        default="Asia/Shanghai", examples=["Asia/Shanghai"])
+
+
+Address = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=2048, pattern=r"^\S+$"),
+    Field(description="Email address, phone number, WeChat openid or https URL, by channel.",
+          examples=["resident-0042@example.cn"]),
+]
+
+
+class Subscribe(Command):
+    """Subscribe a person or a district system to notifications on one channel.
+
+    A person receives everything addressed to them (as a council member, elector,
+    implementer, …) on every channel they subscribed; ``event_types`` adds events they
+    follow, narrowed to ``council_ids`` and ``proposal_ids`` when given.
+    """
+
+    subscription_id: Id
+    subscriber: Recipient = Field(description="A person or a system (kind ``person`` or ``system``).")
+    channel: Channel
+    address: Address
+    language: Language = Language.ZH_CN
+    event_types: tuple[TypeName, ...] = ()
+    council_ids: tuple[Id, ...] = ()
+    proposal_ids: tuple[Id, ...] = ()
+    quiet_hours: QuietHours | None = None
+
+
+class Unsubscribe(Command):
+    """End a subscription; nothing more is sent through it."""
+
+    subscription_id: Id

@@ -52,6 +52,7 @@ class ReminderKind(StrEnum):
     DEADLINE_PASSED = "deadline_passed"
     STALLED = "stalled"
     FOLLOW_UP_INSPECTION = "follow_up_inspection"
+    NOT_ACCEPTED = "not_accepted"
 
 
 class InspectionAspect(StrEnum):
@@ -88,6 +89,8 @@ class ResolutionRegistered(Event):
     title: Title
     text: Text
     budget_fen: Fen | None = None
+    vote_id: Id | None = Field(default=None, description="The vote that adopted it, when registered from one.")
+    community_id: Id | None = Field(default=None, description="The community whose roadmap and fund it belongs to.")
 
 
 class TaskAssigned(Event):
@@ -186,6 +189,8 @@ class ReminderDue(Event):
     kind: ReminderKind
     due_at: AwareDatetime
     recipient_id: Id
+    escalation_step: Annotated[int, Field(ge=1, le=3)] | None = Field(
+        default=None, description="1 implementer, 2 supervisor, 3 the council above.")
 
 
 class TaskEscalated(Event):
@@ -260,6 +265,37 @@ class ReconsultationRequested(Event):
     problem: Text
 
 
+class PolicyScope(StrEnum):
+    """What a reminder policy applies to; a resolution's own policy wins over its council's."""
+
+    RESOLUTION = "resolution"
+    COUNCIL = "council"
+
+
+Days = Annotated[int, Field(gt=0, le=3650)]
+
+
+class FundEstablished(Event):
+    """A community's yearly micro-project fund was set up with its total amount."""
+
+    fund_id: Id
+    community_id: Id
+    year: Annotated[int, Field(ge=2000, le=2200)]
+    amount_fen: Fen
+
+
+class ReminderPolicySet(Event):
+    """When tasks of a resolution (or of every resolution of a council) count as late."""
+
+    scope: PolicyScope
+    scope_id: Id
+    not_accepted_days: Days
+    stall_days: Days
+    deadline_warning_days: Days
+    escalate_after_days: Days
+    supervisor_id: Id | None = None
+
+
 class RegisterResolution(Command):
     """Register a resolution directly (adopted proposals are registered on ``ProposalDecided``)."""
 
@@ -270,6 +306,27 @@ class RegisterResolution(Command):
     title: Title
     text: Text
     budget_fen: Fen | None = None
+
+
+class EstablishFund(Command):
+    """Set up a community's micro-project fund for one year (one fund per community and year)."""
+
+    fund_id: Id
+    community_id: Id
+    year: Annotated[int, Field(ge=2000, le=2200)]
+    amount_fen: Fen
+
+
+class SetReminderPolicy(Command):
+    """Set when tasks count as late and who is reminded, for a resolution or a council."""
+
+    scope: PolicyScope
+    scope_id: Id
+    not_accepted_days: Days
+    stall_days: Days
+    deadline_warning_days: Days
+    escalate_after_days: Days
+    supervisor_id: Id | None = None
 
 
 class AssignTask(Command):

@@ -8,19 +8,25 @@ resending a command after a timeout cannot create the thing twice.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import AwareDatetime, Field, model_validator
 
 from contracts.common import (
+    Attachment,
     Command,
     CouncilLevel,
     Event,
     Id,
+    MajorityRule,
+    Percent,
+    Secrecy,
     Text,
     Title,
     Value,
     VoteMatter,
     VoteTerms,
+    VotingMethod,
 )
 
 
@@ -84,6 +90,25 @@ class SpeakerRole(StrEnum):
     CHAIR = "chair"
 
 
+class CouncilRules(Value):
+    """How a council works: what a motion needs, how long notice lasts, how it votes.
+
+    The voting terms (quorum, majority, method, secrecy) are what the council asks the
+    voting service to apply; the electorate is always the roll of its seated members.
+    """
+
+    seconds_required: Annotated[int, Field(ge=0, le=50)] = Field(
+        default=1, description="Members (other than the proposer) who must second a motion before a vote.")
+    notice_period_days: Annotated[int, Field(ge=0, le=365)] = Field(
+        default=7, description="Minimum days a proposal is publicised (告知) before a vote.")
+    quorum_percent: Percent = 50
+    majority: MajorityRule = MajorityRule.SIMPLE
+    method: VotingMethod = VotingMethod.SHOW_OF_HANDS
+    secrecy: Secrecy = Secrecy.OPEN
+    forms: tuple[ConsultationForm, ...] = Field(
+        default=(ConsultationForm.COUNCIL,), min_length=1, description="Forms of consultation the council uses.")
+
+
 class Decision(StrEnum):
     """What a council decided on a proposal."""
 
@@ -103,6 +128,7 @@ class CouncilFormed(Event):
     area_id: Id = Field(description="The building, compound, community, street or district it serves.")
     parent_council_id: Id | None = Field(default=None, description="Where matters beyond its reach go.")
     seats: tuple[Seat, ...] = Field(min_length=1)
+    rules: CouncilRules = Field(default_factory=CouncilRules)
 
 
 class MemberSeated(Event):
@@ -112,6 +138,7 @@ class MemberSeated(Event):
     seat_id: Id
     member_id: Id
     term_ends_at: AwareDatetime | None = None
+    seat_kind: SeatKind | None = Field(default=None, description="The category of the seat taken.")
 
 
 class MemberUnseated(Event):
@@ -121,6 +148,7 @@ class MemberUnseated(Event):
     seat_id: Id
     member_id: Id
     reason: Text
+    seat_kind: SeatKind | None = Field(default=None, description="The category of the seat left.")
 
 
 class RepresentativeNominated(Event):
@@ -181,6 +209,14 @@ class CatalogueItemAdded(Event):
     description: Text
 
 
+class CatalogueItemRetired(Event):
+    """A catalogue item takes no new proposals; proposals already filed under it keep it."""
+
+    item_id: Id
+    category_id: Id
+    reason: Text
+
+
 # --- proposals -----------------------------------------------------------------------
 
 
@@ -192,6 +228,7 @@ class ProposalRaised(Event):
     catalogue_item_id: Id | None = None
     title: Title
     summary: Text
+    attachments: tuple[Attachment, ...] = Field(default=(), description="Documents and photos, by reference.")
 
 
 class ProposalPublished(Event):
@@ -298,6 +335,7 @@ class FormCouncil(Command):
     area_id: Id
     parent_council_id: Id | None = None
     seats: tuple[Seat, ...] = Field(min_length=1)
+    rules: CouncilRules = Field(default_factory=CouncilRules)
 
 
 class SeatMember(Command):
@@ -354,6 +392,13 @@ class AddCatalogueItem(Command):
     description: Text
 
 
+class RetireCatalogueItem(Command):
+    """Stop filing new proposals under a catalogue item (old proposals keep it)."""
+
+    item_id: Id
+    reason: Text
+
+
 class RaiseProposal(Command):
     """Raise a proposal before a council; the actor becomes the proposer."""
 
@@ -362,6 +407,7 @@ class RaiseProposal(Command):
     catalogue_item_id: Id | None = None
     title: Title
     summary: Text
+    attachments: tuple[Attachment, ...] = ()
 
 
 class PublishProposal(Command):

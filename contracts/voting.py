@@ -2,6 +2,9 @@
 
 Secret ballots: ``BallotAccepted`` then names the voter (turnout is public, as on a
 paper register) but never the choice; choices appear only summed, in ``VoteClosed``.
+The ``ballot_id`` a voter sends with a secret ballot is their receipt: it is never
+stored or published (only its hash, beside the anonymous choice), and it lets them
+check that their choice was recorded and, where allowed, replace it.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from contracts.common import Command, Count, Event, Id, Value, VoteMatter, VoteTerms
 
@@ -37,6 +40,24 @@ class Tally(Value):
     in_favour: Count
     against: Count
     abstain: Count
+    approvals: dict[Id, Count] | None = Field(
+        default=None, description="Approval votes: approvals per option id.")
+
+
+class VoteClosure(StrEnum):
+    """Why a vote closed."""
+
+    DEADLINE = "deadline"  # its closing time came
+    ALL_VOTED = "all_voted"  # every elector had voted
+    CONVENER = "convener"  # closed early by its convener
+
+
+class RecordedBallot(Value):
+    """How one voter voted, published in ``VoteClosed`` for open votes only."""
+
+    voter_id: Id
+    choice: BallotChoice
+    approvals: tuple[Id, ...] | None = None
 
 
 class VoteOpened(Event):
@@ -52,8 +73,11 @@ class BallotAccepted(Event):
     """A ballot was accepted; the actor is the voter, the choice is absent for secret votes."""
 
     vote_id: Id
-    ballot_id: Id
+    ballot_id: Id = Field(description="Open votes: the sender's ballot id; secret votes: an id of the voter's "
+                          "participation, never the ballot id (the voter's receipt).")
     choice: BallotChoice | None = Field(default=None, description="Present for open votes only.")
+    approvals: tuple[Id, ...] | None = Field(default=None, description="Approved options; open approval votes only.")
+    replaced: bool = Field(default=False, description="The voter replaced an earlier ballot (where allowed).")
 
 
 class VoteClosed(Event):
@@ -67,6 +91,11 @@ class VoteClosed(Event):
     turnout_percent: Annotated[float, Field(ge=0, le=100)]
     quorum_met: bool
     outcome: VoteOutcome
+    winning_option: Id | None = Field(default=None, description="Adopted approval votes: the most approved option.")
+    closed_by: VoteClosure | None = None
+    closed_at: AwareDatetime | None = None
+    ballots: tuple[RecordedBallot, ...] | None = Field(
+        default=None, description="Open votes only: who voted how. Never present for secret votes.")
 
 
 class OpenVote(Command):
@@ -82,8 +111,11 @@ class CastBallot(Command):
     """Cast the actor's ballot; one per voter, rejected after the vote closes."""
 
     vote_id: Id
-    ballot_id: Id = Field(description="Chosen by the sender, so a resent ballot is recognised.")
+    ballot_id: Id = Field(description="Chosen by the sender, so a resent ballot is recognised. For secret votes "
+                          "it is the voter's receipt: choose it at random and keep it.")
     choice: BallotChoice
+    approvals: tuple[Id, ...] | None = Field(
+        default=None, description="Approval votes: the option ids approved (choice `in_favour`); none with `abstain`.")
 
 
 class CloseVote(Command):

@@ -1,0 +1,263 @@
+"""HTTP queries of oversight: resolutions, tasks, funds, the audit trail, the outcome
+roadmap (成果运用路线图), yearly reviews and district statistics.
+
+Everything is read from the read models; ids of another district are answered 404.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from yishi.runtime import ServiceContext
+
+
+class TaskView(BaseModel):
+    """A task as delivered so far."""
+
+    task_id: str
+    resolution_id: str
+    implementer_kind: str
+    implementer_id: str
+    implementer_name: str
+    status: str
+    percent: int
+    due_at: datetime
+    budget_fen: int | None
+    completed_at: datetime | None
+    passed_at: datetime | None
+    last_reminder_at: datetime | None
+
+
+class ResolutionView(BaseModel):
+    """A resolution with its tasks."""
+
+    resolution_id: str
+    proposal_id: str
+    council_id: str
+    community_id: str | None
+    vote_id: str | None
+    title: str
+    budget_fen: int | None
+    status: str
+    closed_reason: str | None
+    registered_at: datetime
+    closed_at: datetime | None
+    tasks: list[TaskView]
+
+
+class AllocationView(BaseModel):
+    """Money set aside from a fund, and what was spent of it."""
+
+    allocation_id: str
+    resolution_id: str
+    task_id: str | None
+    amount_fen: int
+    spent_fen: int
+
+
+class FundView(BaseModel):
+    """A community's yearly micro-project fund."""
+
+    fund_id: str
+    community_id: str
+    year: int
+    amount_fen: int
+    allocated_fen: int
+    spent_fen: int
+    remaining_fen: int
+    allocations: list[AllocationView]
+
+
+class AuditStep(BaseModel):
+    """One step of a resolution's record: who did what, when, and the full message."""
+
+    occurred_at: datetime
+    source: str
+    type: str
+    actor_id: str
+    actor_role: str
+    seat_id: str | None
+    proposal_id: str | None
+    vote_id: str | None
+    task_id: str | None
+    body: dict[str, Any]
+
+
+class AuditTrail(BaseModel):
+    """The full record of one resolution across services, in time order."""
+
+    resolution_id: str
+    proposal_id: str
+    steps: list[AuditStep]
+
+
+class RoadmapEntry(BaseModel):
+    """A resolution on the public outcome roadmap."""
+
+    resolution_id: str
+    title: str
+    status: str
+    progress_percent: int
+    tasks: int
+    tasks_passed: int
+    registered_at: datetime
+    closed_at: datetime | None
+
+
+class Roadmap(BaseModel):
+    """The outcome roadmap of one community."""
+
+    community_id: str
+    resolutions: list[RoadmapEntry]
+
+
+class YearlyReview(BaseModel):
+    """What a community's yearly review meeting looks at."""
+
+    community_id: str
+    year: int
+    resolutions: int
+    resolutions_completed: int
+    tasks_passed: int
+    tasks_passed_on_time: int
+    ratings: int
+    satisfaction_rate_percent: float | None
+    fund_amount_fen: int | None
+    allocated_fen: int
+    spent_fen: int
+
+
+class DistrictStatistics(BaseModel):
+    """District-wide figures, from consumed events and oversight's own records."""
+
+    proposals: int
+    activities: int
+    participant_times: int
+    resolutions: int
+    resolutions_completed: int
+    spent_fen: int
+
+
+async def _one(pool: asyncpg.Pool, what: str, sql: str, *args: Any) -> asyncpg.Record:
+    row = await pool.fetchrow(sql, *args)
+    if row is None:
+        raise HTTPException(404, f"no {what} {args[-1]}")
+    return row
+
+
+def router(ctx: ServiceContext) -> APIRouter:
+    """The query routes of oversight."""
+    api = APIRouter(prefix="/{district}", tags=["oversight"])
+
+    @api.get("/resolutions/{resolution_id}", response_model=ResolutionView)
+    async def get_resolution(district: str, resolution_id: str) -> Any:
+        """A resolution and its tasks."""
+        row = await _one(ctx.pool, "resolution", "SELECT * FROM ov_resolutions WHERE district=$1 AND resolution_id=$2",
+                         district, resolution_id)
+        tasks = await ctx.pool.fetch("SELECT * FROM ov_tasks WHERE district=$1 AND resolution_id=$2 ORDER BY task_id",
+                                     district, resolution_id)
+        return {**dict(row), "tasks": [dict(t) for t in tasks]}
+
+    @api.get("/tasks/{task_id}", response_model=TaskView)
+    async def get_task(district: str, task_id: str) -> Any:
+        """One task."""
+        return dict(await _one(ctx.pool, "task", "SELECT * FROM ov_tasks WHERE district=$1 AND task_id=$2",
+                               district, task_id))
+
+    @api.get("/funds/{fund_id}", response_model=FundView)
+    async def get_fund(district: str, fund_id: str) -> Any:
+        """A fund with its allocations; spending totals add up across them."""
+        row = await _one(ctx.pool, "fund", "SELECT * FROM ov_funds WHERE district=$1 AND fund_id=$2", district, fund_id)
+        allocations = await ctx.pool.fetch(
+            "SELECT * FROM ov_allocations WHERE district=$1 AND fund_id=$2 ORDER BY allocation_id", district, fund_id)
+        return {**dict(row), "remaining_fen": row["amount_fen"] - row["allocated_fen"],
+                "allocations": [dict(a) for a in allocations]}
+
+    @api.get("/resolutions/{resolution_id}/audit", response_model=AuditTrail)
+    async def get_audit_trail(district: str, resolution_id: str) -> Any:
+        """Who raised, seconded, objected, voted (choices of open votes, counts of secret
+        ones), decided, delivered, was reminded and inspected, in time order."""
+        resolution = await _one(ctx.pool, "resolution", "SELECT proposal_id FROM ov_resolutions"
+                                " WHERE district=$1 AND resolution_id=$2", district, resolution_id)
+        rows = await ctx.pool.fetch(
+            """
+            SELECT * FROM ov_audit WHERE district = $1 AND (
+                proposal_id = $2 OR resolution_id = $3 OR vote_id IN (
+                    SELECT vote_id FROM ov_audit WHERE district = $1 AND proposal_id = $2 AND vote_id IS NOT NULL))
+            ORDER BY occurred_at, seq
+            """, district, resolution["proposal_id"], resolution_id)
+        return {"resolution_id": resolution_id, "proposal_id": resolution["proposal_id"],
+                "steps": [{**dict(r), "body": json.loads(r["body"])} for r in rows]}
+
+    @api.get("/communities/{community_id}/roadmap", response_model=Roadmap)
+    async def get_roadmap(district: str, community_id: str) -> Any:
+        """The public outcome roadmap: every resolution of the community with its progress."""
+        rows = await ctx.pool.fetch(
+            """
+            SELECT r.resolution_id, r.title, r.status, r.registered_at, r.closed_at,
+                   COALESCE(avg(t.percent), 0)::int AS progress_percent, count(t.task_id) AS tasks,
+                   count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed
+            FROM ov_resolutions r LEFT JOIN ov_tasks t USING (district, resolution_id)
+            WHERE r.district = $1 AND r.community_id = $2
+            GROUP BY r.resolution_id, r.title, r.status, r.registered_at, r.closed_at
+            ORDER BY r.registered_at, r.resolution_id
+            """, district, community_id)
+        return {"community_id": community_id, "resolutions": [dict(r) for r in rows]}
+
+    @api.get("/communities/{community_id}/reviews/{year}", response_model=YearlyReview)
+    async def get_yearly_review(district: str, community_id: str, year: int) -> Any:
+        """Satisfaction rate, resolutions completed and on time, spending against the fund."""
+        counts = await ctx.pool.fetchrow(
+            """
+            SELECT count(DISTINCT r.resolution_id) AS resolutions,
+                   count(DISTINCT r.resolution_id) FILTER (WHERE r.closed_reason = 'delivered')
+                       AS resolutions_completed,
+                   count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed,
+                   count(t.task_id) FILTER (WHERE t.status = 'passed' AND t.completed_at <= t.due_at)
+                       AS tasks_passed_on_time
+            FROM ov_resolutions r LEFT JOIN ov_tasks t USING (district, resolution_id)
+            WHERE r.district = $1 AND r.community_id = $2 AND extract(year FROM r.registered_at) = $3
+            """, district, community_id, year)
+        ratings = await ctx.pool.fetchrow(
+            """
+            SELECT count(*) AS ratings, sum(g.satisfied + g.basically_satisfied) AS pleased,
+                   sum(g.satisfied + g.basically_satisfied + g.dissatisfied) AS votes
+            FROM ov_ratings g JOIN ov_resolutions r USING (district, resolution_id)
+            WHERE g.district = $1 AND r.community_id = $2 AND g.year = $3
+            """, district, community_id, year)
+        fund = await ctx.pool.fetchrow(
+            "SELECT amount_fen, allocated_fen, spent_fen FROM ov_funds WHERE district=$1 AND community_id=$2"
+            " AND year=$3", district, community_id, year)
+        votes = ratings["votes"] or 0
+        return {"community_id": community_id, "year": year, **dict(counts), "ratings": ratings["ratings"],
+                "satisfaction_rate_percent": round(100 * ratings["pleased"] / votes, 1) if votes else None,
+                "fund_amount_fen": fund["amount_fen"] if fund else None,
+                "allocated_fen": fund["allocated_fen"] if fund else 0, "spent_fen": fund["spent_fen"] if fund else 0}
+
+    @api.get("/statistics", response_model=DistrictStatistics)
+    async def get_statistics(district: str) -> Any:
+        """Activities held (deliberation sessions and votes), participants (person-times),
+        proposals, resolutions completed and spending."""
+        row = await ctx.pool.fetchrow(
+            """
+            SELECT
+              (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'ProposalRaised') AS proposals,
+              (SELECT count(DISTINCT proposal_id) FROM ov_audit WHERE district = $1 AND type = 'StatementMade')
+                + (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'VoteClosed') AS activities,
+              (SELECT count(*) FROM ov_audit WHERE district = $1 AND type IN
+                  ('ProposalRaised', 'MotionSeconded', 'ObjectionLodged', 'StatementMade', 'BallotAccepted'))
+                  AS participant_times,
+              (SELECT count(*) FROM ov_resolutions WHERE district = $1) AS resolutions,
+              (SELECT count(*) FROM ov_resolutions WHERE district = $1 AND closed_reason = 'delivered')
+                  AS resolutions_completed,
+              (SELECT COALESCE(sum(spent_fen), 0) FROM ov_funds WHERE district = $1) AS spent_fen
+            """, district)
+        return dict(row)
+
+    return api

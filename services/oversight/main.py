@@ -1,0 +1,26 @@
+"""Wiring of the oversight service in one place: ``spec()`` is what ``yishi serve
+oversight`` and ``yishi run`` start."""
+
+from __future__ import annotations
+
+from yishi.repository import Repository
+from yishi.runtime import ServiceContext, ServiceSpec
+
+from services.oversight import api, projections
+from services.oversight.application import build_bus
+from services.oversight.consumers import wire_consumers
+from services.oversight.scheduler import reminder_job
+from services.oversight.translator import translator
+
+
+def spec(reminder_interval: float = 1.0) -> ServiceSpec:
+    """The oversight service; ``reminder_interval`` is how often (in real seconds) the
+    scheduler looks for due reminders against the service's clock."""
+    def wire(ctx: ServiceContext) -> None:
+        repository = Repository(ctx.store)
+        ctx.serve_commands(build_bus(repository, ctx.clock))
+        wire_consumers(ctx, repository, ctx.clock)
+        ctx.router.include_router(api.router(ctx))
+        ctx.background.append(reminder_job(repository, ctx.clock, reminder_interval))
+
+    return ServiceSpec(name="oversight", ddl=projections.DDL, translate=translator(), wire=wire)

@@ -1,0 +1,197 @@
+"""Read models of oversight, written in the same transaction as the events they reflect.
+
+Own events go through :func:`apply` (called by every writer: command handlers, the
+ProposalDecided consumer and the reminder scheduler). Other services' events reach the
+audit trail through :func:`record_consumed` inside the consumer's inbox transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from contracts import registry
+from contracts.common import Actor
+from contracts.proposals import CouncilFormed
+from yishi.store import Metadata
+
+from services.oversight.domain import Fund, ReminderPolicy, Resolution, Task
+from services.oversight.translator import to_contract
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS ov_councils (
+        district text NOT NULL, council_id text NOT NULL, level text NOT NULL, area_id text NOT NULL,
+        parent_council_id text, PRIMARY KEY (district, council_id))
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ov_resolutions (
+        district text NOT NULL, resolution_id text NOT NULL, proposal_id text NOT NULL, council_id text NOT NULL,
+        community_id text, vote_id text, title text NOT NULL, budget_fen bigint,
+        status text NOT NULL DEFAULT 'open', closed_reason text,
+        registered_at timestamptz NOT NULL, closed_at timestamptz,
+        PRIMARY KEY (district, resolution_id))
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ov_tasks (
+        district text NOT NULL, task_id text NOT NULL, resolution_id text NOT NULL,
+        implementer_kind text NOT NULL, implementer_id text NOT NULL, implementer_name text NOT NULL,
+        status text NOT NULL, percent integer NOT NULL DEFAULT 0, due_at timestamptz NOT NULL,
+        budget_fen bigint, completed_at timestamptz, passed_at timestamptz, last_reminder_at timestamptz,
+        PRIMARY KEY (district, task_id))
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ov_funds (
+        district text NOT NULL, fund_id text NOT NULL, community_id text NOT NULL, year integer NOT NULL,
+        amount_fen bigint NOT NULL, allocated_fen bigint NOT NULL DEFAULT 0, spent_fen bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (district, fund_id), UNIQUE (district, community_id, year))
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ov_allocations (
+        district text NOT NULL, allocation_id text NOT NULL, fund_id text NOT NULL, resolution_id text NOT NULL,
+        task_id text, amount_fen bigint NOT NULL, spent_fen bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (district, allocation_id))
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ov_ratings (
+        district text NOT NULL, rating_id text NOT NULL, resolution_id text NOT NULL, year integer NOT NULL,
+        satisfied integer NOT NULL, basically_satisfied integer NOT NULL, dissatisfied integer NOT NULL,
+        PRIMARY KEY (district, rating_id))
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS ov_policies (
+        district text NOT NULL, scope text NOT NULL, scope_id text NOT NULL, settings jsonb NOT NULL,
+        PRIMARY KEY (district, scope, scope_id))
+    """,
+    # The audit trail: every step of every matter, from consumed events and own events.
+    """
+    CREATE TABLE IF NOT EXISTS ov_audit (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        district text NOT NULL, source text NOT NULL, message_id text NOT NULL, type text NOT NULL,
+        occurred_at timestamptz NOT NULL, actor_id text NOT NULL, actor_role text NOT NULL, seat_id text,
+        proposal_id text, vote_id text, resolution_id text, task_id text, body jsonb NOT NULL,
+        UNIQUE (district, source, message_id))
+    """,
+    "CREATE INDEX IF NOT EXISTS ov_audit_proposal ON ov_audit (district, proposal_id)",
+    "CREATE INDEX IF NOT EXISTS ov_audit_vote ON ov_audit (district, vote_id)",
+    "CREATE INDEX IF NOT EXISTS ov_audit_resolution ON ov_audit (district, resolution_id)",
+)
+
+
+async def apply(conn: asyncpg.Connection, meta: Metadata, events: list[Any]) -> None:
+    """Update the read models for ``events`` just saved with ``meta``, on ``conn``."""
+    d = meta.district
+    for e in events:
+        match e:
+            case Resolution.Registered():
+                await conn.execute(
+                    "INSERT INTO ov_resolutions (district, resolution_id, proposal_id, council_id, community_id,"
+                    " vote_id, title, budget_fen, registered_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                    d, e.resolution_id, e.proposal_id, e.council_id, e.community_id, e.vote_id, e.title,
+                    e.budget_fen, meta.occurred_at)
+            case Resolution.Closed():
+                await conn.execute("UPDATE ov_resolutions SET status='closed', closed_reason=$3, closed_at=$4"
+                                   " WHERE district=$1 AND resolution_id=$2", d, e.resolution_id, e.reason,
+                                   meta.occurred_at)
+            case Resolution.SatisfactionRated():
+                await conn.execute("INSERT INTO ov_ratings VALUES ($1,$2,$3,$4,$5,$6,$7)", d, e.rating_id,
+                                   e.resolution_id, e.year, e.satisfied, e.basically_satisfied, e.dissatisfied)
+            case Task.Assigned():
+                i = e.implementer
+                await conn.execute(
+                    "INSERT INTO ov_tasks (district, task_id, resolution_id, implementer_kind, implementer_id,"
+                    " implementer_name, status, due_at, budget_fen) VALUES ($1,$2,$3,$4,$5,$6,'assigned',$7,$8)",
+                    d, e.task_id, e.resolution_id, i["kind"], i["id"], i["name"], e.due_at, e.budget_fen)
+            case Task.Accepted():
+                await _task(conn, d, e.task_id, "status='accepted'")
+            case Task.ProgressReported():
+                await _task(conn, d, e.task_id, "percent=$3", e.percent)
+            case Task.Completed():
+                await _task(conn, d, e.task_id, "status='completed', percent=100, completed_at=$3", e.at)
+            case Task.Inspected(outcome="passed"):
+                await _task(conn, d, e.task_id, "status='passed', passed_at=$3", e.at)
+            case Task.Inspected(outcome="sent_back"):
+                await _task(conn, d, e.task_id, "status='accepted', completed_at=NULL, passed_at=NULL")
+            case Task.ReminderFired():
+                await _task(conn, d, e.task_id, "last_reminder_at=$3", e.at)
+            case Fund.Established():
+                await conn.execute("INSERT INTO ov_funds (district, fund_id, community_id, year, amount_fen)"
+                                   " VALUES ($1,$2,$3,$4,$5)", d, e.fund_id, e.community_id, e.year, e.amount_fen)
+            case Fund.Allocated():
+                await conn.execute("INSERT INTO ov_allocations (district, allocation_id, fund_id, resolution_id,"
+                                   " task_id, amount_fen) VALUES ($1,$2,$3,$4,$5,$6)", d, e.allocation_id,
+                                   e.fund_id, e.resolution_id, e.task_id, e.amount_fen)
+                await conn.execute("UPDATE ov_funds SET allocated_fen = allocated_fen + $3"
+                                   " WHERE district=$1 AND fund_id=$2", d, e.fund_id, e.amount_fen)
+            case Fund.Spent():
+                fund_id = await conn.fetchval(
+                    "UPDATE ov_allocations SET spent_fen = spent_fen + $3 WHERE district=$1 AND allocation_id=$2"
+                    " RETURNING fund_id", d, e.allocation_id, e.amount_fen)
+                await conn.execute("UPDATE ov_funds SET spent_fen = spent_fen + $3 WHERE district=$1 AND fund_id=$2",
+                                   d, fund_id, e.amount_fen)
+            case ReminderPolicy.Set() | ReminderPolicy.Changed():
+                settings = {k: getattr(e, k) for k in ("not_accepted_days", "stall_days", "deadline_warning_days",
+                                                       "escalate_after_days", "supervisor_id")}
+                await conn.execute(
+                    "INSERT INTO ov_policies VALUES ($1,$2,$3,$4) ON CONFLICT (district, scope, scope_id)"
+                    " DO UPDATE SET settings = EXCLUDED.settings", d, e.scope, e.scope_id, json.dumps(settings))
+        await _audit_own(conn, meta, e)
+
+
+async def _task(conn: asyncpg.Connection, district: str, task_id: str, assignments: str, *args: Any) -> None:
+    await conn.execute(f"UPDATE ov_tasks SET {assignments} WHERE district=$1 AND task_id=$2",
+                       district, task_id, *args)
+
+
+async def _audit_own(conn: asyncpg.Connection, meta: Metadata, event: Any) -> None:
+    actor = Actor(id=meta.actor, role=meta.actor_role or "system")
+    model = to_contract(event, meta.district, actor, meta.occurred_at)
+    if model is None or not hasattr(model, "resolution_id"):
+        return  # policies and funds as such are not steps of a resolution
+    await insert_audit(conn, meta.district, "oversight", f"{event.originator_id}:{event.originator_version}",
+                       registry.type_name(type(model)), model, resolution_id=model.resolution_id, task_id=getattr(model, "task_id", None))
+
+
+async def insert_audit(conn: asyncpg.Connection, district: str, source: str, message_id: str, type_name: str,
+                       model: Any, *, proposal_id: str | None = None, vote_id: str | None = None,
+                       resolution_id: str | None = None, task_id: str | None = None) -> None:
+    """One step of the record; a message seen before is kept once."""
+    await conn.execute(
+        "INSERT INTO ov_audit (district, source, message_id, type, occurred_at, actor_id, actor_role, seat_id,"
+        " proposal_id, vote_id, resolution_id, task_id, body) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+        " ON CONFLICT (district, source, message_id) DO NOTHING",
+        district, source, message_id, type_name, model.occurred_at, model.actor.id, str(model.actor.role),
+        model.actor.seat_id, proposal_id, vote_id, resolution_id, task_id, model.model_dump_json())
+
+
+async def record_council(conn: asyncpg.Connection, council: CouncilFormed) -> None:
+    """Councils are needed to find a resolution's community and the council above."""
+    await conn.execute(
+        "INSERT INTO ov_councils VALUES ($1,$2,$3,$4,$5) ON CONFLICT (district, council_id) DO UPDATE SET"
+        " level=EXCLUDED.level, area_id=EXCLUDED.area_id, parent_council_id=EXCLUDED.parent_council_id",
+        council.district, council.council_id, str(council.level), council.area_id, council.parent_council_id)
+    # Councils and decisions travel on different partitions: a resolution registered
+    # before its council was known gets its community now.
+    community = await community_of(conn, council.district, council.council_id)
+    if community is not None:
+        await conn.execute("UPDATE ov_resolutions SET community_id=$3 WHERE district=$1 AND council_id=$2"
+                           " AND community_id IS NULL", council.district, council.council_id, community)
+
+
+async def community_of(conn: asyncpg.Connection, district: str, council_id: str) -> str | None:
+    """The community a council belongs to: its own area at community level, else the
+    nearest community-level council above it; ``None`` when the councils are unknown."""
+    row = await conn.fetchrow(
+        """
+        WITH RECURSIVE up AS (
+            SELECT council_id, level, area_id, parent_council_id, 0 AS depth FROM ov_councils
+            WHERE district = $1 AND council_id = $2
+            UNION ALL
+            SELECT c.council_id, c.level, c.area_id, c.parent_council_id, up.depth + 1 FROM ov_councils c
+            JOIN up ON c.council_id = up.parent_council_id AND c.district = $1 WHERE up.depth < 10
+        )
+        SELECT area_id FROM up WHERE level = 'community' ORDER BY depth LIMIT 1
+        """, district, council_id)
+    return row["area_id"] if row else None

@@ -1,0 +1,89 @@
+"""The durable reminder scheduler: stall detection and the escalation ladder.
+
+Nothing is kept in memory between ticks. Each tick derives what is due from stored
+state (the open tasks, their policies, ``ctx.clock``) and records every fired rung as an
+event on the task with an expected-version append, in one transaction with the read
+models. So a due time that passed while the service was down fires on the first tick
+after the restart, and a rung can never fire twice: it is in the task's history, and a
+concurrent writer loses the append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import asyncpg
+import structlog
+
+from contracts.common import Role
+from yishi.clock import Clock
+from yishi.repository import Repository
+from yishi.store import ConcurrencyError, Metadata
+
+from services.oversight.application import SYSTEM_ACTOR, persist
+from services.oversight.domain import Authority, Policy, Task
+
+log = structlog.get_logger("oversight.scheduler")
+
+
+async def policy_for(conn: asyncpg.Connection, district: str, resolution_id: str, council_id: str) -> Policy:
+    """The resolution's own policy, else its council's, else the defaults."""
+    row = await conn.fetchrow(
+        "SELECT settings FROM ov_policies WHERE district=$1 AND ((scope='resolution' AND scope_id=$2)"
+        " OR (scope='council' AND scope_id=$3)) ORDER BY scope = 'resolution' DESC LIMIT 1",
+        district, resolution_id, council_id)
+    return Policy(**json.loads(row["settings"])) if row else Policy()
+
+
+async def council_above(conn: asyncpg.Connection, district: str, council_id: str) -> Authority:
+    """The council above the resolution's council; the district itself when none is known."""
+    row = await conn.fetchrow(
+        "SELECT p.council_id, p.level FROM ov_councils c JOIN ov_councils p"
+        " ON p.district = c.district AND p.council_id = c.parent_council_id"
+        " WHERE c.district=$1 AND c.council_id=$2", district, council_id)
+    return Authority(row["level"], row["council_id"]) if row else Authority("district", district)
+
+
+async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: Clock) -> int:
+    """One tick: fire every due, unfired rung of every task of an open resolution."""
+    now = clock.now()
+    rows = await pool.fetch(
+        "SELECT t.district, t.task_id, r.resolution_id, r.council_id FROM ov_tasks t"
+        " JOIN ov_resolutions r USING (district, resolution_id) WHERE r.status = 'open'"
+        " ORDER BY t.district, t.task_id")
+    fired = 0
+    for row in rows:
+        district, task_id = row["district"], row["task_id"]
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                task = await repository.get(Task.create_id(district, task_id), conn=conn)
+                policy = await policy_for(conn, district, row["resolution_id"], row["council_id"])
+                steps = task.due_reminders(now, policy, await council_above(conn, district, row["council_id"]))
+                if not steps:
+                    continue
+                for step in steps:
+                    task.fire(step, policy.stall_days, now)
+                meta = Metadata(actor=SYSTEM_ACTOR, actor_role=str(Role.SYSTEM), district=district,
+                                correlation_id=f"timer-{task_id}", occurred_at=now)
+                await persist(repository, conn, meta, task)
+                fired += len(steps)
+        except ConcurrencyError:
+            # A command changed the task meanwhile; the next tick re-derives from its new state.
+            log.info("task changed during the tick; retrying next tick", task_id=task_id)
+    return fired
+
+
+def reminder_job(repository: Repository, clock: Clock, interval: float):
+    """A background job for ``ServiceContext.background``: tick every ``interval`` seconds
+    (of real time; what is due is decided by ``clock``)."""
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await fire_due_reminders(repository, repository.store.pool, clock)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("reminder tick failed; will retry", error=repr(exc))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+    return run
