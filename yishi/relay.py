@@ -52,13 +52,16 @@ class BrokerLostData(KafkaError):
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """The public form of a stored event: type name, schema version, JSON body, and the
-    topic when it is not the service's events topic (replies)."""
+    """The public form of a stored event: type name, schema version, JSON body, the
+    topic when it is not the service's events topic (replies), and the subject (Kafka
+    key) when the public id differs from the stream id. One stream must map to one
+    subject, so that its events stay in order."""
 
     type: str
     schema_version: int
     data: bytes
     topic: str | None = None
+    subject: str | None = None
 
 
 Translator = Callable[[RecordedEvent], Publication | None]
@@ -84,7 +87,7 @@ def to_envelope(event: RecordedEvent, service: str, publication: Publication) ->
         id=str(event.event_id),
         source=source(event.district, service),
         type=publication.type,
-        subject=event.stream_id,
+        subject=publication.subject or event.stream_id,
         time=datetime.fromisoformat(meta["occurred_at"]),
         district=event.district,
         correlation_id=meta["correlation_id"],
