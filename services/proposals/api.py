@@ -1,0 +1,139 @@
+"""HTTP queries of the proposals service (commands are served by the command bus), and
+the rebuild of its read models from the event log.
+
+Ids are looked up in the district of the path only: another district's ids are not
+found, like ids that do not exist.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query
+
+from services.proposals import projections
+from services.proposals.domain import ProposalStatus
+from services.proposals.projections import (
+    CatalogueCategoryView,
+    CatalogueItemView,
+    CouncilView,
+    MemberView,
+    NominationView,
+    ProposalSummary,
+    ProposalView,
+)
+from yishi.repository import Repository
+from yishi.runtime import ServiceContext
+
+
+async def rebuild(ctx: ServiceContext, repository: Repository) -> int:
+    """Rebuild every read model of the service from its event log; returns the documents written."""
+    return await projections.rebuild(ctx.pool, repository)
+
+
+def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
+    """The query routes, reading the service's read models."""
+    api = APIRouter(tags=["queries"])
+
+    def served(district: str) -> str:
+        if district not in ctx.settings.districts:
+            raise HTTPException(404, f"district {district} is not served here")
+        return district
+
+    async def one(kind: str, district: str, public_id: str) -> dict:
+        doc = await projections.get(ctx.pool, kind, served(district), public_id)
+        if doc is None:
+            raise HTTPException(404, f"no {kind} {public_id} in {district}")
+        return doc
+
+    @api.get("/{district}/councils", response_model=list[CouncilView], summary="Councils of the district")
+    async def list_councils(district: str) -> list[dict]:
+        """Every council of the district, with its rules and seats."""
+        return await projections.find(ctx.pool, "council", served(district))
+
+    @api.get(
+        "/{district}/councils/{council_id}",
+        response_model=CouncilView,
+        summary="One council",
+        responses={404: {"description": "No such council in this district"}},
+    )
+    async def get_council(district: str, council_id: str) -> dict:
+        """A council with its level, parent, rules and seats (and who holds them)."""
+        return await one("council", district, council_id)
+
+    @api.get(
+        "/{district}/councils/{council_id}/members",
+        response_model=list[MemberView],
+        summary="Seated members of a council",
+        responses={404: {"description": "No such council"}},
+    )
+    async def list_members(district: str, council_id: str) -> list[MemberView]:
+        """The members holding a seat of the council, with their seat category."""
+        council = CouncilView.model_validate(await one("council", district, council_id))
+        return [
+            MemberView(
+                council_id=council.council_id,
+                seat_id=s.seat_id,
+                seat_kind=s.kind,
+                member_id=s.member_id,
+                term_ends_at=s.term_ends_at,
+                since=s.since,
+            )
+            for s in council.seats
+            if s.member_id is not None
+        ]
+
+    @api.get("/{district}/catalogue", response_model=list[CatalogueCategoryView], summary="The consultation catalogue")
+    async def get_catalogue(
+        district: str, community_id: str | None = None, include_retired: bool = False
+    ) -> list[CatalogueCategoryView]:
+        """First-level categories with their second-level items, optionally of one
+        community; retired items only when asked for."""
+        items = [
+            CatalogueItemView.model_validate(d) for d in await projections.find(ctx.pool, "item", served(district))
+        ]
+        items = [
+            i
+            for i in items
+            if (include_retired or not i.retired) and (community_id is None or i.community_id == community_id)
+        ]
+        return [
+            CatalogueCategoryView.model_validate(c).model_copy(
+                update={"items": [i for i in items if i.category_id == c["category_id"]]}
+            )
+            for c in await projections.find(ctx.pool, "category", district)
+        ]
+
+    @api.get(
+        "/{district}/nominations/{nomination_id}",
+        response_model=NominationView,
+        summary="One representative nomination",
+        responses={404: {"description": "No such nomination"}},
+    )
+    async def get_nomination(district: str, nomination_id: str) -> dict:
+        """A nomination and where it stands (nominated, publicised, voting, confirmed, rejected)."""
+        return await one("nomination", district, nomination_id)
+
+    @api.get("/{district}/proposals", response_model=list[ProposalSummary], summary="Proposals")
+    async def list_proposals(
+        district: str, status: ProposalStatus | None = Query(default=None), council_id: str | None = Query(default=None)
+    ) -> list[dict]:
+        """Proposals of the district, optionally of one council and in one status."""
+        return await projections.find(
+            ctx.pool, "proposal", served(district), council_id=council_id, status=status.value if status else None
+        )
+
+    @api.get(
+        "/{district}/proposals/{proposal_id}",
+        response_model=ProposalView,
+        summary="One proposal with its deliberation record",
+        responses={404: {"description": "No such proposal in this district"}},
+    )
+    async def get_proposal(district: str, proposal_id: str) -> dict:
+        """A proposal with seconds, objections, the five-step statements, votes, decision and history."""
+        return await one("proposal", district, proposal_id)
+
+    @api.post("/admin/read-models/rebuild", tags=["admin"], summary="Rebuild the read models from the log")
+    async def rebuild_read_models() -> dict[str, int]:
+        """Replay the event log into fresh read models (every district served here)."""
+        return {"documents": await rebuild(ctx, repository)}
+
+    return api

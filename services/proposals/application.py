@@ -1,0 +1,302 @@
+"""Command handlers of the proposals service: one per command, each loads the
+aggregates it needs, calls one rule and saves, with the read models updated in the
+same transaction (:func:`services.proposals.projections.update`)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from eventsourcing.domain import Aggregate
+
+from contracts.common import Command, RejectionReason, VoteMatterKind
+from contracts.proposals import (
+    AddCatalogueItem,
+    DefineCatalogueCategory,
+    EscalateProposal,
+    FormCouncil,
+    LodgeObjection,
+    MakeStatement,
+    NominateRepresentative,
+    PubliciseNomination,
+    PublishProposal,
+    RaiseProposal,
+    RequestVote,
+    RetireCatalogueItem,
+    ReturnProposalForReconsultation,
+    SeatMember,
+    SecondMotion,
+    UnseatMember,
+    WithdrawProposal,
+)
+from services.proposals import projections
+from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal
+from yishi.clock import Clock
+from yishi.commands import CommandBus, CommandContext, Rejected
+from yishi.repository import AggregateNotFound, Repository
+
+A = TypeVar("A", bound=Aggregate)
+
+_NAMES = {
+    Council: "council",
+    Nomination: "nomination",
+    CatalogueCategory: "catalogue category",
+    CatalogueItem: "catalogue item",
+    Proposal: "proposal",
+}
+
+
+async def load(ctx: CommandContext, cls: type[A], district: str, public_id: str) -> A:
+    """The aggregate ``public_id`` of ``district``; ``not_found`` when there is none."""
+    try:
+        return await ctx.repository.get(cls.create_id(district, public_id), conn=ctx.conn)
+    except AggregateNotFound:
+        raise Rejected(RejectionReason.NOT_FOUND, f"{_NAMES[cls]} {public_id} does not exist", public_id) from None
+
+
+async def load_optional(ctx: CommandContext, cls: type[A], district: str, public_id: str | None) -> A | None:
+    """Like :func:`load`, but ``None`` for no id."""
+    return None if public_id is None else await load(ctx, cls, district, public_id)
+
+
+async def ensure_new(ctx: CommandContext, cls: type[Aggregate], district: str, public_id: str) -> None:
+    """Reject a create command whose id is taken (a resent command is answered by the bus)."""
+    if await ctx.repository.exists(cls.create_id(district, public_id), conn=ctx.conn):
+        raise Rejected(RejectionReason.ALREADY_EXISTS, f"{_NAMES[cls]} {public_id} already exists", public_id)
+
+
+async def save(ctx: CommandContext, command: Command, *aggregates: Aggregate) -> None:
+    """Save the aggregates' new events and their read models, in the command's transaction."""
+    await ctx.save(command, *aggregates)
+    await projections.update(ctx.conn, *aggregates)
+
+
+def build_bus(repository: Repository, clock: Clock) -> CommandBus:
+    """The proposals service's command bus with every handler registered."""
+    bus = CommandBus("proposals", repository, clock)
+
+    # -- councils and members --
+
+    @bus.handles(FormCouncil)
+    async def form_council(cmd: FormCouncil, ctx: CommandContext) -> str:
+        await ensure_new(ctx, Council, cmd.district, cmd.council_id)
+        parent = await load_optional(ctx, Council, cmd.district, cmd.parent_council_id)
+        council = Council.form(
+            district=cmd.district,
+            council_id=cmd.council_id,
+            name=cmd.name,
+            level=cmd.level,
+            area_id=cmd.area_id,
+            parent=parent,
+            seats=[(s.seat_id, s.kind) for s in cmd.seats],
+            rules=cmd.rules.model_dump(mode="json"),
+            now=ctx.clock.now(),
+        )
+        await save(ctx, cmd, council)
+        return cmd.council_id
+
+    @bus.handles(SeatMember)
+    async def seat_member(cmd: SeatMember, ctx: CommandContext) -> str:
+        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        council.seat(seat_id=cmd.seat_id, member_id=cmd.member_id, term_ends_at=cmd.term_ends_at, now=ctx.clock.now())
+        await save(ctx, cmd, council)
+        return cmd.council_id
+
+    @bus.handles(UnseatMember)
+    async def unseat_member(cmd: UnseatMember, ctx: CommandContext) -> str:
+        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        council.unseat(seat_id=cmd.seat_id, member_id=cmd.member_id, reason=cmd.reason, now=ctx.clock.now())
+        await save(ctx, cmd, council)
+        return cmd.council_id
+
+    # -- representatives --
+
+    @bus.handles(NominateRepresentative)
+    async def nominate_representative(cmd: NominateRepresentative, ctx: CommandContext) -> str:
+        await ensure_new(ctx, Nomination, cmd.district, cmd.nomination_id)
+        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        nomination = Nomination.nominate(
+            district=cmd.district,
+            nomination_id=cmd.nomination_id,
+            council=council,
+            seat_id=cmd.seat_id,
+            nominee_id=cmd.nominee_id,
+            route=cmd.route,
+            now=ctx.clock.now(),
+        )
+        await save(ctx, cmd, nomination)
+        return cmd.nomination_id
+
+    @bus.handles(PubliciseNomination)
+    async def publicise_nomination(cmd: PubliciseNomination, ctx: CommandContext) -> str:
+        nomination = await load(ctx, Nomination, cmd.district, cmd.nomination_id)
+        nomination.publicise(notice_ends_at=cmd.notice_ends_at, now=ctx.clock.now())
+        await save(ctx, cmd, nomination)
+        return cmd.nomination_id
+
+    # -- catalogue --
+
+    @bus.handles(DefineCatalogueCategory)
+    async def define_catalogue_category(cmd: DefineCatalogueCategory, ctx: CommandContext) -> str:
+        await ensure_new(ctx, CatalogueCategory, cmd.district, cmd.category_id)
+        category = CatalogueCategory(
+            district=cmd.district,
+            category_id=cmd.category_id,
+            code=cmd.code,
+            title=cmd.title,
+            description=cmd.description,
+            at=ctx.clock.now(),
+        )
+        await save(ctx, cmd, category)
+        return cmd.category_id
+
+    @bus.handles(AddCatalogueItem)
+    async def add_catalogue_item(cmd: AddCatalogueItem, ctx: CommandContext) -> str:
+        await ensure_new(ctx, CatalogueItem, cmd.district, cmd.item_id)
+        await load(ctx, CatalogueCategory, cmd.district, cmd.category_id)
+        item = CatalogueItem(
+            district=cmd.district,
+            item_id=cmd.item_id,
+            category_id=cmd.category_id,
+            community_id=cmd.community_id,
+            title=cmd.title,
+            description=cmd.description,
+            at=ctx.clock.now(),
+        )
+        await save(ctx, cmd, item)
+        return cmd.item_id
+
+    @bus.handles(RetireCatalogueItem)
+    async def retire_catalogue_item(cmd: RetireCatalogueItem, ctx: CommandContext) -> str:
+        item = await load(ctx, CatalogueItem, cmd.district, cmd.item_id)
+        item.retire(reason=cmd.reason, now=ctx.clock.now())
+        await save(ctx, cmd, item)
+        return cmd.item_id
+
+    # -- proposals --
+
+    @bus.handles(RaiseProposal)
+    async def raise_proposal(cmd: RaiseProposal, ctx: CommandContext) -> str:
+        await ensure_new(ctx, Proposal, cmd.district, cmd.proposal_id)
+        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        item = await load_optional(ctx, CatalogueItem, cmd.district, cmd.catalogue_item_id)
+        proposal = Proposal.raise_proposal(
+            district=cmd.district,
+            proposal_id=cmd.proposal_id,
+            council=council,
+            proposer_id=cmd.actor.id,
+            proposer_role=cmd.actor.role,
+            proposer_seat_id=cmd.actor.seat_id,
+            item=item,
+            title=cmd.title,
+            summary=cmd.summary,
+            attachments=[a.model_dump(mode="json") for a in cmd.attachments],
+            now=ctx.clock.now(),
+        )
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    @bus.handles(PublishProposal)
+    async def publish_proposal(cmd: PublishProposal, ctx: CommandContext) -> str:
+        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        council = await load(ctx, Council, cmd.district, proposal.council_id)
+        proposal.publish(
+            council=council,
+            form=cmd.form,
+            notice_ends_at=cmd.notice_ends_at,
+            session_at=cmd.session_at,
+            now=ctx.clock.now(),
+        )
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    @bus.handles(SecondMotion)
+    async def second_motion(cmd: SecondMotion, ctx: CommandContext) -> str:
+        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        council = await load(ctx, Council, cmd.district, proposal.council_id)
+        proposal.second(council=council, member_id=cmd.actor.id, now=ctx.clock.now())
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    @bus.handles(LodgeObjection)
+    async def lodge_objection(cmd: LodgeObjection, ctx: CommandContext) -> str:
+        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal.lodge_objection(
+            objection_id=cmd.objection_id, objector_id=cmd.actor.id, grounds=cmd.grounds, now=ctx.clock.now()
+        )
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    @bus.handles(MakeStatement)
+    async def make_statement(cmd: MakeStatement, ctx: CommandContext) -> str:
+        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal.make_statement(
+            statement_id=cmd.statement_id,
+            step=cmd.step,
+            speaker_role=cmd.speaker_role,
+            speaker_id=cmd.actor.id,
+            text=cmd.text,
+            now=ctx.clock.now(),
+        )
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    @bus.handles(RequestVote)
+    async def request_vote(cmd: RequestVote, ctx: CommandContext) -> str:
+        """Refer a proposal to its council's vote (the council's roll and rules replace the
+        request's electorate, method, majority, quorum and secrecy; its question and
+        closing time are kept), or a nomination to the residents' vote as requested."""
+        now = ctx.clock.now()
+        matter: Any
+        if cmd.matter.kind == VoteMatterKind.PROPOSAL:
+            matter = await load(ctx, Proposal, cmd.district, cmd.matter.id)
+            council = await load(ctx, Council, cmd.district, matter.council_id)
+            _check_council(cmd, matter.council_id)
+            matter.request_vote(
+                council=council,
+                vote_id=cmd.vote_id,
+                question=cmd.terms.question,
+                closes_at=cmd.terms.closes_at,
+                now=now,
+            )
+        else:
+            matter = await load(ctx, Nomination, cmd.district, cmd.matter.id)
+            _check_council(cmd, matter.council_id)
+            matter.request_vote(
+                vote_id=cmd.vote_id, terms=cmd.terms.model_dump(mode="json"), closes_at=cmd.terms.closes_at, now=now
+            )
+        await save(ctx, cmd, matter)
+        return cmd.matter.id
+
+    @bus.handles(EscalateProposal)
+    async def escalate_proposal(cmd: EscalateProposal, ctx: CommandContext) -> str:
+        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        council = await load(ctx, Council, cmd.district, proposal.council_id)
+        parent = await load_optional(ctx, Council, cmd.district, council.parent_council_id)
+        proposal.escalate(council=council, parent=parent, reason=cmd.reason, now=ctx.clock.now())
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    @bus.handles(WithdrawProposal)
+    async def withdraw_proposal(cmd: WithdrawProposal, ctx: CommandContext) -> str:
+        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal.withdraw(actor_id=cmd.actor.id, reason=cmd.reason, now=ctx.clock.now())
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    @bus.handles(ReturnProposalForReconsultation)
+    async def return_proposal_for_reconsultation(cmd: ReturnProposalForReconsultation, ctx: CommandContext) -> str:
+        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal.return_for_reconsultation(reason=cmd.reason, now=ctx.clock.now())
+        await save(ctx, cmd, proposal)
+        return cmd.proposal_id
+
+    return bus
+
+
+def _check_council(cmd: RequestVote, council_id: str) -> None:
+    if cmd.council_id != council_id:
+        raise Rejected(
+            RejectionReason.INVALID_STATE,
+            f"{cmd.matter.kind} {cmd.matter.id} is before {council_id}, not {cmd.council_id}",
+            cmd.matter.id,
+        )

@@ -1,0 +1,347 @@
+"""Read models of the proposals service: one JSON document per council, nomination,
+catalogue category and item, and proposal (with its whole deliberation record).
+
+Each document is a view of its aggregate's state (:func:`view`). Command handlers and
+consumers write it in the same transaction as the aggregate's new events
+(:func:`update`); :func:`rebuild` replays the event log into fresh documents with the
+same function, so a rebuild answers exactly as the live read model does.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from eventsourcing.domain import Aggregate
+from pydantic import BaseModel, ConfigDict
+
+from contracts.common import Attachment, CouncilLevel, VoteTerms
+from contracts.proposals import (
+    ConsultationForm,
+    CouncilRules,
+    DeliberationStep,
+    NominationRoute,
+    SeatKind,
+    SpeakerRole,
+)
+from services.proposals import domain
+from services.proposals.domain import (
+    CatalogueCategory,
+    CatalogueItem,
+    Council,
+    Nomination,
+    NominationStatus,
+    Proposal,
+    ProposalStatus,
+)
+from yishi.repository import Repository
+from yishi.store import RecordedEvent
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS read_models (
+        kind        text NOT NULL,
+        district    text NOT NULL,
+        id          text NOT NULL,
+        council_id  text,
+        status      text,
+        doc         jsonb NOT NULL,
+        PRIMARY KEY (kind, district, id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS read_models_by_council ON read_models (kind, district, council_id, status)",
+)
+
+
+class View(BaseModel):
+    """Base of read-model documents."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class SeatView(View):
+    """A council seat and who holds it."""
+
+    seat_id: str
+    kind: SeatKind
+    member_id: str | None = None
+    term_ends_at: datetime | None = None
+    since: datetime | None = None
+
+
+class CouncilView(View):
+    """A council with its rules and seats."""
+
+    council_id: str
+    name: str
+    level: CouncilLevel
+    area_id: str
+    parent_council_id: str | None
+    rules: CouncilRules
+    seats: list[SeatView]
+    formed_at: datetime
+
+
+class MemberView(View):
+    """A seated member of a council."""
+
+    council_id: str
+    seat_id: str
+    seat_kind: SeatKind
+    member_id: str
+    term_ends_at: datetime | None
+    since: datetime
+
+
+class NominationView(View):
+    """A representative nomination and where it stands."""
+
+    nomination_id: str
+    council_id: str
+    seat_id: str
+    nominee_id: str
+    route: NominationRoute
+    status: NominationStatus
+    nominated_at: datetime
+    notice_ends_at: datetime | None
+    vote_id: str | None
+    outcome: str | None
+
+
+class CatalogueItemView(View):
+    """A second-level catalogue item of a community."""
+
+    item_id: str
+    category_id: str
+    community_id: str
+    title: str
+    description: str
+    added_at: datetime
+    retired: bool
+    retired_reason: str | None
+
+
+class CatalogueCategoryView(View):
+    """A first-level catalogue category; ``items`` is filled in by the catalogue query."""
+
+    category_id: str
+    code: str
+    title: str
+    description: str
+    defined_at: datetime
+    items: list[CatalogueItemView] = []
+
+
+class SecondingView(View):
+    """A member's seconding of the motion."""
+
+    member_id: str
+    seat_id: str
+    at: datetime
+
+
+class ObjectionView(View):
+    """An objection on record."""
+
+    objection_id: str
+    objector_id: str
+    grounds: str
+    at: datetime
+
+
+class StatementView(View):
+    """A statement of the deliberation record, in its round and step."""
+
+    statement_id: str
+    round: int
+    step: DeliberationStep
+    speaker_role: SpeakerRole
+    speaker_id: str
+    text: str
+    at: datetime
+
+
+class VoteView(View):
+    """A vote requested on the proposal, with its result once known."""
+
+    vote_id: str
+    requested_at: datetime
+    terms: VoteTerms
+    outcome: str | None
+    tally: dict[str, int] | None
+
+
+class DecisionView(View):
+    """The council's decision."""
+
+    decision: str
+    vote_id: str
+    resolution: str | None
+    at: datetime
+
+
+class HistoryEntry(View):
+    """One step of the proposal's course (raised, published, escalated, …)."""
+
+    what: str
+    at: datetime
+    details: dict[str, Any]
+
+
+class ProposalSummary(View):
+    """A proposal in a list."""
+
+    proposal_id: str
+    council_id: str
+    title: str
+    status: ProposalStatus
+    catalogue_item_id: str | None
+    proposer_id: str
+    raised_at: datetime
+    round: int
+
+
+class ProposalView(ProposalSummary):
+    """A proposal with its whole deliberation record."""
+
+    proposer_seat_id: str | None
+    summary: str
+    attachments: list[Attachment]
+    form: ConsultationForm | None
+    notice_ends_at: datetime | None
+    session_at: datetime | None
+    seconders: list[SecondingView]
+    objections: list[ObjectionView]
+    statements: list[StatementView]
+    votes: list[VoteView]
+    decision: DecisionView | None
+    history: list[HistoryEntry]
+
+
+KINDS: dict[type[Aggregate], str] = {
+    Council: "council",
+    Nomination: "nomination",
+    CatalogueCategory: "category",
+    CatalogueItem: "item",
+    Proposal: "proposal",
+}
+
+
+def view(aggregate: Aggregate) -> tuple[str, str | None, str | None, View]:
+    """``(public id, council id, status, document)`` of an aggregate."""
+    state = aggregate.__dict__
+    if isinstance(aggregate, Council):
+        seats = [SeatView(seat_id=s, kind=k, **aggregate.holders.get(s, {})) for s, k in aggregate.seats.items()]
+        return (
+            aggregate.council_id,
+            aggregate.council_id,
+            None,
+            CouncilView(seats=seats, rules=CouncilRules.model_validate(aggregate.rules), **_fields(CouncilView, state)),
+        )
+    if isinstance(aggregate, Nomination):
+        return (
+            aggregate.nomination_id,
+            aggregate.council_id,
+            aggregate.status,
+            NominationView(**_fields(NominationView, state)),
+        )
+    if isinstance(aggregate, CatalogueCategory):
+        return aggregate.category_id, None, None, CatalogueCategoryView(**_fields(CatalogueCategoryView, state))
+    if isinstance(aggregate, CatalogueItem):
+        return (
+            aggregate.item_id,
+            None,
+            "retired" if aggregate.retired else "open",
+            CatalogueItemView(**_fields(CatalogueItemView, state)),
+        )
+    if isinstance(aggregate, Proposal):
+        history = [
+            HistoryEntry(what=h["what"], at=h["at"], details={k: v for k, v in h.items() if k not in ("what", "at")})
+            for h in aggregate.history
+        ]
+        return (
+            aggregate.proposal_id,
+            aggregate.council_id,
+            aggregate.status,
+            ProposalView(history=history, **_fields(ProposalView, state, exclude={"history"})),
+        )
+    raise TypeError(f"no read model for {type(aggregate).__name__}")
+
+
+def _fields(model: type[View], state: dict[str, Any], exclude: frozenset[str] | set[str] = frozenset()) -> dict:
+    """The aggregate attributes the view declares, except those it builds itself."""
+    built = {"seats", "rules", "items"} | set(exclude)
+    return {name: state[name] for name in model.model_fields if name in state and name not in built}
+
+
+async def update(conn: asyncpg.Connection, *aggregates: Aggregate) -> None:
+    """Write the documents of ``aggregates`` (on the caller's transaction)."""
+    rows = []
+    for aggregate in aggregates:
+        public_id, council_id, status, doc = view(aggregate)
+        rows.append((KINDS[type(aggregate)], aggregate.district, public_id, council_id, status, doc.model_dump_json()))
+    await conn.executemany(
+        """
+        INSERT INTO read_models (kind, district, id, council_id, status, doc) VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+        ON CONFLICT (kind, district, id) DO UPDATE
+            SET council_id = EXCLUDED.council_id, status = EXCLUDED.status, doc = EXCLUDED.doc
+        """,
+        rows,
+    )
+
+
+async def rebuild(pool: asyncpg.Pool, repository: Repository) -> int:
+    """Replace every document by replaying the event log; returns how many were written.
+
+    The table is locked for the rebuild: a command committing meanwhile waits and then
+    writes its newer document over the rebuilt one, so nothing newer is lost.
+    """
+    written = 0
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE read_models IN EXCLUSIVE MODE")
+        await conn.execute("DELETE FROM read_models")
+        current: Aggregate | None = None
+        stream = None
+        async for row in conn.cursor(
+            "SELECT position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash "
+            "FROM events WHERE topic LIKE $1 ORDER BY stream_id, version",
+            f"{domain.__name__}:%",
+        ):
+            if row["stream_id"] != stream and current is not None:
+                await update(conn, current)
+                written += 1
+                current = None
+            stream = row["stream_id"]
+            current = repository.to_domain_event(RecordedEvent.from_row(row)).mutate(current)
+        if current is not None:
+            await update(conn, current)
+            written += 1
+    return written
+
+
+# -- queries -------------------------------------------------------------------------------
+
+
+async def get(pool: asyncpg.Pool, kind: str, district: str, public_id: str) -> dict[str, Any] | None:
+    """One document, or None."""
+    doc = await pool.fetchval(
+        "SELECT doc FROM read_models WHERE kind = $1 AND district = $2 AND id = $3", kind, district, public_id
+    )
+    return json.loads(doc) if doc is not None else None
+
+
+async def find(
+    pool: asyncpg.Pool, kind: str, district: str, *, council_id: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
+    """Documents of a kind in a district, optionally of one council and status, by id."""
+    rows = await pool.fetch(
+        "SELECT doc FROM read_models WHERE kind = $1 AND district = $2 "
+        "AND ($3::text IS NULL OR council_id = $3) AND ($4::text IS NULL OR status = $4) ORDER BY id",
+        kind,
+        district,
+        council_id,
+        status,
+    )
+    return [json.loads(r["doc"]) for r in rows]

@@ -1,0 +1,232 @@
+"""Maps the private domain events of the proposals service to its public contracts.
+
+Domain events carry every field their public form needs, so translating needs no I/O.
+The actor and the time come from the stored event's metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from collections.abc import Callable
+
+from contracts import proposals as c
+from contracts.common import Actor, Contract, VoteMatter, VoteMatterKind
+from contracts.registry import encode
+from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal
+from yishi.relay import Publication
+from yishi.repository import Repository
+from yishi.store import RecordedEvent
+
+_decoder = Repository(None)  # only its mapper is used: decoding needs no store
+
+Fields = Callable[[Any], dict[str, Any]]
+
+# Each entry: the public model and the fields it takes from the domain event;
+# translate() adds district, actor and occurred_at.
+_CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
+    Council.Formed: (
+        c.CouncilFormed,
+        lambda e: dict(
+            council_id=e.council_id,
+            name=e.name,
+            level=e.level,
+            area_id=e.area_id,
+            parent_council_id=e.parent_council_id,
+            rules=e.rules,
+            seats=[{"seat_id": s, "kind": k} for s, k in e.seats.items()],
+        ),
+    ),
+    Council.MemberSeated: (
+        c.MemberSeated,
+        lambda e: dict(
+            council_id=e.council_id,
+            seat_id=e.seat_id,
+            member_id=e.member_id,
+            term_ends_at=e.term_ends_at,
+            seat_kind=e.seat_kind,
+        ),
+    ),
+    Council.MemberUnseated: (
+        c.MemberUnseated,
+        lambda e: dict(
+            council_id=e.council_id, seat_id=e.seat_id, member_id=e.member_id, reason=e.reason, seat_kind=e.seat_kind
+        ),
+    ),
+    Nomination.Nominated: (
+        c.RepresentativeNominated,
+        lambda e: dict(
+            nomination_id=e.nomination_id,
+            council_id=e.council_id,
+            seat_id=e.seat_id,
+            nominee_id=e.nominee_id,
+            route=e.route,
+        ),
+    ),
+    Nomination.Publicised: (
+        c.NominationPublicised,
+        lambda e: dict(nomination_id=e.nomination_id, council_id=e.council_id, notice_ends_at=e.notice_ends_at),
+    ),
+    Nomination.VoteRequested: (
+        c.VoteRequested,
+        lambda e: dict(
+            vote_id=e.vote_id,
+            council_id=e.council_id,
+            terms=e.terms,
+            matter=VoteMatter(kind=VoteMatterKind.NOMINATION, id=e.nomination_id),
+        ),
+    ),
+    Nomination.Confirmed: (
+        c.NominationConfirmed,
+        lambda e: dict(
+            nomination_id=e.nomination_id,
+            council_id=e.council_id,
+            seat_id=e.seat_id,
+            nominee_id=e.nominee_id,
+            vote_id=e.vote_id,
+        ),
+    ),
+    Nomination.Rejected: (
+        c.NominationRejected,
+        lambda e: dict(nomination_id=e.nomination_id, council_id=e.council_id, vote_id=e.vote_id),
+    ),
+    CatalogueCategory.Defined: (
+        c.CatalogueCategoryDefined,
+        lambda e: dict(category_id=e.category_id, code=e.code, title=e.title, description=e.description),
+    ),
+    CatalogueItem.Added: (
+        c.CatalogueItemAdded,
+        lambda e: dict(
+            item_id=e.item_id,
+            category_id=e.category_id,
+            community_id=e.community_id,
+            title=e.title,
+            description=e.description,
+        ),
+    ),
+    CatalogueItem.Retired: (
+        c.CatalogueItemRetired,
+        lambda e: dict(item_id=e.item_id, category_id=e.category_id, reason=e.reason),
+    ),
+    Proposal.Raised: (
+        c.ProposalRaised,
+        lambda e: dict(
+            proposal_id=e.proposal_id,
+            council_id=e.council_id,
+            catalogue_item_id=e.catalogue_item_id,
+            title=e.title,
+            summary=e.summary,
+            attachments=e.attachments,
+        ),
+    ),
+    Proposal.Published: (
+        c.ProposalPublished,
+        lambda e: dict(
+            proposal_id=e.proposal_id,
+            council_id=e.council_id,
+            form=e.form,
+            notice_ends_at=e.notice_ends_at,
+            session_at=e.session_at,
+        ),
+    ),
+    Proposal.MotionSeconded: (c.MotionSeconded, lambda e: dict(proposal_id=e.proposal_id, council_id=e.council_id)),
+    Proposal.ObjectionLodged: (
+        c.ObjectionLodged,
+        lambda e: dict(
+            proposal_id=e.proposal_id, council_id=e.council_id, objection_id=e.objection_id, grounds=e.grounds
+        ),
+    ),
+    Proposal.StatementMade: (
+        c.StatementMade,
+        lambda e: dict(
+            proposal_id=e.proposal_id,
+            council_id=e.council_id,
+            statement_id=e.statement_id,
+            step=e.step,
+            speaker_role=e.speaker_role,
+            text=e.text,
+        ),
+    ),
+    Proposal.VoteRequested: (
+        c.VoteRequested,
+        lambda e: dict(
+            vote_id=e.vote_id,
+            council_id=e.council_id,
+            terms=e.terms,
+            matter=VoteMatter(kind=VoteMatterKind.PROPOSAL, id=e.proposal_id),
+        ),
+    ),
+    Proposal.Decided: (
+        c.ProposalDecided,
+        lambda e: dict(
+            proposal_id=e.proposal_id,
+            council_id=e.council_id,
+            vote_id=e.vote_id,
+            decision=e.decision,
+            title=e.title,
+            catalogue_item_id=e.catalogue_item_id,
+            resolution=e.resolution,
+        ),
+    ),
+    Proposal.ReturnedForReconsultation: (
+        c.ProposalReturnedForReconsultation,
+        lambda e: dict(
+            proposal_id=e.proposal_id,
+            council_id=e.council_id,
+            reason=e.reason,
+            vote_id=e.vote_id,
+            resolution_id=e.resolution_id,
+        ),
+    ),
+    Proposal.Escalated: (
+        c.ProposalEscalated,
+        lambda e: dict(
+            proposal_id=e.proposal_id,
+            from_council_id=e.from_council_id,
+            to_council_id=e.to_council_id,
+            to_level=e.to_level,
+            reason=e.reason,
+        ),
+    ),
+    Proposal.Withdrawn: (
+        c.ProposalWithdrawn,
+        lambda e: dict(proposal_id=e.proposal_id, council_id=e.council_id, reason=e.reason),
+    ),
+}
+
+
+def _actor_seat(event: Any) -> str | None:
+    """The seat the actor acted from, for the events that record it."""
+    if isinstance(event, Proposal.MotionSeconded):
+        return event.seat_id
+    if isinstance(event, Proposal.Raised):
+        return event.proposer_seat_id
+    return None
+
+
+def to_contract(recorded: RecordedEvent) -> Contract | None:
+    """The public model of a stored domain event, or None for events that stay private."""
+    event = _decoder.to_domain_event(recorded)
+    found = _CONTRACTS.get(type(event))
+    if found is None:
+        return None
+    model, fields = found
+    meta = recorded.metadata
+    actor = Actor(id=meta["actor"], role=meta.get("actor_role") or "system", seat_id=_actor_seat(event))
+    return model.model_validate(
+        {
+            "district": recorded.district,
+            "actor": actor,
+            "occurred_at": datetime.fromisoformat(meta["occurred_at"]),
+            **fields(event),
+        }
+    )
+
+
+def translate(recorded: RecordedEvent) -> Publication | None:
+    """The relay's translator: the public form of a stored event, or None."""
+    model = to_contract(recorded)
+    if model is None:
+        return None
+    encoded = encode(model)
+    return Publication(encoded.type, encoded.schema_version, encoded.data)
