@@ -1,0 +1,121 @@
+"""HTTP queries of the voting service: a vote, its (live) tally, and a receipt check.
+
+Commands are served by the runtime (``POST /{district}/commands/{Type}``). Another
+district's votes are answered as not found.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, Field
+
+from contracts.common import Id, VoteMatter, VoteTerms
+from contracts.voting import BallotChoice, Tally, VoteClosure, VoteOutcome
+from yishi.runtime import ServiceContext
+from services.voting import projections
+
+
+class VoteResult(BaseModel):
+    """How a closed vote was counted."""
+
+    tally: Tally
+    outcome: VoteOutcome
+    quorum_met: bool
+    turnout_percent: float
+    winning_option: str | None = None
+    closed_by: VoteClosure
+    closed_at: datetime
+
+
+class VoteView(BaseModel):
+    """A vote: its terms, whether it is open, its turnout and, once closed, its result."""
+
+    vote_id: str
+    council_id: str
+    matter: VoteMatter
+    terms: VoteTerms
+    status: str = Field(description="`open` or `closed`.")
+    opened_at: datetime
+    turnout: int = Field(description="Electors who have voted so far.")
+    result: VoteResult | None = None
+
+
+class TallyView(BaseModel):
+    """The tally as it stands: live for open votes; for secret votes only after closing."""
+
+    vote_id: str
+    status: str
+    turnout: int
+    electorate_size: int
+    tally: Tally | None = Field(description="Absent while a secret vote is open: a running count would let "
+                                            "an observer pair a ballot with a choice.")
+
+
+class ReceiptView(BaseModel):
+    """What a voter can check with their receipt (the ``ballot_id`` they sent)."""
+
+    vote_id: str
+    recorded: bool
+    counted: bool = Field(description="The vote has closed and this ballot is in its tally.")
+    choice: BallotChoice | None = None
+    approvals: list[str] | None = None
+
+
+_NOT_FOUND = {404: {"description": "No such vote in this district."}}
+
+
+def router(ctx: ServiceContext) -> APIRouter:
+    """The query routes, reading the service's read models through ``ctx.pool``."""
+    api = APIRouter(prefix="/{district}/votes", tags=["votes"])
+
+    async def find(district: str, vote_id: str) -> Any:
+        row = await projections.vote_row(ctx.pool, district, vote_id)
+        if row is None:
+            raise HTTPException(404, f"no vote {vote_id} in {district}")
+        return row
+
+    @api.get("/{vote_id}", response_model=VoteView, responses=_NOT_FOUND)
+    async def get_vote(district: str, vote_id: Id = Path()) -> VoteView:
+        """A vote with its terms, turnout and result."""
+        row = await find(district, vote_id)
+        return VoteView(vote_id=vote_id, council_id=row["council_id"], matter=row["matter"], terms=row["terms"],
+                        status=_status(row), opened_at=row["opened_at"],
+                        turnout=await projections.turnout(ctx.pool, vote_id), result=row["result"])
+
+    @api.get("/{vote_id}/tally", response_model=TallyView, responses=_NOT_FOUND)
+    async def get_tally(district: str, vote_id: Id = Path()) -> TallyView:
+        """The live tally of an open vote, or the final one."""
+        row = await find(district, vote_id)
+        if row["result"] is not None:
+            tally: Tally | None = Tally.model_validate(row["result"]["tally"])
+        elif row["secret"]:
+            tally = None
+        else:
+            counted = await projections.tally(ctx.pool, vote_id, secret=False)
+            tally = Tally(in_favour=counted.in_favour, against=counted.against, abstain=counted.abstain,
+                          approvals=counted.approvals if row["terms"].get("options") else None)
+        return TallyView(vote_id=vote_id, status=_status(row), turnout=await projections.turnout(ctx.pool, vote_id),
+                         electorate_size=row["electorate_size"], tally=tally)
+
+    @api.get("/{vote_id}/receipts/{ballot_id}", response_model=ReceiptView, responses=_NOT_FOUND)
+    async def check_receipt(district: str, vote_id: Id = Path(), ballot_id: Id = Path()) -> ReceiptView:
+        """Check a ballot by the ``ballot_id`` it was sent with: recorded, counted, and as what."""
+        row = await find(district, vote_id)
+        if row["secret"]:
+            found = await projections.recorded_choice(
+                ctx.pool, vote_id, projections.receipt_hash(district, vote_id, ballot_id))
+        else:
+            found = await projections.open_choice(ctx.pool, vote_id, ballot_id)
+        return ReceiptView(vote_id=vote_id, recorded=found is not None,
+                           counted=found is not None and row["result"] is not None,
+                           choice=found["choice"] if found else None,
+                           approvals=list(found["approvals"]) if found and found["approvals"] is not None else None)
+
+    return api
+
+
+def _status(row: Any) -> str:
+    return "closed" if row["closed_at"] is not None else "open"

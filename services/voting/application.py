@@ -1,0 +1,164 @@
+"""Command handlers of the voting service (one per command), the closing timer and the
+mixer of secret choices."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import asyncpg
+import structlog
+
+from contracts.common import Actor, CommandAccepted, RejectionReason, Role
+from contracts.voting import CastBallot, CloseVote, OpenVote
+from yishi.clock import Clock
+from yishi.commands import CommandBus, CommandContext, Rejected
+from yishi.repository import AggregateNotFound, Repository
+from yishi.store import EventStore
+from services.voting import projections
+from services.voting.domain import Ballot, Vote, ballot_stream
+
+log = structlog.get_logger("yishi.voting")
+
+SYSTEM = Actor(id="yishi-voting", role=Role.SYSTEM)
+
+
+def create_bus(store: EventStore, clock: Clock) -> CommandBus:
+    """The voting service's command bus with its three handlers."""
+    # Votes and ballots are short streams: snapshots would only cost writes.
+    bus = CommandBus("voting", Repository(store, snapshot_every=None), clock)
+    bus.handles(OpenVote)(open_vote)
+    bus.handles(CastBallot)(cast_ballot)
+    bus.handles(CloseVote)(close_vote)
+    return bus
+
+
+async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
+    """The vote, or ``not_found`` (also for another district's vote)."""
+    try:
+        vote = await ctx.repository.get(vote_id, conn=ctx.conn)
+    except AggregateNotFound:
+        vote = None
+    if not isinstance(vote, Vote) or vote.district != district:
+        raise Rejected(RejectionReason.NOT_FOUND, f"no vote {vote_id} in {district}", vote_id)
+    return vote
+
+
+async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:
+    """Open a vote; the same vote opened again on the same terms changes nothing."""
+    if await ctx.repository.exists(cmd.vote_id, conn=ctx.conn):
+        existing = await ctx.repository.get(cmd.vote_id, conn=ctx.conn)
+        if (isinstance(existing, Vote) and existing.district == cmd.district and existing.terms == cmd.terms
+                and existing.council_id == cmd.council_id):
+            return cmd.vote_id
+        raise Rejected(RejectionReason.ALREADY_EXISTS, f"vote id {cmd.vote_id} is already used", cmd.vote_id)
+    vote = Vote.open(vote_id=cmd.vote_id, district=cmd.district, council_id=cmd.council_id,
+                     matter=cmd.matter.model_dump(mode="json"), terms=cmd.terms, convener_id=cmd.actor.id,
+                     convener_role=cmd.actor.role, now=ctx.clock.now())
+    await ctx.save(cmd, vote)
+    await projections.vote_opened(ctx.conn, vote)
+    return cmd.vote_id
+
+
+async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
+    """Accept the actor's ballot: once per voter (replaced where the vote allows it),
+    only while the vote is open. Returns the vote id, never anything of the choice."""
+    await projections.lock_for_ballot(ctx.conn, cmd.vote_id)
+    vote = await _load_vote(ctx, cmd.district, cmd.vote_id)
+    now = ctx.clock.now()
+    voter = cmd.actor.id
+    vote.check_ballot(voter, cmd.choice, cmd.approvals, now)
+    choice = str(cmd.choice)
+    approvals = list(cmd.approvals) if cmd.approvals is not None else None
+    # A secret ballot's stream holds participation only; choice and receipt go elsewhere.
+    recorded = (None, None, None) if vote.secret else (cmd.ballot_id, choice, approvals)
+    receipt = projections.receipt_hash(cmd.district, cmd.vote_id, cmd.ballot_id) if vote.secret else None
+    try:
+        ballot = await ctx.repository.get(ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
+    except AggregateNotFound:
+        ballot = None
+    if ballot is None:
+        ballot = Ballot.cast(district=cmd.district, vote_id=cmd.vote_id, voter_id=voter, ballot_id=recorded[0],
+                             choice=recorded[1], approvals=recorded[2], now=now)
+    elif await _resent(ctx, vote, ballot, cmd, receipt, choice, approvals):
+        return cmd.vote_id
+    else:
+        ballot.replace(changes_allowed=vote.changes_allowed, ballot_id=recorded[0], choice=recorded[1],
+                       approvals=recorded[2], now=now)
+    replaced = ballot.version > 1
+    await ctx.save(cmd, ballot)
+    if not await projections.ballot_cast(ctx.conn, vote, ballot, choice=choice, approvals=approvals,
+                                         receipt=receipt, replaced=replaced):
+        if replaced:
+            raise Rejected(RejectionReason.INVALID_STATE,
+                           "a secret ballot is replaced by sending it again with its first ballot_id", cmd.vote_id)
+        raise Rejected(RejectionReason.ALREADY_EXISTS, "this ballot_id is already used; choose a random one",
+                       cmd.vote_id)
+    return cmd.vote_id
+
+
+async def _resent(ctx: CommandContext, vote: Vote, ballot: Ballot, cmd: CastBallot, receipt: bytes | None,
+                  choice: str, approvals: list[str] | None) -> bool:
+    """Whether ``cmd`` repeats the voter's current ballot exactly (a resent command)."""
+    if not vote.secret:
+        return ballot.same_as(cmd.ballot_id, choice, approvals)
+    row = await projections.recorded_choice(ctx.conn, vote.id, receipt)
+    return row is not None and (row["choice"], row["approvals"]) == (choice, approvals)
+
+
+async def close_vote(cmd: CloseVote, ctx: CommandContext) -> str:
+    """Close and count a vote: by its convener at any time, by the platform when it is due."""
+    await projections.lock_for_close(ctx.conn, cmd.vote_id)
+    vote = await _load_vote(ctx, cmd.district, cmd.vote_id)
+    now = ctx.clock.now()
+    closed_by = vote.closure(cmd.actor.id, cmd.actor.role, now, await projections.turnout(ctx.conn, vote.id))
+    if vote.secret:
+        await projections.mix(ctx.conn, vote.id)
+        ballots = None
+    else:
+        ballots = await projections.open_ballots(ctx.conn, vote.id)
+    vote.close(await projections.tally(ctx.conn, vote.id, vote.secret), closed_by, now, ballots)
+    await ctx.save(cmd, vote)
+    await projections.vote_closed(ctx.conn, vote)
+    return cmd.vote_id
+
+
+async def close_due_votes(bus: CommandBus, clock: Clock) -> int:
+    """Close every vote that is due (closing time passed, or everyone voted).
+
+    Due work is derived from the ``votes`` table, so a closing time that passed while
+    the service was down is acted on after restart; the close is recorded as an event
+    under the vote's exclusive lock, so a vote never closes twice.
+    """
+    closed = 0
+    for row in await projections.due_votes(bus.store.pool, clock.now()):
+        reply = await bus.dispatch(CloseVote(district=row["district"], actor=SYSTEM, vote_id=row["vote_id"]),
+                                   command_id=f"timer:{uuid.uuid4()}", correlation_id=f"timer-{row['vote_id']}-close")
+        closed += isinstance(reply, CommandAccepted)
+    return closed
+
+
+async def mix_pending_choices(pool: asyncpg.Pool) -> int:
+    """Mix full batches of secret choices of open votes (see :mod:`projections`)."""
+    mixed = 0
+    for vote_id in await projections.secret_votes_to_mix(pool):
+        async with pool.acquire() as conn, conn.transaction():
+            # Exclusive, briefly: no ballot is half-written while its choice moves.
+            await projections.lock_for_close(conn, vote_id)
+            mixed += await projections.mix(conn, vote_id, projections.MIX_BATCH)
+    return mixed
+
+
+def closing_timer(bus: CommandBus, clock: Clock, interval: float = 0.2):
+    """The background job: close due votes and mix secret choices, until stopped."""
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await close_due_votes(bus, clock)
+                await mix_pending_choices(bus.store.pool)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("closing timer failed; will retry", error=repr(exc))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+    return run

@@ -1,0 +1,54 @@
+"""Private domain events of the voting service → public contracts (``contracts.voting``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from contracts.common import Actor, Role, VoteMatter, VoteTerms
+from contracts.registry import encode
+from contracts.voting import BallotAccepted, RecordedBallot, Tally, VoteClosed, VoteOpened
+from yishi.relay import Publication
+from yishi.store import RecordedEvent
+
+_PREFIX = "services.voting.domain:"
+
+
+def translate(event: RecordedEvent) -> Publication | None:
+    """The public form of a stored voting event; ``None`` for anything private."""
+    if not event.topic.startswith(_PREFIX):
+        return None
+    name = event.topic.removeprefix(_PREFIX)
+    state = json.loads(event.state)
+    meta = event.metadata
+    common = dict(district=event.district, occurred_at=datetime.fromisoformat(meta["occurred_at"]),
+                  actor=Actor(id=meta["actor"], role=meta.get("actor_role") or Role.SYSTEM))
+    if name == "Vote.Opened":
+        model = VoteOpened(**common, vote_id=event.stream_id, council_id=state["council_id"],
+                           matter=VoteMatter.model_validate(state["matter"]),
+                           terms=VoteTerms.model_validate(state["terms"]))
+    elif name == "Vote.Closed":
+        model = VoteClosed(
+            **common, vote_id=event.stream_id, council_id=state["council_id"],
+            matter=VoteMatter.model_validate(state["matter"]), electorate_size=state["electorate_size"],
+            tally=Tally.model_validate(state["tally"]), turnout_percent=state["turnout_percent"],
+            quorum_met=state["quorum_met"], outcome=state["outcome"], winning_option=state["winning_option"],
+            closed_by=state["closed_by"], closed_at=_time(state["closed_at"]),
+            ballots=None if state["ballots"] is None else tuple(
+                RecordedBallot.model_validate(b) for b in state["ballots"]),
+        )
+    elif name in ("Ballot.Cast", "Ballot.Replaced"):
+        model = BallotAccepted(
+            **common, vote_id=state["vote_id"], ballot_id=state["ballot_id"] or event.stream_id, choice=state["choice"],
+            approvals=tuple(state["approvals"]) if state["approvals"] is not None else None,
+            replaced=name == "Ballot.Replaced",
+        )
+    else:
+        return None
+    encoded = encode(model)
+    return Publication(encoded.type, encoded.schema_version, encoded.data)
+
+
+def _time(value: dict | str) -> datetime:
+    """A datetime as the ``eventsourcing`` transcoder stores it."""
+    return datetime.fromisoformat(value["_data_"] if isinstance(value, dict) else value)
