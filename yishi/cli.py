@@ -158,18 +158,35 @@ def run(
     table.add_column("where")
     table.add_row("PostgreSQL", env["YISHI_DATABASE_URL"])
     table.add_row("Kafka", env["YISHI_KAFKA_BOOTSTRAP"])
+    ports = {name: base_port + i for i, name in enumerate(names)}
     try:
-        for i, name in enumerate(names):
-            port = base_port + i
+        for name, port in ports.items():
             child_env = {**env, "YISHI_SERVICE": name, "YISHI_HTTP_PORT": str(port), "YISHI_LOG_JSON": "false"}
-            with console.status(f"starting {name} on port {port}…"):
-                procs[name] = subprocess.Popen([sys.executable, "-m", "yishi.cli", "serve", name], env=child_env)
-                _wait_ready(f"http://127.0.0.1:{port}/readyz", procs[name], name)
+            # Own session: a terminal's Ctrl-C reaches only this process, which then stops
+            # the services before the servers they depend on.
+            procs[name] = subprocess.Popen([sys.executable, "-m", "yishi.cli", "serve", name], env=child_env,
+                                           start_new_session=True)
+        with console.status(f"starting {', '.join(names) or 'no services'}…") as status:
+            pending = dict(ports)
+            deadline = time.monotonic() + 120
+            while pending and not stopping:
+                for name, port in list(pending.items()):
+                    if procs[name].poll() is not None:
+                        raise typer.Exit(f"{name} exited during start-up with {procs[name].returncode}")
+                    if _ready(f"http://127.0.0.1:{port}/readyz"):
+                        del pending[name]
+                        console.print(f"[green]✓[/green] {name} ready on port {port}")
+                        status.update(f"starting {', '.join(pending)}…")
+                if time.monotonic() > deadline:
+                    raise typer.Exit(f"not ready after 120s: {', '.join(pending)}")
+                time.sleep(0.2)
+        for name, port in ports.items():
             table.add_row(name, f"http://127.0.0.1:{port}  (API docs: /docs)")
         if not names:
             table.add_row("services", "none built yet")
-        console.print(table)
-        console.print("press Ctrl-C to stop")
+        if not stopping:
+            console.print(table)
+            console.print("press Ctrl-C to stop")
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
@@ -181,30 +198,25 @@ def run(
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
         for proc in procs.values():
             try:
-                proc.wait(15)
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
         if stack:
             stack.stop()
         console.print("stopped")
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
+def _ready(url: str) -> bool:
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise typer.Exit(f"{name} exited during start-up with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise typer.Exit(f"{name} not ready after {timeout}s")
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 if __name__ == "__main__":

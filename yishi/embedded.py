@@ -96,6 +96,7 @@ class _Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=lambda: _die_with_parent(sig),
+            start_new_session=True,  # a terminal's Ctrl-C is for the owner, which stops us in order
             **self._popen_kwargs(),
         )
         logf.close()

@@ -1,0 +1,131 @@
+"""HTTP queries of the notify service: subscriptions and delivery history (OpenAPI
+documented). Unknown ids, and ids of another district, are answered 404."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from contracts.notify import Channel, Language, QuietHours, RecipientKind
+from services.notify.domain import DeliveryStatus
+
+
+class SubscriptionView(BaseModel):
+    """A subscription as it stands."""
+
+    subscription_id: str
+    subscriber_kind: RecipientKind
+    subscriber_id: str
+    channel: Channel
+    address: str
+    language: Language
+    event_types: list[str]
+    council_ids: list[str]
+    proposal_ids: list[str]
+    quiet_hours: QuietHours | None
+    active: bool
+
+
+class Attempt(BaseModel):
+    """One step of a delivery's history."""
+
+    attempt: int
+    at: datetime
+    outcome: str
+    reason: str | None = None
+    detail: str | None = None
+    retry_at: datetime | None = None
+
+
+class DeliveryView(BaseModel):
+    """One message to one recipient on one channel, with its attempts."""
+
+    delivery_id: str
+    notification_id: str
+    recipient_kind: RecipientKind
+    recipient_id: str
+    channel: Channel
+    address: str
+    language: Language
+    template: str
+    regarding_type: str | None
+    regarding_subject: str | None
+    status: DeliveryStatus
+    attempts: int
+    requested_at: datetime
+    next_attempt_at: datetime | None
+    history: list[Attempt]
+
+
+def _subscription(row: asyncpg.Record) -> SubscriptionView:
+    data: dict[str, Any] = dict(row)
+    data.pop("district")
+    data["quiet_hours"] = json.loads(data["quiet_hours"]) if data["quiet_hours"] else None
+    return SubscriptionView(**data)
+
+
+def _delivery(row: asyncpg.Record) -> DeliveryView:
+    data: dict[str, Any] = dict(row)
+    data["delivery_id"] = str(data["delivery_id"])
+    data["history"] = json.loads(data["history"])
+    return DeliveryView(**{k: v for k, v in data.items() if k in DeliveryView.model_fields})
+
+
+def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
+    """The query routes; ``pool()`` returns the service's pool once it has started."""
+    router = APIRouter(tags=["queries"])
+
+    @router.get("/{district}/subscriptions/{subscription_id}", response_model=SubscriptionView,
+                responses={404: {"description": "No such subscription in this district."}})
+    async def get_subscription(district: str, subscription_id: str) -> SubscriptionView:
+        """One subscription."""
+        row = await pool().fetchrow("SELECT * FROM subscriptions WHERE district = $1 AND subscription_id = $2",
+                                    district, subscription_id)
+        if row is None:
+            raise HTTPException(404, "no such subscription")
+        return _subscription(row)
+
+    @router.get("/{district}/subscriptions", response_model=list[SubscriptionView])
+    async def list_subscriptions(district: str, subscriber_id: str = Query(max_length=80)) -> list[SubscriptionView]:
+        """A subscriber's subscriptions, active and cancelled."""
+        rows = await pool().fetch("SELECT * FROM subscriptions WHERE district = $1 AND subscriber_id = $2 "
+                                  "ORDER BY subscription_id", district, subscriber_id)
+        return [_subscription(r) for r in rows]
+
+    @router.get("/{district}/deliveries/{delivery_id}", response_model=DeliveryView,
+                responses={404: {"description": "No such delivery in this district."}})
+    async def get_delivery(district: str, delivery_id: str) -> DeliveryView:
+        """One delivery and every attempt made."""
+        try:
+            key = uuid.UUID(delivery_id)
+        except ValueError:
+            raise HTTPException(404, "no such delivery") from None
+        row = await pool().fetchrow("SELECT * FROM deliveries WHERE district = $1 AND delivery_id = $2",
+                                    district, key)
+        if row is None:
+            raise HTTPException(404, "no such delivery")
+        return _delivery(row)
+
+    @router.get("/{district}/deliveries", response_model=list[DeliveryView])
+    async def list_deliveries(district: str, recipient_id: str | None = Query(default=None, max_length=80),
+                              notification_id: str | None = Query(default=None, max_length=80),
+                              status: DeliveryStatus | None = None,
+                              limit: int = Query(default=100, ge=1, le=1000)) -> list[DeliveryView]:
+        """Delivery history, newest first, filtered by recipient, notification or status."""
+        rows = await pool().fetch(
+            """
+            SELECT * FROM deliveries WHERE district = $1
+              AND ($2::text IS NULL OR recipient_id = $2) AND ($3::text IS NULL OR notification_id = $3)
+              AND ($4::text IS NULL OR status = $4)
+            ORDER BY requested_at DESC, delivery_id LIMIT $5
+            """, district, recipient_id, notification_id, status.value if status else None, limit)
+        return [_delivery(r) for r in rows]
+
+    return router

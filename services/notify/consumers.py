@@ -1,0 +1,141 @@
+"""Reactions to other services' events: keep the audience read models current and turn
+notable events into notices. Every handler writes only on the inbox transaction's
+connection, so a redelivered event changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from contracts import oversight, proposals, voting
+from contracts.envelope import Envelope
+from services.notify import projections
+from services.notify.application import Notifier, board_targets, targets_from
+from services.notify.domain import source_notification_id
+from yishi.runtime import ServiceContext
+
+LOCAL = ZoneInfo("Asia/Shanghai")
+
+
+def local_time(when: datetime) -> str:
+    """How times appear in messages: Beijing time, to the minute."""
+    return when.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M")
+
+
+def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
+    """Subscribe to the proposals, voting and oversight events notify reacts to."""
+
+    async def notice(conn: asyncpg.Connection, envelope: Envelope, template: str, params: dict[str, str], *,
+                     people: Iterable[str], council_id: str | None = None, proposal_id: str | None = None,
+                     public: bool = False, expires_at: datetime | None = None) -> None:
+        district = envelope.district
+        rows = await projections.contacts_of(conn, district, people)
+        rows += await projections.followers_of(conn, district, envelope.type, council_id, proposal_id)
+        targets = targets_from(rows) + (board_targets(notifier.settings) if public else [])
+        await notifier.notify(
+            conn, district=district, notification_id=source_notification_id(envelope.id, template),
+            template=template, params=params, regarding=(envelope.type, envelope.subject), targets=targets,
+            meta=notifier.meta(district, envelope.correlation_id, envelope.id), expires_at=expires_at)
+
+    # -- proposals ---------------------------------------------------------------
+
+    async def member_seated(e: proposals.MemberSeated, env: Envelope, conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO council_members VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                           e.district, e.council_id, e.member_id)
+
+    async def member_unseated(e: proposals.MemberUnseated, env: Envelope, conn: asyncpg.Connection) -> None:
+        await conn.execute("DELETE FROM council_members WHERE district = $1 AND council_id = $2 AND member_id = $3",
+                           e.district, e.council_id, e.member_id)
+
+    async def proposal_raised(e: proposals.ProposalRaised, env: Envelope, conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO proposals VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                           e.district, e.proposal_id, e.council_id, e.title)
+
+    async def proposal_published(e: proposals.ProposalPublished, env: Envelope, conn: asyncpg.Connection) -> None:
+        title = await conn.fetchval("SELECT title FROM proposals WHERE district = $1 AND proposal_id = $2",
+                                    e.district, e.proposal_id)
+        await notice(conn, env, "proposal.published",
+                     {"title": title or e.proposal_id, "proposal_id": e.proposal_id,
+                      "notice_ends_at": local_time(e.notice_ends_at)},
+                     people=await projections.council_members(conn, e.district, e.council_id),
+                     council_id=e.council_id, proposal_id=e.proposal_id, public=True)
+
+    ctx.on_events("proposals", "proposals", {
+        "MemberSeated": member_seated, "MemberUnseated": member_unseated,
+        "ProposalRaised": proposal_raised, "ProposalPublished": proposal_published,
+    })
+
+    # -- voting ------------------------------------------------------------------
+
+    async def vote_opened(e: voting.VoteOpened, env: Envelope, conn: asyncpg.Connection) -> None:
+        roll = list(e.terms.electorate.roll) if e.terms.electorate.roll is not None else None
+        await conn.execute("INSERT INTO votes (district, vote_id, council_id, question, closes_at, roll) "
+                           "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                           e.district, e.vote_id, e.council_id, e.terms.question, e.terms.closes_at, roll)
+        electors = roll if roll is not None else await projections.council_members(conn, e.district, e.council_id)
+        proposal_id = e.matter.id if e.matter.kind == "proposal" else None
+        await notice(conn, env, "vote.opened",
+                     {"question": e.terms.question, "vote_id": e.vote_id, "closes_at": local_time(e.terms.closes_at)},
+                     people=electors, council_id=e.council_id, proposal_id=proposal_id,
+                     expires_at=e.terms.closes_at)
+
+    async def ballot_accepted(e: voting.BallotAccepted, env: Envelope, conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO ballots VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                           e.district, e.vote_id, e.actor.id)
+
+    async def vote_closed(e: voting.VoteClosed, env: Envelope, conn: asyncpg.Connection) -> None:
+        question = await conn.fetchval(
+            "UPDATE votes SET closed = true WHERE district = $1 AND vote_id = $2 RETURNING question",
+            e.district, e.vote_id)
+        proposal_id = e.matter.id if e.matter.kind == "proposal" else None
+        await notice(conn, env, "vote.closed",
+                     {"question": question or e.vote_id, "vote_id": e.vote_id, "outcome": e.outcome.value,
+                      "turnout_percent": f"{e.turnout_percent:.1f}"},
+                     people=await projections.council_members(conn, e.district, e.council_id),
+                     council_id=e.council_id, proposal_id=proposal_id, public=True)
+
+    ctx.on_events("voting", "voting", {
+        "VoteOpened": vote_opened, "BallotAccepted": ballot_accepted, "VoteClosed": vote_closed,
+    })
+
+    # -- oversight ---------------------------------------------------------------
+
+    async def resolution_registered(e: oversight.ResolutionRegistered, env: Envelope,
+                                    conn: asyncpg.Connection) -> None:
+        await notice(conn, env, "resolution.registered", {"title": e.title, "resolution_id": e.resolution_id},
+                     people=await projections.council_members(conn, e.district, e.council_id),
+                     council_id=e.council_id, proposal_id=e.proposal_id, public=True)
+
+    async def add_task_person(district: str, task_id: str, resolution_id: str, person_id: str, role: str,
+                              conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO task_people VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                           district, task_id, resolution_id, person_id, role)
+
+    async def task_assigned(e: oversight.TaskAssigned, env: Envelope, conn: asyncpg.Connection) -> None:
+        await add_task_person(e.district, e.task_id, e.resolution_id, e.implementer.id, "implementer", conn)
+
+    async def task_accepted(e: oversight.TaskAccepted, env: Envelope, conn: asyncpg.Connection) -> None:
+        await add_task_person(e.district, e.task_id, e.resolution_id, e.actor.id, "implementer_staff", conn)
+
+    async def inspection_recorded(e: oversight.InspectionRecorded, env: Envelope, conn: asyncpg.Connection) -> None:
+        await conn.executemany("INSERT INTO supervisors VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                               [(e.district, e.resolution_id, p) for p in e.inspector_ids])
+
+    async def task_stalled(e: oversight.TaskStalled, env: Envelope, conn: asyncpg.Connection) -> None:
+        await notice(conn, env, "task.stalled",
+                     {"task_id": e.task_id, "stalled_after_days": str(e.stalled_after_days)},
+                     people=await projections.task_audience(conn, e.district, e.task_id))
+
+    async def reminder_due(e: oversight.ReminderDue, env: Envelope, conn: asyncpg.Connection) -> None:
+        await notice(conn, env, "task.reminder_due",
+                     {"task_id": e.task_id, "kind": e.kind.value, "due_at": local_time(e.due_at)},
+                     people=[e.recipient_id])
+
+    ctx.on_events("oversight", "oversight", {
+        "ResolutionRegistered": resolution_registered, "TaskAssigned": task_assigned,
+        "TaskAccepted": task_accepted, "InspectionRecorded": inspection_recorded,
+        "TaskStalled": task_stalled, "ReminderDue": reminder_due,
+    })

@@ -1,0 +1,62 @@
+"""Wiring of the notify service in one place: ``spec()`` for ``yishi serve notify``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+
+from services.notify import projections
+from services.notify.api import build_router
+from services.notify.application import Notifier, build_bus
+from services.notify.channels import RateLimiter, build_senders
+from services.notify.consumers import wire_consumers
+from services.notify.domain import Backoff
+from services.notify.settings import NotifySettings
+from services.notify.templates import Templates, default_templates
+from services.notify.translator import make_translator
+from services.notify.worker import DeliveryWorker, VoteReminder, every
+from yishi.repository import Repository
+from yishi.runtime import ServiceContext, ServiceSpec
+from yishi.store import EventStore
+
+
+def spec(settings: NotifySettings | None = None, templates: Templates | None = None,
+         rng: Callable[[], float] | None = None) -> ServiceSpec:
+    """The notify service. Settings come from ``YISHI_NOTIFY_*`` unless given; the
+    template catalogue is checked here, so a missing template stops start-up
+    (:class:`services.notify.templates.TemplateError`)."""
+    settings = settings or NotifySettings()
+    templates = templates or default_templates()
+    rng = rng or random.Random().random
+
+    def wire(ctx: ServiceContext) -> None:
+        repository = Repository(ctx.store)
+        client = httpx.AsyncClient(timeout=settings.send_timeout_s)  # no I/O until the first send
+        senders = build_senders(settings, client, ctx.clock.now)
+        notifier = Notifier(repository, templates, settings, ctx.clock, senders)
+        ctx.serve_commands(build_bus(repository, ctx.clock, notifier))
+        wire_consumers(ctx, notifier)
+        ctx.router.include_router(build_router(lambda: ctx.pool))
+
+        worker = DeliveryWorker(
+            repository, notifier, senders, RateLimiter(settings.rate_per_minute),
+            Backoff(timedelta(seconds=settings.backoff_base_s), timedelta(seconds=settings.backoff_max_s), rng),
+            lease=timedelta(seconds=settings.claim_lease_s), timeout=settings.send_timeout_s)
+        deliver = every(settings.worker_interval_s, worker.run_once, "delivery")
+
+        async def deliveries(stop: asyncio.Event) -> None:
+            try:
+                await deliver(stop)
+            finally:
+                await client.aclose()
+
+        reminder = VoteReminder(notifier, timedelta(seconds=settings.vote_reminder_lead_s))
+        ctx.background.append(deliveries)
+        ctx.background.append(every(settings.worker_interval_s, lambda: reminder.run_once(ctx.pool), "vote-reminder"))
+
+    return ServiceSpec(name="notify", ddl=projections.DDL,
+                       translate=make_translator(Repository(EventStore(None)).to_domain_event), wire=wire)

@@ -1,0 +1,169 @@
+"""Read models of the notify service, in its own schema.
+
+``subscriptions`` and ``deliveries`` are written from the aggregates in the same
+transaction as their events (``save_subscription``, ``save_delivery``). The audience
+tables (council members, proposals, votes and ballots, tasks and their people) are
+written by the consumers of other services' events, inside the inbox transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+import asyncpg
+
+from services.notify.domain import Delivery, Subscription
+
+DDL = (
+    """
+    CREATE TABLE IF NOT EXISTS subscriptions (
+        district text NOT NULL, subscription_id text NOT NULL,
+        subscriber_kind text NOT NULL, subscriber_id text NOT NULL,
+        channel text NOT NULL, address text NOT NULL, language text NOT NULL,
+        event_types text[] NOT NULL, council_ids text[] NOT NULL, proposal_ids text[] NOT NULL,
+        quiet_hours jsonb, active boolean NOT NULL,
+        PRIMARY KEY (district, subscription_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS subscriptions_by_subscriber ON subscriptions (district, subscriber_id)",
+    """
+    CREATE TABLE IF NOT EXISTS deliveries (
+        delivery_id uuid PRIMARY KEY, district text NOT NULL, notification_id text NOT NULL,
+        recipient_kind text NOT NULL, recipient_id text NOT NULL, channel text NOT NULL,
+        address text NOT NULL, language text NOT NULL, template text NOT NULL,
+        regarding_type text, regarding_subject text,
+        status text NOT NULL, attempts integer NOT NULL, requested_at timestamptz NOT NULL,
+        next_attempt_at timestamptz, claimed_until timestamptz, expires_at timestamptz,
+        history jsonb NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS deliveries_by_recipient ON deliveries (district, recipient_id)",
+    """CREATE TABLE IF NOT EXISTS council_members (
+        district text NOT NULL, council_id text NOT NULL, member_id text NOT NULL,
+        PRIMARY KEY (district, council_id, member_id))""",
+    """CREATE TABLE IF NOT EXISTS proposals (
+        district text NOT NULL, proposal_id text NOT NULL, council_id text NOT NULL, title text NOT NULL,
+        PRIMARY KEY (district, proposal_id))""",
+    """CREATE TABLE IF NOT EXISTS votes (
+        district text NOT NULL, vote_id text NOT NULL, council_id text NOT NULL, question text NOT NULL,
+        closes_at timestamptz NOT NULL, roll text[], closed boolean NOT NULL DEFAULT false,
+        reminded boolean NOT NULL DEFAULT false, PRIMARY KEY (district, vote_id))""",
+    """CREATE TABLE IF NOT EXISTS ballots (
+        district text NOT NULL, vote_id text NOT NULL, voter_id text NOT NULL,
+        PRIMARY KEY (district, vote_id, voter_id))""",
+    """CREATE TABLE IF NOT EXISTS task_people (
+        district text NOT NULL, task_id text NOT NULL, resolution_id text NOT NULL, person_id text NOT NULL,
+        role text NOT NULL, PRIMARY KEY (district, task_id, person_id, role))""",
+    """CREATE TABLE IF NOT EXISTS supervisors (
+        district text NOT NULL, resolution_id text NOT NULL, person_id text NOT NULL,
+        PRIMARY KEY (district, resolution_id, person_id))""",
+)
+
+
+async def save_subscription(conn: asyncpg.Connection, sub: Subscription) -> None:
+    """Write the subscription's current state."""
+    t = sub.terms
+    await conn.execute(
+        """
+        INSERT INTO subscriptions (district, subscription_id, subscriber_kind, subscriber_id, channel, address,
+            language, event_types, council_ids, proposal_ids, quiet_hours, active)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        ON CONFLICT (district, subscription_id) DO UPDATE SET active = EXCLUDED.active
+        """,
+        sub.district, sub.subscription_id, t["subscriber"]["kind"], t["subscriber"]["id"], t["channel"],
+        t["address"], t["language"], t["event_types"], t["council_ids"], t["proposal_ids"],
+        json.dumps(t["quiet_hours"]) if t.get("quiet_hours") else None, sub.active,
+    )
+
+
+async def save_delivery(conn: asyncpg.Connection, d: Delivery) -> None:
+    """Write the delivery's current state (the worker picks due rows from here)."""
+    await conn.execute(
+        """
+        INSERT INTO deliveries (delivery_id, district, notification_id, recipient_kind, recipient_id, channel,
+            address, language, template, regarding_type, regarding_subject, status, attempts, requested_at,
+            next_attempt_at, claimed_until, expires_at, history)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        ON CONFLICT (delivery_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+            next_attempt_at = EXCLUDED.next_attempt_at, claimed_until = EXCLUDED.claimed_until,
+            history = EXCLUDED.history
+        """,
+        d.id, d.district, d.notification_id, d.recipient_kind, d.recipient_id, d.channel, d.address, d.language,
+        d.template, d.regarding[0] if d.regarding else None, d.regarding[1] if d.regarding else None,
+        str(d.status), d.attempts, d.requested_at, d.next_attempt_at, d.claimed_until, d.expires_at,
+        json.dumps(d.history),
+    )
+
+
+async def due_deliveries(pool: asyncpg.Pool, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Deliveries a worker may claim now: pending and due, or claimed with a lapsed lease."""
+    return await pool.fetch(
+        """
+        SELECT delivery_id, channel FROM deliveries
+        WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= $1))
+           OR (status = 'sending' AND claimed_until <= $1)
+        ORDER BY next_attempt_at NULLS FIRST LIMIT $2
+        """, now, limit)
+
+
+# -- audiences -------------------------------------------------------------------
+
+
+async def contacts_of(conn: asyncpg.Connection, district: str, person_ids: Iterable[str]) -> list[asyncpg.Record]:
+    """Every active channel subscription of these people (or organisations)."""
+    return await conn.fetch(
+        "SELECT * FROM subscriptions WHERE district = $1 AND active "
+        "AND subscriber_id = ANY($2::text[]) ORDER BY subscription_id",
+        district, list(person_ids))
+
+
+async def followers_of(conn: asyncpg.Connection, district: str, event_type: str, council_id: str | None,
+                       proposal_id: str | None) -> list[asyncpg.Record]:
+    """Active subscriptions that follow ``event_type`` within their council and proposal filters."""
+    return await conn.fetch(
+        """
+        SELECT * FROM subscriptions WHERE district = $1 AND active AND $2 = ANY(event_types)
+          AND (cardinality(council_ids) = 0 OR $3 = ANY(council_ids))
+          AND (cardinality(proposal_ids) = 0 OR $4 = ANY(proposal_ids))
+        ORDER BY subscription_id
+        """, district, event_type, council_id, proposal_id)
+
+
+async def council_members(conn: asyncpg.Connection, district: str, council_id: str) -> list[str]:
+    rows = await conn.fetch("SELECT member_id FROM council_members WHERE district = $1 AND council_id = $2 "
+                            "ORDER BY member_id", district, council_id)
+    return [r["member_id"] for r in rows]
+
+
+async def electors_who_have_not_voted(conn: asyncpg.Connection, district: str, vote_id: str) -> list[str]:
+    """The vote's roll (or its council's members when it has none) minus those who voted."""
+    vote = await conn.fetchrow("SELECT council_id, roll FROM votes WHERE district = $1 AND vote_id = $2",
+                               district, vote_id)
+    electors = list(vote["roll"]) if vote["roll"] is not None else await council_members(
+        conn, district, vote["council_id"])
+    voted = {r["voter_id"] for r in await conn.fetch(
+        "SELECT voter_id FROM ballots WHERE district = $1 AND vote_id = $2", district, vote_id)}
+    return [e for e in electors if e not in voted]
+
+
+async def votes_due_for_reminder(pool: asyncpg.Pool, due_before: datetime) -> list[asyncpg.Record]:
+    """Open votes closing before ``due_before`` whose non-voters were not reminded yet."""
+    return await pool.fetch("SELECT * FROM votes WHERE NOT closed AND NOT reminded AND closes_at <= $1",
+                            due_before)
+
+
+async def task_audience(conn: asyncpg.Connection, district: str, task_id: str) -> list[str]:
+    """The implementer's people on a task and the supervisors of its resolution."""
+    rows = await conn.fetch(
+        """
+        SELECT person_id FROM task_people WHERE district = $1 AND task_id = $2
+        UNION
+        SELECT s.person_id FROM supervisors s JOIN task_people t
+          ON t.district = s.district AND t.resolution_id = s.resolution_id
+        WHERE t.district = $1 AND t.task_id = $2
+        ORDER BY 1
+        """, district, task_id)
+    return [r["person_id"] for r in rows]

@@ -1,0 +1,165 @@
+"""Background jobs, driven by the service clock and durable through the store:
+
+* the **delivery worker** picks due deliveries from the ``deliveries`` read model,
+  claims an attempt (recorded before sending), sends, and records the outcome;
+* the **vote reminder** finds open votes about to close and reminds the electors who
+  have not voted, once per vote (the notification id is derived from the vote, and the
+  ``reminded`` mark is written in the same transaction), also after a restart that
+  missed the due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from contracts.notify import Channel, FailureReason
+from services.notify import projections
+from services.notify.application import Notifier, targets_from
+from services.notify.channels import Message, RateLimiter, SendFailed
+from services.notify.consumers import local_time
+from services.notify.domain import Backoff, Delivery, DeliveryStatus, source_notification_id
+from yishi.commands import Rejected
+from yishi.repository import Repository
+from yishi.store import ConcurrencyError
+
+log = structlog.get_logger("yishi.notify.worker")
+
+
+class DeliveryWorker:
+    """Sends due deliveries: claim (recorded) → send → record the outcome."""
+
+    def __init__(self, repository: Repository, notifier: Notifier, senders: dict, limiter: RateLimiter,
+                 backoff: Backoff, *, lease: timedelta, timeout: float, batch: int = 100) -> None:
+        self.repository = repository
+        self.notifier = notifier
+        self.senders = senders
+        self.limiter = limiter
+        self.backoff = backoff
+        self.lease = lease
+        self.timeout = timeout
+        self.batch = batch
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.repository.store.pool
+
+    async def run_once(self) -> int:
+        """One pass over the due deliveries; returns how many attempts were made."""
+        now = self.notifier.clock.now()
+        attempts = 0
+        for row in await projections.due_deliveries(self.pool, now, self.batch):
+            if not self.limiter.try_acquire(Channel(row["channel"])):
+                continue  # over this channel's rate: the next pass takes it
+            claimed = await self._change(row["delivery_id"], lambda d: self._claim(d, now))
+            if claimed is None:
+                continue
+            delivery, attempt = claimed
+            outcome = await self._send(delivery)
+            attempts += 1
+            done = self.notifier.clock.now()
+            if outcome is None:
+                await self._change(delivery.id, lambda d: d.succeed(attempt, done))
+            else:
+                log.info("delivery attempt failed", delivery_id=str(delivery.id), attempt=attempt,
+                         reason=str(outcome.reason), detail=outcome.detail)
+                await self._change(delivery.id, lambda d: d.fail(attempt, done, outcome.reason.value, outcome.detail,
+                                                                  permanent=outcome.permanent, backoff=self.backoff))
+        return attempts
+
+    def _claim(self, delivery: Delivery, now) -> int | None:
+        if delivery.status is DeliveryStatus.PENDING and delivery.expired(now):
+            delivery.expire(now)
+            return None
+        return delivery.claim(now, self.lease)
+
+    async def _change(self, delivery_id: UUID, change: Callable[[Delivery], object]):
+        """Load, change and save one delivery with its read-model row, atomically.
+
+        Returns ``(delivery, result)``, or None when another worker changed it first or
+        the change no longer applies."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                delivery = await self.repository.get(delivery_id, conn=conn)
+                result = change(delivery)
+                meta = self.notifier.meta(delivery.district, f"delivery-{delivery.id}", None)
+                await self.repository.save(delivery, meta=meta, conn=conn)
+                await projections.save_delivery(conn, delivery)
+        except (ConcurrencyError, Rejected) as exc:
+            log.info("delivery changed meanwhile; skipped", delivery_id=str(delivery_id), error=str(exc))
+            return None
+        return None if result is None else (delivery, result)
+
+    async def _send(self, delivery: Delivery) -> SendFailed | None:
+        sender = self.senders.get(Channel(delivery.channel))
+        if sender is None:
+            return SendFailed(FailureReason.REJECTED_BY_CHANNEL, f"channel {delivery.channel} is not configured",
+                              permanent=True)
+        message = Message(str(delivery.id), delivery.notification_id, delivery.recipient_id, delivery.address,
+                          delivery.language, delivery.template, delivery.subject, delivery.body, delivery.regarding)
+        try:
+            await asyncio.wait_for(sender.send(message), self.timeout)
+        except SendFailed as exc:
+            return exc
+        except asyncio.TimeoutError:
+            return SendFailed(FailureReason.UNREACHABLE, f"no answer within {self.timeout}s")
+        return None
+
+
+class VoteReminder:
+    """Reminds electors who have not voted, ``lead`` before a vote closes."""
+
+    def __init__(self, notifier: Notifier, lead: timedelta) -> None:
+        self.notifier = notifier
+        self.lead = lead
+
+    async def run_once(self, pool: asyncpg.Pool) -> int:
+        """Remind for every vote now inside its reminder window; returns deliveries created."""
+        now = self.notifier.clock.now()
+        created = 0
+        for vote in await projections.votes_due_for_reminder(pool, now + self.lead):
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT * FROM votes WHERE district = $1 AND vote_id = $2 AND NOT reminded AND NOT closed "
+                    "FOR UPDATE", vote["district"], vote["vote_id"])
+                if row is None:
+                    continue
+                if row["closes_at"] > now:  # a reminder after the close helps nobody
+                    people = await projections.electors_who_have_not_voted(conn, row["district"], row["vote_id"])
+                    timer = f"vote-closing-soon:{row['district']}:{row['vote_id']}"
+                    created += await self.notifier.notify(
+                        conn, district=row["district"],
+                        notification_id=source_notification_id(timer, "vote.closing_soon"),
+                        template="vote.closing_soon",
+                        params={"question": row["question"], "vote_id": row["vote_id"],
+                                "closes_at": local_time(row["closes_at"])},
+                        regarding=("VoteOpened", row["vote_id"]),
+                        targets=targets_from(await projections.contacts_of(conn, row["district"], people)),
+                        meta=self.notifier.meta(row["district"], f"timer-{timer}", None), expires_at=row["closes_at"])
+                await conn.execute("UPDATE votes SET reminded = true WHERE district = $1 AND vote_id = $2",
+                                   row["district"], row["vote_id"])
+        return created
+
+
+def every(interval: float, step: Callable[[], Awaitable[int]], name: str):
+    """A background job running ``step`` until stopped: again at once while it finds work,
+    else after ``interval``; errors are logged and the step is tried again."""
+    async def job(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            busy = 0
+            try:
+                busy = await step()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.warning("background job failed; will retry", job=name, error=repr(exc))
+            except Exception:  # a bug must not stop every later delivery: log it and go on
+                log.exception("background job crashed; will retry", job=name)
+            if not busy:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+    return job
