@@ -30,12 +30,20 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         dsn,
         min_size=min_size,
         max_size=max_size,
+        reset=_keep_session,
         server_settings={
             "search_path": f'"{schema}"',
             "idle_in_transaction_session_timeout": "60000",
             "application_name": f"yishi-{schema}",
         },
     )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query on release (``RESET ALL``, ``UNLISTEN *``, unlocking
+    session advisory locks): it costs a round trip per use, and nothing here keeps
+    session state on a pooled connection. asyncpg still rolls back an open transaction.
+    Code that needs session state (the relay's advisory lock) uses its own connection."""
 
 
 async def service_pool(dsn: str, service: str, **kwargs: int) -> asyncpg.Pool:

@@ -231,33 +231,40 @@ class Relay:
             await self._drop_producer()
 
     async def _run_holding_lock(self, stop: asyncio.Event) -> None:
-        backoff = 0.1
+        # The pool does not reset connections on release (see yishi.db), so this session
+        # lock is released explicitly below; a dropped connection releases it too.
         async with self.store.pool.acquire() as lock_conn:
+            await self._relay_under_lock(lock_conn, stop)
+
+    async def _relay_under_lock(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        locked = False
+        try:
             if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext('yishi.relay.' || $1))",
                                             self.name):
                 await _sleep_or_stop(stop, 1.0)  # another instance relays; stand by
                 return
-            try:
-                cursor = await self.position()
-                log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position)
-                while not stop.is_set():
-                    try:
-                        count, cursor = await self.publish_batch(cursor)
-                        backoff = 0.1
-                    except (KafkaError, asyncio.TimeoutError) as exc:
-                        FAILURES.labels(self.service).inc()
-                        log.warning("relay publish failed; retrying", service=self.service, error=repr(exc),
-                                    retry_in_s=backoff)
-                        await self._drop_producer()
-                        await _sleep_or_stop(stop, backoff)
-                        backoff = min(backoff * 2, self.max_backoff)
-                        cursor = await self.position()
-                        continue
-                    if count < self.batch_size:
-                        await _sleep_or_stop(stop, self.idle_wait)
-            finally:
-                if not lock_conn.is_closed():
-                    await lock_conn.execute("SELECT pg_advisory_unlock(hashtext('yishi.relay.' || $1))", self.name)
+            locked = True
+            cursor = await self.position()
+            log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position)
+            while not stop.is_set():
+                try:
+                    count, cursor = await self.publish_batch(cursor)
+                    backoff = 0.1
+                except (KafkaError, asyncio.TimeoutError) as exc:
+                    FAILURES.labels(self.service).inc()
+                    log.warning("relay publish failed; retrying", service=self.service, error=repr(exc),
+                                retry_in_s=backoff)
+                    await self._drop_producer()
+                    await _sleep_or_stop(stop, backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+                    cursor = await self.position()
+                    continue
+                if count < self.batch_size:
+                    await _sleep_or_stop(stop, self.idle_wait)
+        finally:
+            if locked and not lock_conn.is_closed():
+                await lock_conn.execute("SELECT pg_advisory_unlock(hashtext('yishi.relay.' || $1))", self.name)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
