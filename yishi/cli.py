@@ -128,9 +128,13 @@ def verify(service: Annotated[str, typer.Argument(help="whose event store to ver
 def run(
     services: Annotated[Optional[list[str]], typer.Option("--service", "-s", help="only these services")] = None,
     base_port: Annotated[int, typer.Option(help="first HTTP port; services take consecutive ports")] = 8001,
+    demo: Annotated[bool, typer.Option("--demo", help="once started, tell the demo story (yishi/demo.py)")] = False,
+    demo_exit: Annotated[bool, typer.Option("--demo-exit", help="with --demo: stop when the story is told")] = False,
 ) -> None:
     """Run the platform: the embedded PostgreSQL and broker (unless YISHI_DATABASE_URL and
-    YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. Ctrl-C stops all."""
+    YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. Ctrl-C stops all.
+    With --demo a deliberation is then driven through the public APIs (exit 1 if a step fails)."""
+    from yishi import demo as demo_story
     from yishi.embedded import EmbeddedStack
 
     settings = Settings()
@@ -144,6 +148,8 @@ def run(
             stack = EmbeddedStack().start()
         env["YISHI_DATABASE_URL"] = stack.postgres.url
         env["YISHI_KAFKA_BOOTSTRAP"] = stack.kafka.bootstrap
+    if demo:
+        env.update(demo_story.service_env(env))
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -187,11 +193,18 @@ def run(
         if not stopping:
             console.print(table)
             console.print("press Ctrl-C to stop")
+        story = demo_story.Background(demo_story.urls_from("127.0.0.1", base_port, names), console) \
+            if demo and not stopping else None
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     console.print(f"[red]{name} exited with {proc.returncode}[/red]")
                     stopping = True
+            if story is not None and story.done():
+                if story.error is not None:
+                    console.print(f"[red]demo failed:[/red] {story.error}")
+                    raise typer.Exit(1)
+                stopping, story = demo_exit, None
             time.sleep(0.2)
     finally:
         console.print("stopping…")
@@ -208,6 +221,23 @@ def run(
         if stack:
             stack.stop()
         console.print("stopped")
+
+
+@app.command("demo")
+def demo_cmd(
+    host: Annotated[str, typer.Option(help="where the services listen")] = "127.0.0.1",
+    base_port: Annotated[int, typer.Option(help="the first service's port, as given to yishi run")] = 8001,
+    district: Annotated[str, typer.Option(help="a district the platform serves")] = "gulou",
+) -> None:
+    """Tell the demo story again to a platform started with `yishi run --demo` (it needs
+    that run's short reminder-policy day and notify's webhook channel)."""
+    from yishi import demo as demo_story
+
+    try:
+        demo_story.run(demo_story.urls_from(host, base_port), console, district=district)
+    except demo_story.DemoFailed as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        raise typer.Exit(1) from None
 
 
 def _ready(url: str) -> bool:

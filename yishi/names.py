@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 SERVICES = ("proposals", "voting", "oversight", "notify")
 _DISTRICT = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -28,16 +29,19 @@ def check_service(service: str) -> str:
     return service
 
 
+@lru_cache(maxsize=1024)
 def events_topic(district: str, service: str) -> str:
     """The topic a service publishes its integration events to, e.g. ``gulou.voting.events``."""
     return f"{check_district(district)}.{check_service(service)}.events"
 
 
+@lru_cache(maxsize=1024)
 def commands_topic(district: str, service: str) -> str:
     """The topic a service reads commands from, e.g. ``gulou.voting.commands``."""
     return f"{check_district(district)}.{check_service(service)}.commands"
 
 
+@lru_cache(maxsize=1024)
 def replies_topic(district: str, service: str) -> str:
     """The topic a service writes command replies (accepted/rejected) to."""
     return f"{check_district(district)}.{check_service(service)}.replies"
@@ -48,6 +52,7 @@ def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+@lru_cache(maxsize=1024)
 def source(district: str, service: str) -> str:
     """CloudEvents ``source`` attribute of a service in a district."""
     return f"/yishi/{check_district(district)}/{check_service(service)}"

@@ -16,18 +16,21 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, binary_headers, rfc3339_text
 from yishi.kafka import ensure_topics, new_producer
 from yishi.names import events_topic, source
 from yishi.store import EventStore, LogCursor, RecordedEvent
 
 log = structlog.get_logger("yishi.relay")
+_PARTITIONER = DefaultPartitioner()
 
 DDL = (
     """
@@ -81,20 +84,33 @@ def passthrough(event: RecordedEvent) -> Publication:
 
 
 def to_envelope(event: RecordedEvent, service: str, publication: Publication) -> Envelope:
-    """The CloudEvent for a stored event: id = event id, subject = stream id."""
-    meta = event.metadata
+    """The CloudEvent for a stored event: id = event id, subject = stream id (or the public id)."""
+    occurred_at, correlation_id, causation_id = event.envelope_fields()
     return Envelope(
         id=str(event.event_id),
         source=source(event.district, service),
         type=publication.type,
         subject=publication.subject or event.stream_id,
-        time=datetime.fromisoformat(meta["occurred_at"]),
+        time=datetime.fromisoformat(occurred_at),
         district=event.district,
-        correlation_id=meta["correlation_id"],
-        causation_id=meta.get("causation_id"),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
         schema_version=publication.schema_version,
         data=publication.data,
     )
+
+
+def kafka_message(event: RecordedEvent, service: str, publication: Publication) -> tuple[bytes, list, bytes]:
+    """What :func:`to_envelope` then ``to_kafka`` give, without the round trip through a
+    datetime: ``(key, headers, value)``. The relay's hot path."""
+    occurred_at, correlation_id, causation_id = event.envelope_fields()
+    subject = publication.subject or event.stream_id
+    headers = binary_headers(
+        id=str(event.event_id), source=source(event.district, service), type=publication.type, subject=subject,
+        time=rfc3339_text(occurred_at), district=event.district, correlation_id=correlation_id,
+        schema_version=publication.schema_version, causation_id=causation_id,
+    )
+    return subject.encode(), headers, publication.data
 
 
 class Relay:
@@ -126,6 +142,7 @@ class Relay:
         self._producer = None
         self._topics: set[str] = set()
         self._offsets: dict = {}
+        self._saving: asyncio.Task | None = None
 
     async def position(self) -> LogCursor:
         """The cursor after the last event confirmed by the broker."""
@@ -143,6 +160,12 @@ class Relay:
             """,
             self.name, cursor.tx_id, cursor.position,
         )
+
+    async def flush(self) -> None:
+        """Wait until the last confirmed position is stored."""
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            await saving
 
     async def _ensure_producer(self):
         if self._producer is None:
@@ -184,6 +207,35 @@ class Relay:
             raise BrokerLostData(", ".join(f"{tp.topic}[{tp.partition}] offset {old} -> {new}"
                                            for tp, old, new in regressed))
 
+    async def _send(self, producer, outgoing: list) -> list:
+        """Send messages in closed per-partition batches; return the batch acknowledgements.
+
+        Building the broker's batches here rather than calling ``send`` per message
+        cuts the relay's CPU per event by half or more. Partitions are chosen exactly
+        as aiokafka's default partitioner does (murmur2 of the key), and batches of
+        one partition are sent in order, so each key's events stay in order.
+        """
+        partitions: dict[str, list[int]] = {}
+        open_batches: dict[tuple[str, int], Any] = {}
+        futures = []
+        for topic, (key, headers, value) in outgoing:
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = _PARTITIONER(key, partitions[topic], partitions[topic])
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                batch.close()
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    raise ValueError(f"event {key!r} is larger than a producer batch")
+        for (topic, partition), batch in open_batches.items():
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return await asyncio.gather(*futures)
+
     async def publish_batch(self, cursor: LogCursor) -> tuple[int, LogCursor]:
         """Publish the next batch after ``cursor``; return (events read, new cursor).
 
@@ -191,6 +243,7 @@ class Relay:
         """
         events = await self.store.read_log(cursor, self.batch_size)
         if not events:
+            await self.flush()
             return 0, cursor
         outgoing = []
         for event in events:
@@ -199,20 +252,19 @@ class Relay:
                 SKIPPED.labels(self.service).inc()
                 continue
             topic = publication.topic or events_topic(event.district, self.service)
-            outgoing.append((topic, to_envelope(event, self.service, publication).to_kafka()))
+            outgoing.append((topic, kafka_message(event, self.service, publication)))
         if outgoing:
             producer = await self._ensure_producer()
             new_topics = {t for t, _ in outgoing} - self._topics
             if new_topics:
                 await ensure_topics(self.bootstrap, new_topics, **self.kafka_options)
                 self._topics |= new_topics
-            futures = [
-                await producer.send(topic, value=value, key=key, headers=headers)
-                for topic, (key, headers, value) in outgoing
-            ]
-            self._check_offsets(await asyncio.gather(*futures))
+            self._check_offsets(await self._send(producer, outgoing))
         new_cursor = events[-1].cursor
-        await self._save_position(new_cursor)
+        # Saved while the next batch is read and sent: the commit's disk sync overlaps
+        # useful work. Safe because the position only limits re-sending after a crash.
+        await self.flush()
+        self._saving = asyncio.create_task(self._save_position(new_cursor))
         PUBLISHED.labels(self.service).inc(len(outgoing))
         LAST_POSITION.labels(self.service).set(events[-1].position)
         return len(events), new_cursor
@@ -258,11 +310,13 @@ class Relay:
                     await self._drop_producer()
                     await _sleep_or_stop(stop, backoff)
                     backoff = min(backoff * 2, self.max_backoff)
+                    await self.flush()
                     cursor = await self.position()
                     continue
                 if count < self.batch_size:
                     await _sleep_or_stop(stop, self.idle_wait)
         finally:
+            await self.flush()
             if locked and not lock_conn.is_closed():
                 await lock_conn.execute("SELECT pg_advisory_unlock(hashtext('yishi.relay.' || $1))", self.name)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from functools import cached_property
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,7 +102,9 @@ FROM (SELECT hash FROM events WHERE stream_id = $1 AND version = $2
 RETURNING position
 """
 
-_COLUMNS = "position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash"
+# In RecordedEvent's field order.
+_COLUMNS = ("position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash, "
+            "metadata->>'occurred_at', metadata->>'correlation_id', metadata->>'causation_id'")
 
 _READ_LOG = f"""
 SELECT {_COLUMNS} FROM events
@@ -173,9 +176,14 @@ class LogCursor:
     position: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RecordedEvent:
-    """An event as stored."""
+    """An event as stored.
+
+    The metadata JSON is decoded on first use of :attr:`metadata`: the relay needs only
+    the envelope fields (``occurred_at``, ``correlation_id``, ``causation_id``), which
+    log reads select as columns.
+    """
 
     position: int
     tx_id: int
@@ -185,28 +193,31 @@ class RecordedEvent:
     district: str
     topic: str
     state: bytes
-    metadata: dict[str, Any]
+    metadata_json: str | dict[str, Any]
     hash: bytes
+    occurred_at: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        raw = self.metadata_json
+        return json.loads(raw) if isinstance(raw, str) else raw
 
     @property
     def cursor(self) -> LogCursor:
         return LogCursor(self.tx_id, self.position)
 
+    def envelope_fields(self) -> tuple[str, str, str | None]:
+        """``(occurred_at, correlation_id, causation_id)``, from columns when read from the log."""
+        if self.occurred_at is not None:
+            return self.occurred_at, self.correlation_id, self.causation_id
+        meta = self.metadata
+        return meta["occurred_at"], meta["correlation_id"], meta.get("causation_id")
+
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "RecordedEvent":
-        meta = row["metadata"]
-        return cls(
-            position=row["position"],
-            tx_id=row["tx_id"],
-            stream_id=row["stream_id"],
-            version=row["version"],
-            event_id=row["event_id"],
-            district=row["district"],
-            topic=row["topic"],
-            state=row["state"],
-            metadata=json.loads(meta) if isinstance(meta, str) else meta,
-            hash=row["hash"],
-        )
+        return cls(*row)
 
 
 @dataclass(frozen=True, slots=True)
