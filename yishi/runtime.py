@@ -166,7 +166,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                        kafka_options=kafka_options)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop), name="sealer")]
-        tasks += [asyncio.create_task(job(stop)) for job in ctx.background]
+        tasks += [asyncio.create_task(_supervised(job, stop)) for job in ctx.background]
         await broker.start()
         log.info("service started", service=spec.name, districts=settings.districts)
         try:
@@ -213,6 +213,20 @@ async def _undecoded(msg: Any) -> bytes:
     """Keep faststream from parsing bodies: the envelope module decides what is valid,
     so that bad JSON becomes a dead letter instead of a redelivery loop."""
     return msg.body
+
+
+async def _supervised(job: Background, stop: asyncio.Event, pause: float = 1.0) -> None:
+    """Run a background job until ``stop``; a crash is logged and the job restarted, so
+    a bug or an outage never silently ends a timer."""
+    name = getattr(job, "__qualname__", repr(job))
+    while not stop.is_set():
+        try:
+            await job(stop)
+            return
+        except Exception:
+            log.exception("background job crashed; restarting", job=name)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
 
 
 async def _seal_forever(event_store: EventStore, stop: asyncio.Event, interval: float = 1.0) -> None:
