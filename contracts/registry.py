@@ -121,27 +121,33 @@ class InvalidPayload(ContractError):
 # Which other services react to an event: the hand-offs that make one process out of four
 # services (and what notify tells people about).
 _CONSUMERS = {
-    "NominationPublicised": {"notify"},
-    "ProposalPublished": {"notify"},
-    "VoteRequested": {"voting"},
-    "VoteOpened": {"notify"},
-    "VoteClosed": {"proposals", "notify"},
-    "ProposalDecided": {"oversight", "notify"},
+    # proposals
+    "CouncilFormed": {"oversight"},  # a resolution's community
+    "ProposalRaised": {"notify", "oversight"},  # oversight: the audit trail
+    "ProposalPublished": {"notify", "oversight"},
+    "MotionSeconded": {"oversight"},
+    "ObjectionLodged": {"oversight"},
+    "StatementMade": {"oversight"},
+    "VoteRequested": {"voting", "oversight"},
+    "ProposalEscalated": {"oversight"},
+    "ProposalWithdrawn": {"oversight"},
+    "ProposalReturnedForReconsultation": {"oversight"},
+    "ProposalDecided": {"oversight"},
+    "MemberSeated": {"notify"},
+    "MemberUnseated": {"notify"},
+    # voting
+    "VoteOpened": {"notify", "oversight"},
+    "BallotAccepted": {"notify", "oversight"},
+    "VoteClosed": {"proposals", "notify", "oversight"},
+    # oversight
     "ReconsultationRequested": {"proposals"},
+    "ResolutionRegistered": {"notify"},
     "TaskAssigned": {"notify"},
+    "TaskAccepted": {"notify"},
+    "TaskStalled": {"notify"},
     "ReminderDue": {"notify"},
     "InspectionRecorded": {"notify"},
-    "TaskStalled": {"notify"},
-    "TaskAccepted": {"notify"},
-    "ResolutionRegistered": {"notify"},
-    "BallotAccepted": {"notify"},
-    "ProposalRaised": {"notify"},
-    "MemberUnseated": {"notify"},
-    "MemberSeated": {"notify"},
-    "TaskEscalated": {"notify"},
-    "FollowUpInspectionScheduled": {"notify"},
 }
-
 
 
 def _types(service: str, kind: Kind, *models: type[Contract]) -> list[TypeSpec]:

@@ -59,6 +59,8 @@ class ServiceContext:
     background: list[Background] = field(default_factory=list)
     handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None]] = field(default_factory=dict)
     consumers: dict[str, EnvelopeConsumer] = field(default_factory=dict)
+    subscriptions: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    command_types: frozenset[str] = frozenset()
 
     @property
     def service(self) -> str:
@@ -77,6 +79,7 @@ class ServiceContext:
         """Serve ``bus`` over HTTP (``POST /{district}/commands/{Type}``) and over the
         service's command topics, with replies on its replies topics."""
         self.router.include_router(bus.router())
+        self.command_types = frozenset(registry.type_name(model) for model in bus.handlers)
         self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope)
 
     def on_events(self, name: str, service: str, handlers: dict[str, EventHandler]) -> None:
@@ -96,6 +99,7 @@ class ServiceContext:
             registry.spec(envelope.type)  # an unknown type raises: dead letter, not silence
             return False
 
+        self.subscriptions[name] = (service, frozenset(handlers))
         self.consume(name, self.topics(service), handle, accepts=accepts)
 
     def consume(self, name: str, topics: Sequence[str], handle: Handler, *, retry_delay: float = 1.0,

@@ -114,6 +114,6 @@ def test_every_service_has_commands_and_events():
     for service in ("proposals", "voting", "oversight", "notify"):
         kinds = {spec.kind for spec in registry.REGISTRY.values() if spec.service == service}
         assert kinds == {Kind.EVENT, Kind.COMMAND}, service
-    assert registry.spec("VoteRequested").consumers == {"voting"}
+    assert "voting" in registry.spec("VoteRequested").consumers
     assert "oversight" in registry.spec("ProposalDecided").consumers
     assert registry.spec("SecondMotion").model is proposals.SecondMotion
