@@ -31,6 +31,9 @@ from yishi.store import EventStore, LogCursor, RecordedEvent
 
 log = structlog.get_logger("yishi.relay")
 _PARTITIONER = DefaultPartitioner()
+# Advisory locks span the whole database, where several services may keep their schemas:
+# one relay per schema and name.
+_LOCK_KEY = "hashtext('yishi.relay.' || current_schema() || '.' || $1)"
 
 DDL = (
     """
@@ -292,8 +295,7 @@ class Relay:
         backoff = 0.1
         locked = False
         try:
-            if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext('yishi.relay.' || $1))",
-                                            self.name):
+            if not await lock_conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK_KEY})", self.name):
                 await _sleep_or_stop(stop, 1.0)  # another instance relays; stand by
                 return
             locked = True
@@ -318,7 +320,7 @@ class Relay:
         finally:
             await self.flush()
             if locked and not lock_conn.is_closed():
-                await lock_conn.execute("SELECT pg_advisory_unlock(hashtext('yishi.relay.' || $1))", self.name)
+                await lock_conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", self.name)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

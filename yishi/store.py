@@ -255,7 +255,8 @@ class VerifyReport:
         return min(self.problems, key=lambda p: p.position) if self.problems else None
 
 
-def _canonical(meta: dict[str, Any]) -> bytes:
+def canonical_metadata(meta: dict[str, Any]) -> bytes:
+    """The exact bytes of metadata that an event's digest covers."""
     return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -276,7 +277,8 @@ def chain_hash(previous: bytes, digest: bytes) -> bytes:
     return hashlib.sha256(previous + digest).digest()
 
 
-def _seal_link(previous: bytes, event_hash: bytes, position: int) -> bytes:
+def seal_link(previous: bytes, event_hash: bytes, position: int) -> bytes:
+    """One link of the log chain (``log_chain.chain``): the event's hash at its position."""
     return hashlib.sha256(previous + event_hash + position.to_bytes(8, "big")).digest()
 
 
@@ -310,7 +312,7 @@ class EventStore:
         if expected_version < 0:
             raise ValueError("expected_version must be >= 0")
         meta_dict = meta.to_dict(self.clock.now())
-        meta_json = _canonical(meta_dict).decode()
+        meta_json = canonical_metadata(meta_dict).decode()
         versions = list(range(expected_version + 1, expected_version + 1 + len(events)))
         digests = [
             event_digest(stream_id, v, e.event_id, meta.district, e.topic, e.state, meta_json.encode())
@@ -395,7 +397,7 @@ class EventStore:
         Single writer by an advisory lock; returns how many events were sealed.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('yishi.seal'))"):
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('yishi.seal.' || current_schema()))"):
                 return 0
             last = await conn.fetchrow(
                 "SELECT seq, position, tx_id, chain FROM log_chain ORDER BY seq DESC LIMIT 1"
@@ -408,7 +410,7 @@ class EventStore:
             records = []
             for r in rows:
                 seq += 1
-                prev = _seal_link(prev, r["hash"], r["position"])
+                prev = seal_link(prev, r["hash"], r["position"])
                 records.append((seq, r["position"], r["tx_id"], prev))
             if records:
                 await conn.executemany(
@@ -437,7 +439,7 @@ class EventStore:
                     expected_version = r["version"]
                 meta = json.loads(r["metadata"]) if isinstance(r["metadata"], str) else r["metadata"]
                 digest = event_digest(r["stream_id"], r["version"], r["event_id"], r["district"], r["topic"],
-                                      r["state"], _canonical(meta))
+                                      r["state"], canonical_metadata(meta))
                 link = chain_hash(prev, digest)
                 if link != r["hash"]:
                     problems.append(Problem(r["position"], f"event {stream!r} v{r['version']} does not match "
@@ -461,7 +463,7 @@ class EventStore:
                 if r["log_rank"] != r["seq"] - removed:
                     problems.append(Problem(r["position"], f"event at position {r['position']} is no longer "
                                             f"at its sealed place (log seq {r['seq']}): the log was reordered"))
-                prev = _seal_link(prev, r["hash"], r["position"])
+                prev = seal_link(prev, r["hash"], r["position"])
                 if prev != r["chain"]:
                     problems.append(Problem(r["position"], f"log chain broken at seq {r['seq']}: "
                                             "an event was altered, reordered or the chain rewritten"))

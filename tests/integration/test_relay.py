@@ -150,3 +150,32 @@ async def test_broker_killed_and_restarted_relay_recovers_by_itself(pool, embedd
     for stream, versions in versions_by_stream(got, lambda e: e.payload()["v"]).items():
         assert versions == sorted(versions), f"{stream} out of order"
         assert versions == list(range(versions[0], versions[0] + len(versions))), f"{stream} has a hole"
+
+
+async def test_relays_of_services_sharing_a_database_run_side_by_side(servers):
+    """The embedded stack keeps every service in one database: each relay must still run."""
+    from yishi.db import create_pool, install
+    from yishi.relay import DDL as RELAY_DDL
+    from yishi.store import DDL as STORE_DDL
+
+    stop = asyncio.Event()
+    pools, tasks, relays = [], [], []
+    try:
+        for n in range(2):
+            pool = await create_pool(servers.database_url, f"t_side_{uuid.uuid4().hex[:8]}")
+            pools.append(pool)
+            await install(pool, *STORE_DDL, *RELAY_DDL)
+            store = EventStore(pool)
+            await store.append("s", 0, numbered(n, 1, 3), meta("dside"))
+            relay = Relay(store, servers.kafka_bootstrap, "notify", idle_wait=0.01)
+            relays.append(relay)
+            tasks.append(asyncio.create_task(relay.run(stop)))
+        for relay in relays:
+            await wait_until(lambda relay=relay: _position_at_least(relay, 3), timeout=30)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for pool in pools:
+            schema = await pool.fetchval("SELECT current_schema()")
+            await pool.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await pool.close()
