@@ -38,6 +38,7 @@ from yishi.logging import configure_logging
 from yishi.relay import Relay, Translator, passthrough
 from yishi.names import commands_topic, events_topic
 from yishi.settings import Settings
+from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, load_signing_key
 from yishi.store import EventStore
 
 log = structlog.get_logger("yishi.runtime")
@@ -157,7 +158,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     async def lifespan(app: FastAPI):
         ctx.store.pool = await create_pool(settings.database_url, settings.db_schema or spec.name,
                                            min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *spec.ddl)
+        await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *CHECKPOINTS_DDL, *spec.ddl)
+        checkpointer = Checkpointer(spec.name, load_signing_key(spec.name, settings.signing_key_file),
+                                    interval=settings.checkpoint_interval_s, clock=clock)
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
         for name, (handle, accepts) in ctx.handlers.items():
@@ -169,7 +172,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                        batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
                        kafka_options=kafka_options)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
-                 asyncio.create_task(_seal_forever(ctx.store, stop), name="sealer")]
+                 asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop)) for job in ctx.background]
         await broker.start()
         log.info("service started", service=spec.name, districts=settings.districts)
@@ -233,12 +236,15 @@ async def _supervised(job: Background, stop: asyncio.Event, pause: float = 1.0) 
                 await asyncio.wait_for(stop.wait(), pause)
 
 
-async def _seal_forever(event_store: EventStore, stop: asyncio.Event, interval: float = 1.0) -> None:
-    """Keep the log chain current, so verification covers everything but the last second."""
+async def _seal_forever(event_store: EventStore, stop: asyncio.Event, checkpointer: Checkpointer,
+                        interval: float = 1.0) -> None:
+    """Keep the log chain current, so verification covers everything but the last second,
+    and sign its head now and then (see :mod:`yishi.audit.checkpoints`)."""
     while not stop.is_set():
         try:
             while await event_store.seal() > 0:
                 pass
+            await checkpointer.record(event_store.pool)
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("sealing failed; will retry", error=repr(exc))
         with contextlib.suppress(asyncio.TimeoutError):

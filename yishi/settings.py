@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_idle_wait_s: float = Field(default=0.05, gt=0, description="Poll interval when the log is idle.")
     consumer_group_prefix: str = "yishi"
+    signing_key_file: str | None = Field(
+        default=None, description="Ed25519 private key (PEM, PKCS#8) that signs log checkpoints; unset: a "
+        "development key kept under $XDG_STATE_HOME/yishi/keys (see yishi/audit/checkpoints.py).")
+    checkpoint_interval_s: float = Field(default=60.0, gt=0, description="Least time between signed checkpoints.")
 
     @field_validator("districts", mode="before")
     @classmethod

@@ -1,0 +1,296 @@
+"""``yishi audit …``: replay, reports, verification and export for auditors.
+
+Sources: the services' stores (``YISHI_DATABASE_URL``; each service's schema is its name
+unless ``--schema service=schema``), their Kafka topics from offset zero
+(``--source kafka``, ``YISHI_KAFKA_BOOTSTRAP``) or an exported bundle (``--bundle``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from yishi.audit import reports
+from yishi.audit.replay import (
+    AsOf,
+    Stats,
+    audit_view_from_events,
+    audit_view_from_kafka,
+    audit_view_from_stores,
+    service_state,
+    service_state_from_store,
+)
+from yishi.audit.verify import Verdict
+from yishi.audit.views import AuditView
+from yishi.names import SERVICES, check_service
+from yishi.settings import Settings
+
+audit_app = typer.Typer(help="Auditors: replay history, reports, verification and export.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+class Source(StrEnum):
+    STORE = "store"
+    KAFKA = "kafka"
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+ServicesOpt = Annotated[Optional[list[str]], typer.Option("--service", "-s", help="only these services (default all)")]
+SchemaOpt = Annotated[Optional[list[str]], typer.Option("--schema", help="SERVICE=SCHEMA when not the service name")]
+DistrictOpt = Annotated[Optional[str], typer.Option(help="only this district (default all)")]
+AsOfOpt = Annotated[Optional[datetime], typer.Option("--as-of", help="events that occurred at or before this time")]
+PositionOpt = Annotated[Optional[int], typer.Option("--position", help="stores: events at or before this log position")]
+SourceOpt = Annotated[Source, typer.Option(help="read the stores or the Kafka topics (from offset zero)")]
+BundleOpt = Annotated[Optional[Path], typer.Option("--bundle", help="replay an exported bundle instead")]
+KeyOpt = Annotated[Optional[list[str]], typer.Option("--public-key", help="SERVICE=HEX: trusted checkpoint keys")]
+
+
+def _services(names: list[str] | None) -> list[str]:
+    return [check_service(n) for n in (names or SERVICES)]
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for value in values or ():
+        name, sep, rest = value.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{what} must be SERVICE=VALUE, got {value!r}")
+        out[check_service(name)] = rest
+    return out
+
+
+def _keys(values: list[str] | None) -> dict[str, bytes]:
+    return {s: bytes.fromhex(k) for s, k in _pairs(values, "--public-key").items()}
+
+
+@contextlib.asynccontextmanager
+async def _pools(services: list[str], schemas: list[str] | None) -> AsyncIterator[dict]:
+    from yishi.db import create_pool
+
+    settings = Settings()
+    if not settings.database_url:
+        console.print("[red]error:[/red] set YISHI_DATABASE_URL (or use --bundle)")
+        raise typer.Exit(2)
+    names = _pairs(schemas, "--schema")
+    pools = {}
+    try:
+        for s in services:
+            pools[s] = await create_pool(settings.database_url, names.get(s, s), max_size=2)
+        yield pools
+    finally:
+        for pool in pools.values():
+            await pool.close()
+
+
+@contextlib.contextmanager
+def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar with events/s on stderr; yields the advance callback."""
+    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[rate]:,.0f} events/s"), console=console, transient=True) as bar:
+        task = bar.add_task("replay", total=total, rate=0.0)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            elapsed = bar.tasks[0].elapsed or 0
+            bar.update(task, rate=bar.tasks[0].completed / elapsed if elapsed else 0.0)
+
+        yield advance
+
+
+def _audit_view(services: list[str], schemas: list[str] | None, district: str | None, as_of: AsOf,
+                source: Source, bundle: Path | None) -> tuple[AuditView, Stats]:
+    if bundle is not None:
+        return _bundle_view(bundle, services, district, as_of)
+    return asyncio.run(_live_view(services, schemas, district, as_of, source))
+
+
+def _bundle_view(bundle: Path, services: list[str], district: str | None, as_of: AsOf) -> tuple[AuditView, Stats]:
+    from yishi.audit.export import bundle_events, read_manifest
+    from yishi.audit.sources import to_public, translator
+
+    manifest = read_manifest(bundle)
+    services = [s for s in services if s in manifest["services"]]
+
+    def events():
+        for s in services:
+            translate = translator(s)
+            for e in bundle_events(bundle, s):
+                if district is None or e.district == district:
+                    yield to_public(s, translate, e)
+
+    with _progress(sum(manifest["services"][s]["events"] for s in services)) as advance:
+        return audit_view_from_events(events(), as_of=as_of, progress=advance)
+
+
+async def _live_view(services: list[str], schemas: list[str] | None, district: str | None, as_of: AsOf,
+                     source: Source) -> tuple[AuditView, Stats]:
+    if source is Source.KAFKA:
+        from yishi.kafka import client_options
+
+        settings = Settings()
+        if not settings.kafka_bootstrap:
+            console.print("[red]error:[/red] set YISHI_KAFKA_BOOTSTRAP")
+            raise typer.Exit(2)
+        with _progress(None) as advance:
+            return await audit_view_from_kafka(settings.kafka_bootstrap, services,
+                                               districts=[district] if district else None, as_of=as_of,
+                                               progress=advance, kafka_options=client_options(settings))
+    from yishi.audit.sources import count_stored
+
+    async with _pools(services, schemas) as pools:
+        total = sum([await count_stored(p, district=district, upto=as_of.position) for p in pools.values()])
+        with _progress(total) as advance:
+            return await audit_view_from_stores(pools, district=district, as_of=as_of, progress=advance)
+
+
+def _print_stats(stats: Stats) -> None:
+    console.print(f"replayed {stats.events:,} events ({stats.applied:,} into the view) in {stats.seconds:.2f} s: "
+                  f"{stats.events_per_s:,.0f} events/s")
+
+
+@audit_app.command()
+def replay(services: ServicesOpt = None, schema: SchemaOpt = None, district: DistrictOpt = None,
+           as_of: AsOfOpt = None, position: PositionOpt = None, source: SourceOpt = Source.STORE,
+           bundle: BundleOpt = None,
+           state: Annotated[bool, typer.Option(help="one service's own state (its read models) instead of the "
+                                                    "cross-service audit view")] = False) -> None:
+    """Rebuild the audit view (or, with --state, one service's state) as of a moment; JSON on stdout."""
+    moment = AsOf(as_of, position)
+    names = _services(services)
+    if state:
+        if len(names) != 1:
+            raise typer.BadParameter("--state needs exactly one --service")
+        result = _state(names[0], schema, district, moment, bundle)
+    else:
+        view, stats = _audit_view(names, schema, district, moment, source, bundle)
+        _print_stats(stats)
+        result = view.snapshot()
+    json.dump(result, sys.stdout, ensure_ascii=False, indent=1, default=str)
+    sys.stdout.write("\n")
+
+
+def _state(service: str, schemas: list[str] | None, district: str | None, as_of: AsOf,
+           bundle: Path | None) -> dict[str, Any]:
+    if bundle is not None:
+        from yishi.audit.export import bundle_events
+
+        return service_state(service, (e for e in bundle_events(bundle, service)
+                                       if district is None or e.district == district), as_of)
+
+    async def from_store() -> dict[str, Any]:
+        async with _pools([service], schemas) as pools:
+            return await service_state_from_store(pools[service], service, district=district, as_of=as_of)
+
+    return asyncio.run(from_store())
+
+
+@audit_app.command()
+def report(services: ServicesOpt = None, schema: SchemaOpt = None, district: DistrictOpt = None,
+           as_of: AsOfOpt = None, position: PositionOpt = None, source: SourceOpt = Source.STORE,
+           bundle: BundleOpt = None,
+           proposal: Annotated[Optional[str], typer.Option(help="a proposal and all that followed it")] = None,
+           resolution: Annotated[Optional[str], typer.Option(help="a resolution and its proposal")] = None,
+           council: Annotated[Optional[str], typer.Option(help="a council's proposals")] = None,
+           since: Annotated[Optional[datetime], typer.Option(help="period start (inclusive)")] = None,
+           until: Annotated[Optional[datetime], typer.Option(help="period end (exclusive)")] = None,
+           format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE) -> None:
+    """Who proposed, seconded, objected, spoke, voted, decided, delivered, inspected and rated, and when."""
+    view, stats = _audit_view(_services(services), schema, district, AsOf(as_of, position), source, bundle)
+    _print_stats(stats)
+    entries = reports.select(view, proposal=proposal, resolution=resolution, council=council, since=since,
+                             until=until)
+    if format is Format.TABLE:
+        subject = " ".join(f"{k} {v}" for k, v in (("proposal", proposal), ("resolution", resolution),
+                                                   ("council", council)) if v) or "all"
+        Console().print(reports.table(entries, f"Audit report: {subject}"))
+    else:
+        sys.stdout.write(reports.to_json(entries) + "\n" if format is Format.JSON else reports.to_csv(entries))
+
+
+def _show(verdict: Verdict) -> None:
+    console.print("checked " + ", ".join(f"{n:,} {what}" for what, n in verdict.checked.items()))
+    if verdict.ok:
+        console.print("[green]history intact[/green]")
+        return
+    first = verdict.first
+    console.print(f"[red]first broken position: {first.position}[/red] ({first.service}): {first.reason}")
+    for f in verdict.findings[:50]:
+        console.print(f"[red]{f.service} position {f.position}[/red]: {f.reason}")
+    raise typer.Exit(1)
+
+
+@audit_app.command()
+def verify(services: ServicesOpt = None, schema: SchemaOpt = None, public_key: KeyOpt = None,
+           kafka: Annotated[bool, typer.Option(help="also check Kafka against the stores")] = False,
+           district: DistrictOpt = None) -> None:
+    """Hash chains, signed checkpoints and (with --kafka) Kafka against the stores; exit 1 on any finding."""
+    from yishi.audit.verify import check_kafka, verify_store
+    from yishi.kafka import client_options
+
+    keys = _keys(public_key)
+    names = _services(services)
+    settings = Settings()
+    if kafka and not settings.kafka_bootstrap:
+        console.print("[red]error:[/red] set YISHI_KAFKA_BOOTSTRAP to check Kafka")
+        raise typer.Exit(2)
+
+    async def main() -> Verdict:
+        verdict = Verdict()
+        async with _pools(names, schema) as pools:
+            for service, pool in pools.items():
+                verdict.extend(await verify_store(pool, service, keys.get(service)))
+                if kafka:
+                    verdict.extend(await check_kafka(pool, service, settings.kafka_bootstrap,
+                                                     [district] if district else None, client_options(settings)))
+        return verdict
+
+    _show(asyncio.run(main()))
+
+
+@audit_app.command()
+def export(path: Annotated[Path, typer.Argument(help="new bundle directory")], services: ServicesOpt = None,
+           schema: SchemaOpt = None) -> None:
+    """Write a self-contained bundle: events, checkpoints, schemas and a manifest with SHA-256 hashes."""
+    from yishi.audit.export import export_bundle
+
+    async def main() -> dict:
+        async with _pools(_services(services), schema) as pools:
+            return await export_bundle(pools, path)
+
+    manifest = asyncio.run(main())
+    for service, info in manifest["services"].items():
+        console.print(f"{service}: {info['events']:,} events, {info['checkpoints']} checkpoints")
+    console.print(f"bundle written to {path}")
+
+
+@audit_app.command("verify-bundle")
+def verify_bundle_cmd(path: Annotated[Path, typer.Argument(help="bundle directory")],
+                      public_key: KeyOpt = None) -> None:
+    """Check a bundle offline: manifest hashes, every chain, signed checkpoints; exit 1 on any finding."""
+    from yishi.audit.export import verify_bundle
+
+    _show(verify_bundle(path, _keys(public_key)))
+
+
+@audit_app.command("public-key")
+def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint key")]) -> None:
+    """Print the public key (hex) of a service's checkpoint signing key, to give to auditors."""
+    from yishi.audit.checkpoints import load_signing_key, public_bytes
+
+    print(public_bytes(load_signing_key(check_service(service), Settings().signing_key_file)).hex())
