@@ -15,10 +15,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from yishi.audit.cli import audit_app
 from yishi.names import SERVICES, check_service
 from yishi.settings import Settings
 
 app = typer.Typer(help="Yishi (议事): community deliberation and co-governance platform.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 

@@ -160,16 +160,16 @@ class Api:
 
 class WebhookInbox:
     """A loopback webhook receiver standing in for an implementer's phone gateway: keeps
-    every request notify sends it (headers and JSON body)."""
+    every request notify sends it (headers and raw body, so signatures can be checked)."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], dict]] = []
+        self.received: list[tuple[dict[str, str], bytes]] = []
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append((dict(self.headers), json.loads(body or b"{}")))
+                received.append((dict(self.headers), body))
                 self.send_response(204)
                 self.end_headers()
 
@@ -190,7 +190,7 @@ class WebhookInbox:
 
     def bodies(self) -> list[dict]:
         """The JSON bodies received so far."""
-        return [body for _, body in self.received]
+        return [json.loads(body) for _, body in self.received]
 
 
 # --- the people ------------------------------------------------------------------------
@@ -221,8 +221,8 @@ ADOPT = {"member-wang": BallotChoice.IN_FAVOUR, "member-li": BallotChoice.IN_FAV
 
 
 def who(actor_id: str) -> str:
-    """A person's name for the story."""
-    return f"{NAMES.get(actor_id, actor_id)} ({actor_id})"
+    """A person's name for the story (the platform's own actors by their id)."""
+    return f"{NAMES[actor_id]} ({actor_id})" if actor_id in NAMES else actor_id
 
 
 def member(member_id: str) -> Actor:
@@ -381,10 +381,11 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
     await api.until("the stall reminder", "oversight", f"tasks/{task_id}", lambda t: t["last_reminder_at"])
     say.print(f"⏰ TaskStalled: no progress on {task_id} for 1 policy day; ReminderDue → {who(STAFF.id)}")
     if inbox is not None:
-        delivered = await api.until(
-            "the reminder's delivery", "notify", "deliveries",
-            lambda rows: [r for r in rows if r["regarding_type"] == "ReminderDue" and r["status"] == "delivered"],
-            recipient_id=STAFF.id)
+        def reminders(rows: list[dict]) -> list[dict]:
+            return [r for r in rows if r["regarding_type"] == "ReminderDue" and r["status"] == "delivered"]
+
+        delivered = reminders(await api.until("the reminder's delivery", "notify", "deliveries", reminders,
+                                              recipient_id=STAFF.id))
         notice = next((b for b in inbox.bodies() if b.get("delivery_id") == delivered[0]["delivery_id"]), {})
         say.print(f"📨 NotificationDelivered to {who(STAFF.id)} by webhook: {notice.get('subject', '')}")
     await api.send(CompleteTask(district=api.district, actor=STAFF, task_id=task_id,

@@ -43,10 +43,6 @@ def resolution_id_for(proposal_id: str) -> str:
     return "res-" + hashlib.sha256(proposal_id.encode()).hexdigest()[:40]
 
 
-def _days(n: int) -> timedelta:
-    return timedelta(days=n)
-
-
 @dataclass(frozen=True)
 class Policy:
     """When a task counts as late and who hears of it (resolved per resolution or council)."""
@@ -56,6 +52,9 @@ class Policy:
     deadline_warning_days: int = 7
     escalate_after_days: int = 7
     supervisor_id: str | None = None
+    # How long one policy day lasts: a day, except where a deployment compresses time for
+    # a demonstration or an acceptance test (services.oversight.settings).
+    day: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -310,22 +309,22 @@ class Task(Aggregate):
         ladder_base: list[tuple[ReminderKind, str, datetime]] = []
         if self.status == "assigned":
             ladder_base.append((ReminderKind.NOT_ACCEPTED, "not-accepted",
-                                self.assigned_at + _days(policy.not_accepted_days)))
+                                self.assigned_at + policy.day * policy.not_accepted_days))
         if self.status == "accepted":
             ladder_base.append((ReminderKind.STALLED, f"no-progress-{self.activity_at.isoformat()}",
-                                self.activity_at + _days(policy.stall_days)))
+                                self.activity_at + policy.day * policy.stall_days))
         if self.status in ("assigned", "accepted"):
             ladder_base.append((ReminderKind.DEADLINE_PASSED, f"deadline-passed-{self.due_at.isoformat()}",
                                 self.due_at))
         steps: list[ReminderStep] = []
         for kind, episode, base in ladder_base:
             for rung in (IMPLEMENTER, SUPERVISOR, COUNCIL_ABOVE):
-                due = base + _days(policy.escalate_after_days) * (rung - 1)
+                due = base + policy.day * policy.escalate_after_days * (rung - 1)
                 steps.append(self._step(kind, episode, rung, due, policy, council_above,
                                         stalled_since=self.last_progress_at))
         if self.status in ("assigned", "accepted"):
             # A warning that the deadline is near is pointless once it has passed.
-            warn = self.due_at - _days(policy.deadline_warning_days)
+            warn = self.due_at - policy.day * policy.deadline_warning_days
             if now < self.due_at:
                 steps.append(self._step(ReminderKind.DEADLINE_APPROACHING, f"deadline-near-{self.due_at.isoformat()}",
                                         IMPLEMENTER, warn, policy, council_above))

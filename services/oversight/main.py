@@ -10,17 +10,21 @@ from services.oversight import api, projections
 from services.oversight.application import build_bus
 from services.oversight.consumers import wire_consumers
 from services.oversight.scheduler import reminder_job
+from services.oversight.settings import OversightSettings
 from services.oversight.translator import translator
 
 
-def spec(reminder_interval: float = 1.0) -> ServiceSpec:
+def spec(reminder_interval: float = 1.0, settings: OversightSettings | None = None) -> ServiceSpec:
     """The oversight service; ``reminder_interval`` is how often (in real seconds) the
-    scheduler looks for due reminders against the service's clock."""
+    scheduler looks for due reminders against the service's clock. Settings come from
+    ``YISHI_OVERSIGHT_*`` unless given."""
+    settings = settings or OversightSettings()
+
     def wire(ctx: ServiceContext) -> None:
         repository = Repository(ctx.store)
         ctx.serve_commands(build_bus(repository, ctx.clock))
         wire_consumers(ctx, repository, ctx.clock)
         ctx.router.include_router(api.router(ctx))
-        ctx.background.append(reminder_job(repository, ctx.clock, reminder_interval))
+        ctx.background.append(reminder_job(repository, ctx.clock, reminder_interval, settings.policy_day))
 
     return ServiceSpec(name="oversight", ddl=projections.DDL, translate=translator(), wire=wire)

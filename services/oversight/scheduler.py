@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -46,8 +48,10 @@ async def council_above(conn: asyncpg.Connection, district: str, council_id: str
     return Authority(row["level"], row["council_id"]) if row else Authority("district", district)
 
 
-async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: Clock) -> int:
-    """One tick: fire every due, unfired rung of every task of an open resolution."""
+async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: Clock,
+                             day: timedelta = timedelta(days=1)) -> int:
+    """One tick: fire every due, unfired rung of every task of an open resolution, with
+    policies counted in days of length ``day``."""
     now = clock.now()
     rows = await pool.fetch(
         "SELECT t.district, t.task_id, r.resolution_id, r.council_id FROM ov_tasks t"
@@ -59,7 +63,8 @@ async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: 
         try:
             async with pool.acquire() as conn, conn.transaction():
                 task = await repository.get(Task.create_id(district, task_id), conn=conn)
-                policy = await policy_for(conn, district, row["resolution_id"], row["council_id"])
+                policy = dataclasses.replace(
+                    await policy_for(conn, district, row["resolution_id"], row["council_id"]), day=day)
                 steps = task.due_reminders(now, policy, await council_above(conn, district, row["council_id"]))
                 if not steps:
                     continue
@@ -75,13 +80,13 @@ async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: 
     return fired
 
 
-def reminder_job(repository: Repository, clock: Clock, interval: float):
+def reminder_job(repository: Repository, clock: Clock, interval: float, day: timedelta = timedelta(days=1)):
     """A background job for ``ServiceContext.background``: tick every ``interval`` seconds
-    (of real time; what is due is decided by ``clock``)."""
+    (of real time; what is due is decided by ``clock`` and policy days of length ``day``)."""
     async def run(stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await fire_due_reminders(repository, repository.store.pool, clock)
+                await fire_due_reminders(repository, repository.store.pool, clock, day)
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("reminder tick failed; will retry", error=repr(exc))
             with contextlib.suppress(asyncio.TimeoutError):

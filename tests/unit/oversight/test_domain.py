@@ -3,6 +3,7 @@ controlled clock, delivery and inspection, and the micro-project fund's arithmet
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -191,3 +192,18 @@ def test_resolution_rating_and_closing_rules():
     with pytest.raises(Rejected) as err:
         r.request_reconsultation(None, "new problem")
     assert err.value.reason == RejectionReason.INVALID_STATE
+
+
+def test_a_shortened_policy_day_scales_every_rung():
+    short = dataclasses.replace(POLICY, day=timedelta(seconds=2))
+    t = task()
+    t.accept("staff-7", T0)
+    t.report_progress(40, "foundations", [], T0)
+
+    def seconds(n: float) -> datetime:
+        return T0 + timedelta(seconds=n)
+
+    assert t.due_reminders(seconds(19.9), short, ABOVE) == []
+    stalled = t.due_reminders(seconds(20), short, ABOVE)  # stall_days=10 of 2 s
+    assert [(str(s.kind), s.step, s.due_at) for s in stalled] == [("stalled", 1, seconds(20))]
+    assert [s.step for s in t.due_reminders(seconds(24), short, ABOVE)] == [1, 2]  # escalate_after_days=2
