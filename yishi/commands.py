@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, Header, Response
 
 from contracts import registry
-from contracts.common import Actor, Command, CommandAccepted, CommandRejected, RejectionReason
+from contracts.common import Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi.clock import Clock
+from yishi.inbox import Poison
 from yishi.repository import Repository
 from yishi.names import replies_topic
 from yishi.relay import Publication, Translator
@@ -54,6 +55,29 @@ HTTP_STATUS: dict[RejectionReason, int] = {
     RejectionReason.OVER_BUDGET: 422,
     RejectionReason.CONFLICT: 409,
 }
+
+
+_DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+"""FastAPI's (and :class:`yishi.runtime.BodyLimit`'s) error body: ``{"detail": "..."}``."""
+
+
+def _rejected_or(framework_error: dict, description: str) -> dict:
+    """An answer documented as a rejection reply or as FastAPI's own error body."""
+    return {"description": description, "content": {"application/json": {"schema": {"anyOf": [
+        {"$ref": "#/components/schemas/CommandRejected"}, framework_error]}}}}
+
+
+COMMAND_RESPONSES: dict[int | str, dict] = {
+    **{code: {"model": CommandRejected} for code in sorted(set(HTTP_STATUS.values()))},
+    # FastAPI answers a body it cannot decode (e.g. not UTF-8) with 400 and one it cannot
+    # validate with 422; a rejection may carry either code too.
+    400: _rejected_or(_DETAIL, "The body could not be read, or the command was rejected."),
+    413: {"description": "The body is larger than YISHI_MAX_BODY_BYTES.",
+          "content": {"application/json": {"schema": _DETAIL}}},
+    422: _rejected_or({"$ref": "#/components/schemas/HTTPValidationError"},
+                      "The body is not a valid command, or the command was rejected."),
+}
+"""The documented non-200 answers of every command endpoint."""
 
 
 class Rejected(Exception):
@@ -185,13 +209,14 @@ class CommandBus:
 
     # -- edges -----------------------------------------------------------------
 
-    async def handle_envelope(self, envelope: Envelope, conn: asyncpg.Connection) -> Reply:
-        """The command-topic edge: decode, dispatch; undecodable commands are rejected."""
+    async def handle_envelope(self, envelope: Envelope, conn: asyncpg.Connection) -> Reply | Poison:
+        """The command-topic edge: decode, dispatch. An undecodable command is rejected
+        (the reply is recorded) and returned as :class:`Poison` so it is dead-lettered too."""
         try:
             command = registry.decode(envelope, Kind.COMMAND)
         except ContractError as exc:
             reply = CommandRejected(
-                district=envelope.district, actor=Actor(id="unknown", role="integration_system"),
+                district=envelope.district, actor=Actor(id="unknown", role=Role.SYSTEM),
                 occurred_at=self.clock.now(), correlation_id=envelope.correlation_id,
                 command_type=envelope.type[:100] or "unknown", subject=envelope.subject or None,
                 reason=exc.rejection, message=str(exc)[:2000],
@@ -199,7 +224,7 @@ class CommandBus:
             await record_reply(self.store, envelope.id, reply, Metadata(
                 actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
                 causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
-            return reply
+            return Poison(f"{type(exc).__name__}: {exc}")
         return await self.dispatch(command, command_id=envelope.id, correlation_id=envelope.correlation_id,
                                    conn=conn)
 
@@ -214,7 +239,7 @@ class CommandBus:
             router.add_api_route(
                 f"/{registry.type_name(model)}", self._endpoint(model), methods=["POST"],
                 response_model=CommandAccepted | CommandRejected, status_code=200,
-                responses={code: {"model": CommandRejected} for code in sorted(set(HTTP_STATUS.values()))},
+                responses=COMMAND_RESPONSES,
                 summary=(model.__doc__ or model.__name__).strip().splitlines()[0],
             )
         return router
@@ -223,7 +248,14 @@ class CommandBus:
         async def endpoint(district: str, command: model, response: Response,  # type: ignore[valid-type]
                            idempotency_key: str | None = Header(default=None, max_length=200)) -> Any:
             if command.district != district:
-                raise HTTPException(404, f"no such district path for this command: {district}")
+                # Answered in the documented reply shape, but not recorded: the command
+                # never reached a district it names.
+                response.status_code = HTTP_STATUS[RejectionReason.WRONG_DISTRICT]
+                return CommandRejected(
+                    district=command.district, actor=command.actor, occurred_at=self.clock.now(),
+                    correlation_id=str(uuid.uuid4()), command_type=registry.type_name(model),
+                    reason=RejectionReason.WRONG_DISTRICT,
+                    message="the command's district differs from the district in its path")
             command_id = f"http:{idempotency_key}" if idempotency_key else str(uuid.uuid4())
             reply = await self.dispatch(command, command_id=command_id, correlation_id=command_id)
             if isinstance(reply, CommandRejected):

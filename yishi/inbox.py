@@ -58,7 +58,11 @@ DEAD_LETTERS = Counter("yishi_consumer_dead_letters_total", "Messages sent to th
 
 
 class Poison(ValueError):
-    """Raised by a decoder or handler for a message that can never be processed."""
+    """Raised by a decoder or handler for a message that can never be processed.
+
+    A handler that keeps effects for such a message (a command's rejection reply)
+    returns it instead of raising it: the effects commit, then the message is parked.
+    """
 
 
 class Inbox:
@@ -120,10 +124,19 @@ class EnvelopeConsumer:
             envelope = Envelope.from_kafka(headers, value)
             if self.accepts is not None and not self.accepts(envelope):
                 return False
-            return await self.inbox.process(envelope.id, lambda conn: self.handle(envelope, conn))
+            outcome = None
+
+            async def effect(conn: asyncpg.Connection) -> None:
+                nonlocal outcome
+                outcome = await self.handle(envelope, conn)
+
+            fresh = await self.inbox.process(envelope.id, effect)
         except (EnvelopeError, Poison, ContractError) as exc:
             await self.dead_letter(topic, partition, offset, headers, value, str(exc))
             return False
+        if isinstance(outcome, Poison):
+            await self.dead_letter(topic, partition, offset, headers, value, str(outcome))
+        return fresh
 
     async def dead_letter(self, topic: str, partition: int, offset: int,
                           headers: list[tuple[str, bytes]], value: bytes | None, reason: str) -> None:

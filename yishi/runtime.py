@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -97,7 +98,7 @@ class ServiceContext:
         def accepts(envelope: Envelope) -> bool:
             if envelope.type in handlers:
                 return True
-            registry.spec(envelope.type)  # an unknown type raises: dead letter, not silence
+            registry.spec(envelope.type, Kind.EVENT)  # an unknown type or kind raises: dead letter, not silence
             return False
 
         self.subscriptions[name] = (service, frozenset(handlers))
@@ -189,6 +190,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
             await ctx.pool.close()
 
     app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.ctx = ctx
 
     @app.get("/healthz", tags=["ops"])
@@ -214,6 +216,48 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
 
     app.include_router(ctx.router)
     return app
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 before the app
+    reads any of it, whether its ``Content-Length`` says so or it is streamed in chunks."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        # Buffer the body (at most max_bytes) so a chunked body that grows too large is
+        # refused before the app has parsed, or acted on, any part of it.
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        buffered = iter(messages)
+
+        async def replay() -> dict:
+            return next(buffered, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
 
 
 async def _undecoded(msg: Any) -> bytes:

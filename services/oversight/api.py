@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel
 
 from yishi.runtime import ServiceContext
@@ -153,7 +153,8 @@ async def _one(pool: asyncpg.Pool, what: str, sql: str, *args: Any) -> asyncpg.R
 
 def router(ctx: ServiceContext) -> APIRouter:
     """The query routes of oversight."""
-    api = APIRouter(prefix="/{district}", tags=["oversight"])
+    api = APIRouter(prefix="/{district}", tags=["oversight"],
+                    responses={404: {"description": "No such record in this district."}})
 
     @api.get("/resolutions/{resolution_id}", response_model=ResolutionView)
     async def get_resolution(district: str, resolution_id: str) -> Any:
@@ -211,7 +212,8 @@ def router(ctx: ServiceContext) -> APIRouter:
         return {"community_id": community_id, "resolutions": [dict(r) for r in rows]}
 
     @api.get("/communities/{community_id}/reviews/{year}", response_model=YearlyReview)
-    async def get_yearly_review(district: str, community_id: str, year: int) -> Any:
+    async def get_yearly_review(district: str, community_id: str,
+                                year: int = Path(ge=2000, le=2200)) -> Any:  # the contracts' fund years
         """Satisfaction rate, resolutions completed and on time, spending against the fund."""
         counts = await ctx.pool.fetchrow(
             """

@@ -31,7 +31,7 @@ async def rebuild(ctx: ServiceContext, repository: Repository) -> int:
 
 def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
     """The query routes, reading the service's read models."""
-    api = APIRouter(tags=["queries"])
+    api = APIRouter(tags=["queries"], responses={404: {"description": "No such district or record here."}})
 
     def served(district: str) -> str:
         if district not in ctx.settings.districts:
