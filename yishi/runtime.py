@@ -24,22 +24,23 @@ from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.security import parse_security
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from yishi import inbox, relay, store
-from yishi.clock import Clock, SystemClock
-from yishi.db import create_pool, install
-from yishi.kafka import client_options, new_producer, security
 from contracts import registry
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
-from yishi.commands import CommandBus, with_replies
-from yishi.inbox import EnvelopeConsumer, Handler, Poison
-from yishi.logging import configure_logging
-from yishi.relay import Relay, Translator, passthrough
-from yishi.names import commands_topic, events_topic
-from yishi.settings import Settings
+from yishi import inbox, relay, store
 from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, load_signing_key
+from yishi.clock import Clock, SystemClock
+from yishi.commands import CommandBus, with_replies
+from yishi.db import create_pool, install
+from yishi.inbox import EnvelopeConsumer, Handler, Poison
+from yishi.kafka import new_producer, security
+from yishi.logging import configure_logging
+from yishi.names import commands_topic, events_topic
+from yishi.relay import Relay, Translator, passthrough
+from yishi.settings import Settings
 from yishi.store import EventStore
 
 log = structlog.get_logger("yishi.runtime")
@@ -147,9 +148,10 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     if not settings.database_url or not settings.kafka_bootstrap:
         raise ValueError("YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP must be set to run a service")
     configure_logging(settings.log_level, settings.log_json)
-    kafka_options = client_options(settings)
+    kafka_security = security(settings)
+    kafka_options = parse_security(kafka_security)  # the same settings for our own aiokafka clients
     broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
-                         security=security(settings),
+                         security=kafka_security,
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     clock = clock or SystemClock()
     ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock))
