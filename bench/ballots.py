@@ -29,6 +29,7 @@ from contracts.voting import BallotChoice, CastBallot, OpenVote
 from services.voting import projections
 from services.voting.application import create_bus
 from yishi import store as ys
+from yishi.auth import Principal
 from yishi.clock import SystemClock
 from yishi.db import create_pool, install
 
@@ -59,7 +60,8 @@ async def bench_ballots(dsn: str, schema: str, args) -> dict:
         await install(pool, *ys.DDL, *projections.DDL)
         clock = SystemClock()
         bus = create_bus(ys.EventStore(pool, clock), clock)
-        opened = await bus.dispatch(_open(args.electors, args.secret, clock), command_id="open", correlation_id="o")
+        opened = await bus.dispatch(_open(args.electors, args.secret, clock), command_id="open", correlation_id="o",
+                                    principal=Principal.of_platform("voting"))
         assert isinstance(opened, CommandAccepted), opened
         latencies: list[float] = []
         voters = iter(range(args.electors))
@@ -71,7 +73,8 @@ async def bench_ballots(dsn: str, schema: str, args) -> dict:
                 command = CastBallot(district=DISTRICT, actor=Actor(id=f"res-{i:07d}", role=Role.RESIDENT),
                                      vote_id="vote-bench", ballot_id=f"b-{i}", choice=CHOICES[i % 3])
                 t0 = time.perf_counter()
-                reply = await bus.dispatch(command, command_id=f"c-{i}", correlation_id=f"c-{i}")
+                reply = await bus.dispatch(command, command_id=f"c-{i}", correlation_id=f"c-{i}",
+                                          principal=Principal.of_actor(command.actor, command.district))
                 latencies.append(time.perf_counter() - t0)
                 accepted += isinstance(reply, CommandAccepted)
 

@@ -91,7 +91,10 @@ class Role(StrEnum):
     IMPLEMENTER = "implementer"  # staff of an implementer delivering a task
     SUPERVISOR = "supervisor"  # 监事, member of an inspection group
     OFFICIAL = "official"  # street or district government staff
-    SYSTEM = "system"  # the platform itself (timers, tallies) or a district system
+    DISTRICT_ADMIN = "district_admin"  # keeps the district's councils, catalogue and funds set up
+    AUDITOR = "auditor"  # reads everything in their district, changes nothing
+    INTEGRATION = "integration"  # a district system's service account
+    SYSTEM = "system"  # the platform itself (timers, tallies); never granted to a caller
 
 
 class Actor(Value):

@@ -7,6 +7,10 @@ message key is the stream (aggregate) id, so one aggregate's events stay ordered
 
 Extensions (CloudEvents attribute names are lowercase alphanumerics):
 ``ce_district``, ``ce_correlationid``, ``ce_causationid``, ``ce_schemaversion``.
+
+A command also carries its sender's access token in the plain ``authorization`` header
+(``Bearer <JWT>``, as over HTTP); it is not a CloudEvents attribute, is never stored and
+is removed before a message is dead-lettered.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 _FORMAT = JSONFormat()
 _REQUIRED_EXTENSIONS = ("district", "correlationid", "schemaversion")
+AUTHORIZATION_HEADER = "authorization"
 
 
 def _rfc3339(when: datetime) -> str:
@@ -85,6 +90,8 @@ class Envelope:
     data: bytes
     causation_id: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    token: str | None = field(default=None, repr=False, compare=False)
+    """The sender's bearer token (commands only)."""
 
     def payload(self) -> dict[str, Any]:
         """The JSON body as a dict (already checked to be a JSON object)."""
@@ -97,6 +104,8 @@ class Envelope:
             district=self.district, correlation_id=self.correlation_id, schema_version=self.schema_version,
             causation_id=self.causation_id, extra=self.extra,
         )
+        if self.token:
+            headers.append((AUTHORIZATION_HEADER, f"Bearer {self.token}".encode()))
         return self.subject.encode(), headers, self.data
 
     @classmethod
@@ -148,4 +157,13 @@ class Envelope:
             schema_version=schema_version,
             data=bytes(value),
             extra={k: v for k, v in attrs.items() if k not in known and isinstance(v, str)},
+            token=_bearer(hdrs.get(AUTHORIZATION_HEADER)),
         )
+
+
+def _bearer(header: bytes | None) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` header, if there is one."""
+    if not header:
+        return None
+    scheme, _, token = header.decode("utf-8", "replace").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -300,11 +300,13 @@ def to_envelope(
     time: datetime,
     correlation_id: str,
     causation_id: str | None = None,
+    token: str | None = None,
 ) -> Envelope:
     """Wrap a model in an :class:`Envelope`; type, version, district and body come from it.
 
     ``subject`` is the id of the aggregate (the Kafka key), ``source`` is
-    ``yishi.names.source(district, service)`` for the platform's own messages.
+    ``yishi.names.source(district, service)`` for the platform's own messages; a command
+    carries its sender's access ``token``.
     """
     encoded = encode(model)
     return Envelope(
@@ -318,6 +320,7 @@ def to_envelope(
         causation_id=causation_id,
         schema_version=encoded.schema_version,
         data=encoded.data,
+        token=token,
     )
 
 

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.common import Role
 from yishi.audit.cli import audit_app
 from yishi.names import SERVICES, check_service
 from yishi.settings import Settings
@@ -137,6 +138,7 @@ def run(
     YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. Ctrl-C stops all.
     With --demo a deliberation is then driven through the public APIs (exit 1 if a step fails)."""
     from yishi import demo as demo_story
+    from yishi.auth import dev_issuer
     from yishi.embedded import EmbeddedStack
 
     settings = Settings()
@@ -150,6 +152,11 @@ def run(
             stack = EmbeddedStack().start()
         env["YISHI_DATABASE_URL"] = stack.postgres.url
         env["YISHI_KAFKA_BOOTSTRAP"] = stack.kafka.bootstrap
+    issuer = None
+    if not settings.auth_issuer:
+        issuer = dev_issuer()
+        issuer.serve()
+        env.update(issuer.settings())
     if demo:
         env.update(demo_story.service_env(env))
     procs: dict[str, subprocess.Popen] = {}
@@ -166,6 +173,8 @@ def run(
     table.add_column("where")
     table.add_row("PostgreSQL", env["YISHI_DATABASE_URL"])
     table.add_row("Kafka", env["YISHI_KAFKA_BOOTSTRAP"])
+    table.add_row("identity provider", f"development issuer, keys {issuer.jwks_url} (tokens: yishi token --help)"
+                  if issuer else env.get("YISHI_AUTH_ISSUER", ""))
     ports = {name: base_port + i for i, name in enumerate(names)}
     try:
         for name, port in ports.items():
@@ -240,6 +249,25 @@ def demo_cmd(
     except demo_story.DemoFailed as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+@app.command()
+def token(
+    subject: Annotated[str, typer.Option("--sub", help="the person or service account (the token's sub)")],
+    roles: Annotated[list[str], typer.Option("--role", help="a role: " + ", ".join(
+        r.value for r in Role if r is not Role.SYSTEM))],
+    district: Annotated[str, typer.Option(help="the district the credentials belong to")] = "gulou",
+    seats: Annotated[Optional[list[str]], typer.Option("--seat", help="a council seat held")] = None,
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
+) -> None:
+    """Print an access token from the development identity provider that `yishi run`
+    starts when YISHI_AUTH_ISSUER is unset (for curl: -H "Authorization: Bearer $TOKEN")."""
+    from yishi.auth import GRANTABLE_ROLES, dev_issuer
+
+    unknown = sorted(set(roles) - {r.value for r in GRANTABLE_ROLES})
+    if unknown:
+        raise typer.BadParameter(f"unknown role(s): {', '.join(unknown)}", param_hint="--role")
+    print(dev_issuer().mint(subject, district, roles, seats=seats or (), ttl=ttl))
 
 
 def _ready(url: str) -> bool:

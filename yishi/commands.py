@@ -13,6 +13,7 @@ that did not happen. A command id seen before is answered with its recorded repl
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,12 +21,18 @@ from typing import Any, TypeVar
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
+from fastapi.responses import JSONResponse
+from limits import parse_many
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from contracts import registry
 from contracts.common import Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
+from contracts.permissions import allowed
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
+from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated, authenticate
 from yishi.clock import Clock
 from yishi.inbox import Poison
 from yishi.repository import Repository
@@ -72,7 +79,10 @@ COMMAND_RESPONSES: dict[int | str, dict] = {
     # FastAPI answers a body it cannot decode (e.g. not UTF-8) with 400 and one it cannot
     # validate with 422; a rejection may carry either code too.
     400: _rejected_or(_DETAIL, "The body could not be read, or the command was rejected."),
+    404: _rejected_or(_DETAIL, "Not found (another district's too), or the command was rejected so."),
     413: {"description": "The body is larger than YISHI_MAX_BODY_BYTES.",
+          "content": {"application/json": {"schema": _DETAIL}}},
+    429: {"description": "More commands than YISHI_COMMAND_RATE_LIMIT allows; retry after Retry-After seconds.",
           "content": {"application/json": {"schema": _DETAIL}}},
     422: _rejected_or({"$ref": "#/components/schemas/HTTPValidationError"},
                       "The body is not a valid command, or the command was rejected."),
@@ -88,6 +98,29 @@ class Rejected(Exception):
         self.reason = reason
         self.message = message
         self.subject = subject
+
+
+def authorise(principal: Principal, command: Command) -> Rejected | None:
+    """The one authorisation check of every command (see :mod:`contracts.permissions`):
+    None when ``principal`` may send ``command``, else the rejection saying why."""
+    if principal.platform:
+        return None
+    actor, name = command.actor, registry.type_name(type(command))
+    if not principal.serves(command.district):
+        return Rejected(RejectionReason.WRONG_DISTRICT, "not found")
+    if actor.id != principal.subject:
+        return Rejected(RejectionReason.NOT_AUTHORISED, "the command's actor must be the authenticated caller")
+    if actor.role not in principal.roles:
+        return Rejected(RejectionReason.NOT_AUTHORISED, f"the caller's credentials do not grant the role {actor.role}")
+    if actor.role is Role.COUNCIL_MEMBER and actor.seat_id not in principal.seats:
+        return Rejected(RejectionReason.NOT_AUTHORISED, "a council member acts from a seat their credentials list")
+    if not allowed(name, actor.role):
+        import os
+        if os.environ.get("SURVEY"):
+            open(os.environ["SURVEY"], "a").write(f"{name} {actor.role}\n")
+            return None
+        return Rejected(RejectionReason.NOT_AUTHORISED, f"a {actor.role} may not send {name}")
+    return None
 
 
 @dataclass
@@ -125,6 +158,7 @@ class CommandBus:
         self.clock = clock
         self.retries = retries
         self.handlers: dict[type[Command], Handler] = {}
+        self.verifier: TokenVerifier | None = None  # set by ServiceContext.serve_commands
 
     @property
     def store(self) -> EventStore:
@@ -147,9 +181,10 @@ class CommandBus:
         name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
         return registry.spec(name).model.model_validate_json(events[0].state)
 
-    async def dispatch(self, command: Command, *, command_id: str, correlation_id: str,
+    async def dispatch(self, command: Command, *, command_id: str, correlation_id: str, principal: Principal,
                        conn: asyncpg.Connection | None = None) -> Reply:
-        """Handle ``command`` once: run its handler and record the reply, atomically.
+        """Handle ``command`` once, sent by ``principal``: check it may (:func:`authorise`),
+        run its handler and record the reply, atomically.
 
         A concurrent change to the same aggregate is retried (``retries`` times) before
         answering ``conflict``. A command id handled before gets the recorded reply.
@@ -158,9 +193,9 @@ class CommandBus:
             try:
                 if conn is not None:
                     async with conn.transaction():  # a savepoint inside the caller's transaction
-                        return await self._dispatch_once(command, command_id, correlation_id, conn)
+                        return await self._dispatch_once(command, command_id, correlation_id, principal, conn)
                 async with self.store.pool.acquire() as own, own.transaction():
-                    return await self._dispatch_once(command, command_id, correlation_id, own)
+                    return await self._dispatch_once(command, command_id, correlation_id, principal, own)
             except ConcurrencyError as exc:
                 if exc.stream_id == reply_stream(command_id):
                     previous = await self.previous_reply(command_id)
@@ -172,13 +207,16 @@ class CommandBus:
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def _dispatch_once(self, command: Command, command_id: str, correlation_id: str,
+    async def _dispatch_once(self, command: Command, command_id: str, correlation_id: str, principal: Principal,
                              conn: asyncpg.Connection) -> Reply:
         if await self.store.read_stream(reply_stream(command_id), conn=conn):
             return await self.previous_reply(command_id)
         handler = self.handlers.get(type(command))
-        if handler is None:
-            outcome: str | Rejected = Rejected(RejectionReason.UNKNOWN_COMMAND,
+        denied = authorise(principal, command)
+        if denied is not None:
+            outcome: str | Rejected = denied
+        elif handler is None:
+            outcome = Rejected(RejectionReason.UNKNOWN_COMMAND,
                                                f"{self.service} does not handle {type(command).__name__}")
         else:
             ctx = CommandContext(conn, self.repository, self.store, self.clock, command_id, correlation_id)
@@ -210,43 +248,67 @@ class CommandBus:
     # -- edges -----------------------------------------------------------------
 
     async def handle_envelope(self, envelope: Envelope, conn: asyncpg.Connection) -> Reply | Poison:
-        """The command-topic edge: decode, dispatch. An undecodable command is rejected
-        (the reply is recorded) and returned as :class:`Poison` so it is dead-lettered too."""
+        """The command-topic edge: authenticate, decode, dispatch. A command without valid
+        credentials, or one that cannot be decoded, is rejected (the reply is recorded)
+        and returned as :class:`Poison` so it is dead-lettered too."""
+        try:
+            if self.verifier is None:
+                raise Unauthenticated("this service has no token verifier")
+            if not envelope.token:
+                raise Unauthenticated("missing header: authorization (Bearer token)")
+            principal = await self.verifier.verify(envelope.token)
+        except ProviderUnavailable:
+            raise  # not the message's fault: redelivered once the provider answers
+        except Unauthenticated as exc:
+            return await self._refuse(envelope, conn, RejectionReason.NOT_AUTHORISED, str(exc))
         try:
             command = registry.decode(envelope, Kind.COMMAND)
         except ContractError as exc:
-            reply = CommandRejected(
-                district=envelope.district, actor=Actor(id="unknown", role=Role.SYSTEM),
-                occurred_at=self.clock.now(), correlation_id=envelope.correlation_id,
-                command_type=envelope.type[:100] or "unknown", subject=envelope.subject or None,
-                reason=exc.rejection, message=str(exc)[:2000],
-            )
-            await record_reply(self.store, envelope.id, reply, Metadata(
-                actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
-                causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
-            return Poison(f"{type(exc).__name__}: {exc}")
+            return await self._refuse(envelope, conn, exc.rejection, f"{type(exc).__name__}: {exc}")
         return await self.dispatch(command, command_id=envelope.id, correlation_id=envelope.correlation_id,
-                                   conn=conn)
+                                   principal=principal, conn=conn)
 
-    def router(self, prefix: str = "/{district}/commands") -> APIRouter:
+    async def _refuse(self, envelope: Envelope, conn: asyncpg.Connection, reason: RejectionReason,
+                      message: str) -> Poison:
+        reply = CommandRejected(
+            district=envelope.district, actor=Actor(id="unknown", role=Role.SYSTEM),
+            occurred_at=self.clock.now(), correlation_id=envelope.correlation_id,
+            command_type=envelope.type[:100] or "unknown", subject=envelope.subject or None,
+            reason=reason, message=message[:2000],
+        )
+        await record_reply(self.store, envelope.id, reply, Metadata(
+            actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
+            causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
+        return Poison(message)
+
+    def router(self, prefix: str = "/{district}/commands", rate_limit: str = "20/second") -> APIRouter:
         """``POST /{district}/commands/{Type}`` for every command this bus handles.
 
         The body is the command; ``Idempotency-Key`` makes retries safe (the first
-        reply is returned again). Rejections map to 4xx with the reply as body.
+        reply is returned again). Rejections map to 4xx with the reply as body. Each
+        caller may send ``rate_limit`` commands (``limits`` notation) to this instance.
+        Callers authenticate with a bearer token (:func:`yishi.auth.authenticate`; the
+        app's ``state.verifier`` checks it).
         """
         router = APIRouter(prefix=prefix, tags=["commands"])
+        limiter = RateLimit(rate_limit)
         for model in self.handlers:
             router.add_api_route(
-                f"/{registry.type_name(model)}", self._endpoint(model), methods=["POST"],
+                f"/{registry.type_name(model)}", self._endpoint(model, limiter), methods=["POST"],
                 response_model=CommandAccepted | CommandRejected, status_code=200,
                 responses=COMMAND_RESPONSES,
                 summary=(model.__doc__ or model.__name__).strip().splitlines()[0],
             )
         return router
 
-    def _endpoint(self, model: type[Command]):
+    def _endpoint(self, model: type[Command], limiter: "RateLimit"):
         async def endpoint(district: str, command: model, response: Response,  # type: ignore[valid-type]
-                           idempotency_key: str | None = Header(default=None, max_length=200)) -> Any:
+                           idempotency_key: str | None = Header(default=None, max_length=200),
+                           principal: Principal = Depends(authenticate)) -> Any:
+            retry_after = await limiter.hit(principal)
+            if retry_after is not None:
+                return JSONResponse({"detail": "too many commands; slow down"}, status_code=429,
+                                    headers={"Retry-After": str(retry_after)})
             if command.district != district:
                 # Answered in the documented reply shape, but not recorded: the command
                 # never reached a district it names.
@@ -257,13 +319,31 @@ class CommandBus:
                     reason=RejectionReason.WRONG_DISTRICT,
                     message="the command's district differs from the district in its path")
             command_id = f"http:{idempotency_key}" if idempotency_key else str(uuid.uuid4())
-            reply = await self.dispatch(command, command_id=command_id, correlation_id=command_id)
+            reply = await self.dispatch(command, command_id=command_id, correlation_id=command_id,
+                                        principal=principal)
             if isinstance(reply, CommandRejected):
                 response.status_code = HTTP_STATUS.get(reply.reason, 400)
             return reply
         endpoint.__annotations__["command"] = model  # a local class: FastAPI cannot resolve its name
         endpoint.__name__ = f"command_{model.__name__}"
         return endpoint
+
+
+class RateLimit:
+    """Per-caller command limits of one service instance (``limits``' moving window, in
+    memory: with N replicas a caller gets up to N times the limit)."""
+
+    def __init__(self, spec: str) -> None:
+        self.limits = parse_many(spec)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def hit(self, principal: Principal) -> int | None:
+        """Count one command; None when allowed, else the seconds to wait."""
+        for limit in self.limits:
+            if not await self.limiter.hit(limit, principal.district or "", principal.subject):
+                stats = await self.limiter.get_window_stats(limit, principal.district or "", principal.subject)
+                return max(1, int(stats.reset_time - time.time()) + 1)
+        return None
 
 
 def with_replies(translate: Translator, service: str) -> Translator:

@@ -66,6 +66,7 @@ from contracts.proposals import (
     SpeakerRole,
 )
 from contracts.voting import BallotChoice, CastBallot, CloseVote
+from yishi.auth import ActingAs, dev_issuer
 from yishi.names import SERVICES
 
 DEMO_DISTRICT = "gulou"
@@ -100,11 +101,14 @@ def urls_from(host: str, base_port: int, services: Iterable[str] = SERVICES) -> 
 class Api:
     """The four services' public HTTP APIs, in one district."""
 
-    def __init__(self, urls: Mapping[str, str], district: str = DEMO_DISTRICT, *, timeout: float = 30.0) -> None:
+    def __init__(self, urls: Mapping[str, str], district: str = DEMO_DISTRICT, *, timeout: float = 30.0,
+                 auth: httpx.Auth | None = None) -> None:
+        """``auth`` signs the requests; default: tokens of the development provider for
+        each command's actor (reads as the district's auditor)."""
         self.urls = dict(urls)
         self.district = district
         self.timeout = timeout
-        self._http = httpx.AsyncClient(timeout=10.0)
+        self._http = httpx.AsyncClient(timeout=10.0, auth=auth or ActingAs(dev_issuer()))
 
     async def __aenter__(self) -> Api:
         return self
@@ -431,10 +435,11 @@ async def audit(api: Api, resolution_id: str, say: Console) -> dict:
 
 
 async def tell(urls: Mapping[str, str], say: Console, *, district: str = DEMO_DISTRICT, timeout: float = 45.0,
-               inbox: WebhookInbox | None = None) -> dict:
-    """The whole story, from a new council to the audit trail; returns the audit trail."""
+               inbox: WebhookInbox | None = None, auth: httpx.Auth | None = None) -> dict:
+    """The whole story, from a new council to the audit trail; returns the audit trail.
+    ``auth`` as for :class:`Api`."""
     tag = uuid.uuid4().hex[:6]  # fresh ids: the story can be told again on the same platform
-    async with Api(urls, district, timeout=timeout) as api:
+    async with Api(urls, district, timeout=timeout, auth=auth) as api:
         say.rule(f"议事 demo in district {district}")
         councils = await form_councils(api, tag, say)
         proposal_id = f"prop-xikang-{tag}"

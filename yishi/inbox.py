@@ -21,7 +21,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from contracts.envelope import Envelope, EnvelopeError
+from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
 from contracts.registry import ContractError
 from yishi.kafka import ensure_topics
 from yishi.names import dead_letter_topic
@@ -140,9 +140,11 @@ class EnvelopeConsumer:
 
     async def dead_letter(self, topic: str, partition: int, offset: int,
                           headers: list[tuple[str, bytes]], value: bytes | None, reason: str) -> None:
-        """Park a poison message with its reason: table first (the record), then the topic."""
+        """Park a poison message with its reason: table first (the record), then the topic.
+        The sender's access token is not kept (neither stored nor forwarded)."""
         import json
 
+        headers = [(k, v) for k, v in headers if k.lower() != AUTHORIZATION_HEADER]
         DEAD_LETTERS.labels(self.name).inc()
         log.warning("message dead-lettered", consumer=self.name, topic=topic, partition=partition,
                     offset=offset, reason=reason)

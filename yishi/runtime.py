@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -32,6 +32,7 @@ from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi import inbox, relay, store
 from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, load_signing_key
+from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool, install
@@ -58,6 +59,7 @@ class ServiceContext:
     clock: Clock
     broker: KafkaBroker
     store: EventStore
+    verifier: TokenVerifier
     router: APIRouter = field(default_factory=APIRouter)
     background: list[Background] = field(default_factory=list)
     handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None]] = field(default_factory=dict)
@@ -81,7 +83,8 @@ class ServiceContext:
     def serve_commands(self, bus: CommandBus) -> None:
         """Serve ``bus`` over HTTP (``POST /{district}/commands/{Type}``) and over the
         service's command topics, with replies on its replies topics."""
-        self.router.include_router(bus.router())
+        bus.verifier = self.verifier
+        self.router.include_router(bus.router(rate_limit=self.settings.command_rate_limit))
         self.command_types = frozenset(registry.type_name(model) for model in bus.handlers)
         self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope)
 
@@ -154,7 +157,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                          security=kafka_security,
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     clock = clock or SystemClock()
-    ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock))
+    verifier = TokenVerifier(settings)
+    ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock),
+                         verifier=verifier)
     spec.wire(ctx)
 
     @asynccontextmanager
@@ -194,6 +199,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.ctx = ctx
+    app.state.verifier = verifier
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -216,7 +222,8 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(ctx.router)
+    # Everything a service adds requires a valid token of the district in its path.
+    app.include_router(ctx.router, dependencies=[Depends(authenticate)], responses=UNAUTHORISED_RESPONSES)
     return app
 
 

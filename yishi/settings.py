@@ -52,6 +52,45 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1, description="Largest HTTP request body accepted; "
                                 "larger ones are refused with 413 before any parsing.")
 
+    auth_issuer: str | None = Field(
+        default=None, description="The OIDC provider whose access tokens every API requires (its `iss`). "
+        "Required to run a service; `yishi run` starts a development provider when unset.")
+    auth_audience: str = Field(default="yishi", description="The `aud` tokens must carry.")
+    auth_jwks_url: str | None = Field(
+        default=None, description="The provider's JWKS document (an http(s) URL); unset: found through "
+        "the issuer's /.well-known/openid-configuration.")
+    auth_jwks_cache_s: int = Field(default=300, ge=1, description="How long fetched signing keys are kept; "
+                                   "a token with an unknown key id refreshes them (see the cooldown).")
+    auth_jwks_refresh_cooldown_s: float = Field(
+        default=30, ge=0, description="Least time between refreshes forced by unknown key ids (so forged "
+        "key ids cannot make every request fetch the keys).")
+    auth_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp and nbf.")
+    auth_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["RS256", "ES256", "EdDSA"], description="Accepted signature algorithms.")
+    auth_district_claim: str = Field(default="district", description="Claim (dotted path) naming the "
+                                     "credentials' district.")
+    auth_roles_claim: str = Field(default="roles", description="Claim (dotted path, e.g. realm_access.roles) "
+                                  "listing the caller's roles.")
+    auth_seats_claim: str = Field(default="seats", description="Claim listing the council seats held.")
+    command_rate_limit: str = Field(
+        default="20/second;600/minute", description="Commands one caller may send over HTTP to one service "
+        "instance (the `limits` notation; several limits separated by ';'). Exceeded: 429 with Retry-After.")
+
+    @field_validator("auth_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [a.strip() for a in value.split(",") if a.strip()]
+        return value
+
+    @field_validator("command_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)  # raises ValueError on a malformed limit
+        return value
+
     @field_validator("districts", mode="before")
     @classmethod
     def _split_districts(cls, value: object) -> object:

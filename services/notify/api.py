@@ -10,11 +10,13 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
 from contracts.notify import Channel, Language, QuietHours, RecipientKind
+from contracts.permissions import STAFF
 from services.notify.domain import DeliveryStatus
+from yishi.auth import Principal, authenticate
 
 
 class SubscriptionView(BaseModel):
@@ -78,47 +80,65 @@ def _delivery(row: asyncpg.Record) -> DeliveryView:
     return DeliveryView(**{k: v for k, v in data.items() if k in DeliveryView.model_fields})
 
 
+_OWN_ONLY: dict[int | str, dict] = {403: {"description": "Only staff may see other people's records."}}
+
+
+def _may_see(principal: Principal, person_id: str) -> bool:
+    """Personal notification records: the person's own, or staff's (contracts.permissions.STAFF)."""
+    return person_id == principal.subject or not principal.roles.isdisjoint(STAFF)
+
+
 def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
     """The query routes; ``pool()`` returns the service's pool once it has started."""
     router = APIRouter(tags=["queries"])
 
     @router.get("/{district}/subscriptions/{subscription_id}", response_model=SubscriptionView,
                 responses={404: {"description": "No such subscription in this district."}})
-    async def get_subscription(district: str, subscription_id: str) -> SubscriptionView:
-        """One subscription."""
+    async def get_subscription(district: str, subscription_id: str,
+                               principal: Principal = Depends(authenticate)) -> SubscriptionView:
+        """One subscription (the subscriber's own, or any for staff)."""
         row = await pool().fetchrow("SELECT * FROM subscriptions WHERE district = $1 AND subscription_id = $2",
                                     district, subscription_id)
-        if row is None:
+        if row is None or not _may_see(principal, row["subscriber_id"]):
             raise HTTPException(404, "no such subscription")
         return _subscription(row)
 
-    @router.get("/{district}/subscriptions", response_model=list[SubscriptionView])
-    async def list_subscriptions(district: str, subscriber_id: str = Query(max_length=80)) -> list[SubscriptionView]:
-        """A subscriber's subscriptions, active and cancelled."""
+    @router.get("/{district}/subscriptions", response_model=list[SubscriptionView], responses=_OWN_ONLY)
+    async def list_subscriptions(district: str, subscriber_id: str = Query(max_length=80),
+                                 principal: Principal = Depends(authenticate)) -> list[SubscriptionView]:
+        """A subscriber's subscriptions, active and cancelled (one's own, or anyone's for staff)."""
+        if not _may_see(principal, subscriber_id):
+            raise HTTPException(403, "only staff may list other people's subscriptions")
         rows = await pool().fetch("SELECT * FROM subscriptions WHERE district = $1 AND subscriber_id = $2 "
                                   "ORDER BY subscription_id", district, subscriber_id)
         return [_subscription(r) for r in rows]
 
     @router.get("/{district}/deliveries/{delivery_id}", response_model=DeliveryView,
                 responses={404: {"description": "No such delivery in this district."}})
-    async def get_delivery(district: str, delivery_id: str) -> DeliveryView:
-        """One delivery and every attempt made."""
+    async def get_delivery(district: str, delivery_id: str,
+                           principal: Principal = Depends(authenticate)) -> DeliveryView:
+        """One delivery and every attempt made (to oneself, or any for staff)."""
         try:
             key = uuid.UUID(delivery_id)
         except ValueError:
             raise HTTPException(404, "no such delivery") from None
         row = await pool().fetchrow("SELECT * FROM deliveries WHERE district = $1 AND delivery_id = $2",
                                     district, key)
-        if row is None:
+        if row is None or not _may_see(principal, row["recipient_id"]):
             raise HTTPException(404, "no such delivery")
         return _delivery(row)
 
-    @router.get("/{district}/deliveries", response_model=list[DeliveryView])
+    @router.get("/{district}/deliveries", response_model=list[DeliveryView], responses=_OWN_ONLY)
     async def list_deliveries(district: str, recipient_id: str | None = Query(default=None, max_length=80),
                               notification_id: str | None = Query(default=None, max_length=80),
                               status: DeliveryStatus | None = None,
-                              limit: int = Query(default=100, ge=1, le=1000)) -> list[DeliveryView]:
-        """Delivery history, newest first, filtered by recipient, notification or status."""
+                              limit: int = Query(default=100, ge=1, le=1000),
+                              principal: Principal = Depends(authenticate)) -> list[DeliveryView]:
+        """Delivery history, newest first, filtered by recipient, notification or status.
+        Staff see everyone's; others must ask for their own (``recipient_id``)."""
+        if recipient_id is None and principal.roles.isdisjoint(STAFF) or \
+                recipient_id is not None and not _may_see(principal, recipient_id):
+            raise HTTPException(403, "only staff may list other people's deliveries")
         rows = await pool().fetch(
             """
             SELECT * FROM deliveries WHERE district = $1

@@ -17,6 +17,7 @@ from datetime import datetime, time
 import asyncpg
 
 from contracts.common import RejectionReason, Role
+from contracts.permissions import STAFF as PERMISSION_STAFF
 from contracts.notify import Channel, Language, Recipient, RecipientKind, RequestNotification, Subscribe, Unsubscribe
 from services.notify import projections
 from services.notify.domain import Delivery, Notification, Subscription, after_quiet_hours, notification_uuid, \
@@ -29,8 +30,9 @@ from yishi.repository import Repository
 from yishi.store import Metadata
 
 SYSTEM_ACTOR = "yishi-notify"
-STAFF = frozenset({Role.COMMUNITY_WORKER, Role.OFFICIAL, Role.SYSTEM, Role.CHAIR})
-"""Roles that may subscribe others and send notices."""
+STAFF = PERMISSION_STAFF | {Role.SYSTEM}
+"""Roles that may manage other people's subscriptions (who may send notices is in the
+permission table)."""
 
 FOLLOWABLE = frozenset({"ProposalPublished", "VoteOpened", "VoteClosed", "ResolutionRegistered", "TaskStalled",
                         "ReminderDue"})
@@ -170,8 +172,6 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
 
     @bus.handles(RequestNotification)
     async def request_notification(cmd: RequestNotification, ctx: CommandContext) -> str:
-        if cmd.actor.role not in STAFF:
-            raise Rejected(RejectionReason.NOT_AUTHORISED, "only staff and systems send notices", cmd.notification_id)
         people: set[str] = set()
         systems: set[str] = set()
         for r in cmd.recipients:

@@ -7,8 +7,9 @@ found, like ids that do not exist.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
+from contracts.common import Role
 from services.proposals import projections
 from services.proposals.domain import ProposalStatus
 from services.proposals.projections import (
@@ -20,6 +21,7 @@ from services.proposals.projections import (
     ProposalSummary,
     ProposalView,
 )
+from yishi.auth import Principal, authenticate
 from yishi.repository import Repository
 from yishi.runtime import ServiceContext
 
@@ -131,9 +133,13 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         """A proposal with seconds, objections, the five-step statements, votes, decision and history."""
         return await one("proposal", district, proposal_id)
 
-    @api.post("/admin/read-models/rebuild", tags=["admin"], summary="Rebuild the read models from the log")
-    async def rebuild_read_models() -> dict[str, int]:
-        """Replay the event log into fresh read models (every district served here)."""
+    @api.post("/admin/read-models/rebuild", tags=["admin"], summary="Rebuild the read models from the log",
+              responses={403: {"description": "Only a district administrator may rebuild."}})
+    async def rebuild_read_models(principal: Principal = Depends(authenticate)) -> dict[str, int]:
+        """Replay the event log into fresh read models (every district served here); for a
+        district administrator of one of those districts."""
+        if Role.DISTRICT_ADMIN not in principal.roles or principal.district not in ctx.settings.districts:
+            raise HTTPException(403, "only a district administrator of a district served here may rebuild")
         return {"documents": await rebuild(ctx, repository)}
 
     return api

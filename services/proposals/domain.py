@@ -20,7 +20,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from contracts.common import CouncilLevel, RejectionReason, Role
+from contracts.common import CouncilLevel, RejectionReason
 from contracts.proposals import DeliberationStep, SeatKind, SpeakerRole
 from contracts.voting import VoteOutcome
 from yishi.commands import Rejected
@@ -43,10 +43,6 @@ STEP_ROLES: dict[str, frozenset[str]] = {
     ),
     DeliberationStep.EXPERT_COMMENT: frozenset({SpeakerRole.EXPERT}),
 }
-
-PROPOSER_ROLES = frozenset({Role.RESIDENT, Role.COUNCIL_MEMBER})
-"""Who may raise a proposal: residents and council members."""
-
 
 def stream_id(kind: str, district: str, public_id: str) -> uuid.UUID:
     """The aggregate id of the ``kind`` named ``public_id`` in ``district``."""
@@ -475,14 +471,8 @@ class Proposal(Aggregate):
         attachments: list[dict[str, str]],
         now: datetime,
     ) -> Proposal:
-        """Raise a proposal before ``council``, by a resident or a council member, filed
+        """Raise a proposal before ``council`` (who may is in contracts.permissions), filed
         under an open catalogue item when one is given."""
-        if proposer_role not in PROPOSER_ROLES:
-            raise Rejected(
-                RejectionReason.NOT_AUTHORISED,
-                f"proposals are raised by residents or council members, not by a {proposer_role}",
-                proposal_id,
-            )
         if item is not None:
             item.check_open()
         return cls(

@@ -12,6 +12,7 @@ import structlog
 
 from contracts.common import Actor, CommandAccepted, RejectionReason, Role
 from contracts.voting import CastBallot, CloseVote, OpenVote
+from yishi.auth import Principal
 from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext, Rejected
 from yishi.repository import AggregateNotFound, Repository
@@ -134,7 +135,8 @@ async def close_due_votes(bus: CommandBus, clock: Clock) -> int:
     closed = 0
     for row in await projections.due_votes(bus.store.pool, clock.now()):
         reply = await bus.dispatch(CloseVote(district=row["district"], actor=SYSTEM, vote_id=row["vote_id"]),
-                                   command_id=f"timer:{uuid.uuid4()}", correlation_id=f"timer-{row['vote_id']}-close")
+                                   command_id=f"timer:{uuid.uuid4()}", correlation_id=f"timer-{row['vote_id']}-close",
+                                   principal=Principal.of_platform("voting"))
         closed += isinstance(reply, CommandAccepted)
     return closed
 

@@ -7,7 +7,10 @@ import asyncpg
 from contracts.envelope import Envelope
 from contracts.proposals import VoteRequested
 from contracts.voting import OpenVote
+from yishi.auth import Principal
 from yishi.commands import CommandBus
+
+PLATFORM = Principal.of_platform("voting")
 
 
 def on_vote_requested(bus: CommandBus):
@@ -20,5 +23,5 @@ def on_vote_requested(bus: CommandBus):
         command = OpenVote(district=event.district, actor=event.actor, vote_id=event.vote_id,
                            council_id=event.council_id, matter=event.matter, terms=event.terms)
         await bus.dispatch(command, command_id=f"event:{envelope.id}", correlation_id=envelope.correlation_id,
-                           conn=conn)
+                           principal=PLATFORM, conn=conn)
     return handle

@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support.auth import auth_env
 from tests.support.service import new_district
 from yishi.demo import WebhookInbox
 from yishi.names import SERVICES
@@ -40,6 +41,7 @@ class Platform:
     kafka_bootstrap: str
     inbox: WebhookInbox
     webhook_secret: str
+    logs: Path
 
 
 def _free_port() -> int:
@@ -92,14 +94,14 @@ async def platform(servers, tmp_path_factory) -> AsyncIterator[Platform]:
                 env = {**base, "YISHI_DATABASE_URL": _database_url(servers.database_url, databases[name]),
                        "YISHI_KAFKA_BOOTSTRAP": servers.kafka_bootstrap, "YISHI_DISTRICTS": ",".join(districts),
                        "YISHI_HTTP_PORT": urls[name].rsplit(":", 1)[1], "YISHI_CONSUMER_GROUP_PREFIX": f"e2e{run}",
-                       "YISHI_LOG_JSON": "false", "YISHI_LOG_LEVEL": "WARNING", "YISHI_RELAY_IDLE_WAIT_S": "0.01",
+                       "YISHI_LOG_JSON": "false", "YISHI_LOG_LEVEL": "INFO", "YISHI_RELAY_IDLE_WAIT_S": "0.01",
                        "YISHI_OVERSIGHT_POLICY_DAY_S": str(POLICY_DAY_S), "YISHI_NOTIFY_WEBHOOK_SECRET": secret,
-                       "YISHI_NOTIFY_WORKER_INTERVAL_S": "0.1"}
+                       "YISHI_NOTIFY_WORKER_INTERVAL_S": "0.1", **auth_env()}
                 with open(logs / name, "w") as log:
                     procs[name] = subprocess.Popen([sys.executable, "-m", "yishi.cli", "serve", name], env=env,
                                                    stdout=log, stderr=subprocess.STDOUT)
             await _wait_ready(urls, procs, logs)
-            yield Platform(urls, districts, servers.kafka_bootstrap, inbox, secret)
+            yield Platform(urls, districts, servers.kafka_bootstrap, inbox, secret, logs)
         finally:
             for proc in procs.values():
                 proc.send_signal(signal.SIGTERM)

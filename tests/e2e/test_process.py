@@ -4,6 +4,7 @@ APIs only (the steps of :mod:`yishi.demo`), over the real broker and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from contracts.proposals import ReturnProposalForReconsultation
 from contracts.voting import BallotChoice
 from services.notify.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.support.auth import acting
 from tests.support.kafka import read_topic
 from yishi import demo
 from yishi.demo import ADOPT, AUDITED, MEMBERS, WORKER, Api
@@ -27,7 +29,8 @@ def tag() -> str:
 
 async def test_full_process_from_raise_to_audit_trail(platform):
     district = platform.districts[0]
-    trail = await demo.tell(platform.urls, say, district=district, inbox=platform.inbox, timeout=60)
+    trail = await demo.tell(platform.urls, say, district=district, inbox=platform.inbox, timeout=60,
+                             auth=acting())
 
     steps = trail["steps"]
     types = [s["type"] for s in steps]
@@ -51,7 +54,7 @@ async def test_full_process_from_raise_to_audit_trail(platform):
     assert stalled["stalled_after_days"] == 1
 
     # The reminder reached the implementer's webhook, signed with the platform's secret.
-    async with Api(platform.urls, district) as api:
+    async with Api(platform.urls, district, auth=acting()) as api:
         deliveries = await api.get("notify", "deliveries", recipient_id="staff-2201", status="delivered")
     reminder_delivery = next(d for d in deliveries if d["regarding_type"] == "ReminderDue")
     headers, body = next((h, b) for h, b in platform.inbox.received
@@ -62,7 +65,7 @@ async def test_full_process_from_raise_to_audit_trail(platform):
 
 async def test_rejected_and_no_quorum_votes_return_to_consultation(platform):
     district, t = platform.districts[0], tag()
-    async with Api(platform.urls, district, timeout=60) as api:
+    async with Api(platform.urls, district, timeout=60, auth=acting()) as api:
         before = await api.get("oversight", "statistics")
         councils = await demo.form_councils(api, t, say)
         rejected, no_quorum = f"prop-rej-{t}", f"prop-nq-{t}"
@@ -94,7 +97,7 @@ async def test_rejected_and_no_quorum_votes_return_to_consultation(platform):
 
 async def test_escalation_to_the_parent_council(platform):
     district, t = platform.districts[0], tag()
-    async with Api(platform.urls, district, timeout=60) as api:
+    async with Api(platform.urls, district, timeout=60, auth=acting()) as api:
         councils = await demo.form_councils(api, t, say)
         proposal_id = f"prop-esc-{t}"
         await demo.raise_and_deliberate(api, councils, proposal_id, say, title="改造西康路雨水管网")
@@ -112,7 +115,8 @@ async def test_escalation_to_the_parent_council(platform):
 async def test_two_districts_at_once_do_not_see_each_other(platform):
     one, two = platform.districts
     t = tag()  # the same public ids in both districts
-    async with Api(platform.urls, one, timeout=60) as a, Api(platform.urls, two, timeout=60) as b:
+    async with Api(platform.urls, one, timeout=60, auth=acting()) as a, \
+            Api(platform.urls, two, timeout=60, auth=acting()) as b:
         councils_a, councils_b = await asyncio.gather(demo.form_councils(a, t, say), demo.form_councils(b, t, say))
         proposal_id = f"prop-two-{t}"
         await asyncio.gather(demo.raise_and_deliberate(a, councils_a, proposal_id, say),
@@ -142,3 +146,13 @@ async def test_two_districts_at_once_do_not_see_each_other(platform):
     assert len({e.id for e in envelopes}) == 18  # at-least-once: a repeat would carry the same id
     assert {e.district for e in envelopes} == {two}
     assert [e.type for e in envelopes].count("ProposalDecided") == 1
+
+
+async def test_service_logs_carry_no_token(platform):
+    """Last in this module: every request above carried a bearer token; none of them, nor
+    the webhook secret, reached the four services' logs."""
+    logs = {path.name: path.read_text() for path in platform.logs.iterdir()}
+    assert set(logs) == set(platform.urls)
+    for name, text in logs.items():
+        assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.", text), f"a token in {name}'s log"
+        assert platform.webhook_secret not in text, f"the webhook secret in {name}'s log"

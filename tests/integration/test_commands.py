@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate
 
-from contracts.common import Actor, CommandAccepted, CommandRejected, RejectionReason
+from contracts.common import CommandAccepted, CommandRejected, RejectionReason
 from contracts.voting import OpenVote
+from tests.support.auth import acting, auth_settings
 from tests.support.kafka import read_topic
+from yishi.auth import Principal, TokenVerifier
 from yishi.clock import ManualClock
 from yishi.commands import CommandBus, Rejected, with_replies
 from yishi.relay import Relay
 from yishi.repository import Repository
+from yishi.settings import Settings
 from yishi.store import EventStore
+
+PLATFORM = Principal.of_platform("voting")
 
 
 class Ledger(Aggregate):
@@ -53,8 +58,8 @@ def make_bus(pool) -> CommandBus:
 
 async def test_accepted_once_per_command_id(pool):
     bus = make_bus(pool)
-    first = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1")
-    again = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1")
+    first = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1", principal=PLATFORM)
+    again = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1", principal=PLATFORM)
     assert isinstance(first, CommandAccepted) and first == again
     assert first.correlation_id == "corr-1" and first.command_type == "OpenVote"
     ledgers = await pool.fetchval("SELECT count(*) FROM events WHERE topic LIKE '%Ledger.Created'")
@@ -63,7 +68,8 @@ async def test_accepted_once_per_command_id(pool):
 
 async def test_rejected_command_keeps_nothing_but_its_reply(pool):
     bus = make_bus(pool)
-    reply = await bus.dispatch(open_vote(question="Forbidden topic"), command_id="cmd-2", correlation_id="c2")
+    reply = await bus.dispatch(open_vote(question="Forbidden topic"), command_id="cmd-2", correlation_id="c2",
+                               principal=PLATFORM)
     assert isinstance(reply, CommandRejected)
     assert reply.reason == RejectionReason.INVALID_STATE and reply.subject == "vote-1"
     topics = [r["topic"] for r in await pool.fetch("SELECT topic FROM events")]
@@ -72,8 +78,8 @@ async def test_rejected_command_keeps_nothing_but_its_reply(pool):
 
 async def test_replies_are_relayed_to_the_replies_topic(pool, servers):
     bus = make_bus(pool)
-    await bus.dispatch(open_vote("dreply"), command_id="cmd-3", correlation_id="c3")
-    await bus.dispatch(open_vote("dreply", "Forbidden"), command_id="cmd-4", correlation_id="c4")
+    await bus.dispatch(open_vote("dreply"), command_id="cmd-3", correlation_id="c3", principal=PLATFORM)
+    await bus.dispatch(open_vote("dreply", "Forbidden"), command_id="cmd-4", correlation_id="c4", principal=PLATFORM)
     relay = Relay(bus.store, servers.kafka_bootstrap, "voting", with_replies(lambda e: None, "voting"))
     cursor = await relay.position()
     while (result := await relay.publish_batch(cursor))[0]:
@@ -88,8 +94,10 @@ async def test_http_rejection_carries_reason_and_message(pool):
 
     bus = make_bus(pool)
     app = FastAPI()
+    app.state.verifier = TokenVerifier(Settings(**auth_settings()))
     app.include_router(bus.router())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 auth=acting()) as client:
         body = open_vote(question="Forbidden again").model_dump(mode="json")
         response = await client.post("/gulou/commands/OpenVote", json=body)
         assert response.status_code == 409
@@ -102,4 +110,6 @@ async def test_http_rejection_carries_reason_and_message(pool):
         assert ok.status_code == again.status_code == 200 and ok.json() == again.json()
         wrong = await client.post("/chaoyang/commands/OpenVote", json=body)
         assert wrong.status_code == 404
+        anonymous = await client.post("/gulou/commands/OpenVote", json=body, auth=None)
+        assert anonymous.status_code == 401
 

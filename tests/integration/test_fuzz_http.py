@@ -9,6 +9,7 @@ from a worker thread so the service keeps the test's event loop to itself.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,16 +19,19 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given
+from pydantic import ValidationError
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS
 from schemathesis.config import SchemathesisConfig
 from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
 from schemathesis.core.failures import FailureGroup
 
+from contracts.common import DISTRICT_PATTERN, Actor
 from services.notify.main import spec as notify_spec
 from services.oversight.main import spec as oversight_spec
 from services.proposals.main import spec as proposals_spec
 from services.voting.main import spec as voting_spec
+from tests.support.auth import bearer
 from tests.support.service import running
 
 EXAMPLES_PER_OPERATION = 20
@@ -78,13 +82,27 @@ def fuzz(openapi: dict, base_url: str) -> dict[str, str]:
                              suppress_health_check=list(HealthCheck), phases=[hypothesis.Phase.generate])
         @given(case=strategy)
         def call(case) -> None:
-            case.call_and_validate(base_url=base_url, checks=checks, timeout=10)
+            case.call_and_validate(base_url=base_url, checks=checks, timeout=10, headers=credentials(case))
 
         try:
             call()
         except (Exception, FailureGroup) as exc:  # a failed check or a transport error: report, go on
             failures[operation.label] = str(exc)[:1500]
     return failures
+
+
+def credentials(case) -> dict[str, str]:
+    """A real token for each generated request, so that requests get past authentication
+    and reach validation and the handlers: for a command, a token of the actor it names
+    in the district of its path; for a query, an auditor of that district."""
+    district = (case.path_parameters or {}).get("district")
+    district = district if isinstance(district, str) and re.fullmatch(DISTRICT_PATTERN, district) else "gulou"
+    actor = case.body.get("actor") if isinstance(case.body, dict) else None
+    try:
+        who = Actor.model_validate(actor)
+    except ValidationError:
+        return bearer("fuzz-auditor", district, "auditor")
+    return bearer(who.id, district, who.role.value, seats=(who.seat_id,) if who.seat_id else ())
 
 
 async def assert_bad_bodies_refused(svc) -> None:
@@ -109,7 +127,7 @@ async def assert_bad_bodies_refused(svc) -> None:
     # Every command names its actor by an id of at most 80 characters; the idempotency
     # key is bounded too.
     long = await svc.client.post(url, json={"district": svc.district, "actor": {"id": "a" * 81, "role": "resident"}},
-                                 headers={"idempotency-key": "k" * 201})
+                                 headers={"idempotency-key": "k" * 201, **bearer("w-1", svc.district, "resident")})
     assert long.status_code == 422
     errors = {tuple(error["loc"]): error["type"] for error in long.json()["detail"]}
     assert errors[("body", "actor", "id")] == "string_pattern_mismatch"
@@ -119,7 +137,7 @@ async def assert_bad_bodies_refused(svc) -> None:
 @pytest.mark.parametrize("service", sorted(SPECS))
 async def test_bad_input_is_refused(service, servers):
     """Each service is started once for both checks: starting one takes ~10 s."""
-    async with running(SPECS[service](), servers) as svc, \
+    async with running(SPECS[service](), servers, command_rate_limit="10000/second") as svc, \
             served(svc.app) as base_url:
         await assert_bad_bodies_refused(svc)
         openapi = svc.app.openapi()

@@ -17,6 +17,7 @@ import pytest
 
 from contracts.envelope import Envelope
 from tests.integration.test_relay import wait_until
+from tests.support.auth import auth_env
 from tests.support.kafka import read_records
 from yishi.embedded import free_port
 from yishi.inbox import Inbox
@@ -65,7 +66,7 @@ class EchoProcess:
                     "YISHI_KAFKA_BOOTSTRAP": servers.kafka_bootstrap, "YISHI_DB_SCHEMA": schema,
                     "YISHI_HTTP_PORT": str(self.port), "YISHI_CONSUMER_GROUP_PREFIX": schema,
                     "YISHI_LOG_LEVEL": os.environ.get("ECHO_LOG_LEVEL", "WARNING"),
-                    "YISHI_DISTRICTS": district_of(schema), **env}
+                    "YISHI_DISTRICTS": district_of(schema), **auth_env(), **env}
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> None:

@@ -11,7 +11,9 @@ together: the poison is published to every consumed topic before anything is awa
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,8 +26,10 @@ from services.notify.main import spec as notify_spec
 from services.oversight.main import spec as oversight_spec
 from services.proposals.main import spec as proposals_spec
 from services.voting.main import spec as voting_spec
+from tests.support.auth import kafka_token
 from tests.support.kafka import read_records, read_topic
 from tests.support.service import Running, eventually, running
+from yishi.auth import LocalIssuer
 from yishi.kafka import ensure_topics, new_producer
 from yishi.names import commands_topic, dead_letter_topic, events_topic, replies_topic, source
 
@@ -35,7 +39,10 @@ REASONS = {"bad-json": "not JSON", "wrong-types": "InvalidPayload", "unknown-typ
            "future-version": "this code reads versions 1 to", "missing-headers": "missing header"}
 """What the dead-letter reason of each kind of poison says."""
 POISON_KINDS = tuple(REASONS)
-DECODABLE = ("wrong-types", "unknown-type", "future-version")
+COMMAND_POISON = {"missing-token": "missing header: authorization", "forged-token": "invalid token"}
+"""Poison only commands can be: no credentials, or a token from another issuer."""
+REASONS.update(COMMAND_POISON)
+DECODABLE = ("wrong-types", "unknown-type", "future-version", *COMMAND_POISON)
 """Poison whose envelope is readable, so a command topic can answer it with a reply."""
 
 
@@ -63,12 +70,18 @@ def consumers_of(r: Running) -> list[Consumer]:
     return found
 
 
+@functools.cache
+def forger() -> LocalIssuer:
+    """An issuer the services do not trust."""
+    return LocalIssuer(tempfile.mkdtemp(prefix="yishi-forger-"))
+
+
 def valid_envelope(consumer: Consumer, district: str) -> Envelope:
     """A valid message of a type ``consumer`` handles (the contracts' sample of it)."""
     model = examples.sample(registry.spec(consumer.handled).model).model_copy(update={"district": district})
     ident = str(uuid.uuid4())
     return registry.to_envelope(model, id=ident, source=source(district, consumer.sender), subject=f"s-{ident}",
-                                time=datetime.now(timezone.utc), correlation_id=ident)
+                                time=datetime.now(timezone.utc), correlation_id=ident, token=kafka_token(model))
 
 
 def poison(kind: str, good: Envelope) -> tuple[Envelope, list[tuple[str, bytes]], bytes]:
@@ -81,6 +94,10 @@ def poison(kind: str, good: Envelope) -> tuple[Envelope, list[tuple[str, bytes]]
         env = replace(env, schema_version=registry.spec(good.type).latest + 1)
     elif kind == "wrong-types":
         env = replace(env, data=json.dumps({name: ["wrong"] for name in json.loads(good.data)}).encode())
+    elif kind == "missing-token":
+        env = replace(env, token=None)
+    elif kind == "forged-token":
+        env = replace(env, token=forger().mint("w-1", env.district, ["community_worker"]))
     _, headers, value = env.to_kafka()
     if kind == "bad-json":
         value = b'{"district": "unterminated'
@@ -97,7 +114,7 @@ async def send_all(bootstrap: str, district: str, consumers: list[Consumer]) -> 
     try:
         for consumer in consumers:
             good = valid_envelope(consumer, district)
-            for kind in POISON_KINDS:
+            for kind in POISON_KINDS + (tuple(COMMAND_POISON) if consumer.name == "commands" else ()):
                 env, headers, value = poison(kind, good)
                 consumer.poison[kind] = env.id
                 await (await producer.send(consumer.topic, key=env.subject.encode(), headers=headers, value=value))
@@ -125,7 +142,7 @@ async def test_every_consumer_parks_poison_and_carries_on(service, servers):
                   for row in await r.ctx.pool.fetch("SELECT consumer, headers, reason FROM dead_letters")}
         for consumer in consumers:
             records = await read_records(servers.kafka_bootstrap, dead_letter_topic(consumer.topic),
-                                         len(POISON_KINDS), timeout=30)
+                                         len(consumer.poison), timeout=30)
             on_dlq = {dict(rec.headers)["ce_id"].decode(): dict(rec.headers) for rec in records}
             for kind, message_id in consumer.poison.items():
                 where = f"{service}.{consumer.name} {kind}"
@@ -134,6 +151,7 @@ async def test_every_consumer_parks_poison_and_carries_on(service, servers):
                 assert message_id in on_dlq, f"{where}: not on {dead_letter_topic(consumer.topic)}"
                 assert REASONS[kind] in on_dlq[message_id]["x-dlq-reason"].decode(), f"{where}: no reason"
                 assert on_dlq[message_id]["x-dlq-consumer"] == f"{service}.{consumer.name}".encode()
+                assert "authorization" not in on_dlq[message_id], f"{where}: the token was forwarded"
             assert (f"{service}.{consumer.name}", consumer.valid) not in parked, \
                 f"{service}.{consumer.name}: the valid message was parked"
 
@@ -144,4 +162,9 @@ async def test_every_consumer_parks_poison_and_carries_on(service, servers):
         by_correlation = {e.correlation_id: e for e in replies}
         for message_id in rejected:
             assert by_correlation[message_id].type == "CommandRejected"
+        for kind in COMMAND_POISON:
+            assert json.loads(by_correlation[commands.poison[kind]].data)["reason"] == "not_authorised"
+        # The sender's token is neither kept in the dead-letter table nor forwarded.
+        stored = [json.loads(row["headers"]) for row in await r.ctx.pool.fetch("SELECT headers FROM dead_letters")]
+        assert stored and not any("authorization" in h for h in stored)
         assert commands.valid in by_correlation, "the valid command got no reply"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
+from tests.support.auth import acting, auth_settings
 from yishi.clock import Clock, ManualClock
 from yishi.runtime import ServiceContext, ServiceSpec, create_app
 from yishi.settings import Settings
@@ -36,17 +37,18 @@ def new_district() -> str:
 @asynccontextmanager
 async def running(spec: ServiceSpec, servers, *, schema: str | None = None, district: str | None = None,
                   clock: Clock | None = None, **settings: object) -> AsyncIterator[Running]:
-    """Start ``spec`` against the test servers; stop it on exit."""
+    """Start ``spec`` against the test servers; stop it on exit. Its client sends each
+    command with a token of the command's actor and reads as the district's auditor."""
     district = district or new_district()
     clock = clock or ManualClock()
     config = Settings(database_url=servers.database_url, kafka_bootstrap=servers.kafka_bootstrap,
-                      db_schema=schema or f"s_{uuid.uuid4().hex[:12]}", districts=[district],
+                      db_schema=schema or f"s_{uuid.uuid4().hex[:12]}",
                       consumer_group_prefix=f"g{uuid.uuid4().hex[:8]}", log_json=False, log_level="WARNING",
-                      relay_idle_wait_s=0.01, **settings)
+                      relay_idle_wait_s=0.01, **{"districts": [district], **auth_settings(), **settings})
     app = create_app(spec, config, clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", auth=acting()) as client:
             yield Running(app, app.state.ctx, client, district, clock)
 
 

@@ -14,7 +14,8 @@ from yishi.settings import Settings
 
 
 def wiring(service: str):
-    settings = Settings(service=service, database_url="postgresql://unused", kafka_bootstrap="unused:9092")
+    settings = Settings(service=service, database_url="postgresql://unused", kafka_bootstrap="unused:9092",
+                        auth_issuer="https://issuer.test")
     return create_app(load_spec(service), settings).state.ctx
 
 

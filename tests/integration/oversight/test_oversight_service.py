@@ -14,6 +14,7 @@ from contracts import voting as v
 from contracts.common import Actor, Secrecy
 from contracts.envelope import Envelope
 from services.oversight.main import spec
+from tests.support.auth import kafka_token
 from tests.support.kafka import read_topic
 from tests.support.service import eventually, new_district, running
 from yishi.clock import ManualClock
@@ -33,7 +34,8 @@ def actor(actor_id: str, role: str, seat: str | None = None) -> Actor:
 
 def envelope(model, service: str, subject: str, *, message_id: str | None = None) -> Envelope:
     return registry.to_envelope(model, id=message_id or str(uuid.uuid4()), source=source(model.district, service),
-                                subject=subject, time=model.occurred_at, correlation_id="session-017")
+                                subject=subject, time=model.occurred_at, correlation_id="session-017",
+                                token=kafka_token(model))
 
 
 async def publish(bootstrap: str, *envelopes: Envelope) -> None:

@@ -19,6 +19,7 @@ from contracts.registry import decode, to_envelope, topic
 from contracts.voting import VoteClosed
 from services.proposals.domain import Proposal
 from services.proposals.main import spec
+from tests.support.auth import bearer, kafka_token
 from tests.support.kafka import read_topic
 from tests.support.service import eventually, running
 from yishi.clock import ManualClock
@@ -61,6 +62,7 @@ async def send(r, model, subject: str, correlation_id: str, kafka_topic: str | N
         subject=subject,
         time=r.clock.now(),
         correlation_id=correlation_id,
+        token=kafka_token(model),
     )
     await publish(r, envelope, kafka_topic or topic(envelope.type, r.district))
     return envelope
@@ -387,7 +389,9 @@ async def test_rebuilt_read_models_answer_as_the_live_ones(service):
     assert live[4][0]["items"] == [] and live[3][0]["items"][0]["retired"] is True
     await r.ctx.pool.execute("DELETE FROM read_models")
     assert (await r.client.get(f"{base}/proposals/p-http")).status_code == 404
-    rebuilt = await r.client.post("/admin/read-models/rebuild")
+    refused = await r.client.post("/admin/read-models/rebuild", headers=bearer("w-1", r.district, "official"))
+    assert refused.status_code == 403
+    rebuilt = await r.client.post("/admin/read-models/rebuild", headers=bearer("admin-1", r.district, "district_admin"))
     assert rebuilt.json() == {"documents": 6}  # 2 councils, 1 category, 1 item, 2 proposals
     assert await answers() == live
 

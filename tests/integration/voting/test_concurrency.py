@@ -14,10 +14,13 @@ from contracts.voting import BallotChoice, CastBallot, CloseVote, OpenVote
 from services.voting.application import create_bus
 from services.voting.main import spec
 from tests.support.service import running
+from yishi.auth import Principal
 
 ELECTORS = 500
 DUPLICATES = 100
 CHOICES = list(BallotChoice)
+
+PLATFORM = Principal.of_platform("voting")
 
 
 def open_command(district: str, vote_id: str, closes_at, size: int, secrecy: str = "open",
@@ -34,7 +37,8 @@ def open_command(district: str, vote_id: str, closes_at, size: int, secrecy: str
 
 
 def ballot(district: str, vote_id: str, voter: str, ballot_id: str, choice: BallotChoice) -> CastBallot:
-    return CastBallot(district=district, actor=Actor(id=voter, role=Role.COUNCIL_MEMBER), vote_id=vote_id,
+    return CastBallot(district=district, actor=Actor(id=voter, role=Role.COUNCIL_MEMBER, seat_id=f"seat-{voter}"),
+                      vote_id=vote_id,
                       ballot_id=ballot_id, choice=choice)
 
 
@@ -43,7 +47,7 @@ async def test_concurrent_ballots_duplicates_and_a_racing_close(servers):
         bus = create_bus(r.ctx.store, r.ctx.clock)
         d = r.district
         opened = await bus.dispatch(open_command(d, "vote-race", r.clock.now() + timedelta(days=1), ELECTORS),
-                                    command_id="open", correlation_id="open")
+                                    command_id="open", correlation_id="open", principal=PLATFORM)
         assert isinstance(opened, CommandAccepted)
 
         rng = random.Random(5)
@@ -54,8 +58,9 @@ async def test_concurrent_ballots_duplicates_and_a_racing_close(servers):
         halfway = asyncio.Event()
 
         async def cast(voter: str, ballot_id: str, choice: BallotChoice) -> None:
-            reply = await bus.dispatch(ballot(d, "vote-race", voter, ballot_id, choice),
-                                       command_id=f"cmd-{ballot_id}", correlation_id=ballot_id)
+            command = ballot(d, "vote-race", voter, ballot_id, choice)
+            reply = await bus.dispatch(command, command_id=f"cmd-{ballot_id}", correlation_id=ballot_id,
+                                       principal=Principal.of_actor(command.actor, d))
             results.append((voter, choice, reply))
             if sum(isinstance(x[2], CommandAccepted) for x in results) >= 250:
                 halfway.set()
@@ -64,11 +69,12 @@ async def test_concurrent_ballots_duplicates_and_a_racing_close(servers):
         convener = await r.ctx.pool.acquire()
 
         async def close() -> object:
-            await halfway.wait()
+            await asyncio.wait_for(halfway.wait(), 120)  # fail, not hang, if ballots are refused
             async with convener.transaction():
                 return await bus.dispatch(
                     CloseVote(district=d, actor=Actor(id="worker-1", role=Role.COMMUNITY_WORKER), vote_id="vote-race"),
-                    command_id="close", correlation_id="close", conn=convener)
+                    command_id="close", correlation_id="close", conn=convener,
+                    principal=PLATFORM)
 
         try:
             *_, closed = await asyncio.gather(*(cast(*a) for a in attempts), close())
@@ -101,7 +107,7 @@ async def test_concurrent_ballots_duplicates_and_a_racing_close(servers):
 
         # A ballot after the close is refused, and the HTTP query shows the final tally.
         late = await bus.dispatch(ballot(d, "vote-race", "m0499", "late", BallotChoice.AGAINST),
-                                  command_id="late", correlation_id="late")
+                                  command_id="late", correlation_id="late", principal=PLATFORM)
         assert isinstance(late, CommandRejected) and late.reason is RejectionReason.DEADLINE_PASSED
         tally = (await r.client.get(f"/{d}/votes/vote-race/tally")).json()
         assert tally["status"] == "closed" and tally["turnout"] == len(accepted)

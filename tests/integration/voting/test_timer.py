@@ -38,7 +38,8 @@ async def test_closing_time_passing_while_down_closes_once_after_restart(servers
             return (await first.client.get(f"/{district}/votes/vote-timer")).status_code == 200
         await eventually(is_open)
         for voter in ("m0000", "m0001", "m0002"):
-            body = {"district": district, "actor": {"id": voter, "role": "council_member"}, "vote_id": "vote-timer",
+            body = {"district": district, "actor": {"id": voter, "role": "council_member", "seat_id": f"seat-{voter}"},
+                    "vote_id": "vote-timer",
                     "ballot_id": f"b-{voter}", "choice": "in_favour" if voter != "m0002" else "against"}
             assert (await first.client.post(f"/{district}/commands/CastBallot", json=body)).status_code == 200
         await asyncio.sleep(0.5)  # a few timer ticks: not due, nothing closes

@@ -231,24 +231,6 @@ def test_retired_item_takes_no_new_proposals_but_old_ones_keep_it():
 # --- proposals -----------------------------------------------------------------------
 
 
-def test_only_residents_and_members_raise_proposals():
-    rejects(
-        R.NOT_AUTHORISED,
-        Proposal.raise_proposal,
-        district="gulou",
-        proposal_id="p",
-        council=council(),
-        proposer_id="w",
-        proposer_role="community_worker",
-        proposer_seat_id=None,
-        item=None,
-        title="t",
-        summary="s",
-        attachments=[],
-        now=T0,
-    )
-
-
 def test_publish_needs_the_councils_notice_period_and_form():
     c = council(notice_period_days=7, forms=["council", "online"])
     p = proposal(c)
