@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 import structlog
+
+
+_SECRET_KEY = re.compile(r"token|authori[sz]ation|password|secret|credential", re.IGNORECASE)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+REDACTED = "[redacted]"
+
+
+def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: no secret reaches a log line, whoever logged it. Values under
+    secret-sounding keys are dropped and anything shaped like a JWT is masked."""
+    for key, value in event.items():
+        if _SECRET_KEY.search(key):
+            event[key] = REDACTED
+        elif isinstance(value, str) and "eyJ" in value:
+            event[key] = _JWT.sub(REDACTED, value)
+    return event
 
 
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
@@ -15,6 +33,7 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -25,7 +44,7 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, renderer],
+                    structlog.processors.format_exc_info, redact, renderer],
         foreign_pre_chain=shared,
     ))
     root = logging.getLogger()

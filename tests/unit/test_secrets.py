@@ -22,6 +22,7 @@ ANYWHERE = {
     "GitHub token": re.compile(r"\b(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{30,}\b"),
     "Slack token": re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
     "Google API key": re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    "JSON web token": re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
 }
 IN_CODE = {
     # A literal value; "$(...)", "${VAR}" and "<placeholder>" are references, not secrets.
@@ -94,3 +95,30 @@ def test_tests_and_docs_may_hold_placeholder_credentials_but_no_keys():
     assert not findings(ROOT / "README.md", placeholder)
     assert not findings(ROOT / "tests" / "unit" / "example.py", 'kafka_sasl_password="s3cret"')
     assert findings(ROOT / "tests" / "unit" / "example.py", KEY_HEADER)
+
+
+def test_no_token_or_password_reaches_a_log_line(capsys):
+    """Whatever code logs (a header, a settings dump, an exception message), the log line
+    carries neither the bearer token nor a password."""
+    import logging
+
+    import structlog
+
+    from tests.support.auth import issuer
+    from yishi.logging import configure_logging
+
+    token = issuer().mint("w-1", "gulou", ["resident"])
+    configure_logging("INFO", json_lines=True)
+    log = structlog.get_logger("test.secrets")
+    log.info("request", authorization=f"Bearer {token}", kafka_sasl_password="hunter22", path="/gulou/x")
+    log.info(f"a message that quotes the token {token} by mistake")
+    logging.getLogger("uvicorn.error").warning("stdlib logger with %s", token)
+    try:
+        raise ValueError(f"bad token {token}")
+    except ValueError:
+        log.exception("failed")
+    err = capsys.readouterr().err
+    assert err.count("[redacted]") >= 5, err
+    assert token not in err and token.split(".")[1] not in err
+    assert "hunter22" not in err
+    assert "/gulou/x" in err  # the rest of the line is kept
