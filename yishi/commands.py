@@ -115,10 +115,6 @@ def authorise(principal: Principal, command: Command) -> Rejected | None:
     if actor.role is Role.COUNCIL_MEMBER and actor.seat_id not in principal.seats:
         return Rejected(RejectionReason.NOT_AUTHORISED, "a council member acts from a seat their credentials list")
     if not allowed(name, actor.role):
-        import os
-        if os.environ.get("SURVEY"):
-            open(os.environ["SURVEY"], "a").write(f"{name} {actor.role}\n")
-            return None
         return Rejected(RejectionReason.NOT_AUTHORISED, f"a {actor.role} may not send {name}")
     return None
 
