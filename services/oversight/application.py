@@ -62,6 +62,7 @@ async def register_resolution_from_decision(repository: Repository, clock: Clock
     resolution_id = resolution_id_for(decided.proposal_id)
     if await repository.exists(Resolution.create_id(decided.district, resolution_id), conn=conn):
         return
+    await projections.lock_council(conn, decided.district, decided.council_id)
     resolution = Resolution(
         district=decided.district, resolution_id=resolution_id, proposal_id=decided.proposal_id,
         council_id=decided.council_id, vote_id=decided.vote_id, catalogue_item_id=decided.catalogue_item_id,
@@ -82,6 +83,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         if await _exists(ctx, Resolution, cmd.district, cmd.resolution_id):
             raise Rejected(RejectionReason.ALREADY_EXISTS, f"resolution {cmd.resolution_id} exists",
                            cmd.resolution_id)
+        await projections.lock_council(ctx.conn, cmd.district, cmd.council_id)
         resolution = Resolution(
             district=cmd.district, resolution_id=cmd.resolution_id, proposal_id=cmd.proposal_id,
             council_id=cmd.council_id, vote_id=None, catalogue_item_id=cmd.catalogue_item_id,

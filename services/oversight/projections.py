@@ -166,8 +166,17 @@ async def insert_audit(conn: asyncpg.Connection, district: str, source: str, mes
         model.actor.seat_id, proposal_id, vote_id, resolution_id, task_id, model.model_dump_json())
 
 
+async def lock_council(conn: asyncpg.Connection, district: str, council_id: str) -> None:
+    """Serialise, until the transaction ends, recording a council with registering its
+    resolutions: otherwise a resolution registered while its council is being recorded
+    reads no community, and the council's backfill below does not see it yet."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('ov.council/' || $1 || '/' || $2, 0))",
+                       district, council_id)
+
+
 async def record_council(conn: asyncpg.Connection, council: CouncilFormed) -> None:
     """Councils are needed to find a resolution's community and the council above."""
+    await lock_council(conn, council.district, council.council_id)
     await conn.execute(
         "INSERT INTO ov_councils VALUES ($1,$2,$3,$4,$5) ON CONFLICT (district, council_id) DO UPDATE SET"
         " level=EXCLUDED.level, area_id=EXCLUDED.area_id, parent_council_id=EXCLUDED.parent_council_id",

@@ -83,7 +83,7 @@ def router(ctx: ServiceContext) -> APIRouter:
         row = await find(district, vote_id)
         return VoteView(vote_id=vote_id, council_id=row["council_id"], matter=row["matter"], terms=row["terms"],
                         status=_status(row), opened_at=row["opened_at"],
-                        turnout=await projections.turnout(ctx.pool, vote_id), result=row["result"])
+                        turnout=await projections.turnout(ctx.pool, row["vote_id"]), result=row["result"])
 
     @api.get("/{vote_id}/tally", response_model=TallyView, responses=_NOT_FOUND)
     async def get_tally(district: str, vote_id: Id = Path()) -> TallyView:
@@ -94,10 +94,11 @@ def router(ctx: ServiceContext) -> APIRouter:
         elif row["secret"]:
             tally = None
         else:
-            counted = await projections.tally(ctx.pool, vote_id, secret=False)
+            counted = await projections.tally(ctx.pool, row["vote_id"], secret=False)
             tally = Tally(in_favour=counted.in_favour, against=counted.against, abstain=counted.abstain,
                           approvals=counted.approvals if row["terms"].get("options") else None)
-        return TallyView(vote_id=vote_id, status=_status(row), turnout=await projections.turnout(ctx.pool, vote_id),
+        return TallyView(vote_id=vote_id, status=_status(row),
+                         turnout=await projections.turnout(ctx.pool, row["vote_id"]),
                          electorate_size=row["electorate_size"], tally=tally)
 
     @api.get("/{vote_id}/receipts/{ballot_id}", response_model=ReceiptView, responses=_NOT_FOUND)
@@ -106,9 +107,9 @@ def router(ctx: ServiceContext) -> APIRouter:
         row = await find(district, vote_id)
         if row["secret"]:
             found = await projections.recorded_choice(
-                ctx.pool, vote_id, projections.receipt_hash(district, vote_id, ballot_id))
+                ctx.pool, row["vote_id"], projections.receipt_hash(district, vote_id, ballot_id))
         else:
-            found = await projections.open_choice(ctx.pool, vote_id, ballot_id)
+            found = await projections.open_choice(ctx.pool, row["vote_id"], ballot_id)
         return ReceiptView(vote_id=vote_id, recorded=found is not None,
                            counted=found is not None and row["result"] is not None,
                            choice=found["choice"] if found else None,

@@ -18,7 +18,7 @@ from yishi.commands import CommandBus, CommandContext, Rejected
 from yishi.repository import AggregateNotFound, Repository
 from yishi.store import EventStore
 from services.voting import projections
-from services.voting.domain import Ballot, Vote, ballot_stream
+from services.voting.domain import Ballot, Vote, ballot_stream, vote_stream
 
 log = structlog.get_logger("yishi.voting")
 
@@ -35,23 +35,33 @@ def create_bus(store: EventStore, clock: Clock) -> CommandBus:
     return bus
 
 
+async def _find_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote | None:
+    """``district``'s vote ``vote_id``: its stream is scoped by district, so another
+    district's vote with the same id is never found (nor is a vote opened before ids
+    were scoped, under its bare id, unless it is this district's)."""
+    for stream in (vote_stream(district, vote_id), vote_id):
+        try:
+            vote = await ctx.repository.get(stream, conn=ctx.conn)
+        except AggregateNotFound:
+            continue
+        if isinstance(vote, Vote) and vote.district == district:
+            return vote
+    return None
+
+
 async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
     """The vote, or ``not_found`` (also for another district's vote)."""
-    try:
-        vote = await ctx.repository.get(vote_id, conn=ctx.conn)
-    except AggregateNotFound:
-        vote = None
-    if not isinstance(vote, Vote) or vote.district != district:
+    vote = await _find_vote(ctx, district, vote_id)
+    if vote is None:
         raise Rejected(RejectionReason.NOT_FOUND, f"no vote {vote_id} in {district}", vote_id)
     return vote
 
 
 async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:
     """Open a vote; the same vote opened again on the same terms changes nothing."""
-    if await ctx.repository.exists(cmd.vote_id, conn=ctx.conn):
-        existing = await ctx.repository.get(cmd.vote_id, conn=ctx.conn)
-        if (isinstance(existing, Vote) and existing.district == cmd.district and existing.terms == cmd.terms
-                and existing.council_id == cmd.council_id):
+    existing = await _find_vote(ctx, cmd.district, cmd.vote_id)
+    if existing is not None:
+        if existing.terms == cmd.terms and existing.council_id == cmd.council_id:
             return cmd.vote_id
         raise Rejected(RejectionReason.ALREADY_EXISTS, f"vote id {cmd.vote_id} is already used", cmd.vote_id)
     vote = Vote.open(vote_id=cmd.vote_id, district=cmd.district, council_id=cmd.council_id,
@@ -65,7 +75,7 @@ async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:
 async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
     """Accept the actor's ballot: once per voter (replaced where the vote allows it),
     only while the vote is open. Returns the vote id, never anything of the choice."""
-    await projections.lock_for_ballot(ctx.conn, cmd.vote_id)
+    await projections.lock_for_ballot(ctx.conn, vote_stream(cmd.district, cmd.vote_id))
     vote = await _load_vote(ctx, cmd.district, cmd.vote_id)
     now = ctx.clock.now()
     voter = cmd.actor.id
@@ -110,7 +120,7 @@ async def _resent(ctx: CommandContext, vote: Vote, ballot: Ballot, cmd: CastBall
 
 async def close_vote(cmd: CloseVote, ctx: CommandContext) -> str:
     """Close and count a vote: by its convener at any time, by the platform when it is due."""
-    await projections.lock_for_close(ctx.conn, cmd.vote_id)
+    await projections.lock_for_close(ctx.conn, vote_stream(cmd.district, cmd.vote_id))
     vote = await _load_vote(ctx, cmd.district, cmd.vote_id)
     now = ctx.clock.now()
     closed_by = vote.closure(cmd.actor.id, cmd.actor.role, now, await projections.turnout(ctx.conn, vote.id))

@@ -28,6 +28,7 @@ from yishi.commands import Rejected
 # Roles that may convene (open or close) a vote besides its own convener.
 CONVENING_ROLES = frozenset({Role.COMMUNITY_WORKER, Role.CHAIR, Role.OFFICIAL})
 _BALLOT_NAMESPACE = uuid.UUID("5b0c1f0e-7a43-4d0c-9f5e-7f3a9b1c2d4e")
+_VOTE_NAMESPACE = uuid.UUID("0d7c6f52-3b8e-4a51-9e0a-2c4f6b8d1e37")
 
 
 class NamedAggregate(BaseAggregate[str]):
@@ -41,6 +42,13 @@ class NamedAggregate(BaseAggregate[str]):
 
     class Created(Event, CanInitAggregate[str]):
         originator_topic: str
+
+
+def vote_stream(district: str, vote_id: str) -> str:
+    """The stream of vote ``vote_id`` of ``district``. Each district names its own votes
+    (a council's ``RequestVote`` chooses the id), so the stream is derived from both:
+    another district's vote with the same id is another stream."""
+    return "vote-" + uuid.uuid5(_VOTE_NAMESPACE, f"{district}/{vote_id}").hex
 
 
 def ballot_stream(district: str, vote_id: str, voter_id: str) -> str:
@@ -127,10 +135,12 @@ class Vote(NamedAggregate):
                            vote_id)
         if not approval and terms.options:
             raise Rejected(RejectionReason.INVALID_COMMAND, "options are only for approval votes", vote_id)
-        return cls._create(cls.Opened, id=vote_id, district=district, council_id=council_id, matter=matter,
+        return cls._create(cls.Opened, id=vote_stream(district, vote_id), vote_id=vote_id, district=district,
+                           council_id=council_id, matter=matter,
                            terms=terms.model_dump(mode="json"), convener_id=convener_id, opened_at=now)
 
     class Opened(NamedAggregate.Created):
+        vote_id: str
         district: str
         council_id: str
         matter: dict[str, Any]
@@ -139,6 +149,8 @@ class Vote(NamedAggregate):
         opened_at: datetime
 
         def apply(self, aggregate: Vote) -> None:
+            # Votes opened before ids were scoped by district have the public id as stream id.
+            aggregate.vote_id = getattr(self, "vote_id", self.originator_id)
             aggregate.district = self.district
             aggregate.council_id = self.council_id
             aggregate.matter = self.matter
@@ -181,49 +193,51 @@ class Vote(NamedAggregate):
         """Raise :class:`Rejected` unless ``voter_id`` may cast this ballot now."""
         terms = self.terms
         if self.closed or now >= terms.closes_at:
-            raise Rejected(RejectionReason.DEADLINE_PASSED, "the vote has closed", self.id)
+            raise Rejected(RejectionReason.DEADLINE_PASSED, "the vote has closed", self.vote_id)
         if terms.opens_at is not None and now < terms.opens_at:
-            raise Rejected(RejectionReason.INVALID_STATE, "the vote is not open for ballots yet", self.id)
+            raise Rejected(RejectionReason.INVALID_STATE, "the vote is not open for ballots yet", self.vote_id)
         roll = self.roll
         if roll is not None and voter_id not in roll:
-            raise Rejected(RejectionReason.NOT_ELIGIBLE, "the voter is not in the electorate", self.id)
+            raise Rejected(RejectionReason.NOT_ELIGIBLE, "the voter is not in the electorate", self.vote_id)
         if terms.majority is MajorityRule.APPROVAL:
             options = {o.id for o in terms.options or ()}
             chosen = approvals or ()
             if choice is BallotChoice.IN_FAVOUR and (not chosen or not set(chosen) <= options
                                                      or len(set(chosen)) != len(chosen)):
                 raise Rejected(RejectionReason.INVALID_COMMAND,
-                               "an approval ballot in favour lists one or more distinct options of the vote", self.id)
+                               "an approval ballot in favour lists one or more distinct options of the vote",
+                               self.vote_id)
             if choice is BallotChoice.AGAINST:
                 raise Rejected(RejectionReason.INVALID_COMMAND,
-                               "an approval ballot approves options (in_favour) or abstains", self.id)
+                               "an approval ballot approves options (in_favour) or abstains", self.vote_id)
             if choice is BallotChoice.ABSTAIN and chosen:
-                raise Rejected(RejectionReason.INVALID_COMMAND, "an abstention approves no option", self.id)
+                raise Rejected(RejectionReason.INVALID_COMMAND, "an abstention approves no option", self.vote_id)
         elif approvals:
-            raise Rejected(RejectionReason.INVALID_COMMAND, "approvals are only for approval votes", self.id)
+            raise Rejected(RejectionReason.INVALID_COMMAND, "approvals are only for approval votes", self.vote_id)
 
     def closure(self, actor_id: str, actor_role: str, now: datetime, turnout: int) -> VoteClosure:
         """Why ``actor`` may close the vote now, or :class:`Rejected`."""
         if self.closed:
-            raise Rejected(RejectionReason.INVALID_STATE, "the vote is already closed", self.id)
+            raise Rejected(RejectionReason.INVALID_STATE, "the vote is already closed", self.vote_id)
         if actor_role == Role.SYSTEM:
             if now >= self.closes_at():
                 return VoteClosure.DEADLINE
             if turnout >= self.electorate_size and not self.changes_allowed:
                 return VoteClosure.ALL_VOTED
-            raise Rejected(RejectionReason.INVALID_STATE, "the vote is not due to close", self.id)
+            raise Rejected(RejectionReason.INVALID_STATE, "the vote is not due to close", self.vote_id)
         if actor_id == self.convener_id or actor_role in CONVENING_ROLES:
             return VoteClosure.CONVENER
-        raise Rejected(RejectionReason.NOT_AUTHORISED, "only the convener may close a vote early", self.id)
+        raise Rejected(RejectionReason.NOT_AUTHORISED, "only the convener may close a vote early", self.vote_id)
 
     def close(self, tally: Tally, closed_by: VoteClosure, now: datetime,
               ballots: list[dict[str, Any]] | None = None) -> Result:
         """Close and count. ``ballots`` (who voted how) is kept for open votes only."""
         if self.closed:
-            raise Rejected(RejectionReason.INVALID_STATE, "the vote is already closed", self.id)
+            raise Rejected(RejectionReason.INVALID_STATE, "the vote is already closed", self.vote_id)
         result = decide(self.terms, self.electorate_size, tally)
         self._closed(
-            council_id=self.council_id, matter=self.matter, electorate_size=self.electorate_size,
+            vote_id=self.vote_id, council_id=self.council_id, matter=self.matter,
+            electorate_size=self.electorate_size,
             tally={"in_favour": tally.in_favour, "against": tally.against, "abstain": tally.abstain,
                    "approvals": dict(tally.approvals) if self.terms.majority is MajorityRule.APPROVAL else None},
             outcome=str(result.outcome), quorum_met=result.quorum_met, turnout_percent=result.turnout_percent,
@@ -233,7 +247,7 @@ class Vote(NamedAggregate):
         return result
 
     @event("Closed")
-    def _closed(self, council_id: str, matter: dict[str, Any], electorate_size: int, tally: dict[str, Any], outcome: str, quorum_met: bool, turnout_percent: float,
+    def _closed(self, vote_id: str, council_id: str, matter: dict[str, Any], electorate_size: int, tally: dict[str, Any], outcome: str, quorum_met: bool, turnout_percent: float,
                 winning_option: str | None, closed_by: str, closed_at: datetime,
                 ballots: list[dict[str, Any]] | None) -> None:
         self.closed = True

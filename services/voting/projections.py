@@ -12,6 +12,11 @@ transaction as the events they follow.
   in shuffled batches to ``secret_choices`` in a transaction of its own, so the row that
   survives carries neither the ballot's transaction id (``xmin``) nor its order.
 
+Every table keys a vote by its stream id (``Vote.id``, see
+:func:`services.voting.domain.vote_stream`), which is scoped by district: two districts'
+votes with the same public id never share a row. ``votes.public_id`` keeps the id the
+district chose (``NULL`` for votes opened before ids were scoped, whose stream id it is).
+
 Concurrency between ballots and the close is serialised per vote, without a global
 lock: a ballot holds the vote's advisory lock shared, the close holds it exclusively
 while it counts (:func:`lock_for_ballot`, :func:`lock_for_close`).
@@ -26,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from services.voting.domain import Ballot, Tally, Vote
+from services.voting.domain import Ballot, Tally, Vote, vote_stream
 
 DDL = (
     """
@@ -44,6 +49,7 @@ DDL = (
         result          jsonb
     )
     """,
+    "ALTER TABLE votes ADD COLUMN IF NOT EXISTS public_id text",
     "CREATE INDEX IF NOT EXISTS votes_open ON votes (closes_at) WHERE closed_at IS NULL",
     """
     CREATE TABLE IF NOT EXISTS participants (
@@ -108,9 +114,9 @@ async def vote_opened(conn: asyncpg.Connection, vote: Vote) -> None:
     terms = vote.terms
     await conn.execute(
         "INSERT INTO votes (vote_id, district, council_id, matter, terms, secret, electorate_size, opened_at, "
-        "closes_at) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9)",
+        "closes_at, public_id) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10)",
         vote.id, vote.district, vote.council_id, json.dumps(vote.matter), json.dumps(vote.terms_json),
-        vote.secret, vote.electorate_size, vote.opened_at, terms.closes_at,
+        vote.secret, vote.electorate_size, vote.opened_at, terms.closes_at, vote.vote_id,
     )
 
 
@@ -199,7 +205,8 @@ async def due_votes(pool: asyncpg.Pool, now: datetime) -> list[asyncpg.Record]:
     """Open votes due to close: their closing time has come, or every elector voted
     (unless ballots may still be changed: then only the closing time ends the vote)."""
     return await pool.fetch(
-        "SELECT vote_id, district FROM votes v WHERE closed_at IS NULL AND (closes_at <= $1 OR "
+        "SELECT coalesce(public_id, vote_id) AS vote_id, district FROM votes v WHERE closed_at IS NULL AND "
+        "(closes_at <= $1 OR "
         "(NOT coalesce((terms->>'ballot_changes_allowed')::boolean, false) AND "
         "(SELECT count(*) FROM participants p WHERE p.vote_id = v.vote_id) >= electorate_size))", now)
 
@@ -212,8 +219,11 @@ async def secret_votes_to_mix(pool: asyncpg.Pool) -> list[str]:
 
 
 async def vote_row(pool: asyncpg.Pool, district: str, vote_id: str) -> dict[str, Any] | None:
-    """The vote's row (JSON columns decoded), if it belongs to ``district``."""
-    row = await pool.fetchrow("SELECT * FROM votes WHERE vote_id = $1 AND district = $2", vote_id, district)
+    """The row of ``district``'s vote ``vote_id`` (JSON columns decoded; ``vote_id`` is
+    the stream id that keys the other tables)."""
+    row = await pool.fetchrow(
+        "SELECT * FROM votes WHERE district = $2 AND (vote_id = $1 OR (vote_id = $3 AND public_id IS NULL))",
+        vote_stream(district, vote_id), district, vote_id)
     if row is None:
         return None
     decoded = dict(row)

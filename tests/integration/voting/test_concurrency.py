@@ -12,6 +12,7 @@ from datetime import timedelta
 from contracts.common import Actor, CommandAccepted, CommandRejected, RejectionReason, Role
 from contracts.voting import BallotChoice, CastBallot, CloseVote, OpenVote
 from services.voting.application import create_bus
+from services.voting.domain import vote_stream
 from services.voting.main import spec
 from tests.support.service import running
 from yishi.auth import Principal
@@ -93,7 +94,7 @@ async def test_concurrent_ballots_duplicates_and_a_racing_close(servers):
         assert 250 <= len(accepted) < ELECTORS and rejected.count(RejectionReason.DEADLINE_PASSED) > 0
 
         pool = r.ctx.pool
-        result = json.loads(await pool.fetchval("SELECT result FROM votes WHERE vote_id = 'vote-race'"))
+        result = json.loads(await pool.fetchval("SELECT result FROM votes WHERE public_id = 'vote-race'"))
         expected = {c.value: sum(1 for _, x in accepted if x is c) for c in CHOICES}
         assert {k: result["tally"][k] for k in expected} == expected  # tally = accepted ballots
         assert result["turnout_percent"] == round(100 * len(accepted) / ELECTORS, 2)
@@ -102,7 +103,8 @@ async def test_concurrent_ballots_duplicates_and_a_racing_close(servers):
         ballots = await pool.fetch("SELECT position FROM events WHERE topic LIKE '%Ballot.Cast'")
         assert len(ballots) == len(accepted)
         assert all(b["position"] < close_position for b in ballots)
-        rows = await pool.fetch("SELECT voter_id, choice FROM open_ballots WHERE vote_id = 'vote-race'")
+        rows = await pool.fetch("SELECT voter_id, choice FROM open_ballots WHERE vote_id = $1",
+                                vote_stream(d, "vote-race"))
         assert sorted((x["voter_id"], x["choice"]) for x in rows) == sorted((v, c.value) for v, c in accepted)
 
         # A ballot after the close is refused, and the HTTP query shows the final tally.
