@@ -24,7 +24,7 @@ from prometheus_client import Counter
 from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
 from contracts.registry import ContractError
 from yishi.kafka import ensure_topics
-from yishi.names import dead_letter_topic
+from yishi.names import dead_letter_topic, topic_district
 
 log = structlog.get_logger("yishi.inbox")
 
@@ -122,6 +122,10 @@ class EnvelopeConsumer:
                       headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
         try:
             envelope = Envelope.from_kafka(headers, value)
+            if envelope.district != topic_district(topic):
+                # Topics are per district (and so are the Kafka ACLs): a message naming
+                # another district is misrouted or forged, never acted on.
+                raise Poison(f"ce_district {envelope.district!r} is not the district of topic {topic}")
             if self.accepts is not None and not self.accepts(envelope):
                 return False
             outcome = None

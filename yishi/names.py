@@ -47,6 +47,11 @@ def replies_topic(district: str, service: str) -> str:
     return f"{check_district(district)}.{check_service(service)}.replies"
 
 
+def topic_district(topic: str) -> str:
+    """The district a topic belongs to (the first part of every topic name)."""
+    return topic.split(".", 1)[0]
+
+
 def dead_letter_topic(topic: str) -> str:
     """Where messages from ``topic`` that cannot be processed are parked, with the reason."""
     return f"{topic}.dlq"

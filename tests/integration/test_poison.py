@@ -36,7 +36,8 @@ from yishi.names import commands_topic, dead_letter_topic, events_topic, replies
 SPECS = {"proposals": proposals_spec, "voting": voting_spec, "oversight": oversight_spec, "notify": notify_spec}
 
 REASONS = {"bad-json": "not JSON", "wrong-types": "InvalidPayload", "unknown-type": "NoSuchType",
-           "future-version": "this code reads versions 1 to", "missing-headers": "missing header"}
+           "future-version": "this code reads versions 1 to", "missing-headers": "missing header",
+           "other-district": "is not the district of topic"}
 """What the dead-letter reason of each kind of poison says."""
 POISON_KINDS = tuple(REASONS)
 COMMAND_POISON = {"missing-token": "missing header: authorization", "forged-token": "invalid token"}
@@ -94,6 +95,8 @@ def poison(kind: str, good: Envelope) -> tuple[Envelope, list[tuple[str, bytes]]
         env = replace(env, schema_version=registry.spec(good.type).latest + 1)
     elif kind == "wrong-types":
         env = replace(env, data=json.dumps({name: ["wrong"] for name in json.loads(good.data)}).encode())
+    elif kind == "other-district":
+        env = replace(env, district="elsewhere")
     elif kind == "missing-token":
         env = replace(env, token=None)
     elif kind == "forged-token":
