@@ -163,8 +163,9 @@ class TokenVerifier:
             raise Unauthenticated("token too large")
         try:
             client = await self._jwks()
-            # Fetching keys is blocking I/O; a cached key set answers without any.
-            key = await asyncio.to_thread(client.get_signing_key_from_jwt, token)
+            # A key of the cached set is used at once; otherwise PyJWT fetches (blocking
+            # I/O, so on a thread), or refuses within its refresh cooldown.
+            key = _cached_key(client, token) or await asyncio.to_thread(client.get_signing_key_from_jwt, token)
             claims = jwt.decode(
                 token, key, algorithms=self.settings.auth_algorithms, audience=self.settings.auth_audience,
                 issuer=self.issuer, leeway=self.settings.auth_leeway_s,
@@ -175,6 +176,15 @@ class TokenVerifier:
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
         return principal_from_claims(claims, self.settings)
+
+
+def _cached_key(client: jwt.PyJWKClient, token: str) -> jwt.PyJWK | None:
+    """The signing key ``token`` names, if the client's unexpired cache holds it."""
+    cached = client.jwk_set_cache.get() if client.jwk_set_cache is not None else None
+    if cached is None:
+        return None
+    kid = jwt.get_unverified_header(token).get("kid")
+    return next((k for k in cached.keys if kid and k.key_id == kid and k.public_key_use in ("sig", None)), None)
 
 
 def discover_jwks_url(issuer: str) -> str:
