@@ -76,13 +76,6 @@ class Settings(BaseSettings):
         default="20/second;600/minute", description="Commands one caller may send over HTTP to one service "
         "instance (the `limits` notation; several limits separated by ';'). Exceeded: 429 with Retry-After.")
 
-    @field_validator("auth_algorithms", mode="before")
-    @classmethod
-    def _split_algorithms(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [a.strip() for a in value.split(",") if a.strip()]
-        return value
-
     @field_validator("command_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
@@ -91,11 +84,11 @@ class Settings(BaseSettings):
         parse_many(value)  # raises ValueError on a malformed limit
         return value
 
-    @field_validator("districts", mode="before")
+    @field_validator("districts", "auth_algorithms", mode="before")
     @classmethod
-    def _split_districts(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
-            return [d.strip() for d in value.split(",") if d.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("districts")
