@@ -38,6 +38,7 @@ import pytest_asyncio
 
 from contracts import examples, registry
 from contracts.common import Actor
+from contracts.envelope import Envelope
 from contracts.permissions import PERMISSIONS
 from contracts.proposals import CouncilFormed
 from contracts.registry import Kind
@@ -762,19 +763,15 @@ async def test_b_credentials_b_path_body_naming_a(world):
 
 
 @every_service
-@pytest.mark.parametrize("topic_of", ["A", "B"])
-async def test_kafka_command_with_b_token_naming_a(world, topic_of):
-    """5. A command naming district A with a token of district B, put on A's command topic
-    (or on B's): a ``CommandRejected`` reply with ``wrong_district``, recorded as A's reply
-    and published on A's replies topic; nothing else changes."""
+async def test_kafka_command_with_b_token_naming_a(world):
+    """5. A command naming district A with a token of district B, put on A's command
+    topic: a ``CommandRejected`` reply with ``wrong_district``, recorded as A's reply and
+    published on A's replies topic; nothing else changes."""
     w = world
     c = case(w.name, KAFKA[w.name])
-    model = registry.spec(c.type, Kind.COMMAND).model.model_validate({"district": w.a, **c.body(w.ids)})
-    ident = str(uuid.uuid4())
-    envelope = registry.to_envelope(model, id=ident, source=f"/districts/{w.b}/grid-system", subject=ident,
-                                    time=T0, correlation_id=ident, token=token_for(model.actor, w.b))
+    ident, envelope = kafka_command_of_a_with_b_token(w, c)
     before = await state_of_a(w)
-    await produce(w, commands_topic(w.a if topic_of == "A" else w.b, w.name), envelope)
+    await produce(w, commands_topic(w.a, w.name), envelope)
 
     async def reply():
         return await w.svc.ctx.pool.fetchrow("SELECT district, state FROM events WHERE stream_id = $1",
@@ -789,6 +786,33 @@ async def test_kafka_command_with_b_token_naming_a(world, topic_of):
     published = await read_topic(w.servers.kafka_bootstrap, replies_topic(w.a, w.name), after.replies, timeout=30)
     mine = [e for e in published if e.correlation_id == ident]
     assert [e.type for e in mine] == ["CommandRejected"], [e.type for e in published]
+
+
+@every_service
+async def test_kafka_command_naming_a_on_b_topic_is_dead_lettered(world):
+    """5b. The same command put on B's command topic names another district than its
+    topic's: it is dead-lettered with the reason, and nothing is recorded in A or B."""
+    w = world
+    c = case(w.name, KAFKA[w.name])
+    ident, envelope = kafka_command_of_a_with_b_token(w, c)
+    before, b_events = await state_of_a(w), await events_in(w, w.b)
+    await produce(w, commands_topic(w.b, w.name), envelope)
+
+    async def parked():
+        return await w.svc.ctx.pool.fetchval(
+            "SELECT reason FROM dead_letters WHERE headers->>'ce_id' = $1", ident)
+    reason = await eventually(parked, timeout=60)
+    assert f"ce_district {w.a!r} is not the district of topic {commands_topic(w.b, w.name)}" in reason
+    assert_unchanged(before, await state_of_a(w), f"{c.type} on B's topic")
+    assert await events_in(w, w.b) == b_events
+
+
+def kafka_command_of_a_with_b_token(w, c: Case) -> tuple[str, Envelope]:
+    """Case ``c`` as a command naming A, with a token of B's: ``(id, envelope)``."""
+    model = registry.spec(c.type, Kind.COMMAND).model.model_validate({"district": w.a, **c.body(w.ids)})
+    ident = str(uuid.uuid4())
+    return ident, registry.to_envelope(model, id=ident, source=f"/districts/{w.b}/grid-system", subject=ident,
+                                       time=T0, correlation_id=ident, token=token_for(model.actor, w.b))
 
 
 @pytest.mark.parametrize("world", ["proposals"], indirect=True)
