@@ -323,7 +323,7 @@ def worked_example() -> list[Step]:
             **common, actor=worker, occurred_at=at(16), allocation_id="alloc-2026-031", resolution_id=resolution,
             task_id=task, fund_id="fund-xikang-micro-2026", amount_fen=8_600_000, purpose="充电棚建设",
         ),
-        subject=resolution, time=at(16), correlation_id="grid-5702",
+        subject="fund-xikang-micro-2026", time=at(16), correlation_id="grid-5702",
     )
     receipt = Attachment(
         uri="https://files.gulou.example/xikang/2026/017/progress-1.jpg", media_type="image/jpeg",
@@ -362,9 +362,9 @@ def worked_example() -> list[Step]:
             payee="南京某电气工程有限公司", purpose="充电桩及棚体安装", receipt=receipt.model_copy(
                 update={"uri": "https://files.gulou.example/xikang/2026/017/invoice-1.pdf",
                         "media_type": "application/pdf"},
-            ),
+            ), fund_id="fund-xikang-micro-2026",
         ),
-        subject=resolution, time=at(60), correlation_id="org-0611",
+        subject="fund-xikang-micro-2026", time=at(60), correlation_id="org-0611",
     )
     send(
         "The implementer declares the task done",
@@ -382,7 +382,7 @@ def worked_example() -> list[Step]:
             aspects=(oversight.InspectionAspect.QUALITY, oversight.InspectionAspect.SPENDING),
             finding=oversight.InspectionFinding.SATISFACTORY, notes="符合三项验收标准;支出8.235万元,有发票。",
         ),
-        subject=resolution, time=at(72), correlation_id="insp-017-1",
+        subject=task, time=at(72), correlation_id="insp-017-1",
     )
     send(
         "Residents rate the outcome at the yearly review meeting",

@@ -169,6 +169,7 @@ class FundsSpent(Event):
     payee: Title
     purpose: Text
     receipt: Attachment | None = None
+    fund_id: Id | None = Field(default=None, description="The fund spent from (also the message's key).")
 
 
 class TaskStalled(Event):

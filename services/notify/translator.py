@@ -1,5 +1,11 @@
 """Maps notify's private domain events to its public contracts; the rest stays private
-(subscriptions, claims)."""
+(subscriptions, claims).
+
+Every public event is keyed (Kafka key and ``ce_subject``) by its ``notification_id``:
+a delivery has no public id of its own, and its notification's id is the same on all of
+its events, so each delivery's outcomes stay in order (and on the partition of the
+notification's ``NotificationRequested``; the deliveries of one notification share it).
+"""
 
 from __future__ import annotations
 
@@ -48,6 +54,6 @@ def make_translator(to_domain_event: Callable[[RecordedEvent], Any]) -> Translat
         else:
             return None
         encoded = registry.encode(model)
-        return Publication(encoded.type, encoded.schema_version, encoded.data)
+        return Publication(encoded.type, encoded.schema_version, encoded.data, subject=event.notification_id)
 
     return translate

@@ -439,11 +439,11 @@ class Fund(Aggregate):
             raise Rejected(RejectionReason.OVER_BUDGET,
                            f"allocation {allocation_id} has {left} fen left, {amount_fen} spent", expenditure_id)
         self._spent(expenditure_id, allocation_id, allocation["resolution_id"], allocation["task_id"], amount_fen,
-                    payee, purpose, receipt)
+                    payee, purpose, receipt, self.fund_id)
 
     @event("Spent")
     def _spent(self, expenditure_id: str, allocation_id: str, resolution_id: str, task_id: str, amount_fen: int,
-               payee: str, purpose: str, receipt: dict | None) -> None:
+               payee: str, purpose: str, receipt: dict | None, fund_id: str) -> None:
         self.allocations[allocation_id]["spent_fen"] += amount_fen
         self.expenditure_ids.append(expenditure_id)
 

@@ -3,6 +3,10 @@
 :func:`to_contract` is used twice: by the relay (through :func:`translate`) and by the
 audit projection, so what the audit trail shows of oversight's own steps is exactly
 what was published. Events with no public form map to ``None``.
+
+Every public event is keyed (Kafka key and ``ce_subject``) by the public id of the
+aggregate whose stream records it (:func:`subject_of`), the same for all events of one
+stream so that they stay in order.
 """
 
 from __future__ import annotations
@@ -83,10 +87,33 @@ _MAPPINGS: dict[type, Callable[[Any], tuple[type[Contract], dict[str, Any]]]] = 
     Fund.Spent: lambda e: (c.FundsSpent, dict(
         expenditure_id=e.expenditure_id, allocation_id=e.allocation_id, resolution_id=e.resolution_id,
         task_id=e.task_id, amount_fen=e.amount_fen, payee=e.payee, purpose=e.purpose,
-        receipt=c.Attachment.model_validate(e.receipt) if e.receipt else None)),
+        receipt=c.Attachment.model_validate(e.receipt) if e.receipt else None, fund_id=e.fund_id)),
     ReminderPolicy.Set: lambda e: (c.ReminderPolicySet, _policy(e)),
     ReminderPolicy.Changed: lambda e: (c.ReminderPolicySet, _policy(e)),
 }
+
+
+# The public id of each aggregate, read from every one of its events: a task's events are
+# keyed by the task even where they also name the resolution (ProgressReported) or an
+# inspection (InspectionRecorded, FollowUpInspectionScheduled); a resolution-level
+# inspection by the resolution. A reminder policy has no id of its own: it is keyed by
+# the resolution or council it applies to (``scope_id``). Resolution, task and scope ids
+# are not checked to differ from one another, so two aggregates may share a key:
+# harmless, only more ordering.
+_SUBJECTS: dict[type, Callable[[Any], str]] = {
+    **dict.fromkeys((Resolution.Registered, Resolution.Inspected, Resolution.SatisfactionRated,
+                     Resolution.ReconsultationRequested, Resolution.Closed), lambda e: e.resolution_id),
+    **dict.fromkeys((Task.Assigned, Task.Accepted, Task.ProgressReported, Task.Completed, Task.Inspected,
+                     Task.FollowUpScheduled, Task.Escalated, Task.Stalled, Task.ReminderFired), lambda e: e.task_id),
+    **dict.fromkeys((ReminderPolicy.Set, ReminderPolicy.Changed), lambda e: e.scope_id),
+    **dict.fromkeys((Fund.Established, Fund.Allocated, Fund.Spent), lambda e: e.fund_id),
+}
+
+
+def subject_of(domain_event: Any) -> str | None:
+    """The Kafka key and ``ce_subject`` of a public event; ``None`` for the stream id."""
+    subject = _SUBJECTS.get(type(domain_event))
+    return None if subject is None else subject(domain_event)
 
 
 def to_contract(domain_event: Any, district: str, actor: Actor, occurred_at: datetime) -> Contract | None:
@@ -115,6 +142,6 @@ def translator() -> Callable[[RecordedEvent], Publication | None]:
         if model is None:
             return None
         encoded = registry.encode(model)
-        return Publication(encoded.type, encoded.schema_version, encoded.data)
+        return Publication(encoded.type, encoded.schema_version, encoded.data, subject=subject_of(domain_event))
 
     return translate

@@ -1,7 +1,9 @@
 """Maps the private domain events of the proposals service to its public contracts.
 
 Domain events carry every field their public form needs, so translating needs no I/O.
-The actor and the time come from the stored event's metadata.
+The actor and the time come from the stored event's metadata. Every public event is
+keyed (Kafka key and ``ce_subject``) by the public id of the aggregate it was recorded
+on, the same for all events of one stream, so one aggregate's events stay in order.
 """
 
 from __future__ import annotations
@@ -195,6 +197,28 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
 }
 
 
+# The public id of each aggregate: the subject of every event of its stream. Events that
+# also name another aggregate (a proposal's VoteRequested names the vote, a nomination's
+# names the council) are still keyed by the aggregate whose stream records them.
+# Councils, nominations, categories, items and proposals have ids of their own kinds, so
+# two of different kinds may share an id and then a key: harmless, only more ordering.
+_PUBLIC_ID: dict[type, str] = {
+    Council: "council_id",
+    Nomination: "nomination_id",
+    CatalogueCategory: "category_id",
+    CatalogueItem: "item_id",
+    Proposal: "proposal_id",
+}
+_SUBJECT: dict[type, str] = {
+    event_type: field
+    for aggregate, field in _PUBLIC_ID.items()
+    for event_type in vars(aggregate).values()
+    if event_type in _CONTRACTS
+}
+if _SUBJECT.keys() != _CONTRACTS.keys():  # a public event whose aggregate has no public id here
+    raise RuntimeError(f"no subject for {sorted(t.__qualname__ for t in _CONTRACTS.keys() - _SUBJECT.keys())}")
+
+
 def _actor_seat(event: Any) -> str | None:
     """The seat the actor acted from, for the events that record it."""
     if isinstance(event, Proposal.MotionSeconded):
@@ -204,8 +228,8 @@ def _actor_seat(event: Any) -> str | None:
     return None
 
 
-def to_contract(recorded: RecordedEvent) -> Contract | None:
-    """The public model of a stored domain event, or None for events that stay private."""
+def _public(recorded: RecordedEvent) -> tuple[Contract, str] | None:
+    """The public model of a stored domain event and its subject, or None."""
     event = _decoder.to_domain_event(recorded)
     found = _CONTRACTS.get(type(event))
     if found is None:
@@ -213,7 +237,7 @@ def to_contract(recorded: RecordedEvent) -> Contract | None:
     model, fields = found
     meta = recorded.metadata
     actor = Actor(id=meta["actor"], role=meta.get("actor_role") or "system", seat_id=_actor_seat(event))
-    return model.model_validate(
+    contract = model.model_validate(
         {
             "district": recorded.district,
             "actor": actor,
@@ -221,12 +245,21 @@ def to_contract(recorded: RecordedEvent) -> Contract | None:
             **fields(event),
         }
     )
+    return contract, getattr(event, _SUBJECT[type(event)])
+
+
+def to_contract(recorded: RecordedEvent) -> Contract | None:
+    """The public model of a stored domain event, or None for events that stay private."""
+    public = _public(recorded)
+    return None if public is None else public[0]
 
 
 def translate(recorded: RecordedEvent) -> Publication | None:
-    """The relay's translator: the public form of a stored event, or None."""
-    model = to_contract(recorded)
-    if model is None:
+    """The relay's translator: the public form of a stored event, keyed by the public id
+    of its aggregate, or None."""
+    public = _public(recorded)
+    if public is None:
         return None
+    model, subject = public
     encoded = encode(model)
-    return Publication(encoded.type, encoded.schema_version, encoded.data)
+    return Publication(encoded.type, encoded.schema_version, encoded.data, subject=subject)

@@ -24,7 +24,7 @@ def translate(event: RecordedEvent) -> Publication | None:
     common = dict(district=event.district, occurred_at=datetime.fromisoformat(meta["occurred_at"]),
                   actor=Actor(id=meta["actor"], role=meta.get("actor_role") or Role.SYSTEM))
     # The vote's public id (streams of votes opened before ids were scoped by district
-    # are named by it); it stays the Kafka key and ce_subject of the vote's events.
+    # are named by it); it is the Kafka key and ce_subject of the vote's events.
     vote_id = state.get("vote_id") or event.stream_id
     subject = None
     if name == "Vote.Opened":
@@ -44,6 +44,9 @@ def translate(event: RecordedEvent) -> Publication | None:
                 RecordedBallot.model_validate(b) for b in state["ballots"]),
         )
     elif name in ("Ballot.Cast", "Ballot.Replaced"):
+        # Keyed by the vote too: a ballot stream belongs to one vote, and ballots then
+        # reach every consumer before the vote's VoteClosed (one partition, log order).
+        subject = state["vote_id"]
         model = BallotAccepted(
             **common, vote_id=state["vote_id"], ballot_id=state["ballot_id"] or event.stream_id, choice=state["choice"],
             approvals=tuple(state["approvals"]) if state["approvals"] is not None else None,
