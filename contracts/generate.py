@@ -248,7 +248,22 @@ def _example() -> str:
     return "\n".join(blocks)
 
 
-_SECTIONS = {"catalogue": _catalogue, "example": _example}
+def _permissions() -> str:
+    from contracts.common import Role
+    from contracts.permissions import PERMISSIONS
+
+    def owner(name: str) -> str:
+        return REGISTRY[name].service
+
+    roles = [r for r in Role if r is not Role.SYSTEM]
+    lines = ["| command | " + " | ".join(f"`{r}`" for r in roles) + " |", "|---|" + "---|" * len(roles)]
+    for name in sorted(PERMISSIONS, key=lambda n: (SERVICES.index(owner(n)), n)):
+        marks = " | ".join("✓" if r in PERMISSIONS[name] else "" for r in roles)
+        lines.append(f"| `{name}` ({owner(name)}) | {marks} |")
+    return "\n".join(lines) + "\n"
+
+
+_SECTIONS = {"catalogue": _catalogue, "example": _example, "permissions": _permissions}
 
 
 def readme(current: str) -> str:
