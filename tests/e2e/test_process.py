@@ -8,12 +8,13 @@ import re
 import uuid
 from datetime import datetime, timezone
 
+import httpx
 from rich.console import Console
 
 from contracts.proposals import ReturnProposalForReconsultation
 from contracts.voting import BallotChoice
 from services.notify.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from tests.support.auth import acting
+from tests.support.auth import acting, bearer
 from tests.support.kafka import read_topic
 from yishi import demo
 from yishi.demo import ADOPT, AUDITED, MEMBERS, WORKER, Api
@@ -146,6 +147,29 @@ async def test_two_districts_at_once_do_not_see_each_other(platform):
     assert len({e.id for e in envelopes}) == 18  # at-least-once: a repeat would carry the same id
     assert {e.district for e in envelopes} == {two}
     assert [e.type for e in envelopes].count("ProposalDecided") == 1
+
+
+async def test_every_service_process_refuses_requests_without_a_valid_token(platform, tmp_path):
+    """The real processes: no token, a token from an issuer they do not trust, and another
+    district's token are all refused; health and readiness stay open."""
+    from yishi.auth import LocalIssuer
+
+    district, other = platform.districts
+    forger = LocalIssuer(tmp_path / "forger")
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, url in platform.urls.items():
+            assert (await client.get(f"{url}/healthz")).status_code == 200
+            probe = {"proposals": "councils", "voting": "votes/v-1", "oversight": "statistics",
+                     "notify": "subscriptions?subscriber_id=w-1"}[name]
+            target = f"{url}/{district}/{probe}"
+            assert (await client.get(target)).status_code == 401, name
+            forged = forger.mint("w-1", district, ["auditor"])
+            assert (await client.get(target, headers={"authorization": f"Bearer {forged}"})).status_code == 401
+            theirs = bearer("w-1", other, "auditor")
+            refused = await client.get(target, headers=theirs)
+            assert (refused.status_code, refused.json()) == (404, {"detail": "Not Found"}), name
+            ours = bearer("w-1", district, "auditor")
+            assert (await client.get(target, headers=ours)).status_code in (200, 404), name
 
 
 async def test_service_logs_carry_no_token(platform):
