@@ -23,6 +23,8 @@ from services.voting.domain import Ballot, Vote, ballot_stream, vote_stream
 log = structlog.get_logger("yishi.voting")
 
 SYSTEM = Actor(id="yishi-voting", role=Role.SYSTEM)
+PLATFORM = Principal.of_platform("voting")
+"""The voting service itself, sending the commands its timer and reactions decide."""
 
 
 def create_bus(store: EventStore, clock: Clock) -> CommandBus:
@@ -146,7 +148,7 @@ async def close_due_votes(bus: CommandBus, clock: Clock) -> int:
     for row in await projections.due_votes(bus.store.pool, clock.now()):
         reply = await bus.dispatch(CloseVote(district=row["district"], actor=SYSTEM, vote_id=row["vote_id"]),
                                    command_id=f"timer:{uuid.uuid4()}", correlation_id=f"timer-{row['vote_id']}-close",
-                                   principal=Principal.of_platform("voting"))
+                                   principal=PLATFORM)
         closed += isinstance(reply, CommandAccepted)
     return closed
 

@@ -7,10 +7,8 @@ import asyncpg
 from contracts.envelope import Envelope
 from contracts.proposals import VoteRequested
 from contracts.voting import OpenVote
-from yishi.auth import Principal
+from services.voting.application import PLATFORM
 from yishi.commands import CommandBus
-
-PLATFORM = Principal.of_platform("voting")
 
 
 def on_vote_requested(bus: CommandBus):
