@@ -223,6 +223,7 @@ class RejectionReason(StrEnum):
     DEADLINE_PASSED = "deadline_passed"  # vote closed, notice period over
     OVER_BUDGET = "over_budget"  # spending beyond the allocation
     CONFLICT = "conflict"  # concurrent change; retrying the same command is safe
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the caller's key was used before for another request
 
 
 class Event(Contract):

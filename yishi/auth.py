@@ -205,13 +205,9 @@ def discover_jwks_url(issuer: str) -> str:
 _bearer = HTTPBearer(auto_error=False, description="An access token from the district's OIDC provider.")
 
 UNAUTHORISED_RESPONSES: dict[int | str, dict] = {
-    401: {"description": "No bearer token, or one that is invalid or expired.",
-          "content": {"application/json": {"schema": {
-              "type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}}}},
+    401: {"description": "No bearer token, or one that is invalid or expired."},
     404: {"description": "Not found; also the answer for another district's data."},
-    503: {"description": "The identity provider's keys could not be fetched; retry.",
-          "content": {"application/json": {"schema": {
-              "type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}}}},
+    503: {"description": "The identity provider's keys could not be fetched; retry."},
 }
 
 

@@ -7,12 +7,27 @@ A handler loads aggregates, calls them and saves them through ``ctx.repository``
 event (``CommandAccepted`` / ``CommandRejected``) in the service's own log, in the same
 transaction as the handler's effects, and the relay publishes it to
 ``{district}.{service}.replies``: a reply is never lost and never sent for an effect
-that did not happen. A command id seen before is answered with its recorded reply.
+that did not happen.
+
+A command's identity is (district, caller, command type, key): the key is the caller's
+``Idempotency-Key`` over HTTP, its ``ce_source`` and ``ce_id`` over Kafka. Its reply is
+stored under that identity with a fingerprint of the request (the SHA-256 of its
+canonical JSON). The same identity and body is answered with the stored reply and has no
+second effect; the same identity with another body is refused with
+``idempotency_key_reused`` and runs nothing. The caller is authorised before anything
+stored is looked at, and as the caller is part of the identity a reply only ever goes
+back to the caller it was made for.
+
+Every read and write of one command goes through the one connection of its transaction:
+a handler never waits for a second pooled connection while it holds one, so any number
+of concurrent callers (resending or not) cannot exhaust the pool into a standstill.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,8 +36,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, Depends, Header, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header
 from limits import parse_many
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -32,6 +46,7 @@ from contracts.common import Actor, Command, CommandAccepted, CommandRejected, R
 from contracts.permissions import allowed
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
+from yishi import problems
 from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated, authenticate
 from yishi.clock import Clock
 from yishi.inbox import Poison
@@ -61,33 +76,22 @@ HTTP_STATUS: dict[RejectionReason, int] = {
     RejectionReason.DEADLINE_PASSED: 409,
     RejectionReason.OVER_BUDGET: 422,
     RejectionReason.CONFLICT: 409,
+    RejectionReason.IDEMPOTENCY_KEY_REUSED: 422,
 }
-
-
-_DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
-"""FastAPI's (and :class:`yishi.runtime.BodyLimit`'s) error body: ``{"detail": "..."}``."""
-
-
-def _rejected_or(framework_error: dict, description: str) -> dict:
-    """An answer documented as a rejection reply or as FastAPI's own error body."""
-    return {"description": description, "content": {"application/json": {"schema": {"anyOf": [
-        {"$ref": "#/components/schemas/CommandRejected"}, framework_error]}}}}
 
 
 COMMAND_RESPONSES: dict[int | str, dict] = {
-    **{code: {"model": CommandRejected} for code in sorted(set(HTTP_STATUS.values()))},
-    # FastAPI answers a body it cannot decode (e.g. not UTF-8) with 400 and one it cannot
-    # validate with 422; a rejection may carry either code too.
-    400: _rejected_or(_DETAIL, "The body could not be read, or the command was rejected."),
-    404: _rejected_or(_DETAIL, "Not found (another district's too), or the command was rejected so."),
-    413: {"description": "The body is larger than YISHI_MAX_BODY_BYTES.",
-          "content": {"application/json": {"schema": _DETAIL}}},
-    429: {"description": "More commands than YISHI_COMMAND_RATE_LIMIT allows; retry after Retry-After seconds.",
-          "content": {"application/json": {"schema": _DETAIL}}},
-    422: _rejected_or({"$ref": "#/components/schemas/HTTPValidationError"},
-                      "The body is not a valid command, or the command was rejected."),
+    400: {"description": "The body could not be read."},
+    403: {"description": "The caller may not send this command (recorded as CommandRejected)."},
+    404: {"description": "Not found (another district's too), or the command names what does not exist."},
+    409: {"description": "The command does not fit the state of what it addresses, or is a duplicate."},
+    413: {"description": "The body is larger than YISHI_MAX_BODY_BYTES."},
+    422: {"description": "The body is not a valid command, a value is out of bounds, the command was rejected "
+                         "so, or its Idempotency-Key was used before for another request."},
+    429: {"description": "More commands than YISHI_COMMAND_RATE_LIMIT allows; retry after Retry-After seconds."},
 }
-"""The documented non-200 answers of every command endpoint."""
+"""The documented error answers of every command endpoint; each body is problem details
+(:mod:`yishi.problems`), a rejection's carrying its ``CommandRejected`` reply."""
 
 
 class Rejected(Exception):
@@ -169,75 +173,102 @@ class CommandBus:
             return handler
         return register
 
-    async def previous_reply(self, command_id: str) -> Reply | None:
-        """The recorded reply to ``command_id``, if it was handled before."""
-        events = await self.store.read_stream(reply_stream(command_id))
-        if not events:
-            return None
-        name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
-        return registry.spec(name).model.model_validate_json(events[0].state)
-
     async def dispatch(self, command: Command, *, command_id: str, correlation_id: str, principal: Principal,
-                       conn: asyncpg.Connection | None = None) -> Reply:
+                       conn: asyncpg.Connection | None = None, key: str | None = None) -> Reply:
         """Handle ``command`` once, sent by ``principal``: check it may (:func:`authorise`),
         run its handler and record the reply, atomically.
 
-        A concurrent change to the same aggregate is retried (``retries`` times) before
-        answering ``conflict``. A command id handled before gets the recorded reply.
+        ``command_id`` names the command in the metadata of what it causes; ``key`` (by
+        default ``command_id``) is the caller's idempotency key. A concurrent change to
+        the same aggregate is retried (``retries`` times) before answering ``conflict``.
         """
+        identity = CommandIdentity(command.district, principal.subject, registry.type_name(type(command)),
+                                   key or command_id)
+        request = Request(command, command_id, correlation_id, fingerprint(command))
         for attempt in range(self.retries + 1):
             try:
                 if conn is not None:
                     async with conn.transaction():  # a savepoint inside the caller's transaction
-                        return await self._dispatch_once(command, command_id, correlation_id, principal, conn)
+                        return await self._dispatch_once(request, identity, principal, conn)
                 async with self.store.pool.acquire() as own, own.transaction():
-                    return await self._dispatch_once(command, command_id, correlation_id, principal, own)
-            except ConcurrencyError as exc:
-                if exc.stream_id == reply_stream(command_id):
-                    previous = await self.previous_reply(command_id)
-                    if previous is not None:
-                        return previous
-                if attempt == self.retries:
-                    return await self._record(command, command_id, correlation_id, conn, Rejected(
-                        RejectionReason.CONFLICT, "the addressed record kept changing; retry the same command"))
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+                    return await self._dispatch_once(request, identity, principal, own)
+            except ConcurrencyError:
+                # Someone else changed the aggregate, or answered this very command, first:
+                # the next attempt sees what they committed (and replays their reply).
+                if attempt < self.retries:
+                    await asyncio.sleep(0.01 * (attempt + 1))
+        # Kept apart from the command's identity: a resend of the same command runs again.
+        return await self._record(request, _once_stream(), conn, Rejected(
+            RejectionReason.CONFLICT, "the addressed record kept changing; retry the same command"))
 
-    async def _dispatch_once(self, command: Command, command_id: str, correlation_id: str, principal: Principal,
+    async def _dispatch_once(self, request: "Request", identity: "CommandIdentity", principal: Principal,
                              conn: asyncpg.Connection) -> Reply:
-        if await self.store.read_stream(reply_stream(command_id), conn=conn):
-            return await self.previous_reply(command_id)
-        handler = self.handlers.get(type(command))
+        command = request.command
         denied = authorise(principal, command)
         if denied is not None:
-            outcome: str | Rejected = denied
-        elif handler is None:
-            outcome = Rejected(RejectionReason.UNKNOWN_COMMAND,
+            # Recorded for the record, never under the identity: nothing stored is
+            # looked at, or handed out, before the caller is authorised.
+            return await self._record(request, _once_stream(), conn, denied)
+        stored = await self._stored_reply(identity.stream, conn)
+        if stored is not None:
+            fingerprint_, reply = stored
+            if fingerprint_ == request.fingerprint:
+                return reply
+            # Another body under a key already used: refused, and the refusal kept under
+            # (identity, this body) so asking again is answered the same.
+            reused = f"{identity.stream}.{request.fingerprint[:32]}"
+            again = await self._stored_reply(reused, conn)
+            if again is not None:
+                return again[1]
+            return await self._record(request, reused, conn, Rejected(
+                RejectionReason.IDEMPOTENCY_KEY_REUSED,
+                "this idempotency key was already used for another request; use a new key for a new request",
+                subject=reply.subject))
+        handler = self.handlers.get(type(command))
+        if handler is None:
+            outcome: str | Rejected = Rejected(RejectionReason.UNKNOWN_COMMAND,
                                                f"{self.service} does not handle {type(command).__name__}")
         else:
-            ctx = CommandContext(conn, self.repository, self.store, self.clock, command_id, correlation_id)
+            ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
+                                 request.correlation_id)
             try:
                 async with conn.transaction():  # rejected commands keep nothing they wrote
                     outcome = await handler(command, ctx)
             except Rejected as exc:
                 outcome = exc
-        return await self._record(command, command_id, correlation_id, conn, outcome)
+            except asyncpg.DataError as exc:
+                # A value the database cannot hold (NUL in text, out of range): the same
+                # on every attempt, so it is the command's fault, answered as such.
+                outcome = Rejected(RejectionReason.INVALID_COMMAND,
+                                   f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")
+        return await self._record(request, identity.stream, conn, outcome)
 
-    async def _record(self, command: Command, command_id: str, correlation_id: str,
-                      conn: asyncpg.Connection | None, outcome: str | Rejected) -> Reply:
+    async def _stored_reply(self, stream: str, conn: asyncpg.Connection) -> tuple[str | None, Reply] | None:
+        """The reply stored in ``stream`` with the fingerprint of its request, if any."""
+        events = await self.store.read_stream(stream, conn=conn)
+        if not events:
+            return None
+        name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
+        reply = registry.spec(name).model.model_validate_json(events[0].state)
+        return events[0].metadata.get(FINGERPRINT), reply
+
+    async def _record(self, request: "Request", stream: str, conn: asyncpg.Connection | None,
+                      outcome: str | Rejected) -> Reply:
+        command = request.command
         type_name = registry.encode(command).type
         common = dict(district=command.district, actor=command.actor, occurred_at=self.clock.now(),
-                      correlation_id=correlation_id, command_type=type_name)
+                      correlation_id=request.correlation_id, command_type=type_name)
         if isinstance(outcome, Rejected):
             reply: Reply = CommandRejected(**common, subject=outcome.subject, reason=outcome.reason,
-                                           message=outcome.message)
+                                           message=outcome.message[:20_000])
             log.info("command rejected", command=type_name, reason=str(outcome.reason), message=outcome.message)
         else:
             reply = CommandAccepted(**common, subject=outcome)
-        await record_reply(self.store, command_id, reply,
+        await record_reply(self.store, stream, reply,
                            Metadata(actor=command.actor.id, actor_role=str(command.actor.role),
-                                    district=command.district, correlation_id=correlation_id,
-                                    causation_id=command_id, occurred_at=self.clock.now()),
+                                    district=command.district, correlation_id=request.correlation_id,
+                                    causation_id=request.command_id, occurred_at=self.clock.now(),
+                                    extra={FINGERPRINT: request.fingerprint}),
                            conn=conn)
         return reply
 
@@ -262,7 +293,7 @@ class CommandBus:
         except ContractError as exc:
             return await self._refuse(envelope, conn, exc.rejection, f"{type(exc).__name__}: {exc}")
         return await self.dispatch(command, command_id=envelope.id, correlation_id=envelope.correlation_id,
-                                   principal=principal, conn=conn)
+                                   principal=principal, conn=conn, key=f"ce:{envelope.source}\x1f{envelope.id}")
 
     async def _refuse(self, envelope: Envelope, conn: asyncpg.Connection, reason: RejectionReason,
                       message: str) -> Poison:
@@ -272,16 +303,22 @@ class CommandBus:
             command_type=envelope.type[:100] or "unknown", subject=envelope.subject or None,
             reason=reason, message=message[:2000],
         )
-        await record_reply(self.store, envelope.id, reply, Metadata(
-            actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
-            causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
+        # One refusal per message, however often it is redelivered: its stream is named
+        # by the message (district, source, id and body), as no caller is known.
+        stream = "reply-refused-" + _digest(envelope.district, envelope.source, envelope.id,
+                                            hashlib.sha256(envelope.data or b"").hexdigest())
+        if not await self.store.read_stream(stream, conn=conn):
+            await record_reply(self.store, stream, reply, Metadata(
+                actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
+                causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
         return Poison(message)
 
     def router(self, prefix: str = "/{district}/commands", rate_limit: str = "20/second") -> APIRouter:
         """``POST /{district}/commands/{Type}`` for every command this bus handles.
 
         The body is the command; ``Idempotency-Key`` makes retries safe (the first
-        reply is returned again). Rejections map to 4xx with the reply as body. Each
+        reply is returned again). Rejections map to 4xx with the reply in a problem
+        details body (:func:`yishi.problems.rejection`). Each
         caller may send ``rate_limit`` commands (``limits`` notation) to this instance.
         Callers authenticate with a bearer token (:func:`yishi.auth.authenticate`; the
         app's ``state.verifier`` checks it).
@@ -291,34 +328,34 @@ class CommandBus:
         for model in self.handlers:
             router.add_api_route(
                 f"/{registry.type_name(model)}", self._endpoint(model, limiter), methods=["POST"],
-                response_model=CommandAccepted | CommandRejected, status_code=200,
+                response_model=CommandAccepted, status_code=200,
                 responses=COMMAND_RESPONSES,
                 summary=(model.__doc__ or model.__name__).strip().splitlines()[0],
             )
         return router
 
     def _endpoint(self, model: type[Command], limiter: "RateLimit"):
-        async def endpoint(district: str, command: model, response: Response,  # type: ignore[valid-type]
+        async def endpoint(district: str, command: model,  # type: ignore[valid-type]
                            idempotency_key: str | None = Header(default=None, max_length=200),
                            principal: Principal = Depends(authenticate)) -> Any:
             retry_after = await limiter.hit(principal)
             if retry_after is not None:
-                return JSONResponse({"detail": "too many commands; slow down"}, status_code=429,
-                                    headers={"Retry-After": str(retry_after)})
+                return problems.problem(429, "too many commands; slow down",
+                                        headers={"Retry-After": str(retry_after)})
             if command.district != district:
                 # Answered in the documented reply shape, but not recorded: the command
                 # never reached a district it names.
-                response.status_code = HTTP_STATUS[RejectionReason.WRONG_DISTRICT]
-                return CommandRejected(
+                return problems.rejection(CommandRejected(
                     district=command.district, actor=command.actor, occurred_at=self.clock.now(),
                     correlation_id=str(uuid.uuid4()), command_type=registry.type_name(model),
                     reason=RejectionReason.WRONG_DISTRICT,
-                    message="the command's district differs from the district in its path")
+                    message="the command's district differs from the district in its path"),
+                    HTTP_STATUS[RejectionReason.WRONG_DISTRICT])
             command_id = f"http:{idempotency_key}" if idempotency_key else str(uuid.uuid4())
             reply = await self.dispatch(command, command_id=command_id, correlation_id=command_id,
                                         principal=principal)
             if isinstance(reply, CommandRejected):
-                response.status_code = HTTP_STATUS.get(reply.reason, 400)
+                return problems.rejection(reply, HTTP_STATUS.get(reply.reason, 400))
             return reply
         endpoint.__annotations__["command"] = model  # a local class: FastAPI cannot resolve its name
         endpoint.__name__ = f"command_{model.__name__}"
@@ -354,13 +391,55 @@ def with_replies(translate: Translator, service: str) -> Translator:
     return translator
 
 
-def reply_stream(command_id: str) -> str:
-    return f"reply-{command_id}"
+FINGERPRINT = "command_fingerprint"
+"""The metadata key of a stored reply holding its request's :func:`fingerprint`."""
 
 
-async def record_reply(store: EventStore, command_id: str, reply: Reply, meta: Metadata,
+@dataclass(frozen=True, slots=True)
+class CommandIdentity:
+    """Who sent which command under which key: the scope of an idempotency key."""
+
+    district: str
+    caller: str
+    command_type: str
+    key: str
+
+    @property
+    def stream(self) -> str:
+        """The reply stream of this identity (a digest: user input never names a stream)."""
+        return "reply-" + _digest(self.district, self.caller, self.command_type, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One command as sent: the body, its ids and the body's fingerprint."""
+
+    command: Command
+    command_id: str
+    correlation_id: str
+    fingerprint: str
+
+
+def fingerprint(command: Command) -> str:
+    """SHA-256 of the command's canonical JSON (sorted keys, no spaces): the same request
+    however its JSON was spelt, another one as soon as any value differs."""
+    canonical = json.dumps(command.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+def _once_stream() -> str:
+    """A reply stream of its own, for a reply that must not answer a later resend."""
+    return f"reply-once-{uuid.uuid4()}"
+
+
+async def record_reply(store: EventStore, stream: str, reply: Reply, meta: Metadata,
                        *, conn: asyncpg.Connection | None) -> None:
-    """Store a reply as the only event of its command's reply stream."""
+    """Store a reply as the only event of ``stream``."""
     name = registry.encode(reply).type
-    await store.append(reply_stream(command_id), 0,
+    await store.append(stream, 0,
                        [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta, conn=conn)

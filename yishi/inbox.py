@@ -99,17 +99,27 @@ class Inbox:
 Handler = Callable[[Envelope, asyncpg.Connection], Awaitable[Any]]
 
 
+def message_key(envelope: Envelope) -> str:
+    """A message's inbox key: (``ce_source``, ``ce_id``), as CloudEvents makes the pair
+    unique; two senders may use the same id."""
+    return f"{envelope.source}\x1f{envelope.id}"
+
+
 class EnvelopeConsumer:
     """The Kafka edge of a consumer: decode the envelope, de-duplicate, hand over.
 
     Call it with each raw record's fields; it returns normally when the message is
     done with (processed, duplicate or dead-lettered) and raises to ask for
-    redelivery.
+    redelivery. A handler that is idempotent by itself (the command bus, which keys each
+    command by its authenticated sender) is run with ``deduplicate=False``: an inbox row
+    keyed by the message alone would let one sender's id swallow another's command.
     """
 
     def __init__(self, pool: asyncpg.Pool, name: str, handle: Handler, *, bootstrap: str, producer=None,
-                 accepts: Callable[[Envelope], bool] | None = None, kafka_options: dict | None = None) -> None:
+                 accepts: Callable[[Envelope], bool] | None = None, kafka_options: dict | None = None,
+                 deduplicate: bool = True) -> None:
         self.inbox = Inbox(pool, name)
+        self.deduplicate = deduplicate
         self.accepts = accepts
         self.kafka_options = kafka_options or {}
         self.name = name
@@ -134,7 +144,12 @@ class EnvelopeConsumer:
                 nonlocal outcome
                 outcome = await self.handle(envelope, conn)
 
-            fresh = await self.inbox.process(envelope.id, effect)
+            if self.deduplicate:
+                fresh = await self.inbox.process(message_key(envelope), effect)
+            else:
+                async with self.inbox.pool.acquire() as conn, conn.transaction():
+                    await effect(conn)
+                fresh = True
         except (EnvelopeError, Poison, ContractError) as exc:
             await self.dead_letter(topic, partition, offset, headers, value, str(exc))
             return False

@@ -20,7 +20,6 @@ from typing import Any
 import asyncpg
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Response
-from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -30,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import registry
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
-from yishi import inbox, relay, store
+from yishi import inbox, problems, relay, store
 from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
@@ -62,7 +61,7 @@ class ServiceContext:
     verifier: TokenVerifier
     router: APIRouter = field(default_factory=APIRouter)
     background: list[Background] = field(default_factory=list)
-    handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None]] = field(default_factory=dict)
+    handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool]] = field(default_factory=dict)
     consumers: dict[str, EnvelopeConsumer] = field(default_factory=dict)
     subscriptions: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
     command_types: frozenset[str] = frozenset()
@@ -86,7 +85,7 @@ class ServiceContext:
         bus.verifier = self.verifier
         self.router.include_router(bus.router(rate_limit=self.settings.command_rate_limit))
         self.command_types = frozenset(registry.type_name(model) for model in bus.handlers)
-        self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope)
+        self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope, deduplicate=False)
 
     def on_events(self, name: str, service: str, handlers: dict[str, EventHandler]) -> None:
         """React to ``service``'s public events: ``handlers`` maps a type name to
@@ -109,7 +108,7 @@ class ServiceContext:
         self.consume(name, self.topics(service), handle, accepts=accepts)
 
     def consume(self, name: str, topics: Sequence[str], handle: Handler, *, retry_delay: float = 1.0,
-                accepts: Callable[[Envelope], bool] | None = None) -> None:
+                accepts: Callable[[Envelope], bool] | None = None, deduplicate: bool = True) -> None:
         """Subscribe ``handle`` to ``topics`` as consumer group ``{prefix}.{service}.{name}``.
 
         The offset is committed after the inbox transaction; a failure other than a
@@ -133,7 +132,7 @@ class ServiceContext:
             *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_undecoded,
         )(on_message)
-        self.handlers[name] = (handle, accepts)
+        self.handlers[name] = (handle, accepts, deduplicate)
 
 
 @dataclass(frozen=True)
@@ -171,8 +170,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                                     interval=settings.checkpoint_interval_s, clock=clock)
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
-        for name, (handle, accepts) in ctx.handlers.items():
+        for name, (handle, accepts, deduplicate) in ctx.handlers.items():
             ctx.consumers[name] = EnvelopeConsumer(ctx.pool, f"{spec.name}.{name}", handle, accepts=accepts,
+                                                   deduplicate=deduplicate,
                                                    bootstrap=settings.kafka_bootstrap, producer=dlq_producer,
                                                    kafka_options=kafka_options)
         stop = asyncio.Event()
@@ -197,6 +197,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
             await ctx.pool.close()
 
     app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan)
+    problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.ctx = ctx
     app.state.verifier = verifier
@@ -265,7 +266,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
-        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+        response = problems.problem(413, f"request body larger than {self.max_bytes} bytes")
         await response(scope, receive, send)
 
 

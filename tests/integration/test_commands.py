@@ -58,8 +58,9 @@ def make_bus(pool) -> CommandBus:
 
 async def test_accepted_once_per_command_id(pool):
     bus = make_bus(pool)
-    first = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1", principal=PLATFORM)
-    again = await bus.dispatch(open_vote(), command_id="cmd-1", correlation_id="corr-1", principal=PLATFORM)
+    command = open_vote()
+    first = await bus.dispatch(command, command_id="cmd-1", correlation_id="corr-1", principal=PLATFORM)
+    again = await bus.dispatch(command, command_id="cmd-1", correlation_id="corr-1", principal=PLATFORM)
     assert isinstance(first, CommandAccepted) and first == again
     assert first.correlation_id == "corr-1" and first.command_type == "OpenVote"
     ledgers = await pool.fetchval("SELECT count(*) FROM events WHERE topic LIKE '%Ledger.Created'")
@@ -103,10 +104,9 @@ async def test_http_rejection_carries_reason_and_message(pool):
         assert response.status_code == 409
         assert response.json()["reason"] == "invalid_state"
         assert "forbidden" in response.json()["message"]
-        ok = await client.post("/gulou/commands/OpenVote", json=open_vote().model_dump(mode="json"),
-                               headers={"Idempotency-Key": "k1"})
-        again = await client.post("/gulou/commands/OpenVote", json=open_vote().model_dump(mode="json"),
-                                  headers={"Idempotency-Key": "k1"})
+        good = open_vote().model_dump(mode="json")
+        ok = await client.post("/gulou/commands/OpenVote", json=good, headers={"Idempotency-Key": "k1"})
+        again = await client.post("/gulou/commands/OpenVote", json=good, headers={"Idempotency-Key": "k1"})
         assert ok.status_code == again.status_code == 200 and ok.json() == again.json()
         wrong = await client.post("/chaoyang/commands/OpenVote", json=body)
         assert wrong.status_code == 404

@@ -115,7 +115,10 @@ async def assert_bad_bodies_refused(svc) -> None:
     declared = await svc.client.post(url, content=b"{" + b" " * limit + b"}",
                                      headers={"content-type": "application/json"})
     assert declared.status_code == 413
-    assert declared.json() == {"detail": f"request body larger than {limit} bytes"}
+    assert declared.headers["content-type"] == "application/problem+json"
+    assert declared.json() == {"type": "urn:yishi:problem:body_too_large", "title": "Request Entity Too Large",
+                               "status": 413, "detail": f"request body larger than {limit} bytes",
+                               "reason": "body_too_large"}
 
     async def chunks():  # no Content-Length: the limit must hold for a streamed body too
         for _ in range(limit // 4096 + 1):
@@ -128,10 +131,11 @@ async def assert_bad_bodies_refused(svc) -> None:
     # key is bounded too.
     long = await svc.client.post(url, json={"district": svc.district, "actor": {"id": "a" * 81, "role": "resident"}},
                                  headers={"idempotency-key": "k" * 201, **bearer("w-1", svc.district, "resident")})
-    assert long.status_code == 422
-    errors = {tuple(error["loc"]): error["type"] for error in long.json()["detail"]}
-    assert errors[("body", "actor", "id")] == "string_pattern_mismatch"
-    assert errors[("header", "idempotency-key")] == "string_too_long"
+    assert long.status_code == 422 and long.headers["content-type"] == "application/problem+json"
+    assert long.json()["reason"] == "invalid_command"
+    errors = {error["field"]: error["type"] for error in long.json()["errors"]}
+    assert errors["body.actor.id"] == "string_pattern_mismatch"
+    assert errors["header.idempotency-key"] == "string_too_long"
 
 
 @pytest.mark.parametrize("service", sorted(SPECS))

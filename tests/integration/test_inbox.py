@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import asyncpg
@@ -120,17 +121,19 @@ async def test_redelivered_and_poison_messages(pool, servers, schema_name):
     await service.start()
     try:
         first, second = envelope(1, district), envelope(2, district)
+        namesake = replace(first, source=f"/yishi/{district}/elsewhere", data=b'{"n":5}')
         await publish(
             servers,
             (first, None, None),
             (first, None, None),                       # the same event delivered twice
+            (namesake, None, None),                    # another sender's event with the same id
             (envelope(3, district), None, b"{not json"),       # poison: bad JSON
             (envelope(4, district), [("ce_id", b"x")], None),  # poison: missing CloudEvents headers
             (second, None, None),                      # the consumer carries on
         )
         await wait_until(lambda: _count(pool, "SELECT count(*) FROM dead_letters", 2), timeout=60)
         await wait_until(lambda: _has(pool, second.id), timeout=30)
-        assert sorted(await effects(pool)) == sorted([first.id, second.id])
+        assert sorted(await effects(pool)) == sorted([first.id, first.id, second.id])
         reasons = sorted(r["reason"] for r in await pool.fetch("SELECT reason FROM dead_letters"))
         assert reasons[0].startswith("body is not JSON") and "Missing required attribute" in reasons[1]
         parked = await read_records(servers.kafka_bootstrap, f"{district}.proposals.events.dlq", 2, timeout=30)

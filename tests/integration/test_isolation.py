@@ -774,8 +774,9 @@ async def test_kafka_command_with_b_token_naming_a(world):
     await produce(w, commands_topic(w.a, w.name), envelope)
 
     async def reply():
-        return await w.svc.ctx.pool.fetchrow("SELECT district, state FROM events WHERE stream_id = $1",
-                                             f"reply-{ident}")
+        return await w.svc.ctx.pool.fetchrow(
+            "SELECT district, state FROM events WHERE stream_id LIKE 'reply-%' AND metadata->>'causation_id' = $1",
+            ident)
     recorded = await eventually(reply, timeout=60)
     body = json.loads(bytes(recorded["state"]))
     assert (recorded["district"], body["reason"], body["command_type"]) == (w.a, "wrong_district", c.type), body

@@ -135,9 +135,15 @@ async def test_every_consumer_parks_poison_and_carries_on(service, servers):
         await send_all(servers.kafka_bootstrap, r.district, consumers)
 
         async def all_valid_processed() -> bool:
+            # Event consumers keep an inbox row keyed by (ce_source, ce_id); the command bus
+            # answers each command with a reply caused by it.
             seen = {row["consumer"] for row in await r.ctx.pool.fetch(
-                "SELECT consumer FROM inbox WHERE message_id = ANY($1)", [c.valid for c in consumers])}
-            return seen == {f"{service}.{c.name}" for c in consumers}
+                "SELECT consumer FROM inbox WHERE split_part(message_id, E'\\x1f', 2) = ANY($1)",
+                [c.valid for c in consumers])}
+            answered = await r.ctx.pool.fetchval(
+                "SELECT count(*) FROM events WHERE stream_id LIKE 'reply-%' AND metadata->>'causation_id' = $1",
+                next(c.valid for c in consumers if c.name == "commands"))
+            return seen | ({f"{service}.commands"} if answered else set()) == {f"{service}.{c.name}" for c in consumers}
 
         await eventually(all_valid_processed, timeout=60)
 

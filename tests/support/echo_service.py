@@ -22,7 +22,7 @@ def wire(ctx: ServiceContext) -> None:
     async def handle(envelope, conn) -> None:
         await conn.execute("INSERT INTO effects (message_id, body) VALUES ($1, $2)", envelope.id, envelope.data)
         await ctx.store.append(
-            f"echo-{envelope.id}", 0, [NewEvent("tests.echo:Echoed", envelope.data)],
+            f"echo-{envelope.source}-{envelope.id}", 0, [NewEvent("tests.echo:Echoed", envelope.data)],
             Metadata(actor="echo", district=envelope.district, correlation_id=envelope.correlation_id,
                      causation_id=envelope.id, occurred_at=ctx.clock.now()),
             conn=conn,
