@@ -38,17 +38,14 @@ def create_bus(store: EventStore, clock: Clock) -> CommandBus:
 
 
 async def _find_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote | None:
-    """``district``'s vote ``vote_id``: its stream is scoped by district, so another
-    district's vote with the same id is never found (nor is a vote opened before ids
-    were scoped, under its bare id, unless it is this district's)."""
-    for stream in (vote_stream(district, vote_id), vote_id):
-        try:
-            vote = await ctx.repository.get(stream, conn=ctx.conn)
-        except AggregateNotFound:
-            continue
-        if isinstance(vote, Vote) and vote.district == district:
-            return vote
-    return None
+    """``district``'s vote ``vote_id``. Its stream is derived from both, so another
+    district's vote with the same id is never found, and no vote id names any other
+    stream (a reply's, a ballot's, a vote's own stream name)."""
+    try:
+        vote = await ctx.repository.get(vote_stream(district, vote_id), conn=ctx.conn)
+    except AggregateNotFound:
+        return None
+    return vote if isinstance(vote, Vote) else None
 
 
 async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
