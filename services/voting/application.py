@@ -42,10 +42,9 @@ async def _find_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote |
     district's vote with the same id is never found, and no vote id names any other
     stream (a reply's, a ballot's, a vote's own stream name)."""
     try:
-        vote = await ctx.repository.get(vote_stream(district, vote_id), conn=ctx.conn)
+        return await ctx.repository.get(Vote, vote_stream(district, vote_id), conn=ctx.conn)
     except AggregateNotFound:
         return None
-    return vote if isinstance(vote, Vote) else None
 
 
 async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
@@ -85,7 +84,7 @@ async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
     recorded = (None, None, None) if vote.secret else (cmd.ballot_id, choice, approvals)
     receipt = projections.receipt_hash(cmd.district, cmd.vote_id, cmd.ballot_id) if vote.secret else None
     try:
-        ballot = await ctx.repository.get(ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
+        ballot = await ctx.repository.get(Ballot, ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
     except AggregateNotFound:
         ballot = None
     if ballot is None:
