@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from contracts.common import Role
+from contracts.common import Id, Role
 from services.proposals import projections
 from services.proposals.domain import ProposalStatus
 from services.proposals.projections import (
@@ -57,7 +57,7 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="One council",
         responses={404: {"description": "No such council in this district"}},
     )
-    async def get_council(district: str, council_id: str) -> dict:
+    async def get_council(district: str, council_id: Id) -> dict:
         """A council with its level, parent, rules and seats (and who holds them)."""
         return await one("council", district, council_id)
 
@@ -67,7 +67,7 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="Seated members of a council",
         responses={404: {"description": "No such council"}},
     )
-    async def list_members(district: str, council_id: str) -> list[MemberView]:
+    async def list_members(district: str, council_id: Id) -> list[MemberView]:
         """The members holding a seat of the council, with their seat category."""
         council = CouncilView.model_validate(await one("council", district, council_id))
         return [
@@ -110,7 +110,7 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="One representative nomination",
         responses={404: {"description": "No such nomination"}},
     )
-    async def get_nomination(district: str, nomination_id: str) -> dict:
+    async def get_nomination(district: str, nomination_id: Id) -> dict:
         """A nomination and where it stands (nominated, publicised, voting, confirmed, rejected)."""
         return await one("nomination", district, nomination_id)
 
@@ -129,7 +129,7 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="One proposal with its deliberation record",
         responses={404: {"description": "No such proposal in this district"}},
     )
-    async def get_proposal(district: str, proposal_id: str) -> dict:
+    async def get_proposal(district: str, proposal_id: Id) -> dict:
         """A proposal with seconds, objections, the five-step statements, votes, decision and history."""
         return await one("proposal", district, proposal_id)
 

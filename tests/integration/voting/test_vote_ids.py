@@ -101,12 +101,15 @@ async def test_stream_names_and_odd_ids_are_no_votes_over_http(voting):
 
 
 async def test_stream_names_and_odd_ids_are_no_votes_in_queries(voting):
-    """The vote, tally and receipt queries answer every stream name and odd id 404 or 422."""
+    """The vote, tally and receipt queries answer every stream name and odd id 404 or 422
+    (a vote id no contract accepts, such as 300 characters, is 422: it is never looked up)."""
     r = voting
     for vote_id in [*await stream_names(r), *ODD]:
         for path in (f"{vote_id}", f"{vote_id}/tally", f"{vote_id}/receipts/b-1"):
             got = await r.client.get(f"/{r.district}/votes/{path}")
             assert got.status_code in (404, 422), f"GET votes/{path}: {got.status_code} {got.text}"
+    got = await r.client.get(f"/{r.district}/votes/{'v' * 300}")
+    assert got.status_code == 422, got.text
 
 
 async def test_a_stream_name_on_the_command_topic_is_answered_not_found(voting, servers):
