@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-from eventsourcing.domain import Aggregate, Snapshot as AggregateSnapshot
+from eventsourcing.domain import (
+    Aggregate,
+    BaseAggregate,
+    CanInitAggregate,
+    CanSnapshotAggregate,
+    Snapshot as AggregateSnapshot,
+)
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
@@ -22,14 +28,15 @@ from eventsourcing.persistence import (
     StoredEvent,
     UUIDAsHex,
 )
+from eventsourcing.utils import TopicError, resolve_topic
 
 from yishi.store import EventStore, Metadata, NewEvent, RecordedEvent, Snapshot
 
-A = TypeVar("A", bound=Aggregate)
+A = TypeVar("A", bound=BaseAggregate)
 
 
 class AggregateNotFound(LookupError):
-    """No events are stored for the requested aggregate id."""
+    """No aggregate of the requested class is stored under the requested id."""
 
 
 def default_mapper(*extra_transcodings: Any) -> Mapper:
@@ -39,6 +46,14 @@ def default_mapper(*extra_transcodings: Any) -> Mapper:
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr(), *extra_transcodings):
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)
+
+
+def _resolved(topic: str) -> Any:
+    """What ``topic`` names, or None when it names nothing importable."""
+    try:
+        return resolve_topic(topic)
+    except TopicError:
+        return None
 
 
 class Repository:
@@ -56,21 +71,47 @@ class Repository:
                         state=event.state)
         )
 
-    async def get(self, aggregate_id: uuid.UUID | str, *, conn: asyncpg.Connection | None = None) -> Any:
-        """The aggregate's current state; raises :class:`AggregateNotFound`."""
+    async def get(self, cls: type[A], aggregate_id: uuid.UUID | str, *, conn: asyncpg.Connection | None = None) -> A:
+        """The current state of the ``cls`` (or subclass) with id ``aggregate_id``.
+
+        Raises :class:`AggregateNotFound` when the stream is empty and also when its
+        events make something else (another class of aggregate, a command's reply): an
+        id from user input may name any stream, and must never load it as a ``cls``.
+        """
         stream_id = str(aggregate_id)
         aggregate = None
         after = 0
         if self.snapshot_every:
             snapshot = await self.store.latest_snapshot(stream_id, conn=conn)
             if snapshot is not None:
-                aggregate = self.to_domain_event(snapshot).mutate(None)
+                aggregate = self._origin(cls, snapshot).mutate(None)
                 after = snapshot.version
         for event in await self.store.read_stream(stream_id, after, conn=conn):
-            aggregate = self.to_domain_event(event).mutate(aggregate)
+            domain_event = self.to_domain_event(event) if aggregate is not None else self._origin(cls, event)
+            aggregate = domain_event.mutate(aggregate)
         if aggregate is None:
             raise AggregateNotFound(f"no aggregate with id {stream_id}")
         return aggregate
+
+    def _origin(self, cls: type[A], stored: RecordedEvent | Snapshot) -> Any:
+        """The first row read of a stream (its creation event, or a snapshot) as a domain
+        event, if it makes a ``cls``; otherwise :class:`AggregateNotFound`.
+
+        The stored topic is resolved first, so a row that is no domain event (a reply's
+        ``contract:…`` topic) is never decoded. A creation event or snapshot is decoded,
+        and the aggregate class it names (``originator_topic``, a snapshot's ``topic``),
+        resolved as the library's own ``mutate`` resolves it, must be ``cls`` or a
+        subclass. The library caches resolved topics: no extra round trip, a few
+        dictionary lookups per load.
+        """
+        event_class = _resolved(stored.topic)
+        origin = made = None
+        if isinstance(event_class, type) and issubclass(event_class, (CanInitAggregate, CanSnapshotAggregate)):
+            origin = self.to_domain_event(stored)
+            made = _resolved(origin.originator_topic if isinstance(origin, CanInitAggregate) else origin.topic)
+        if not (isinstance(made, type) and issubclass(made, cls)):
+            raise AggregateNotFound(f"stream {stored.stream_id} holds no {cls.__name__}")
+        return origin
 
     async def exists(self, aggregate_id: uuid.UUID | str, *, conn: asyncpg.Connection | None = None) -> bool:
         return bool(await self.store.read_stream(str(aggregate_id), 0, conn=conn))

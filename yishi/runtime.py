@@ -196,7 +196,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
             await dlq_producer.stop()
             await ctx.pool.close()
 
-    app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan)
+    # No redirects for a trailing slash: an id of "/" (sent as %2F) would otherwise be
+    # redirected to the list route beside it instead of being answered 404.
+    app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan, redirect_slashes=False)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.ctx = ctx

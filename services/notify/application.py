@@ -149,7 +149,7 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
                                                      "council_ids", "proposal_ids", "quiet_hours"})
         stream = subscription_uuid(cmd.district, cmd.subscription_id)
         if await ctx.repository.exists(stream, conn=ctx.conn):
-            existing = await ctx.repository.get(stream, conn=ctx.conn)
+            existing = await ctx.repository.get(Subscription, stream, conn=ctx.conn)
             if existing.terms == terms and existing.active:
                 return cmd.subscription_id
             raise Rejected(RejectionReason.ALREADY_EXISTS, "subscription id already used", cmd.subscription_id)
@@ -163,7 +163,7 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
         stream = subscription_uuid(cmd.district, cmd.subscription_id)
         if not await ctx.repository.exists(stream, conn=ctx.conn):
             raise Rejected(RejectionReason.NOT_FOUND, "no such subscription", cmd.subscription_id)
-        subscription = await ctx.repository.get(stream, conn=ctx.conn)
+        subscription = await ctx.repository.get(Subscription, stream, conn=ctx.conn)
         _authorise_for(cmd.actor, Recipient.model_validate(subscription.terms["subscriber"]))
         subscription.cancel()
         await ctx.save(cmd, subscription)

@@ -86,7 +86,7 @@ class DeliveryWorker:
         the change no longer applies."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                delivery = await self.repository.get(delivery_id, conn=conn)
+                delivery = await self.repository.get(Delivery, delivery_id, conn=conn)
                 result = change(delivery)
                 meta = self.notifier.meta(delivery.district, f"delivery-{delivery.id}", None)
                 await self.repository.save(delivery, meta=meta, conn=conn)

@@ -14,6 +14,7 @@ import asyncpg
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel
 
+from contracts.common import Id
 from yishi.runtime import ServiceContext
 
 
@@ -157,7 +158,7 @@ def router(ctx: ServiceContext) -> APIRouter:
                     responses={404: {"description": "No such record in this district."}})
 
     @api.get("/resolutions/{resolution_id}", response_model=ResolutionView)
-    async def get_resolution(district: str, resolution_id: str) -> Any:
+    async def get_resolution(district: str, resolution_id: Id) -> Any:
         """A resolution and its tasks."""
         row = await _one(ctx.pool, "resolution", "SELECT * FROM ov_resolutions WHERE district=$1 AND resolution_id=$2",
                          district, resolution_id)
@@ -166,13 +167,13 @@ def router(ctx: ServiceContext) -> APIRouter:
         return {**dict(row), "tasks": [dict(t) for t in tasks]}
 
     @api.get("/tasks/{task_id}", response_model=TaskView)
-    async def get_task(district: str, task_id: str) -> Any:
+    async def get_task(district: str, task_id: Id) -> Any:
         """One task."""
         return dict(await _one(ctx.pool, "task", "SELECT * FROM ov_tasks WHERE district=$1 AND task_id=$2",
                                district, task_id))
 
     @api.get("/funds/{fund_id}", response_model=FundView)
-    async def get_fund(district: str, fund_id: str) -> Any:
+    async def get_fund(district: str, fund_id: Id) -> Any:
         """A fund with its allocations; spending totals add up across them."""
         row = await _one(ctx.pool, "fund", "SELECT * FROM ov_funds WHERE district=$1 AND fund_id=$2", district, fund_id)
         allocations = await ctx.pool.fetch(
@@ -181,7 +182,7 @@ def router(ctx: ServiceContext) -> APIRouter:
                 "allocations": [dict(a) for a in allocations]}
 
     @api.get("/resolutions/{resolution_id}/audit", response_model=AuditTrail)
-    async def get_audit_trail(district: str, resolution_id: str) -> Any:
+    async def get_audit_trail(district: str, resolution_id: Id) -> Any:
         """Who raised, seconded, objected, voted (choices of open votes, counts of secret
         ones), decided, delivered, was reminded and inspected, in time order."""
         resolution = await _one(ctx.pool, "resolution", "SELECT proposal_id FROM ov_resolutions"
@@ -197,7 +198,7 @@ def router(ctx: ServiceContext) -> APIRouter:
                 "steps": [{**dict(r), "body": json.loads(r["body"])} for r in rows]}
 
     @api.get("/communities/{community_id}/roadmap", response_model=Roadmap)
-    async def get_roadmap(district: str, community_id: str) -> Any:
+    async def get_roadmap(district: str, community_id: Id) -> Any:
         """The public outcome roadmap: every resolution of the community with its progress."""
         rows = await ctx.pool.fetch(
             """
@@ -212,7 +213,7 @@ def router(ctx: ServiceContext) -> APIRouter:
         return {"community_id": community_id, "resolutions": [dict(r) for r in rows]}
 
     @api.get("/communities/{community_id}/reviews/{year}", response_model=YearlyReview)
-    async def get_yearly_review(district: str, community_id: str,
+    async def get_yearly_review(district: str, community_id: Id,
                                 year: int = Path(ge=2000, le=2200)) -> Any:  # the contracts' fund years
         """Satisfaction rate, resolutions completed and on time, spending against the fund."""
         counts = await ctx.pool.fetchrow(

@@ -40,7 +40,7 @@ async def _save(ctx: CommandContext, cmd: Command, *aggregates: Aggregate) -> No
 async def _load(ctx: CommandContext, cls: type[A], district: str, public_id: str, what: str) -> A:
     """An aggregate of this district, or ``not_found`` (another district's ids included)."""
     try:
-        return await ctx.repository.get(cls.create_id(district, public_id), conn=ctx.conn)
+        return await ctx.repository.get(cls, cls.create_id(district, public_id), conn=ctx.conn)
     except AggregateNotFound:
         raise Rejected(RejectionReason.NOT_FOUND, f"no {what} {public_id}", public_id) from None
 
@@ -113,7 +113,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
                       escalate_after_days=cmd.escalate_after_days, supervisor_id=cmd.supervisor_id)
         policy_id = ReminderPolicy.create_id(cmd.district, str(cmd.scope), cmd.scope_id)
         try:
-            policy = await ctx.repository.get(policy_id, conn=ctx.conn)
+            policy = await ctx.repository.get(ReminderPolicy, policy_id, conn=ctx.conn)
             policy.change(**values)
         except AggregateNotFound:
             policy = ReminderPolicy(district=cmd.district, scope=str(cmd.scope), scope_id=cmd.scope_id, **values)

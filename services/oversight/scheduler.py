@@ -62,7 +62,7 @@ async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: 
         district, task_id = row["district"], row["task_id"]
         try:
             async with pool.acquire() as conn, conn.transaction():
-                task = await repository.get(Task.create_id(district, task_id), conn=conn)
+                task = await repository.get(Task, Task.create_id(district, task_id), conn=conn)
                 policy = dataclasses.replace(
                     await policy_for(conn, district, row["resolution_id"], row["council_id"]), day=day)
                 steps = task.due_reminders(now, policy, await council_above(conn, district, row["council_id"]))

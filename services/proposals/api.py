@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from contracts.common import Role
+from contracts.common import Id, Role
 from services.proposals import projections
 from services.proposals.domain import ProposalStatus
 from services.proposals.projections import (
@@ -26,9 +26,9 @@ from yishi.repository import Repository
 from yishi.runtime import ServiceContext
 
 
-async def rebuild(ctx: ServiceContext, repository: Repository) -> int:
-    """Rebuild every read model of the service from its event log; returns the documents written."""
-    return await projections.rebuild(ctx.pool, repository)
+async def rebuild(ctx: ServiceContext, repository: Repository, district: str) -> int:
+    """Rebuild ``district``'s read models from its event log; returns the documents written."""
+    return await projections.rebuild(ctx.pool, repository, district)
 
 
 def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
@@ -57,7 +57,7 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="One council",
         responses={404: {"description": "No such council in this district"}},
     )
-    async def get_council(district: str, council_id: str) -> dict:
+    async def get_council(district: str, council_id: Id) -> dict:
         """A council with its level, parent, rules and seats (and who holds them)."""
         return await one("council", district, council_id)
 
@@ -67,7 +67,7 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="Seated members of a council",
         responses={404: {"description": "No such council"}},
     )
-    async def list_members(district: str, council_id: str) -> list[MemberView]:
+    async def list_members(district: str, council_id: Id) -> list[MemberView]:
         """The members holding a seat of the council, with their seat category."""
         council = CouncilView.model_validate(await one("council", district, council_id))
         return [
@@ -110,7 +110,7 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="One representative nomination",
         responses={404: {"description": "No such nomination"}},
     )
-    async def get_nomination(district: str, nomination_id: str) -> dict:
+    async def get_nomination(district: str, nomination_id: Id) -> dict:
         """A nomination and where it stands (nominated, publicised, voting, confirmed, rejected)."""
         return await one("nomination", district, nomination_id)
 
@@ -129,17 +129,19 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         summary="One proposal with its deliberation record",
         responses={404: {"description": "No such proposal in this district"}},
     )
-    async def get_proposal(district: str, proposal_id: str) -> dict:
+    async def get_proposal(district: str, proposal_id: Id) -> dict:
         """A proposal with seconds, objections, the five-step statements, votes, decision and history."""
         return await one("proposal", district, proposal_id)
 
     @api.post("/admin/read-models/rebuild", tags=["admin"], summary="Rebuild the read models from the log",
               responses={403: {"description": "Only a district administrator may rebuild."}})
     async def rebuild_read_models(principal: Principal = Depends(authenticate)) -> dict[str, int]:
-        """Replay the event log into fresh read models (every district served here); for a
-        district administrator of one of those districts."""
+        """Replay the administrator's district's event log into fresh read models, for a
+        district administrator of a district served here. Only that district's documents
+        are rebuilt and counted: other districts served here are neither touched nor
+        sized."""
         if Role.DISTRICT_ADMIN not in principal.roles or principal.district not in ctx.settings.districts:
             raise HTTPException(403, "only a district administrator of a district served here may rebuild")
-        return {"documents": await rebuild(ctx, repository)}
+        return {"documents": await rebuild(ctx, repository, principal.district)}
 
     return api

@@ -48,7 +48,7 @@ _NAMES = {
 async def load(ctx: CommandContext, cls: type[A], district: str, public_id: str) -> A:
     """The aggregate ``public_id`` of ``district``; ``not_found`` when there is none."""
     try:
-        return await ctx.repository.get(cls.create_id(district, public_id), conn=ctx.conn)
+        return await ctx.repository.get(cls, cls.create_id(district, public_id), conn=ctx.conn)
     except AggregateNotFound:
         raise Rejected(RejectionReason.NOT_FOUND, f"{_NAMES[cls]} {public_id} does not exist", public_id) from None
 

@@ -35,7 +35,7 @@ class Reactions:
 
     async def _get(self, cls: type[Aggregate], district: str, public_id: str, conn: asyncpg.Connection):
         try:
-            return await self.repository.get(cls.create_id(district, public_id), conn=conn)
+            return await self.repository.get(cls, cls.create_id(district, public_id), conn=conn)
         except AggregateNotFound:
             return None
 

@@ -292,8 +292,9 @@ async def update(conn: asyncpg.Connection, *aggregates: Aggregate) -> None:
     )
 
 
-async def rebuild(pool: asyncpg.Pool, repository: Repository) -> int:
-    """Replace every document by replaying the event log; returns how many were written.
+async def rebuild(pool: asyncpg.Pool, repository: Repository, district: str) -> int:
+    """Replace ``district``'s documents by replaying its event log; returns how many were
+    written. Other districts' documents are neither read nor rewritten.
 
     The table is locked for the rebuild: a command committing meanwhile waits and then
     writes its newer document over the rebuilt one, so nothing newer is lost.
@@ -301,13 +302,15 @@ async def rebuild(pool: asyncpg.Pool, repository: Repository) -> int:
     written = 0
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("LOCK TABLE read_models IN EXCLUSIVE MODE")
-        await conn.execute("DELETE FROM read_models")
+        await conn.execute("DELETE FROM read_models WHERE district = $1", district)
         current: Aggregate | None = None
         stream = None
+        # Every stream is one district's (its id is derived from it), so the district's
+        # events are whole streams.
         async for row in conn.cursor(
             "SELECT position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash "
-            "FROM events WHERE topic LIKE $1 ORDER BY stream_id, version",
-            f"{domain.__name__}:%",
+            "FROM events WHERE topic LIKE $1 AND district = $2 ORDER BY stream_id, version",
+            f"{domain.__name__}:%", district,
         ):
             if row["stream_id"] != stream and current is not None:
                 await update(conn, current)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from contracts.common import Id, VoteMatter, VoteTerms
@@ -78,7 +78,7 @@ def router(ctx: ServiceContext) -> APIRouter:
         return row
 
     @api.get("/{vote_id}", response_model=VoteView, responses=_NOT_FOUND)
-    async def get_vote(district: str, vote_id: Id = Path()) -> VoteView:
+    async def get_vote(district: str, vote_id: Id) -> VoteView:
         """A vote with its terms, turnout and result."""
         row = await find(district, vote_id)
         return VoteView(vote_id=vote_id, council_id=row["council_id"], matter=row["matter"], terms=row["terms"],
@@ -86,7 +86,7 @@ def router(ctx: ServiceContext) -> APIRouter:
                         turnout=await projections.turnout(ctx.pool, row["vote_id"]), result=row["result"])
 
     @api.get("/{vote_id}/tally", response_model=TallyView, responses=_NOT_FOUND)
-    async def get_tally(district: str, vote_id: Id = Path()) -> TallyView:
+    async def get_tally(district: str, vote_id: Id) -> TallyView:
         """The live tally of an open vote, or the final one."""
         row = await find(district, vote_id)
         if row["result"] is not None:
@@ -102,7 +102,7 @@ def router(ctx: ServiceContext) -> APIRouter:
                          electorate_size=row["electorate_size"], tally=tally)
 
     @api.get("/{vote_id}/receipts/{ballot_id}", response_model=ReceiptView, responses=_NOT_FOUND)
-    async def check_receipt(district: str, vote_id: Id = Path(), ballot_id: Id = Path()) -> ReceiptView:
+    async def check_receipt(district: str, vote_id: Id, ballot_id: Id) -> ReceiptView:
         """Check a ballot by the ``ballot_id`` it was sent with: recorded, counted, and as what."""
         row = await find(district, vote_id)
         if row["secret"]:

@@ -38,17 +38,13 @@ def create_bus(store: EventStore, clock: Clock) -> CommandBus:
 
 
 async def _find_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote | None:
-    """``district``'s vote ``vote_id``: its stream is scoped by district, so another
-    district's vote with the same id is never found (nor is a vote opened before ids
-    were scoped, under its bare id, unless it is this district's)."""
-    for stream in (vote_stream(district, vote_id), vote_id):
-        try:
-            vote = await ctx.repository.get(stream, conn=ctx.conn)
-        except AggregateNotFound:
-            continue
-        if isinstance(vote, Vote) and vote.district == district:
-            return vote
-    return None
+    """``district``'s vote ``vote_id``. Its stream is derived from both, so another
+    district's vote with the same id is never found, and no vote id names any other
+    stream (a reply's, a ballot's, a vote's own stream name)."""
+    try:
+        return await ctx.repository.get(Vote, vote_stream(district, vote_id), conn=ctx.conn)
+    except AggregateNotFound:
+        return None
 
 
 async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
@@ -88,7 +84,7 @@ async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
     recorded = (None, None, None) if vote.secret else (cmd.ballot_id, choice, approvals)
     receipt = projections.receipt_hash(cmd.district, cmd.vote_id, cmd.ballot_id) if vote.secret else None
     try:
-        ballot = await ctx.repository.get(ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
+        ballot = await ctx.repository.get(Ballot, ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
     except AggregateNotFound:
         ballot = None
     if ballot is None:

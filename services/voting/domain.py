@@ -149,8 +149,7 @@ class Vote(NamedAggregate):
         opened_at: datetime
 
         def apply(self, aggregate: Vote) -> None:
-            # Votes opened before ids were scoped by district have the public id as stream id.
-            aggregate.vote_id = getattr(self, "vote_id", self.originator_id)
+            aggregate.vote_id = self.vote_id
             aggregate.district = self.district
             aggregate.council_id = self.council_id
             aggregate.matter = self.matter

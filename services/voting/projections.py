@@ -15,7 +15,7 @@ transaction as the events they follow.
 Every table keys a vote by its stream id (``Vote.id``, see
 :func:`services.voting.domain.vote_stream`), which is scoped by district: two districts'
 votes with the same public id never share a row. ``votes.public_id`` keeps the id the
-district chose (``NULL`` for votes opened before ids were scoped, whose stream id it is).
+district chose.
 
 Concurrency between ballots and the close is serialised per vote, without a global
 lock: a ballot holds the vote's advisory lock shared, the close holds it exclusively
@@ -46,10 +46,10 @@ DDL = (
         opened_at       timestamptz NOT NULL,
         closes_at       timestamptz NOT NULL,
         closed_at       timestamptz,
-        result          jsonb
+        result          jsonb,
+        public_id       text NOT NULL
     )
     """,
-    "ALTER TABLE votes ADD COLUMN IF NOT EXISTS public_id text",
     "CREATE INDEX IF NOT EXISTS votes_open ON votes (closes_at) WHERE closed_at IS NULL",
     """
     CREATE TABLE IF NOT EXISTS participants (
@@ -205,7 +205,7 @@ async def due_votes(pool: asyncpg.Pool, now: datetime) -> list[asyncpg.Record]:
     """Open votes due to close: their closing time has come, or every elector voted
     (unless ballots may still be changed: then only the closing time ends the vote)."""
     return await pool.fetch(
-        "SELECT coalesce(public_id, vote_id) AS vote_id, district FROM votes v WHERE closed_at IS NULL AND "
+        "SELECT public_id AS vote_id, district FROM votes v WHERE closed_at IS NULL AND "
         "(closes_at <= $1 OR "
         "(NOT coalesce((terms->>'ballot_changes_allowed')::boolean, false) AND "
         "(SELECT count(*) FROM participants p WHERE p.vote_id = v.vote_id) >= electorate_size))", now)
@@ -222,8 +222,7 @@ async def vote_row(pool: asyncpg.Pool, district: str, vote_id: str) -> dict[str,
     """The row of ``district``'s vote ``vote_id`` (JSON columns decoded; ``vote_id`` is
     the stream id that keys the other tables)."""
     row = await pool.fetchrow(
-        "SELECT * FROM votes WHERE district = $2 AND (vote_id = $1 OR (vote_id = $3 AND public_id IS NULL))",
-        vote_stream(district, vote_id), district, vote_id)
+        "SELECT * FROM votes WHERE vote_id = $1 AND district = $2", vote_stream(district, vote_id), district)
     if row is None:
         return None
     decoded = dict(row)

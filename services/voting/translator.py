@@ -23,19 +23,17 @@ def translate(event: RecordedEvent) -> Publication | None:
     meta = event.metadata
     common = dict(district=event.district, occurred_at=datetime.fromisoformat(meta["occurred_at"]),
                   actor=Actor(id=meta["actor"], role=meta.get("actor_role") or Role.SYSTEM))
-    # The vote's public id (streams of votes opened before ids were scoped by district
-    # are named by it); it is the Kafka key and ce_subject of the vote's events.
-    vote_id = state.get("vote_id") or event.stream_id
     subject = None
     if name == "Vote.Opened":
-        subject = vote_id
-        model = VoteOpened(**common, vote_id=vote_id, council_id=state["council_id"],
+        # The vote's public id, not its stream's: the Kafka key and ce_subject.
+        subject = state["vote_id"]
+        model = VoteOpened(**common, vote_id=subject, council_id=state["council_id"],
                            matter=VoteMatter.model_validate(state["matter"]),
                            terms=VoteTerms.model_validate(state["terms"]))
     elif name == "Vote.Closed":
-        subject = vote_id
+        subject = state["vote_id"]
         model = VoteClosed(
-            **common, vote_id=vote_id, council_id=state["council_id"],
+            **common, vote_id=subject, council_id=state["council_id"],
             matter=VoteMatter.model_validate(state["matter"]), electorate_size=state["electorate_size"],
             tally=Tally.model_validate(state["tally"]), turnout_percent=state["turnout_percent"],
             quorum_met=state["quorum_met"], outcome=state["outcome"], winning_option=state["winning_option"],

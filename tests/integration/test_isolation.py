@@ -832,3 +832,30 @@ async def test_read_model_rebuild_needs_an_admin_of_a_served_district(world):
     got = await w.client.post(url, headers=bearer("admin-b", w.b, "district_admin"))
     assert got.status_code == 200, got.text
     assert_unchanged(before, await state_of_a(w), "a rebuild by B's administrator")
+
+
+@pytest.mark.parametrize("world", ["proposals"], indirect=True)
+async def test_read_model_rebuild_is_scoped_to_the_administrators_district(world):
+    """A B administrator's rebuild rebuilds and counts B's documents only: A's are not
+    rewritten, and their number is not in the answer. A's administrator's rebuild
+    counts A's, and A reads as before."""
+    w = world
+    url = "/admin/read-models/rebuild"
+    formed = await send(w, w.b, "FormCouncil",
+                        {"district": w.b, **council(f"council-b-{uuid.uuid4().hex[:8]}", B_TEXT, "b-area")})
+    assert formed.status_code == 200, formed.text
+
+    async def documents(district: str) -> list[tuple[str, str, str]]:
+        # xmin changes when a row is rewritten: the same xmin is the same, untouched row.
+        rows = await w.svc.ctx.pool.fetch(
+            "SELECT kind, id, xmin::text AS x FROM read_models WHERE district = $1 ORDER BY kind, id", district)
+        return [(r["kind"], r["id"], r["x"]) for r in rows]
+    before, of_a, of_b = await state_of_a(w), await documents(w.a), await documents(w.b)
+    assert of_a and of_b
+    got = await w.client.post(url, headers=bearer("admin-b", w.b, "district_admin"))
+    assert got.json() == {"documents": len(of_b)}, got.text
+    assert await documents(w.a) == of_a, "B's rebuild rewrote A's read models"
+    assert [d[:2] for d in await documents(w.b)] == [d[:2] for d in of_b]
+    got = await w.client.post(url, headers=bearer("admin-a", w.a, "district_admin"))
+    assert got.json() == {"documents": len(of_a)}, got.text
+    assert_unchanged(before, await state_of_a(w), "A's own rebuild")
