@@ -20,7 +20,7 @@ OWNER = """
 import sys, time
 from yishi.embedded import EmbeddedStack
 stack = EmbeddedStack().start()
-print(stack.postgres.proc.pid, stack.kafka.proc.pid, flush=True)
+print(stack.postgres.proc.pid, stack.kafka.proc.pid, stack.workdir, flush=True)
 time.sleep(600)
 """
 
@@ -40,8 +40,10 @@ def _gone(pid: int, timeout: float = 20.0) -> bool:
 def test_servers_die_with_a_killed_owner():
     owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    workdir = None
     try:
-        pids = [int(p) for p in owner.stdout.readline().split()]
+        *pids, workdir = owner.stdout.readline().split()
+        pids = [int(p) for p in pids]
         assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
         postgres_children = [c.pid for c in psutil.Process(pids[0]).children(recursive=True)]
         owner.send_signal(signal.SIGKILL)
@@ -51,6 +53,8 @@ def test_servers_die_with_a_killed_owner():
     finally:
         if owner.poll() is None:
             owner.kill()
+        if workdir:  # a killed owner cannot remove its working directory
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_clean_stop_removes_processes_and_files():
