@@ -11,14 +11,167 @@ Reading policy, deliberately different for the two directions of traffic:
 
 Everything is frozen: a message is a fact or a request as it was sent. Money is an
 integer number of fen (分, 1/100 CNY) so sums are exact; times are timezone-aware.
+
+**Values are checked at the input edge** (see "Values" in ``contracts/README.md``): while
+a :class:`Command` is validated, over HTTP or from a command topic, the value types below
+also refuse what the store cannot hold or the domain cannot compute with (NUL, lone
+surrogates, invisible-only or self-disguising text, integers given as strings, floats or
+booleans, amounts and counts beyond their ceilings, times outside 2000-2200). The same
+types read events without these checks: stored and published history is replayed as it
+was written, and a check added later must never make an old event unreadable.
 """
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, PydanticKnownError
+
+# --- input checks -------------------------------------------------------------------
+
+_CHECKING_INPUT: ContextVar[bool] = ContextVar("contracts_checking_input", default=False)
+"""True while a Command is validated: the value types then apply their input checks.
+A context variable rather than separate command types, so that a command and the event
+recording it share their nested values (``VoteTerms``, ``Implementer`` …) and compare equal."""
+
+
+def _on_input(check: Callable[[Any], Any]) -> AfterValidator:
+    """An after-validator running ``check`` only while a command is validated."""
+    return AfterValidator(lambda value: check(value) if _CHECKING_INPUT.get() else value)
+
+
+_JSON_KINDS = {str: "a string", float: "a number with a fraction or an exponent", bool: "a boolean",
+               type(None): "null", list: "an array", dict: "an object"}
+
+
+def _json_integer(value: Any) -> Any:
+    """Commands give integers as JSON integers: not ``"100"``, ``1.0``, ``0.5`` or ``true``."""
+    if _CHECKING_INPUT.get() and type(value) is not int:
+        kind = _JSON_KINDS.get(type(value), type(value).__name__)
+        raise PydanticCustomError("int_type", "Input should be a JSON integer, not {kind}", {"kind": kind})
+    return value
+
+
+JsonInteger = BeforeValidator(_json_integer)
+"""Marks an ``int`` that commands must give as a JSON integer; put it after the ``Field``
+bounds (``Annotated[int, Field(ge=0), JsonInteger]``) so they stay JSON Schema keywords."""
+
+
+def _at_most(ceiling: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value > ceiling:
+            raise PydanticKnownError("less_than_equal", {"le": ceiling})
+        return value
+    return check
+
+
+MAX_FEN = 10**12
+"""Ceiling of an amount in a command: 10^12 fen = 10 billion CNY, far below PostgreSQL's
+bigint (2^63 - 1) even when many amounts are summed."""
+MAX_COUNT = 10**8
+"""Ceiling of a count of people in a command (an electorate, ratings): more than any
+district's population, far below PostgreSQL's integer."""
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+"""Times in commands lie in [EARLIEST, LATEST): the years of the funds (2000-2200), and
+every date library and database the platform uses can hold them in any time zone."""
+
+
+def _in_window(value: datetime) -> datetime:
+    # The year test first: arithmetic on year 1 or 9999 in a far time zone can overflow.
+    if not (EARLIEST.year - 1 <= value.year <= LATEST.year and EARLIEST <= value < LATEST):
+        raise PydanticCustomError("datetime_window",
+                                  "Input should be from 2000-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z")
+    return value
+
+
+_BIDI_OPENERS = {"\u202a": "embedding", "\u202b": "embedding", "\u202d": "embedding", "\u202e": "embedding",
+                 "\u2066": "isolate", "\u2067": "isolate", "\u2068": "isolate"}
+_BIDI_CLOSERS = {"\u202c": "embedding", "\u2069": "isolate"}
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # letters and symbols that render as nothing
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})  # controls, format (zero-width, bidi), spaces
+
+
+def _storable(value: str) -> str:
+    """Refuse what PostgreSQL text and UTF-8 cannot hold: NUL and lone surrogates."""
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "Input should not contain NUL (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PydanticCustomError("string_surrogate", "Input should not contain a lone surrogate (at {position})",
+                                  {"position": exc.start}) from None
+    return value
+
+
+def _visible(value: str) -> str:
+    if all(ch in _BLANK or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in value):
+        raise PydanticCustomError("string_invisible",
+                                  "Input should contain a visible character, not only spaces or invisible ones")
+    return value
+
+
+def _one_line(value: str) -> str:
+    """A title, name or label: storable, visible, no control characters (line breaks
+    included) and no bidi embedding, override or isolate, so it cannot disguise itself
+    (reverse a word, hide an id) nor leak its direction into the page around it."""
+    _storable(value)
+    for position, ch in enumerate(value):
+        if ch in _BIDI_OPENERS or ch in _BIDI_CLOSERS:
+            raise PydanticCustomError(
+                "string_bidi_control",
+                "Input should not contain bidi embedding, override or isolate controls ({char} at {position})",
+                {"char": f"U+{ord(ch):04X}", "position": position})
+        if unicodedata.category(ch) == "Cc":
+            raise PydanticCustomError("string_control", "Input should not contain control characters "
+                                      "({char} at {position})", {"char": f"U+{ord(ch):04X}", "position": position})
+    return _visible(value)
+
+
+def _long_text(value: str) -> str:
+    """A text: storable, visible, tabs and line breaks but no other control character;
+    bidi controls only balanced within each line, so that quoted right-to-left script
+    (Uyghur, Arabic) can be isolated as Unicode recommends while nothing reorders the
+    rest of the line or the page around it (the "Trojan Source" trick)."""
+    _storable(value)
+    open_: list[str] = []
+    for position, ch in enumerate(value):
+        if ch in "\n\r" or ch == "\u2029":
+            if open_:
+                break
+            continue
+        if ch in _BIDI_OPENERS:
+            open_.append(_BIDI_OPENERS[ch])
+        elif ch in _BIDI_CLOSERS:
+            if not open_ or open_.pop() != _BIDI_CLOSERS[ch]:
+                raise PydanticCustomError("string_bidi_unbalanced", "Input should close bidi controls in the order "
+                                          "they were opened ({char} at {position})",
+                                          {"char": f"U+{ord(ch):04X}", "position": position})
+        elif ch != "\t" and unicodedata.category(ch) == "Cc":
+            raise PydanticCustomError("string_control", "Input should not contain control characters other than "
+                                      "tab and line breaks ({char} at {position})",
+                                      {"char": f"U+{ord(ch):04X}", "position": position})
+    if open_:
+        raise PydanticCustomError("string_bidi_unbalanced",
+                                  "Input should close every bidi embedding, override or isolate on its line")
+    return _visible(value)
+
 
 # Must accept exactly what yishi.names.check_district accepts (a unit test compares them):
 # the district is part of every topic name.
@@ -35,25 +188,47 @@ Id = Annotated[
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"),
     Field(examples=["gulou-ninghai-2026-017"]),
 ]
-Title = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(examples=["在3号院增设电动自行车充电棚"])]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=20_000), Field(examples=["车棚选址在3号院东侧空地。"])]
+Title = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), _on_input(_one_line),
+    Field(description="One line of human text (a title, name, label or question). In commands: not only "
+          "invisible characters; no control characters, no bidi embeddings, overrides or isolates.",
+          examples=["在3号院增设电动自行车充电棚"]),
+]
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=20_000), _on_input(_long_text),
+    Field(description="Human text, possibly several lines. In commands: not only invisible characters; no "
+          "control characters but tab and line breaks; bidi controls only balanced within a line.",
+          examples=["车棚选址在3号院东侧空地。"]),
+]
+Storable = _on_input(_storable)
+"""Marks a ``str`` that is no human text of its own: in commands no NUL and no lone
+surrogate. Put it after the constraints, so they stay JSON Schema keywords."""
 Uri = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z][a-z0-9+.-]*:\S+$", max_length=2048),
+    Storable,
     Field(examples=["https://files.gulou.example/evidence/0017.jpg"]),
 ]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$"), Field(examples=["0" * 64])]
 MediaType = Annotated[str, StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$"), Field(examples=["image/jpeg"])]
-TypeName = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(examples=["RaiseProposal"])]
+TypeName = Annotated[str, StringConstraints(min_length=1, max_length=200), Storable,
+                     Field(examples=["RaiseProposal"])]
 CorrelationId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200),
     Field(description="Chosen by whoever starts an exchange; copied onto everything it causes.",
           examples=["wx-7f3c2a9e"]),
 ]
-Fen = Annotated[int, Field(ge=0, description="Amount in fen (分), 1/100 CNY.")]
-Percent = Annotated[int, Field(ge=0, le=100)]
-Count = Annotated[int, Field(ge=0)]
+Fen = Annotated[int, Field(ge=0, description="Amount in fen (分), 1/100 CNY; in commands at most "
+                            "10^12 (10 billion CNY)."), JsonInteger, _on_input(_at_most(MAX_FEN))]
+Percent = Annotated[int, Field(ge=0, le=100), JsonInteger]
+Count = Annotated[int, Field(ge=0, description="In commands at most 10^8."), JsonInteger,
+                  _on_input(_at_most(MAX_COUNT))]
+Moment = Annotated[
+    AwareDatetime, _on_input(_in_window),
+    Field(description="In commands from 2000-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z."),
+]
+"""A point in time with its UTC offset; in commands within [EARLIEST, LATEST)."""
 
 
 class Value(BaseModel):
@@ -142,7 +317,8 @@ class Electorate(Value):
 
     kind: ElectorateKind
     scope_id: Id = Field(description="The council, community or compound whose people vote.")
-    size: Annotated[int, Field(gt=0)]
+    size: Annotated[int, Field(gt=0, description="In commands at most 10^8."), JsonInteger,
+                    _on_input(_at_most(MAX_COUNT))]
     roll: tuple[Id, ...] | None = Field(
         default=None,
         description="Explicit list of eligible voters (council votes); absent: the scope's resident register.",
@@ -198,8 +374,8 @@ class VoteTerms(Value):
     majority: MajorityRule
     quorum_percent: Percent = Field(description="Share of the electorate that must cast a ballot.")
     secrecy: Secrecy
-    closes_at: AwareDatetime
-    opens_at: AwareDatetime | None = Field(
+    closes_at: Moment
+    opens_at: Moment | None = Field(
         default=None, description="When ballots are first accepted; absent: as soon as the vote opens.")
     ballot_changes_allowed: bool = Field(
         default=False, description="Whether a voter may replace their ballot until the vote closes.")
@@ -241,12 +417,22 @@ class Event(Contract):
 class Command(Contract):
     """Base of commands: a request from ``actor``; answered by a reply on the replies topic.
 
-    Strict: unknown top-level fields are rejected.
+    Strict: unknown top-level fields are rejected, and every value type applies its input
+    checks (see the module docstring) to the whole command, nested values included.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     actor: Actor
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _checked_as_input(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        token = _CHECKING_INPUT.set(True)
+        try:
+            return handler(data)
+        finally:
+            _CHECKING_INPUT.reset(token)
 
 
 class CommandAccepted(Event):

@@ -11,6 +11,9 @@ Extensions (CloudEvents attribute names are lowercase alphanumerics):
 A command also carries its sender's access token in the plain ``authorization`` header
 (``Bearer <JWT>``, as over HTTP); it is not a CloudEvents attribute, is never stored and
 is removed before a message is dead-lettered.
+
+A body must be a JSON object within :mod:`contracts.jsonlimits`; the reason a body is
+refused names the path of the offending value where it can.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+
+from contracts import jsonlimits
+from contracts.jsonlimits import JSONLimitError
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -135,9 +141,9 @@ class Envelope:
         if not value:
             raise EnvelopeError("empty message body")
         try:
-            body = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EnvelopeError(f"body is not JSON: {exc}") from exc
+            body = jsonlimits.loads(value)
+        except JSONLimitError as exc:
+            raise EnvelopeError(f"body is not JSON within the limits: {exc}") from exc
         if not isinstance(body, dict):
             raise EnvelopeError("body is not a JSON object")
         when = attrs["time"]

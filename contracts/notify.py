@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from contracts.common import Command, Event, Id, Text, TypeName, Value
+from contracts.common import Command, Event, Id, Storable, Text, TypeName, Value
 
 
 class Channel(StrEnum):
@@ -57,8 +57,8 @@ class FailureReason(StrEnum):
 
 Template = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,79}$"), Field(examples=["proposal.published"])]
 Params = dict[
-    Annotated[str, StringConstraints(min_length=1, max_length=40), Field(examples=["title"])],
-    Annotated[str, StringConstraints(max_length=2000), Field(examples=["在3号院增设电动自行车充电棚"])],
+    Annotated[str, StringConstraints(min_length=1, max_length=40), Storable, Field(examples=["title"])],
+    Annotated[str, StringConstraints(max_length=2000), Storable, Field(examples=["在3号院增设电动自行车充电棚"])],
 ]
 
 
@@ -120,13 +120,14 @@ class QuietHours(Value):
 
     start: time = Field(examples=["22:00:00"])
     end: time = Field(examples=["07:00:00"])
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=60)] = Field(
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=60), Storable] = Field(
         default="Asia/Shanghai", examples=["Asia/Shanghai"])
 
 
 Address = Annotated[
     str,
     StringConstraints(min_length=3, max_length=2048, pattern=r"^\S+$"),
+    Storable,
     Field(description="Email address, phone number, WeChat openid or https URL, by channel.",
           examples=["resident-0042@example.cn"]),
 ]

@@ -21,11 +21,16 @@ from contracts.common import (
     Event,
     Fen,
     Id,
+    JsonInteger,
+    Moment,
     Percent,
     Text,
     Title,
     Value,
 )
+
+
+Year = Annotated[int, Field(ge=2000, le=2200), JsonInteger]
 
 
 class ImplementerKind(StrEnum):
@@ -242,7 +247,7 @@ class SatisfactionRated(Event):
     rating_id: Id
     resolution_id: Id
     review_meeting_id: Id
-    year: Annotated[int, Field(ge=2000, le=2200)]
+    year: Year
     satisfied: Count
     basically_satisfied: Count
     dissatisfied: Count
@@ -273,7 +278,7 @@ class PolicyScope(StrEnum):
     COUNCIL = "council"
 
 
-Days = Annotated[int, Field(gt=0, le=3650)]
+Days = Annotated[int, Field(gt=0, le=3650), JsonInteger]
 
 
 class FundEstablished(Event):
@@ -281,7 +286,7 @@ class FundEstablished(Event):
 
     fund_id: Id
     community_id: Id
-    year: Annotated[int, Field(ge=2000, le=2200)]
+    year: Year
     amount_fen: Fen
 
 
@@ -314,7 +319,7 @@ class EstablishFund(Command):
 
     fund_id: Id
     community_id: Id
-    year: Annotated[int, Field(ge=2000, le=2200)]
+    year: Year
     amount_fen: Fen
 
 
@@ -338,7 +343,7 @@ class AssignTask(Command):
     implementer: Implementer
     description: Text
     acceptance_standards: tuple[Text, ...] = Field(min_length=1)
-    due_at: AwareDatetime
+    due_at: Moment
     budget_fen: Fen | None = None
 
 
@@ -414,7 +419,7 @@ class ScheduleFollowUpInspection(Command):
 
     inspection_id: Id
     task_id: Id
-    scheduled_for: AwareDatetime
+    scheduled_for: Moment
     reason: Text
 
 
@@ -424,7 +429,7 @@ class RecordSatisfaction(Command):
     rating_id: Id
     resolution_id: Id
     review_meeting_id: Id
-    year: Annotated[int, Field(ge=2000, le=2200)]
+    year: Year
     satisfied: Count
     basically_satisfied: Count
     dissatisfied: Count

@@ -18,7 +18,9 @@ from contracts.common import (
     CouncilLevel,
     Event,
     Id,
+    JsonInteger,
     MajorityRule,
+    Moment,
     Percent,
     Secrecy,
     Text,
@@ -97,9 +99,9 @@ class CouncilRules(Value):
     voting service to apply; the electorate is always the roll of its seated members.
     """
 
-    seconds_required: Annotated[int, Field(ge=0, le=50)] = Field(
+    seconds_required: Annotated[int, Field(ge=0, le=50), JsonInteger] = Field(
         default=1, description="Members (other than the proposer) who must second a motion before a vote.")
-    notice_period_days: Annotated[int, Field(ge=0, le=365)] = Field(
+    notice_period_days: Annotated[int, Field(ge=0, le=365), JsonInteger] = Field(
         default=7, description="Minimum days a proposal is publicised (告知) before a vote.")
     quorum_percent: Percent = 50
     majority: MajorityRule = MajorityRule.SIMPLE
@@ -344,7 +346,7 @@ class SeatMember(Command):
     council_id: Id
     seat_id: Id
     member_id: Id
-    term_ends_at: AwareDatetime | None = None
+    term_ends_at: Moment | None = None
 
 
 class UnseatMember(Command):
@@ -370,7 +372,7 @@ class PubliciseNomination(Command):
     """Make a nomination public until ``notice_ends_at``."""
 
     nomination_id: Id
-    notice_ends_at: AwareDatetime
+    notice_ends_at: Moment
 
 
 class DefineCatalogueCategory(Command):
@@ -415,8 +417,8 @@ class PublishProposal(Command):
 
     proposal_id: Id
     form: ConsultationForm
-    notice_ends_at: AwareDatetime
-    session_at: AwareDatetime | None = None
+    notice_ends_at: Moment
+    session_at: Moment | None = None
 
 
 class SecondMotion(Command):

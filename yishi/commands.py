@@ -50,6 +50,7 @@ from yishi import problems
 from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated, authenticate
 from yishi.clock import Clock
 from yishi.inbox import Poison
+from yishi.jsonbody import LimitedJSONRoute
 from yishi.repository import Repository
 from yishi.names import replies_topic
 from yishi.relay import Publication, Translator
@@ -323,7 +324,7 @@ class CommandBus:
         Callers authenticate with a bearer token (:func:`yishi.auth.authenticate`; the
         app's ``state.verifier`` checks it).
         """
-        router = APIRouter(prefix=prefix, tags=["commands"])
+        router = APIRouter(prefix=prefix, tags=["commands"], route_class=LimitedJSONRoute)
         limiter = RateLimit(rate_limit)
         for model in self.handlers:
             router.add_api_route(
