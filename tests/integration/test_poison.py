@@ -17,7 +17,7 @@ import json
 import tempfile
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import pydantic
@@ -377,3 +377,72 @@ async def test_a_real_poison_value_does_not_stop_the_stream(case, servers):
             assert reasons, f"{case}: not dead-lettered"
             if consumer_name != "commands":
                 assert "OverflowError" in reasons[0]
+
+
+async def test_the_reminder_job_skips_a_task_it_cannot_compute_and_keeps_firing(servers):
+    """A task due 9999-12-31 (seeded through the application: the contracts may refuse
+    such dates at the edge) and a normal one: the far task is recorded in failed_jobs and
+    skipped after three ticks; the normal task's reminders fire, rung after rung."""
+    from contracts.common import CommandAccepted
+    from contracts.oversight import AssignTask
+    from services.oversight.domain import Task
+    from services.oversight.main import spec as oversight
+    from yishi.auth import Principal
+    from yishi.clock import ManualClock
+
+    t0 = datetime(2026, 3, 1, 1, tzinfo=timezone.utc)
+    clock = ManualClock(t0)
+    worker = {"id": "worker-0102", "role": "community_worker"}
+    async with running(oversight(reminder_interval=0.02), servers, clock=clock, **FAST_RETRIES) as r:
+        d = r.district
+
+        async def post(name: str, **fields) -> None:
+            response = await r.client.post(f"/{d}/commands/{name}", json={"district": d, "actor": worker, **fields})
+            assert response.status_code == 200, response.text
+
+        await post("RegisterResolution", resolution_id="res-1", proposal_id="p-1", council_id="council-1",
+                   title="充电棚", text="建设")
+        await post("SetReminderPolicy", scope="council", scope_id="council-1", not_accepted_days=2, stall_days=5,
+                   deadline_warning_days=3, escalate_after_days=2, supervisor_id="supervisor-01")
+        task = {"resolution_id": "res-1", "implementer": {"kind": "local_unit", "id": "unit-7", "name": "物业"},
+                "description": "建设", "acceptance_standards": ["可用"]}
+        await post("AssignTask", task_id="task-b", due_at=(t0 + timedelta(days=30)).isoformat(), **task)
+        far = AssignTask.model_validate({"district": d, "actor": worker, "task_id": "task-a",
+                                         "due_at": t0 + timedelta(days=30), **task}).model_copy(update={"due_at": FAR})
+        bus = r.ctx.consumers["commands"].handle.__self__
+        reply = await bus.dispatch(far, command_id="seed-far-task", correlation_id="seed-far-task",
+                                   principal=Principal.of_actor(far.actor, d))
+        assert isinstance(reply, CommandAccepted), reply
+
+        async def reminders_of(task_id: str) -> list[str]:
+            rows = await r.ctx.pool.fetch(
+                "SELECT state FROM events WHERE topic LIKE '%Task.ReminderFired' AND stream_id = $1 ORDER BY position",
+                str(Task.create_id(d, task_id)))
+            return [row["state"].decode() for row in rows]
+
+        async def failed() -> list:
+            return await r.ctx.pool.fetch("SELECT item, attempts, reason FROM failed_jobs WHERE job = $1",
+                                          "oversight.reminders")
+
+        clock.advance(timedelta(days=3))  # task-b's not-accepted reminder is due
+        await eventually(lambda: reminders_of("task-b"), timeout=30)
+        await eventually(lambda: _attempts_reached(failed, 3), timeout=30)
+        for _ in range(30):  # many more ticks: the far task is skipped, not tried again
+            await r.ctx.pool.fetchval("SELECT pg_sleep(0.01)")
+        rows = await failed()
+        assert [(row["item"], row["attempts"]) for row in rows] == [(f"{d}/task-a", 3)]
+        assert "OverflowError" in rows[0]["reason"]
+        clock.advance(timedelta(days=2))  # the second rung of task-b: the supervisor
+        await eventually(lambda: _more_than(reminders_of("task-b"), 1), timeout=30)
+        assert await reminders_of("task-a") == []
+        metrics = (await r.client.get("/metrics")).text
+        assert 'yishi_job_item_failures_total{job="oversight.reminders"}' in metrics
+
+
+async def _attempts_reached(failed, n: int) -> bool:
+    rows = await failed()
+    return bool(rows) and rows[0]["attempts"] >= n
+
+
+async def _more_than(fired, n: int) -> bool:
+    return len(await fired) > n
