@@ -114,3 +114,32 @@ def test_backoff_doubles_up_to_its_cap():
     assert [policy.transient_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
     assert policy.transient_delay(10_000) == 30
     assert [policy.deterministic_delay(n) for n in (1, 2)] == [0.2, 0.4]
+
+
+async def test_a_stopping_service_leaves_a_message_in_transient_retry_unacknowledged():
+    """While the database is away a message is retried without limit; when the service
+    stops meanwhile, the consumer gives it up at once (delivered again after the restart)
+    instead of holding the shutdown until the broker's grace period ends."""
+    from datetime import datetime, timezone
+
+    from contracts import examples, registry
+    from contracts.proposals import MemberSeated
+    from yishi.inbox import ConsumerStopping, EnvelopeConsumer
+
+    class DatabaseAway:
+        def acquire(self):
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    model = examples.sample(MemberSeated).model_copy(update={"district": "gulou"})
+    env = registry.to_envelope(model, id="m-1", source="/gulou/proposals", subject="s-1",
+                               time=datetime.now(timezone.utc), correlation_id="m-1")
+    _, headers, value = env.to_kafka()
+    stopping = asyncio.Event()
+    consumer = EnvelopeConsumer(DatabaseAway(), "test.stopping", lambda e, c: None, bootstrap="",
+                                policy=RetryPolicy(backoff_initial=0.01, backoff_max=0.05), stopping=stopping)
+    attempt = asyncio.create_task(consumer("gulou.proposals.events", 0, 0, headers, value))
+    await asyncio.sleep(0.2)
+    assert not attempt.done(), "a transient failure was given up"
+    stopping.set()
+    with pytest.raises(ConsumerStopping):
+        await asyncio.wait_for(attempt, 1)
