@@ -5,24 +5,44 @@ A consumer's effects (appended events, read-model rows) and the inbox row saying
 finds its inbox row and changes nothing. The Kafka offset is committed only after
 that transaction, so a crash in between means a redelivery, never a loss.
 
-Messages that cannot be decoded or fail validation are poison: retrying cannot help.
-They go to ``{topic}.dlq`` with the reason (and into the ``dead_letters`` table), and
-the consumer carries on. Other errors (database down, a bug) are not acknowledged, so
-the message is delivered again after a pause.
+Failures are classified (:mod:`yishi.failures`):
+
+* a message that cannot be decoded or fails validation is poison from the start: it
+  goes to ``{topic}.dlq`` with the reason (and into the ``dead_letters`` table) at once;
+* a handler failure that recurs on redelivery (a database data error, a validation error,
+  ``OverflowError``, a rule that raises, a bug) is tried ``YISHI_POISON_MAX_ATTEMPTS``
+  times in all, then dead-lettered with ``{type}: {message}`` as its reason;
+* a transient failure (connection lost, serialization failure, deadlock, broker or token
+  provider unavailable) is retried with exponential backoff, without limit, and never
+  dead-lettered.
+
+Either way the consumer then moves on (the offset is committed). Each attempt runs in a
+transaction of its own, so a failed one keeps neither effects nor an inbox row; the dead
+letter is written afterwards on its own, and no inbox row is written for it, so a message
+re-published from the dead-letter topic after a fix is processed.
+
+Metrics: ``yishi_consumer_partition_held_seconds`` (how long the current message has held
+its partition), ``yishi_consumer_message_seconds`` (first attempt to done),
+``yishi_consumer_retries_total`` by failure class and ``yishi_consumer_dead_letters_total``
+by reason class (``invalid``, ``rejected``, ``deterministic``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
 from contracts.registry import ContractError
+from yishi.failures import RetryPolicy, classify, describe, storable
 from yishi.kafka import ensure_topics
 from yishi.names import dead_letter_topic, topic_district
 
@@ -54,7 +74,15 @@ DDL = (
 
 PROCESSED = Counter("yishi_consumer_processed_total", "Messages processed", ["consumer"])
 DUPLICATES = Counter("yishi_consumer_duplicates_total", "Redelivered messages ignored", ["consumer"])
-DEAD_LETTERS = Counter("yishi_consumer_dead_letters_total", "Messages sent to the dead-letter topic", ["consumer"])
+DEAD_LETTERS = Counter("yishi_consumer_dead_letters_total", "Messages sent to the dead-letter topic",
+                       ["consumer", "reason"])
+RETRIES = Counter("yishi_consumer_retries_total", "Failed attempts at a message that were tried again",
+                  ["consumer", "class"])
+HELD = Gauge("yishi_consumer_partition_held_seconds", "How long the message being handled has held its partition",
+             ["consumer", "topic", "partition"])
+HANDLING = Histogram("yishi_consumer_message_seconds", "Time from a message's first attempt to its end "
+                     "(processed, duplicate or dead-lettered)", ["consumer"],
+                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 
 
 class Poison(ValueError):
@@ -65,6 +93,15 @@ class Poison(ValueError):
     """
 
 
+class ConsumerStopping(Exception):
+    """The service is stopping while a message waits for a retry: it is left unacknowledged
+    (delivered again after the restart) instead of holding up the shutdown."""
+
+
+class HandlerSwallowedError(RuntimeError):
+    """A handler went on after a failed statement, so none of its effects were kept."""
+
+
 class Inbox:
     """Records which messages a consumer has processed, inside the effects' transaction."""
 
@@ -72,13 +109,15 @@ class Inbox:
         self.pool = pool
         self.consumer = consumer
 
-    async def process(self, message_id: str, effect: Callable[[asyncpg.Connection], Awaitable[Any]]) -> bool:
+    async def process(self, message_id: str | None,
+                      effect: Callable[[asyncpg.Connection], Awaitable[Any]]) -> bool:
         """Run ``effect`` once per ``message_id``; return False for a duplicate.
 
         ``effect`` gets the transaction's connection and must do all its writes on it.
+        With ``message_id`` None no inbox row is kept: the effect is idempotent by itself.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
+            fresh = message_id is None or await conn.fetchval(
                 "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) "
                 "ON CONFLICT DO NOTHING RETURNING true",
                 self.consumer, message_id,
@@ -87,6 +126,14 @@ class Inbox:
                 DUPLICATES.labels(self.consumer).inc()
                 return False
             await effect(conn)
+            # A handler that caught a database error without a savepoint leaves the
+            # transaction aborted, and PostgreSQL answers COMMIT with a silent ROLLBACK:
+            # effects and inbox row would be gone while the offset moved on. Ask first.
+            try:
+                await conn.execute("SELECT 1")
+            except asyncpg.InFailedSQLTransactionError as exc:
+                raise HandlerSwallowedError(
+                    "the handler caught a database error and went on; its transaction was rolled back") from exc
         PROCESSED.labels(self.consumer).inc()
         return True
 
@@ -106,17 +153,21 @@ def message_key(envelope: Envelope) -> str:
 
 
 class EnvelopeConsumer:
-    """The Kafka edge of a consumer: decode the envelope, de-duplicate, hand over.
+    """The Kafka edge of a consumer: decode the envelope, de-duplicate, hand over, and
+    classify what fails (see the module docstring).
 
-    Call it with each raw record's fields; it returns normally when the message is
-    done with (processed, duplicate or dead-lettered) and raises to ask for
-    redelivery. A handler that is idempotent by itself (the command bus, which keys each
-    command by its authenticated sender) is run with ``deduplicate=False``: an inbox row
-    keyed by the message alone would let one sender's id swallow another's command.
+    Call it with each raw record's fields; it returns when the message is done with
+    (processed, duplicate or dead-lettered). It retries transient failures itself, so it
+    raises only when even dead-lettering fails deterministically, or with
+    :class:`ConsumerStopping` when ``stopping`` is set during a pause between attempts.
+    A handler that is idempotent by itself (the command bus, which keys each command by
+    its authenticated sender) is run with ``deduplicate=False``: an inbox row keyed by the
+    message alone would let one sender's id swallow another's command.
     """
 
     def __init__(self, pool: asyncpg.Pool, name: str, handle: Handler, *, bootstrap: str, producer=None,
                  accepts: Callable[[Envelope], bool] | None = None, kafka_options: dict | None = None,
+                 policy: RetryPolicy = RetryPolicy(), stopping: asyncio.Event | None = None,
                  deduplicate: bool = True) -> None:
         self.inbox = Inbox(pool, name)
         self.deduplicate = deduplicate
@@ -126,48 +177,110 @@ class EnvelopeConsumer:
         self.handle = handle
         self.bootstrap = bootstrap
         self.producer = producer
+        self.policy = policy
+        self.stopping = stopping or asyncio.Event()
         self._dlq_topics: set[str] = set()
+        self._held_since: dict[tuple[str, int], float] = {}
 
     async def __call__(self, topic: str, partition: int, offset: int,
                       headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
+        """Handle one record; True when it was processed now (not a duplicate, not parked)."""
+        started = time.monotonic()
+        self._hold(topic, partition, started)
         try:
-            envelope = Envelope.from_kafka(headers, value)
-            if envelope.district != topic_district(topic):
-                # Topics are per district (and so are the Kafka ACLs): a message naming
-                # another district is misrouted or forged, never acted on.
-                raise Poison(f"ce_district {envelope.district!r} is not the district of topic {topic}")
-            if self.accepts is not None and not self.accepts(envelope):
+            return await self._attempts(topic, partition, offset, headers, value)
+        finally:
+            self._held_since.pop((topic, partition), None)
+            HANDLING.labels(self.name).observe(time.monotonic() - started)
+
+    def _hold(self, topic: str, partition: int, since: float) -> None:
+        key = (topic, partition)
+        if key not in self._held_since:
+            # The gauge reads the start time when scraped, so a message that never
+            # finishes shows a growing value (an alert), not its last duration.
+            HELD.labels(self.name, topic, str(partition)).set_function(
+                lambda: time.monotonic() - self._held_since.get(key, time.monotonic()))
+        self._held_since[key] = since
+
+    async def _attempts(self, topic: str, partition: int, offset: int,
+                        headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
+        deterministic = transient = 0
+        while True:
+            try:
+                envelope = Envelope.from_kafka(headers, value)
+                if envelope.district != topic_district(topic):
+                    # Topics are per district (and so are the Kafka ACLs): a message naming
+                    # another district is misrouted or forged, never acted on.
+                    raise Poison(f"ce_district {envelope.district!r} is not the district of topic {topic}")
+                if self.accepts is not None and not self.accepts(envelope):
+                    return False
+                outcome = None
+
+                async def effect(conn: asyncpg.Connection) -> None:
+                    nonlocal outcome
+                    outcome = await self.handle(envelope, conn)
+
+                fresh = await self.inbox.process(message_key(envelope) if self.deduplicate else None, effect)
+            except (EnvelopeError, Poison, ContractError) as exc:
+                await self._dead_letter(topic, partition, offset, headers, value, str(exc), "invalid")
                 return False
-            outcome = None
+            except Exception as exc:
+                where = dict(consumer=self.name, topic=topic, partition=partition, offset=offset, error=repr(exc))
+                if classify(exc) == "transient":
+                    transient += 1
+                    delay = self.policy.transient_delay(transient)
+                    RETRIES.labels(self.name, "transient").inc()
+                    log.warning("transient failure; retrying the message", attempt=transient, retry_in=delay, **where)
+                    await self._pause(delay)
+                    continue
+                deterministic += 1
+                if deterministic >= self.policy.max_attempts:
+                    log.error("message failed on every attempt; dead-lettering it", attempts=deterministic,
+                              exc_info=exc, **where)
+                    await self._dead_letter(topic, partition, offset, headers, value, describe(exc),
+                                            "deterministic")
+                    return False
+                delay = self.policy.deterministic_delay(deterministic)
+                RETRIES.labels(self.name, "deterministic").inc()
+                log.warning("message failed; trying again", attempt=deterministic, retry_in=delay, **where)
+                await self._pause(delay)
+                continue
+            if isinstance(outcome, Poison):
+                await self._dead_letter(topic, partition, offset, headers, value, str(outcome), "rejected")
+            return fresh
 
-            async def effect(conn: asyncpg.Connection) -> None:
-                nonlocal outcome
-                outcome = await self.handle(envelope, conn)
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
+        if self.stopping.is_set():
+            raise ConsumerStopping("the service is stopping; the message will be delivered again")
 
-            if self.deduplicate:
-                fresh = await self.inbox.process(message_key(envelope), effect)
-            else:
-                async with self.inbox.pool.acquire() as conn, conn.transaction():
-                    await effect(conn)
-                fresh = True
-        except (EnvelopeError, Poison, ContractError) as exc:
-            await self.dead_letter(topic, partition, offset, headers, value, str(exc))
-            return False
-        if isinstance(outcome, Poison):
-            await self.dead_letter(topic, partition, offset, headers, value, str(outcome))
-        return fresh
+    async def _dead_letter(self, topic: str, partition: int, offset: int, headers: list[tuple[str, bytes]],
+                           value: bytes | None, reason: str, reason_class: str) -> None:
+        """:meth:`dead_letter`, retried while the database or the broker is away."""
+        failures = 0
+        while True:
+            try:
+                await self.dead_letter(topic, partition, offset, headers, value, reason, reason_class)
+                return
+            except Exception as exc:
+                if classify(exc) != "transient":
+                    raise
+                failures += 1
+                delay = self.policy.transient_delay(failures)
+                log.warning("dead-lettering failed; retrying", consumer=self.name, topic=topic, offset=offset,
+                            error=repr(exc), retry_in=delay)
+                await self._pause(delay)
 
-    async def dead_letter(self, topic: str, partition: int, offset: int,
-                          headers: list[tuple[str, bytes]], value: bytes | None, reason: str) -> None:
+    async def dead_letter(self, topic: str, partition: int, offset: int, headers: list[tuple[str, bytes]],
+                          value: bytes | None, reason: str, reason_class: str = "invalid") -> None:
         """Park a poison message with its reason: table first (the record), then the topic.
         The sender's access token is not kept (neither stored nor forwarded)."""
-        import json
-
         headers = [(k, v) for k, v in headers if k.lower() != AUTHORIZATION_HEADER]
-        DEAD_LETTERS.labels(self.name).inc()
+        reason = storable(reason)
         log.warning("message dead-lettered", consumer=self.name, topic=topic, partition=partition,
                     offset=offset, reason=reason)
-        printable = {k: v.decode("utf-8", "replace") for k, v in headers}
+        printable = {storable(k): storable(v.decode("utf-8", "replace")) for k, v in headers}
         await self.inbox.pool.execute(
             'INSERT INTO dead_letters (consumer, topic, partition, "offset", reason, headers, value) '
             "VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -182,3 +295,4 @@ class EnvelopeConsumer:
                      ("x-dlq-source", f"{topic}/{partition}/{offset}".encode())]
             fut = await self.producer.send(dlq, value=value, headers=list(headers) + extra)
             await asyncio.wait_for(fut, 30)
+        DEAD_LETTERS.labels(self.name, reason_class).inc()

@@ -29,13 +29,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import registry
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
-from yishi import inbox, problems, relay, store
+from yishi import inbox, jobs, problems, relay, store
 from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool, install
-from yishi.inbox import EnvelopeConsumer, Handler, Poison
+from yishi.failures import RetryPolicy, classify
+from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison
 from yishi.kafka import new_producer, security
 from yishi.logging import configure_logging
 from yishi.names import commands_topic, events_topic
@@ -111,8 +112,11 @@ class ServiceContext:
                 accepts: Callable[[Envelope], bool] | None = None, deduplicate: bool = True) -> None:
         """Subscribe ``handle`` to ``topics`` as consumer group ``{prefix}.{service}.{name}``.
 
-        The offset is committed after the inbox transaction; a failure other than a
-        poison message is retried after ``retry_delay`` (the message is not skipped).
+        The offset is committed after the inbox transaction. Failures are classified
+        (:mod:`yishi.failures`): a transient one is retried with backoff, a deterministic
+        one ``YISHI_POISON_MAX_ATTEMPTS`` times before the message is dead-lettered
+        (:class:`yishi.inbox.EnvelopeConsumer`). Only when even dead-lettering fails is
+        the message left unacknowledged, to be delivered again after ``retry_delay``.
         """
         group = f"{self.settings.consumer_group_prefix}.{self.service}.{name}"
 
@@ -122,6 +126,8 @@ class ServiceContext:
             try:
                 await consumer(record.topic, record.partition, record.offset, list(record.headers or ()),
                                record.value)
+            except ConsumerStopping:
+                raise  # not acknowledged: delivered again after the restart
             except Exception:
                 log.exception("consumer failed; message will be redelivered", consumer=group,
                               topic=record.topic, partition=record.partition, offset=record.offset)
@@ -133,6 +139,11 @@ class ServiceContext:
             decoder=_undecoded,
         )(on_message)
         self.handlers[name] = (handle, accepts, deduplicate)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How consumers and background jobs retry failed work (from the settings)."""
+        return RetryPolicy.from_settings(self.settings)
 
 
 @dataclass(frozen=True)
@@ -165,23 +176,24 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     async def lifespan(app: FastAPI):
         ctx.store.pool = await create_pool(settings.database_url, settings.db_schema or spec.name,
                                            min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *CHECKPOINTS_DDL, *spec.ddl)
+        await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *jobs.DDL, *CHECKPOINTS_DDL, *spec.ddl)
         checkpointer = Checkpointer(spec.name, load_signing_key(spec.name, settings.signing_key_file),
                                     interval=settings.checkpoint_interval_s, clock=clock)
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
+        stop = asyncio.Event()
         for name, (handle, accepts, deduplicate) in ctx.handlers.items():
             ctx.consumers[name] = EnvelopeConsumer(ctx.pool, f"{spec.name}.{name}", handle, accepts=accepts,
                                                    deduplicate=deduplicate,
                                                    bootstrap=settings.kafka_bootstrap, producer=dlq_producer,
-                                                   kafka_options=kafka_options)
-        stop = asyncio.Event()
+                                                   kafka_options=kafka_options, policy=ctx.retry_policy,
+                                                   stopping=stop)
         relay_ = Relay(ctx.store, settings.kafka_bootstrap, spec.name, with_replies(spec.translate, spec.name),
                        batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
                        kafka_options=kafka_options)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
-        tasks += [asyncio.create_task(_supervised(job, stop)) for job in ctx.background]
+        tasks += [asyncio.create_task(_supervised(job, stop, ctx.retry_policy)) for job in ctx.background]
         await broker.start()
         log.info("service started", service=spec.name, districts=settings.districts)
         try:
@@ -278,16 +290,25 @@ async def _undecoded(msg: Any) -> bytes:
     return msg.body
 
 
-async def _supervised(job: Background, stop: asyncio.Event, pause: float = 1.0) -> None:
+async def _supervised(job: Background, stop: asyncio.Event, policy: RetryPolicy = RetryPolicy()) -> None:
     """Run a background job until ``stop``; a crash is logged and the job restarted, so
-    a bug or an outage never silently ends a timer."""
+    a bug or an outage never silently ends a timer. Restarts back off exponentially
+    (``policy``'s transient backoff) while the job keeps crashing, so a job that fails at
+    once does not spin; jobs that process items skip a failing item themselves
+    (:class:`yishi.jobs.JobItems`) rather than crash on it."""
     name = getattr(job, "__qualname__", repr(job))
+    crashes = 0
     while not stop.is_set():
+        started = asyncio.get_running_loop().time()
         try:
             await job(stop)
             return
-        except Exception:
-            log.exception("background job crashed; restarting", job=name)
+        except Exception as exc:
+            if asyncio.get_running_loop().time() - started > policy.backoff_max:
+                crashes = 0  # it ran well for a while: this is a new episode
+            crashes += 1
+            pause = policy.transient_delay(crashes)
+            log.exception("background job crashed; restarting", job=name, failure=classify(exc), restart_in=pause)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
 

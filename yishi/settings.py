@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_idle_wait_s: float = Field(default=0.05, gt=0, description="Poll interval when the log is idle.")
     consumer_group_prefix: str = "yishi"
+    poison_max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Attempts in all at a message (or background-job item) whose "
+        "handling fails deterministically before it is dead-lettered (or skipped); see yishi/failures.py.")
+    poison_retry_delay_s: float = Field(default=0.2, ge=0, le=60, description="Pause after the first "
+                                        "deterministic failure of a message, doubled after each further one.")
+    transient_backoff_initial_s: float = Field(default=0.1, gt=0, description="Pause after a transient failure "
+                                               "(connection, serialization, broker), doubled while it recurs.")
+    transient_backoff_max_s: float = Field(default=30.0, gt=0, description="Longest pause between retries of a "
+                                           "transient failure; such failures are retried without limit.")
     signing_key_file: str | None = Field(
         default=None, description="Ed25519 private key (PEM, PKCS#8) that signs log checkpoints; unset: a "
         "development key kept under $XDG_STATE_HOME/yishi/keys (see yishi/audit/checkpoints.py).")

@@ -18,7 +18,8 @@ from services.notify.domain import Backoff
 from services.notify.settings import NotifySettings
 from services.notify.templates import Templates, default_templates
 from services.notify.translator import make_translator
-from services.notify.worker import DeliveryWorker, VoteReminder, every
+from services.notify.worker import DeliveryWorker, VoteReminder
+from yishi.jobs import every
 from yishi.repository import Repository
 from yishi.runtime import ServiceContext, ServiceSpec
 from yishi.store import EventStore
@@ -46,7 +47,7 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
             repository, notifier, senders, RateLimiter(settings.rate_per_minute),
             Backoff(timedelta(seconds=settings.backoff_base_s), timedelta(seconds=settings.backoff_max_s), rng),
             lease=timedelta(seconds=settings.claim_lease_s), timeout=settings.send_timeout_s)
-        deliver = every(settings.worker_interval_s, worker.run_once, "delivery")
+        deliver = every(settings.worker_interval_s, worker.run_once, "notify.delivery", ctx.retry_policy)
 
         async def deliveries(stop: asyncio.Event) -> None:
             try:
@@ -56,7 +57,8 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
 
         reminder = VoteReminder(notifier, timedelta(seconds=settings.vote_reminder_lead_s))
         ctx.background.append(deliveries)
-        ctx.background.append(every(settings.worker_interval_s, lambda: reminder.run_once(ctx.pool), "vote-reminder"))
+        ctx.background.append(every(settings.worker_interval_s, lambda: reminder.run_once(ctx.pool), "notify.vote-reminder",
+                                    ctx.retry_policy))
 
     return ServiceSpec(name="notify", ddl=projections.DDL,
                        translate=make_translator(Repository(EventStore(None)).to_domain_event), wire=wire)

@@ -11,8 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from uuid import UUID
 
@@ -145,21 +144,3 @@ class VoteReminder:
                 await conn.execute("UPDATE votes SET reminded = true WHERE district = $1 AND vote_id = $2",
                                    row["district"], row["vote_id"])
         return created
-
-
-def every(interval: float, step: Callable[[], Awaitable[int]], name: str):
-    """A background job running ``step`` until stopped: again at once while it finds work,
-    else after ``interval``; errors are logged and the step is tried again."""
-    async def job(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            busy = 0
-            try:
-                busy = await step()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                log.warning("background job failed; will retry", job=name, error=repr(exc))
-            except Exception:  # a bug must not stop every later delivery: log it and go on
-                log.exception("background job crashed; will retry", job=name)
-            if not busy:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-    return job

@@ -25,6 +25,7 @@ def spec(reminder_interval: float = 1.0, settings: OversightSettings | None = No
         ctx.serve_commands(build_bus(repository, ctx.clock))
         wire_consumers(ctx, repository, ctx.clock)
         ctx.router.include_router(api.router(ctx))
-        ctx.background.append(reminder_job(repository, ctx.clock, reminder_interval, settings.policy_day))
+        ctx.background.append(reminder_job(repository, ctx.clock, reminder_interval, settings.policy_day,
+                                           ctx.retry_policy))
 
     return ServiceSpec(name="oversight", ddl=projections.DDL, translate=translator(), wire=wire)

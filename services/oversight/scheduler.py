@@ -5,14 +5,15 @@ state (the open tasks, their policies, ``ctx.clock``) and records every fired ru
 event on the task with an expected-version append, in one transaction with the read
 models. So a due time that passed while the service was down fires on the first tick
 after the restart, and a rung can never fire twice: it is in the task's history, and a
-concurrent writer loses the append.
+concurrent writer loses the append. A task whose tick fails deterministically (a due
+date the calendar cannot extend, say) is recorded and skipped by :class:`yishi.jobs.JobItems`;
+the other tasks keep firing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
+import functools
 import json
 from datetime import timedelta
 
@@ -21,6 +22,8 @@ import structlog
 
 from contracts.common import Role
 from yishi.clock import Clock
+from yishi.failures import RetryPolicy
+from yishi.jobs import JobItems, every
 from yishi.repository import Repository
 from yishi.store import ConcurrencyError, Metadata
 
@@ -48,10 +51,14 @@ async def council_above(conn: asyncpg.Connection, district: str, council_id: str
     return Authority(row["level"], row["council_id"]) if row else Authority("district", district)
 
 
+JOB = "oversight.reminders"
+
+
 async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: Clock,
-                             day: timedelta = timedelta(days=1)) -> int:
+                             day: timedelta = timedelta(days=1), items: JobItems | None = None) -> int:
     """One tick: fire every due, unfired rung of every task of an open resolution, with
-    policies counted in days of length ``day``."""
+    policies counted in days of length ``day``. Each task is one of ``items``."""
+    items = items or JobItems(pool, JOB)
     now = clock.now()
     rows = await pool.fetch(
         "SELECT t.district, t.task_id, r.resolution_id, r.council_id FROM ov_tasks t"
@@ -59,36 +66,45 @@ async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: 
         " ORDER BY t.district, t.task_id")
     fired = 0
     for row in rows:
-        district, task_id = row["district"], row["task_id"]
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                task = await repository.get(Task, Task.create_id(district, task_id), conn=conn)
-                policy = dataclasses.replace(
-                    await policy_for(conn, district, row["resolution_id"], row["council_id"]), day=day)
-                steps = task.due_reminders(now, policy, await council_above(conn, district, row["council_id"]))
-                if not steps:
-                    continue
-                for step in steps:
-                    task.fire(step, policy.stall_days, now)
-                meta = Metadata(actor=SYSTEM_ACTOR, actor_role=str(Role.SYSTEM), district=district,
-                                correlation_id=f"timer-{task_id}", occurred_at=now)
-                await persist(repository, conn, meta, task)
-                fired += len(steps)
-        except ConcurrencyError:
-            # A command changed the task meanwhile; the next tick re-derives from its new state.
-            log.info("task changed during the tick; retrying next tick", task_id=task_id)
+        fire = functools.partial(_fire, repository, pool, row, now, day)
+        fired += await items.run(f"{row['district']}/{row['task_id']}", fire) or 0
     return fired
 
 
-def reminder_job(repository: Repository, clock: Clock, interval: float, day: timedelta = timedelta(days=1)):
+async def _fire(repository: Repository, pool: asyncpg.Pool, row: asyncpg.Record, now, day: timedelta) -> int:
+    """Fire the due rungs of one task; how many fired."""
+    district, task_id = row["district"], row["task_id"]
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            task = await repository.get(Task, Task.create_id(district, task_id), conn=conn)
+            policy = dataclasses.replace(
+                await policy_for(conn, district, row["resolution_id"], row["council_id"]), day=day)
+            steps = task.due_reminders(now, policy, await council_above(conn, district, row["council_id"]))
+            if not steps:
+                return 0
+            for step in steps:
+                task.fire(step, policy.stall_days, now)
+            meta = Metadata(actor=SYSTEM_ACTOR, actor_role=str(Role.SYSTEM), district=district,
+                            correlation_id=f"timer-{task_id}", occurred_at=now)
+            await persist(repository, conn, meta, task)
+            return len(steps)
+    except ConcurrencyError:
+        # A command changed the task meanwhile; the next tick re-derives from its new state.
+        log.info("task changed during the tick; retrying next tick", task_id=task_id)
+        return 0
+
+
+def reminder_job(repository: Repository, clock: Clock, interval: float, day: timedelta = timedelta(days=1),
+                 policy: RetryPolicy = RetryPolicy()):
     """A background job for ``ServiceContext.background``: tick every ``interval`` seconds
     (of real time; what is due is decided by ``clock`` and policy days of length ``day``)."""
-    async def run(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await fire_due_reminders(repository, repository.store.pool, clock, day)
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("reminder tick failed; will retry", error=repr(exc))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-    return run
+    items: JobItems | None = None
+
+    async def tick() -> int:
+        nonlocal items
+        pool = repository.store.pool  # exists once the service has started
+        items = items or JobItems(pool, JOB, policy)
+        await fire_due_reminders(repository, pool, clock, day, items)
+        return 0  # firing is bounded by what is due: the next tick waits ``interval``
+
+    return every(interval, tick, JOB, policy)

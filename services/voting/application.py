@@ -3,8 +3,7 @@ mixer of secret choices."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import uuid
 
 import asyncpg
@@ -15,6 +14,8 @@ from contracts.voting import CastBallot, CloseVote, OpenVote
 from yishi.auth import Principal
 from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext, Rejected
+from yishi.failures import RetryPolicy
+from yishi.jobs import JobItems, every
 from yishi.repository import AggregateNotFound, Repository
 from yishi.store import EventStore
 from services.voting import projections
@@ -133,42 +134,52 @@ async def close_vote(cmd: CloseVote, ctx: CommandContext) -> str:
     return cmd.vote_id
 
 
-async def close_due_votes(bus: CommandBus, clock: Clock) -> int:
+async def close_due_votes(bus: CommandBus, clock: Clock, items: JobItems | None = None) -> int:
     """Close every vote that is due (closing time passed, or everyone voted).
 
     Due work is derived from the ``votes`` table, so a closing time that passed while
     the service was down is acted on after restart; the close is recorded as an event
-    under the vote's exclusive lock, so a vote never closes twice.
+    under the vote's exclusive lock, so a vote never closes twice. Each vote is one of
+    ``items``: one that cannot be closed is recorded and skipped, not retried for ever.
     """
+    items = items or JobItems(bus.store.pool, JOB)
     closed = 0
     for row in await projections.due_votes(bus.store.pool, clock.now()):
-        reply = await bus.dispatch(CloseVote(district=row["district"], actor=SYSTEM, vote_id=row["vote_id"]),
-                                   command_id=f"timer:{uuid.uuid4()}", correlation_id=f"timer-{row['vote_id']}-close",
-                                   principal=PLATFORM)
+        reply = await items.run(f"close/{row['district']}/{row['vote_id']}", functools.partial(
+            bus.dispatch, CloseVote(district=row["district"], actor=SYSTEM, vote_id=row["vote_id"]),
+            command_id=f"timer:{uuid.uuid4()}", correlation_id=f"timer-{row['vote_id']}-close", principal=PLATFORM))
         closed += isinstance(reply, CommandAccepted)
     return closed
 
 
-async def mix_pending_choices(pool: asyncpg.Pool) -> int:
+async def mix_pending_choices(pool: asyncpg.Pool, items: JobItems | None = None) -> int:
     """Mix full batches of secret choices of open votes (see :mod:`projections`)."""
+    items = items or JobItems(pool, JOB)
     mixed = 0
     for vote_id in await projections.secret_votes_to_mix(pool):
-        async with pool.acquire() as conn, conn.transaction():
-            # Exclusive, briefly: no ballot is half-written while its choice moves.
-            await projections.lock_for_close(conn, vote_id)
-            mixed += await projections.mix(conn, vote_id, projections.MIX_BATCH)
+        mixed += await items.run(f"mix/{vote_id}", functools.partial(_mix, pool, vote_id)) or 0
     return mixed
 
 
-def closing_timer(bus: CommandBus, clock: Clock, interval: float = 0.2):
+async def _mix(pool: asyncpg.Pool, vote_id: str) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        # Exclusive, briefly: no ballot is half-written while its choice moves.
+        await projections.lock_for_close(conn, vote_id)
+        return await projections.mix(conn, vote_id, projections.MIX_BATCH)
+
+
+JOB = "voting.closing-timer"
+
+
+def closing_timer(bus: CommandBus, clock: Clock, interval: float = 0.2, policy: RetryPolicy = RetryPolicy()):
     """The background job: close due votes and mix secret choices, until stopped."""
-    async def run(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await close_due_votes(bus, clock)
-                await mix_pending_choices(bus.store.pool)
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("closing timer failed; will retry", error=repr(exc))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-    return run
+    items: JobItems | None = None
+
+    async def tick() -> int:
+        nonlocal items
+        items = items or JobItems(bus.store.pool, JOB, policy)  # the pool exists once the service started
+        await close_due_votes(bus, clock, items)
+        await mix_pending_choices(bus.store.pool, items)
+        return 0  # what is due is bounded: the next tick waits ``interval``
+
+    return every(interval, tick, JOB, policy)

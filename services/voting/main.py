@@ -15,7 +15,7 @@ def wire(ctx: ServiceContext) -> None:
     ctx.serve_commands(bus)
     ctx.router.include_router(api.router(ctx))
     ctx.on_events("vote-requests", "proposals", {"VoteRequested": on_vote_requested(bus)})
-    ctx.background.append(closing_timer(bus, ctx.clock))
+    ctx.background.append(closing_timer(bus, ctx.clock, policy=ctx.retry_policy))
 
 
 def spec() -> ServiceSpec:

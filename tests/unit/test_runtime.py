@@ -1,8 +1,16 @@
-"""The runtime's supervision of background jobs (no I/O)."""
+"""The runtime's supervision of background jobs and the classification of failures (no I/O)."""
 
 from __future__ import annotations
 
 import asyncio
+
+import asyncpg
+import pydantic
+import pytest
+from aiokafka import errors as kafka_errors
+
+from yishi.auth import ProviderUnavailable
+from yishi.failures import RetryPolicy, classify, describe
 
 
 async def test_a_crashed_background_job_is_restarted():
@@ -17,5 +25,121 @@ async def test_a_crashed_background_job_is_restarted():
             raise RuntimeError("outage")
         stop_event.set()
 
-    await asyncio.wait_for(_supervised(flaky, stop, pause=0.01), 5)
+    await asyncio.wait_for(_supervised(flaky, stop, RetryPolicy(backoff_initial=0.01)), 5)
     assert len(runs) == 3
+
+
+async def test_a_job_that_keeps_crashing_is_restarted_ever_more_slowly():
+    from yishi.runtime import _supervised
+
+    pauses: list[float] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    last = [loop.time()]
+
+    async def broken(stop_event):
+        now = loop.time()
+        pauses.append(now - last[0])
+        last[0] = now
+        if len(pauses) == 5:
+            stop_event.set()
+        raise OverflowError("date value out of range")
+
+    await asyncio.wait_for(_supervised(broken, stop, RetryPolicy(backoff_initial=0.01, backoff_max=1)), 5)
+    assert len(pauses) == 5 and pauses[4] > pauses[2] > pauses[1]
+
+
+def _validation_error() -> pydantic.ValidationError:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        pydantic.TypeAdapter(int).validate_python("x")
+    return caught.value
+
+
+@pytest.mark.parametrize("exc", [
+    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.exceptions.SerializationError("could not serialize access"),
+    asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+    asyncpg.exceptions.LockNotAvailableError("could not obtain lock"),
+    asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+    asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+    asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+    asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+    asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is closed"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    TimeoutError(),
+    kafka_errors.KafkaConnectionError("no broker"),
+    kafka_errors.KafkaTimeoutError(),
+    kafka_errors.NotLeaderForPartitionError(),
+    ProviderUnavailable("the token provider does not answer"),
+], ids=lambda e: type(e).__name__)
+def test_transient_failures(exc):
+    assert classify(exc) == "transient"
+
+
+@pytest.mark.parametrize("exc", [
+    asyncpg.exceptions.UntranslatableCharacterError("unsupported Unicode escape sequence"),
+    asyncpg.exceptions.NumericValueOutOfRangeError("value out of range"),
+    asyncpg.exceptions.UniqueViolationError("duplicate key value"),
+    asyncpg.exceptions.InFailedSQLTransactionError("current transaction is aborted"),
+    asyncpg.exceptions._base.DataError("invalid input for query argument $1: 9223372036854775808 "
+                                       "(value out of int64 range)"),
+    asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+    OverflowError("date value out of range"),
+    ValueError("bad"), TypeError("bad"), KeyError("x"), RuntimeError("a bug"),
+    kafka_errors.MessageSizeTooLargeError(),
+], ids=lambda e: type(e).__name__)
+def test_deterministic_failures(exc):
+    assert classify(exc) == "deterministic"
+
+
+def test_a_validation_error_recurs_and_an_error_raised_from_a_lost_connection_does_not():
+    assert classify(_validation_error()) == "deterministic"
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as cause:
+            raise RuntimeError("could not load") from cause
+    except RuntimeError as wrapped:
+        assert classify(wrapped) == "transient"
+
+
+def test_the_recorded_reason_can_be_stored():
+    reason = describe(ValueError("bad title '议\x00事' \ud800"))
+    assert reason.startswith("ValueError: bad title '议\\x00事'") and "\x00" not in reason
+    reason.encode("utf-8")  # no lone surrogate left
+
+
+def test_backoff_doubles_up_to_its_cap():
+    policy = RetryPolicy(retry_delay=0.2, backoff_initial=0.1, backoff_max=30)
+    assert [policy.transient_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
+    assert policy.transient_delay(10_000) == 30
+    assert [policy.deterministic_delay(n) for n in (1, 2)] == [0.2, 0.4]
+
+
+async def test_a_stopping_service_leaves_a_message_in_transient_retry_unacknowledged():
+    """While the database is away a message is retried without limit; when the service
+    stops meanwhile, the consumer gives it up at once (delivered again after the restart)
+    instead of holding the shutdown until the broker's grace period ends."""
+    from datetime import datetime, timezone
+
+    from contracts import examples, registry
+    from contracts.proposals import MemberSeated
+    from yishi.inbox import ConsumerStopping, EnvelopeConsumer
+
+    class DatabaseAway:
+        def acquire(self):
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    model = examples.sample(MemberSeated).model_copy(update={"district": "gulou"})
+    env = registry.to_envelope(model, id="m-1", source="/gulou/proposals", subject="s-1",
+                               time=datetime.now(timezone.utc), correlation_id="m-1")
+    _, headers, value = env.to_kafka()
+    stopping = asyncio.Event()
+    consumer = EnvelopeConsumer(DatabaseAway(), "test.stopping", lambda e, c: None, bootstrap="",
+                                policy=RetryPolicy(backoff_initial=0.01, backoff_max=0.05), stopping=stopping)
+    attempt = asyncio.create_task(consumer("gulou.proposals.events", 0, 0, headers, value))
+    await asyncio.sleep(0.2)
+    assert not attempt.done(), "a transient failure was given up"
+    stopping.set()
+    with pytest.raises(ConsumerStopping):
+        await asyncio.wait_for(attempt, 1)
