@@ -16,6 +16,7 @@ every error answer of every route.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -72,6 +73,21 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
+class ProblemResponse(JSONResponse):
+    """A problem details response. Whatever a detail echoes of the request (a lone
+    surrogate in a path, say) is written as a JSON escape: the refusal itself never
+    fails to render."""
+
+    media_type = MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        options = dict(allow_nan=False, separators=(",", ":"), default=str)
+        try:
+            return json.dumps(content, ensure_ascii=False, **options).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escaped, as JSON allows
+            return json.dumps(content, ensure_ascii=True, **options).encode("ascii")
+
+
 def problem(status: int, detail: str, *, reason: str | None = None, errors: list[dict] | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     """The response of one problem."""
@@ -80,7 +96,7 @@ def problem(status: int, detail: str, *, reason: str | None = None, errors: list
                             "detail": detail, "reason": reason, **extra}
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def rejection(reply: CommandRejected, status: int) -> JSONResponse:

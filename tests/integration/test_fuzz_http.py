@@ -9,6 +9,7 @@ from a worker thread so the service keeps the test's event loop to itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -138,12 +139,85 @@ async def assert_bad_bodies_refused(svc) -> None:
     assert errors["header.idempotency-key"] == "string_too_long"
 
 
+BAD_STRINGS = ("\u0000", "\ud800", "\u200b\u200d", "\u202etxt.exe", "")
+"""NUL, a lone surrogate, zero-width only, a bidi override, empty: for every string."""
+BAD_NUMBERS = (str(2**63), str(-(2**63) - 1), "1e30", "NaN", "Infinity", "-0.5", '"100"', "9" * 5000)
+"""As JSON literals (NaN and Infinity are not JSON, but clients send them): for every number."""
+BAD_TIMES = ("9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2026-03-02T09:15:00", "2026-12-31T23:59:60Z")
+"""A far future, a far past, no time zone, a leap second: for every time."""
+MARK = "__yishi_bad_value__"
+
+
+def leaves(value, path=()):
+    """Every (path, value) of a JSON value's scalar leaves."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, (*path, index))
+    else:
+        yield path, value
+
+
+def with_literal(body, path, literal: str) -> bytes:
+    """``body`` as JSON text with the leaf at ``path`` replaced by the raw ``literal``."""
+    body = json.loads(json.dumps(body))
+    target = body
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = MARK
+    return json.dumps(body).replace(json.dumps(MARK), literal).encode()
+
+
+def bad_literals(value) -> tuple[str, ...]:
+    if isinstance(value, bool):
+        return ('"true"', "1")
+    if isinstance(value, int):
+        return BAD_NUMBERS
+    if isinstance(value, str):
+        if re.fullmatch(r"\d{4}-\d\d-\d\dT.*", value):
+            return tuple(json.dumps(t) for t in BAD_TIMES)
+        return tuple(json.dumps(t) for t in BAD_STRINGS)
+    return ()
+
+
+async def assert_bad_values_refused(svc) -> int:
+    """Every scalar of every command, replaced by each bad value of its kind
+    (``../shared/OUTSIDE-IN.md``'s Values), sent with a token of the command's actor:
+    never a 5xx, every refusal problem details. Returns how many were refused 422."""
+    from contracts import examples, registry
+
+    refused = 0
+    for path in svc.app.openapi()["paths"]:
+        if "/commands/" not in path:
+            continue
+        model = registry.spec(path.rsplit("/", 1)[1]).model
+        body = examples.sample(model).model_copy(update={"district": svc.district}).model_dump(mode="json")
+        actor = Actor.model_validate(body["actor"])
+        headers = {"content-type": "application/json",
+                   **bearer(actor.id, svc.district, actor.role.value, seats=(actor.seat_id,) if actor.seat_id else ())}
+        for leaf, value in leaves(body):
+            if leaf in (("district",), ("actor", "role")):
+                continue
+            for literal in bad_literals(value):
+                response = await svc.client.post(path.replace("{district}", svc.district),
+                                                  content=with_literal(body, leaf, literal), headers=headers)
+                where = f"{path} {'.'.join(map(str, leaf))} = {literal[:40]}"
+                assert response.status_code < 500, f"{where}: {response.status_code} {response.text[:300]}"
+                if response.status_code >= 400:
+                    assert response.headers["content-type"] == "application/problem+json", where
+                refused += response.status_code == 422
+    return refused
+
+
 @pytest.mark.parametrize("service", sorted(SPECS))
 async def test_bad_input_is_refused(service, servers):
     """Each service is started once for both checks: starting one takes ~10 s."""
     async with running(SPECS[service](), servers, command_rate_limit="10000/second") as svc, \
             served(svc.app) as base_url:
         await assert_bad_bodies_refused(svc)
+        assert await assert_bad_values_refused(svc) > 0
         openapi = svc.app.openapi()
         failures = await asyncio.to_thread(fuzz, openapi, base_url)
     assert len(openapi["paths"]) > 2  # the service's own routes, not just health and readiness

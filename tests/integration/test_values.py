@@ -139,8 +139,10 @@ async def test_a_bad_value_over_http_is_answered_422_naming_the_field(case, prop
     actor = RESIDENT if type_name == "RaiseProposal" else WORKER
     response = await post(r, type_name, build(r.district), actor)
     assert response.status_code == 422, response.text
-    locs = [tuple(error["loc"]) for error in response.json()["detail"]]
-    assert ("body", *loc) in locs, locs
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == "invalid_command"
+    fields = [error["field"] for error in response.json()["errors"]]
+    assert ".".join(map(str, ("body", *loc))) in fields, fields
 
 
 async def test_cjk_emoji_and_far_time_zones_are_still_accepted(proposals, oversight):
