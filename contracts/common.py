@@ -183,9 +183,10 @@ District = Annotated[
     Field(description="District slug; also the first part of every topic name.", examples=["gulou"]),
 ]
 # Ids travel as Kafka keys, ce_subject and URL path segments: no spaces, no slashes.
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}"
 Id = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"),
+    StringConstraints(pattern=f"^{ID_PATTERN}$"),
     Field(examples=["gulou-ninghai-2026-017"]),
 ]
 Title = Annotated[

@@ -78,7 +78,14 @@ def rfc3339_text(iso: str) -> str:
 
 
 class EnvelopeError(ValueError):
-    """A Kafka message that is not a valid Yishi CloudEvent; the message says why."""
+    """A Kafka message that is not a valid Yishi CloudEvent; the message says why.
+
+    ``envelope`` is the message with its headers read, when only its body is at fault, so
+    that a command can still be answered (its district and correlation id are known)."""
+
+    def __init__(self, message: str, envelope: "Envelope | None" = None) -> None:
+        super().__init__(message)
+        self.envelope = envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,20 +145,12 @@ class Envelope:
             schema_version = int(attrs["schemaversion"])
         except ValueError:
             raise EnvelopeError(f"ce_schemaversion is not an integer: {attrs['schemaversion']!r}") from None
-        if not value:
-            raise EnvelopeError("empty message body")
-        try:
-            body = jsonlimits.loads(value)
-        except JSONLimitError as exc:
-            raise EnvelopeError(f"body is not JSON within the limits: {exc}") from exc
-        if not isinstance(body, dict):
-            raise EnvelopeError("body is not a JSON object")
         when = attrs["time"]
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         known = {"id", "source", "type", "specversion", "subject", "time", "datacontenttype",
                  "district", "correlationid", "causationid", "schemaversion", "partitionkey"}
-        return cls(
+        envelope = cls(
             id=attrs["id"],
             source=attrs["source"],
             type=attrs["type"],
@@ -161,10 +160,19 @@ class Envelope:
             correlation_id=attrs["correlationid"],
             causation_id=attrs.get("causationid"),
             schema_version=schema_version,
-            data=bytes(value),
+            data=bytes(value or b""),
             extra={k: v for k, v in attrs.items() if k not in known and isinstance(v, str)},
             token=_bearer(hdrs.get(AUTHORIZATION_HEADER)),
         )
+        if not value:
+            raise EnvelopeError("empty message body", envelope)
+        try:
+            body = jsonlimits.loads(value)
+        except JSONLimitError as exc:
+            raise EnvelopeError(f"body is not JSON within the limits: {exc}", envelope) from exc
+        if not isinstance(body, dict):
+            raise EnvelopeError("body is not a JSON object", envelope)
+        return envelope
 
 
 def _bearer(header: bytes | None) -> str | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,7 +43,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from contracts import registry
-from contracts.common import Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
+from contracts.common import ID_PATTERN, Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
 from contracts.permissions import allowed
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
@@ -296,12 +297,18 @@ class CommandBus:
         return await self.dispatch(command, command_id=envelope.id, correlation_id=envelope.correlation_id,
                                    principal=principal, conn=conn, key=f"ce:{envelope.source}\x1f{envelope.id}")
 
+    async def refuse_unreadable(self, envelope: Envelope, reason: str, conn: asyncpg.Connection) -> None:
+        """Answer a command whose headers are readable but whose body is not JSON within
+        the limits (NaN, a lone surrogate, nesting too deep …) with ``invalid_command``."""
+        await self._refuse(envelope, conn, RejectionReason.INVALID_COMMAND, reason)
+
     async def _refuse(self, envelope: Envelope, conn: asyncpg.Connection, reason: RejectionReason,
                       message: str) -> Poison:
         reply = CommandRejected(
             district=envelope.district, actor=Actor(id="unknown", role=Role.SYSTEM),
-            occurred_at=self.clock.now(), correlation_id=envelope.correlation_id,
-            command_type=envelope.type[:100] or "unknown", subject=envelope.subject or None,
+            occurred_at=self.clock.now(), correlation_id=envelope.correlation_id[:200],
+            command_type=envelope.type[:100] or "unknown",
+            subject=envelope.subject if _ID.fullmatch(envelope.subject or "") else None,
             reason=reason, message=message[:2000],
         )
         # One refusal per message, however often it is redelivered: its stream is named
@@ -391,6 +398,9 @@ def with_replies(translate: Translator, service: str) -> Translator:
         return translate(event)
     return translator
 
+
+_ID = re.compile(ID_PATTERN)
+"""A subject that is not an id is left out of a refusal."""
 
 FINGERPRINT = "command_fingerprint"
 """The metadata key of a stored reply holding its request's :func:`fingerprint`."""

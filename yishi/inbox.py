@@ -52,9 +52,10 @@ DDL = (
     """
     CREATE TABLE IF NOT EXISTS inbox (
         consumer      text NOT NULL,
+        source        text NOT NULL,
         message_id    text NOT NULL,
         processed_at  timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (consumer, message_id)
+        PRIMARY KEY (consumer, source, message_id)
     )
     """,
     """
@@ -110,17 +111,18 @@ class Inbox:
         self.consumer = consumer
 
     async def process(self, message_id: str | None,
-                      effect: Callable[[asyncpg.Connection], Awaitable[Any]]) -> bool:
-        """Run ``effect`` once per ``message_id``; return False for a duplicate.
+                      effect: Callable[[asyncpg.Connection], Awaitable[Any]], *, source: str = "") -> bool:
+        """Run ``effect`` once per (``source``, ``message_id``), CloudEvents' ``ce_source``
+        and ``ce_id`` (two senders may use the same id); return False for a duplicate.
 
         ``effect`` gets the transaction's connection and must do all its writes on it.
         With ``message_id`` None no inbox row is kept: the effect is idempotent by itself.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = message_id is None or await conn.fetchval(
-                "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) "
+                "INSERT INTO inbox (consumer, source, message_id) VALUES ($1, $2, $3) "
                 "ON CONFLICT DO NOTHING RETURNING true",
-                self.consumer, message_id,
+                self.consumer, source, message_id,
             )
             if not fresh:
                 DUPLICATES.labels(self.consumer).inc()
@@ -137,19 +139,16 @@ class Inbox:
         PROCESSED.labels(self.consumer).inc()
         return True
 
-    async def seen(self, message_id: str) -> bool:
+    async def seen(self, message_id: str, *, source: str = "") -> bool:
         return bool(await self.pool.fetchval(
-            "SELECT true FROM inbox WHERE consumer = $1 AND message_id = $2", self.consumer, message_id
-        ))
+            "SELECT true FROM inbox WHERE consumer = $1 AND source = $2 AND message_id = $3",
+            self.consumer, source, message_id))
 
 
 Handler = Callable[[Envelope, asyncpg.Connection], Awaitable[Any]]
-
-
-def message_key(envelope: Envelope) -> str:
-    """A message's inbox key: (``ce_source``, ``ce_id``), as CloudEvents makes the pair
-    unique; two senders may use the same id."""
-    return f"{envelope.source}\x1f{envelope.id}"
+Refusal = Callable[[Envelope, str, asyncpg.Connection], Awaitable[Any]]
+"""Answers a message whose headers are readable but whose body is not (a command's
+rejection reply), in the transaction it is given, before the message is dead-lettered."""
 
 
 class EnvelopeConsumer:
@@ -162,15 +161,17 @@ class EnvelopeConsumer:
     :class:`ConsumerStopping` when ``stopping`` is set during a pause between attempts.
     A handler that is idempotent by itself (the command bus, which keys each command by
     its authenticated sender) is run with ``deduplicate=False``: an inbox row keyed by the
-    message alone would let one sender's id swallow another's command.
+    message alone would let one sender's id swallow another's command. ``refuse``, where
+    given, answers a message whose body cannot be read (see :data:`Refusal`).
     """
 
     def __init__(self, pool: asyncpg.Pool, name: str, handle: Handler, *, bootstrap: str, producer=None,
                  accepts: Callable[[Envelope], bool] | None = None, kafka_options: dict | None = None,
                  policy: RetryPolicy = RetryPolicy(), stopping: asyncio.Event | None = None,
-                 deduplicate: bool = True) -> None:
+                 deduplicate: bool = True, refuse: Refusal | None = None) -> None:
         self.inbox = Inbox(pool, name)
         self.deduplicate = deduplicate
+        self.refuse = refuse
         self.accepts = accepts
         self.kafka_options = kafka_options or {}
         self.name = name
@@ -220,8 +221,18 @@ class EnvelopeConsumer:
                     nonlocal outcome
                     outcome = await self.handle(envelope, conn)
 
-                fresh = await self.inbox.process(message_key(envelope) if self.deduplicate else None, effect)
+                fresh = await self.inbox.process(envelope.id if self.deduplicate else None, effect,
+                                                 source=envelope.source)
             except (EnvelopeError, Poison, ContractError) as exc:
+                unreadable = getattr(exc, "envelope", None)
+                if self.refuse is not None and unreadable is not None \
+                        and unreadable.district == topic_district(topic):
+                    try:
+                        async with self.inbox.pool.acquire() as conn, conn.transaction():
+                            await self.refuse(unreadable, str(exc), conn)
+                    except Exception as failed:  # headers too odd to answer with: parked unanswered
+                        log.warning("could not answer an unreadable message", consumer=self.name, topic=topic,
+                                    partition=partition, offset=offset, error=repr(failed))
                 await self._dead_letter(topic, partition, offset, headers, value, str(exc), "invalid")
                 return False
             except Exception as exc:

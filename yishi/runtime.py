@@ -36,7 +36,7 @@ from yishi.clock import Clock, SystemClock
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool, install
 from yishi.failures import RetryPolicy, classify
-from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison
+from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
 from yishi.kafka import new_producer, security
 from yishi.logging import configure_logging
 from yishi.names import commands_topic, events_topic
@@ -62,7 +62,8 @@ class ServiceContext:
     verifier: TokenVerifier
     router: APIRouter = field(default_factory=APIRouter)
     background: list[Background] = field(default_factory=list)
-    handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool]] = field(default_factory=dict)
+    handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool, Refusal | None]] = field(
+        default_factory=dict)
     consumers: dict[str, EnvelopeConsumer] = field(default_factory=dict)
     subscriptions: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
     command_types: frozenset[str] = frozenset()
@@ -86,7 +87,8 @@ class ServiceContext:
         bus.verifier = self.verifier
         self.router.include_router(bus.router(rate_limit=self.settings.command_rate_limit))
         self.command_types = frozenset(registry.type_name(model) for model in bus.handlers)
-        self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope, deduplicate=False)
+        self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope, deduplicate=False,
+                     refuse=bus.refuse_unreadable)
 
     def on_events(self, name: str, service: str, handlers: dict[str, EventHandler]) -> None:
         """React to ``service``'s public events: ``handlers`` maps a type name to
@@ -109,7 +111,8 @@ class ServiceContext:
         self.consume(name, self.topics(service), handle, accepts=accepts)
 
     def consume(self, name: str, topics: Sequence[str], handle: Handler, *, retry_delay: float = 1.0,
-                accepts: Callable[[Envelope], bool] | None = None, deduplicate: bool = True) -> None:
+                accepts: Callable[[Envelope], bool] | None = None, deduplicate: bool = True,
+                refuse: Refusal | None = None) -> None:
         """Subscribe ``handle`` to ``topics`` as consumer group ``{prefix}.{service}.{name}``.
 
         The offset is committed after the inbox transaction. Failures are classified
@@ -138,7 +141,7 @@ class ServiceContext:
             *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_undecoded,
         )(on_message)
-        self.handlers[name] = (handle, accepts, deduplicate)
+        self.handlers[name] = (handle, accepts, deduplicate, refuse)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -182,9 +185,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
         stop = asyncio.Event()
-        for name, (handle, accepts, deduplicate) in ctx.handlers.items():
+        for name, (handle, accepts, deduplicate, refuse) in ctx.handlers.items():
             ctx.consumers[name] = EnvelopeConsumer(ctx.pool, f"{spec.name}.{name}", handle, accepts=accepts,
-                                                   deduplicate=deduplicate,
+                                                   deduplicate=deduplicate, refuse=refuse,
                                                    bootstrap=settings.kafka_bootstrap, producer=dlq_producer,
                                                    kafka_options=kafka_options, policy=ctx.retry_policy,
                                                    stopping=stop)

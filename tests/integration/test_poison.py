@@ -39,7 +39,8 @@ from yishi.names import commands_topic, dead_letter_topic, events_topic, replies
 
 SPECS = {"proposals": proposals_spec, "voting": voting_spec, "oversight": oversight_spec, "notify": notify_spec}
 
-REASONS = {"bad-json": "not JSON", "wrong-types": "InvalidPayload", "unknown-type": "NoSuchType",
+REASONS = {"bad-json": "not JSON", "nan-body": "not JSON within the limits", "deep-body": "nested deeper than",
+           "wrong-types": "InvalidPayload", "unknown-type": "NoSuchType",
            "future-version": "this code reads versions 1 to", "missing-headers": "missing header",
            "other-district": "is not the district of topic"}
 """What the dead-letter reason of each kind of poison says."""
@@ -47,8 +48,9 @@ POISON_KINDS = tuple(REASONS)
 COMMAND_POISON = {"missing-token": "missing header: authorization", "forged-token": "invalid token"}
 """Poison only commands can be: no credentials, or a token from another issuer."""
 REASONS.update(COMMAND_POISON)
-DECODABLE = ("wrong-types", "unknown-type", "future-version", *COMMAND_POISON)
-"""Poison whose envelope is readable, so a command topic can answer it with a reply."""
+DECODABLE = ("bad-json", "nan-body", "deep-body", "wrong-types", "unknown-type", "future-version",
+             *COMMAND_POISON)
+"""Poison whose headers are readable, so a command topic can answer it with a reply."""
 
 
 @dataclass
@@ -108,6 +110,10 @@ def poison(kind: str, good: Envelope) -> tuple[Envelope, list[tuple[str, bytes]]
     _, headers, value = env.to_kafka()
     if kind == "bad-json":
         value = b'{"district": "unterminated'
+    elif kind == "nan-body":
+        value = value[:-1] + b', "amount": NaN}'
+    elif kind == "deep-body":
+        value = b"[" * 100_000 + b"]" * 100_000
     elif kind == "missing-headers":
         headers = [(k, v) for k, v in headers if k not in ("ce_district", "ce_schemaversion", "ce_time")]
     return env, headers, value
@@ -142,7 +148,7 @@ async def test_every_consumer_parks_poison_and_carries_on(service, servers):
             # Event consumers keep an inbox row keyed by (ce_source, ce_id); the command bus
             # answers each command with a reply caused by it.
             seen = {row["consumer"] for row in await r.ctx.pool.fetch(
-                "SELECT consumer FROM inbox WHERE split_part(message_id, E'\\x1f', 2) = ANY($1)",
+                "SELECT consumer FROM inbox WHERE message_id = ANY($1)",
                 [c.valid for c in consumers])}
             answered = await r.ctx.pool.fetchval(
                 "SELECT count(*) FROM events WHERE stream_id LIKE 'reply-%' AND metadata->>'causation_id' = $1",
@@ -271,8 +277,15 @@ async def dead_letters_of(r: Running) -> dict[tuple[str, str], list[str]]:
 
 
 async def processed(r: Running, consumer: str, message_ids: list[str]) -> bool:
-    rows = await r.ctx.pool.fetch("SELECT message_id FROM inbox WHERE consumer = $1 AND message_id = ANY($2)",
-                                  consumer, message_ids)
+    """Whether each message was processed: an event consumer's inbox row, or the reply
+    the command bus (which keeps no inbox row) recorded for a command."""
+    if consumer.endswith(".commands"):
+        rows = await r.ctx.pool.fetch(
+            "SELECT DISTINCT metadata->>'causation_id' FROM events "
+            "WHERE stream_id LIKE 'reply-%' AND metadata->>'causation_id' = ANY($1)", message_ids)
+    else:
+        rows = await r.ctx.pool.fetch("SELECT message_id FROM inbox WHERE consumer = $1 AND message_id = ANY($2)",
+                                      consumer, message_ids)
     return len(rows) == len(message_ids)
 
 
