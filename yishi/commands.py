@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -104,6 +105,20 @@ class Rejected(Exception):
         self.reason = reason
         self.message = message
         self.subject = subject
+
+
+HORIZON = timedelta(days=5 * 366)
+"""How far ahead a deadline may lie: a notice period's end, a session, a vote's opening
+and closing, a task's due date. Five years covers any real council term or building
+project; a date beyond it is a typo (or 9999-12-31), and refused rather than stored."""
+
+
+def within_horizon(when: datetime, now: datetime, field: str, subject: str | None = None) -> None:
+    """Raise ``invalid_command`` when ``when`` lies beyond :data:`HORIZON` from ``now``."""
+    latest = now + HORIZON
+    if when > latest:
+        raise Rejected(RejectionReason.INVALID_COMMAND,
+                       f"{field} may be at most five years ahead: {latest.date().isoformat()} at the latest", subject)
 
 
 def authorise(principal: Principal, command: Command) -> Rejected | None:

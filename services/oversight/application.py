@@ -16,7 +16,7 @@ from contracts.common import Command, RejectionReason, Role
 from contracts.envelope import Envelope
 from contracts.proposals import Decision, ProposalDecided
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext, Rejected
+from yishi.commands import CommandBus, CommandContext, Rejected, within_horizon
 from yishi.repository import AggregateNotFound, Repository
 from yishi.store import Metadata
 
@@ -131,6 +131,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         now = ctx.clock.now()
         if cmd.due_at <= now:
             raise Rejected(RejectionReason.DEADLINE_PASSED, "the deadline must be in the future", cmd.task_id)
+        within_horizon(cmd.due_at, now, "due_at", cmd.task_id)
         task = Task(district=cmd.district, task_id=cmd.task_id, resolution_id=cmd.resolution_id,
                     council_id=resolution.council_id, implementer=cmd.implementer.model_dump(mode="json"),
                     description=cmd.description, acceptance_standards=list(cmd.acceptance_standards),

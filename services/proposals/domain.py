@@ -23,7 +23,7 @@ from eventsourcing.domain import Aggregate, event
 from contracts.common import CouncilLevel, RejectionReason
 from contracts.proposals import DeliberationStep, SeatKind, SpeakerRole
 from contracts.voting import VoteOutcome
-from yishi.commands import Rejected
+from yishi.commands import Rejected, within_horizon
 
 _NAMESPACE = uuid.UUID("5b0e8f3c-4f7e-4d7a-9a57-2f1a3c0b9e11")
 
@@ -296,6 +296,7 @@ class Nomination(Aggregate):
             raise Rejected(
                 RejectionReason.INVALID_COMMAND, "the notice period must end in the future", self.nomination_id
             )
+        within_horizon(notice_ends_at, now, "notice_ends_at", self.nomination_id)
         self._publicised(
             nomination_id=self.nomination_id, council_id=self.council_id, notice_ends_at=notice_ends_at, at=now
         )
@@ -314,6 +315,7 @@ class Nomination(Aggregate):
             )
         if closes_at <= now:
             raise Rejected(RejectionReason.DEADLINE_PASSED, "the vote would close in the past", self.nomination_id)
+        within_horizon(closes_at, now, "closes_at", self.nomination_id)
         self._vote_requested(
             nomination_id=self.nomination_id, vote_id=vote_id, council_id=self.council_id, terms=terms, at=now
         )
@@ -563,8 +565,11 @@ class Proposal(Aggregate):
                 f"days: notice may end no earlier than {earliest.isoformat()}",
                 self.proposal_id,
             )
+        within_horizon(notice_ends_at, now, "notice_ends_at", self.proposal_id)
         if session_at is not None and session_at < now:
             raise Rejected(RejectionReason.INVALID_COMMAND, "the session cannot be in the past", self.proposal_id)
+        if session_at is not None:
+            within_horizon(session_at, now, "session_at", self.proposal_id)
         self._published(
             proposal_id=self.proposal_id,
             council_id=self.council_id,
@@ -693,6 +698,7 @@ class Proposal(Aggregate):
             raise Rejected(RejectionReason.ALREADY_EXISTS, f"vote {vote_id} was already requested", self.proposal_id)
         if closes_at <= now:
             raise Rejected(RejectionReason.DEADLINE_PASSED, "the vote would close in the past", self.proposal_id)
+        within_horizon(closes_at, now, "closes_at", self.proposal_id)
         roll = council.roll
         if not roll:
             raise Rejected(

@@ -23,7 +23,7 @@ from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggre
 
 from contracts.common import MajorityRule, RejectionReason, Role, Secrecy, VoteTerms
 from contracts.voting import BallotChoice, VoteClosure, VoteOutcome
-from yishi.commands import Rejected
+from yishi.commands import Rejected, within_horizon
 
 # Roles that may convene (open or close) a vote besides its own convener.
 CONVENING_ROLES = frozenset({Role.COMMUNITY_WORKER, Role.CHAIR, Role.OFFICIAL})
@@ -126,6 +126,7 @@ class Vote(NamedAggregate):
             raise Rejected(RejectionReason.NOT_AUTHORISED, f"a {convener_role} may not open a vote", vote_id)
         if terms.closes_at <= now:
             raise Rejected(RejectionReason.INVALID_COMMAND, "closes_at must be in the future", vote_id)
+        within_horizon(terms.closes_at, now, "closes_at", vote_id)
         if terms.opens_at is not None and terms.opens_at >= terms.closes_at:
             raise Rejected(RejectionReason.INVALID_COMMAND, "opens_at must be before closes_at", vote_id)
         approval = terms.majority is MajorityRule.APPROVAL

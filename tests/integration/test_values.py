@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import pytest_asyncio
@@ -210,3 +210,20 @@ async def test_a_bad_value_on_a_command_topic_is_rejected_and_the_next_command_p
     assert replies[bad_id]["reason"] == "invalid_command"
     assert field in replies[bad_id]["message"]
     assert replies[good_id]["type"] == "CommandAccepted", replies[good_id]
+
+
+async def test_a_deadline_beyond_the_horizon_is_refused(servers):
+    """Within the contracts' years, a deadline may still lie at most five years ahead
+    (yishi.commands.HORIZON), measured by the service's clock: 422 naming the field."""
+    from services.voting.main import spec as voting_spec
+    from tests.integration.voting.test_concurrency import open_command
+    from yishi.commands import HORIZON
+
+    async with running(voting_spec(), servers, clock=ManualClock(T0)) as r:
+        far = open_command(r.district, "v-far", T0 + HORIZON + timedelta(days=1), 3)
+        refused = await r.client.post(f"/{r.district}/commands/OpenVote", json=far.model_dump(mode="json"))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["reason"] == "invalid_command" and "closes_at" in refused.json()["detail"]
+        near = open_command(r.district, "v-near", T0 + HORIZON - timedelta(days=1), 3)
+        accepted = await r.client.post(f"/{r.district}/commands/OpenVote", json=near.model_dump(mode="json"))
+        assert accepted.status_code == 200, accepted.text

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 from contracts.common import MajorityRule, RejectionReason, Role, VoteTerms
 from contracts.voting import BallotChoice, VoteClosure, VoteOutcome
 from services.voting.domain import Ballot, Tally, Vote, ballot_stream, decide
-from yishi.commands import Rejected
+from yishi.commands import HORIZON, Rejected
 from yishi.repository import default_mapper
 
 NOW = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
@@ -106,6 +106,14 @@ def test_opening_rules():
         open_vote(terms("simple", **OPTIONS))
     with pytest.raises(Rejected):
         open_vote(terms(opens_at=(NOW + timedelta(days=2)).isoformat()))
+
+
+def test_a_vote_closes_within_the_horizon():
+    """Five years ahead is the furthest a deadline may lie (yishi.commands.HORIZON)."""
+    assert open_vote(terms(closes_at=(NOW + HORIZON).isoformat())).terms.closes_at == NOW + HORIZON
+    with pytest.raises(Rejected) as far:
+        open_vote(terms(closes_at=(NOW + HORIZON + timedelta(seconds=1)).isoformat()))
+    assert far.value.reason is RejectionReason.INVALID_COMMAND and "closes_at" in far.value.message
 
 
 def test_ballot_rules():
