@@ -51,7 +51,7 @@ A context variable rather than separate command types, so that a command and the
 recording it share their nested values (``VoteTerms``, ``Implementer`` …) and compare equal."""
 
 
-def _on_input(check: Callable[[Any], Any]) -> AfterValidator:
+def on_input(check: Callable[[Any], Any]) -> AfterValidator:
     """An after-validator running ``check`` only while a command is validated."""
     return AfterValidator(lambda value: check(value) if _CHECKING_INPUT.get() else value)
 
@@ -190,18 +190,18 @@ Id = Annotated[
     Field(examples=["gulou-ninghai-2026-017"]),
 ]
 Title = Annotated[
-    str, StringConstraints(min_length=1, max_length=200), _on_input(_one_line),
+    str, StringConstraints(min_length=1, max_length=200), on_input(_one_line),
     Field(description="One line of human text (a title, name, label or question). In commands: not only "
           "invisible characters; no control characters, no bidi embeddings, overrides or isolates.",
           examples=["在3号院增设电动自行车充电棚"]),
 ]
 Text = Annotated[
-    str, StringConstraints(min_length=1, max_length=20_000), _on_input(_long_text),
+    str, StringConstraints(min_length=1, max_length=20_000), on_input(_long_text),
     Field(description="Human text, possibly several lines. In commands: not only invisible characters; no "
           "control characters but tab and line breaks; bidi controls only balanced within a line.",
           examples=["车棚选址在3号院东侧空地。"]),
 ]
-Storable = _on_input(_storable)
+Storable = on_input(_storable)
 """Marks a ``str`` that is no human text of its own: in commands no NUL and no lone
 surrogate. Put it after the constraints, so they stay JSON Schema keywords."""
 Uri = Annotated[
@@ -221,12 +221,12 @@ CorrelationId = Annotated[
           examples=["wx-7f3c2a9e"]),
 ]
 Fen = Annotated[int, Field(ge=0, description="Amount in fen (分), 1/100 CNY; in commands at most "
-                            "10^12 (10 billion CNY)."), JsonInteger, _on_input(_at_most(MAX_FEN))]
+                            "10^12 (10 billion CNY)."), JsonInteger, on_input(_at_most(MAX_FEN))]
 Percent = Annotated[int, Field(ge=0, le=100), JsonInteger]
 Count = Annotated[int, Field(ge=0, description="In commands at most 10^8."), JsonInteger,
-                  _on_input(_at_most(MAX_COUNT))]
+                  on_input(_at_most(MAX_COUNT))]
 Moment = Annotated[
-    AwareDatetime, _on_input(_in_window),
+    AwareDatetime, on_input(_in_window),
     Field(description="In commands from 2000-01-01T00:00:00Z up to (not including) 2200-01-01T00:00:00Z."),
 ]
 """A point in time with its UTC offset; in commands within [EARLIEST, LATEST)."""
@@ -319,7 +319,7 @@ class Electorate(Value):
     kind: ElectorateKind
     scope_id: Id = Field(description="The council, community or compound whose people vote.")
     size: Annotated[int, Field(gt=0, description="In commands at most 10^8."), JsonInteger,
-                    _on_input(_at_most(MAX_COUNT))]
+                    on_input(_at_most(MAX_COUNT))]
     roll: tuple[Id, ...] | None = Field(
         default=None,
         description="Explicit list of eligible voters (council votes); absent: the scope's resident register.",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from datetime import time
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from contracts.common import Command, Event, Id, Storable, Text, TypeName, Value
+from contracts.common import Command, Event, Id, Storable, Text, TypeName, Value, on_input
 
 
 class Channel(StrEnum):
@@ -112,6 +114,23 @@ class Language(StrEnum):
     EN = "en"
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _known_zone(value: str) -> str:
+    # Refused when subscribing, not when a notice is due: an unknown zone would fail every
+    # delivery to this person, and with it the notice of everyone after them.
+    if value not in _zones():
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai")
+    return value
+
+
+KnownZone = on_input(_known_zone)
+"""In commands, an IANA time zone this machine knows."""
+
+
 class QuietHours(Value):
     """Local hours in which a person is not disturbed; deliveries wait until ``end``.
 
@@ -120,8 +139,8 @@ class QuietHours(Value):
 
     start: time = Field(examples=["22:00:00"])
     end: time = Field(examples=["07:00:00"])
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=60), Storable] = Field(
-        default="Asia/Shanghai", examples=["Asia/Shanghai"])
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=60), Storable, KnownZone] = Field(
+        default="Asia/Shanghai", examples=["Asia/Shanghai"], description="An IANA time zone name.")
 
 
 Address = Annotated[

@@ -223,9 +223,12 @@ class CommandBus:
         command = request.command
         denied = authorise(principal, command)
         if denied is not None:
-            # Recorded for the record, never under the identity: nothing stored is
-            # looked at, or handed out, before the caller is authorised.
-            return await self._record(request, _once_stream(), conn, denied)
+            # Recorded apart from the identity's reply: nothing stored under the identity is
+            # looked at, or handed out, before the caller is authorised. A resend of the
+            # same refused request is answered by the refusal already recorded.
+            refused = f"{identity.stream}.denied.{request.fingerprint[:32]}"
+            again = await self._stored_reply(refused, conn)
+            return again[1] if again is not None else await self._record(request, refused, conn, denied)
         stored = await self._stored_reply(identity.stream, conn)
         if stored is not None:
             fingerprint_, reply = stored
@@ -313,8 +316,9 @@ class CommandBus:
                                    principal=principal, conn=conn, key=f"ce:{envelope.source}\x1f{envelope.id}")
 
     async def refuse_unreadable(self, envelope: Envelope, reason: str, conn: asyncpg.Connection) -> None:
-        """Answer a command whose headers are readable but whose body is not JSON within
-        the limits (NaN, a lone surrogate, nesting too deep …) with ``invalid_command``."""
+        """Answer a command about to be dead-lettered with ``invalid_command``: one whose
+        headers are readable but whose body is not JSON within the limits (NaN, a lone
+        surrogate, nesting too deep …), or whose handling failed on every attempt."""
         await self._refuse(envelope, conn, RejectionReason.INVALID_COMMAND, reason)
 
     async def _refuse(self, envelope: Envelope, conn: asyncpg.Connection, reason: RejectionReason,
@@ -374,9 +378,12 @@ class CommandBus:
                     reason=RejectionReason.WRONG_DISTRICT,
                     message="the command's district differs from the district in its path"),
                     HTTP_STATUS[RejectionReason.WRONG_DISTRICT])
-            command_id = f"http:{idempotency_key}" if idempotency_key else str(uuid.uuid4())
+            # The key scopes the command's identity only: ids and the correlation id of what
+            # it causes are the platform's own, so callers sharing a key share nothing.
+            command_id = str(uuid.uuid4())
             reply = await self.dispatch(command, command_id=command_id, correlation_id=command_id,
-                                        principal=principal)
+                                        principal=principal,
+                                        key=f"http:{idempotency_key}" if idempotency_key else None)
             if isinstance(reply, CommandRejected):
                 return problems.rejection(reply, HTTP_STATUS.get(reply.reason, 400))
             return reply

@@ -13,6 +13,8 @@ without limit, and never dead-lettered:
   canceled (57014), admin or crash shutdown and cannot connect now (57P01-57P03), an
   idle session ended by the server (25P03, 57P05), insufficient resources (class 53),
   system errors (class 58), a cached statement plan gone stale;
+* the event store's :class:`yishi.store.ConcurrencyError`: another writer appended to
+  the stream first, and the next attempt reloads it;
 * the broker unavailable: an aiokafka error marked ``retriable`` (``KafkaConnectionError``,
   no leader, not enough replicas, coordinator moving ...), ``KafkaTimeoutError``,
   ``KafkaUnavailableError``, broker or replica not available;
@@ -39,6 +41,7 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 
 from yishi.auth import ProviderUnavailable
+from yishi.store import ConcurrencyError
 
 FailureClass = Literal["transient", "deterministic"]
 
@@ -82,6 +85,10 @@ def _transient(exc: BaseException) -> bool:
         return "closed" in text or "closing" in text
     if isinstance(exc, asyncpg.exceptions.OutdatedSchemaCacheError):
         return True
+    if isinstance(exc, ConcurrencyError):
+        # Someone else appended to the stream first: reloaded on the next attempt, the
+        # work goes through (a consumer racing the HTTP commands on one proposal).
+        return True
     if isinstance(exc, kafka_errors.KafkaError):
         return bool(exc.retriable) or isinstance(exc, TRANSIENT_KAFKA)
     return isinstance(exc, (OSError, ProviderUnavailable))
@@ -122,7 +129,7 @@ class RetryPolicy:
 
     def deterministic_delay(self, failures: int) -> float:
         """The pause after the ``failures``-th deterministic failure (1-based)."""
-        return self.retry_delay * 2 ** (failures - 1)
+        return min(self.backoff_max, self.retry_delay * 2 ** min(failures - 1, 62))
 
     def transient_delay(self, failures: int) -> float:
         """The pause after the ``failures``-th transient failure in a row (1-based)."""

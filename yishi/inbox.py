@@ -147,8 +147,9 @@ class Inbox:
 
 Handler = Callable[[Envelope, asyncpg.Connection], Awaitable[Any]]
 Refusal = Callable[[Envelope, str, asyncpg.Connection], Awaitable[Any]]
-"""Answers a message whose headers are readable but whose body is not (a command's
-rejection reply), in the transaction it is given, before the message is dead-lettered."""
+"""Answers a message about to be dead-lettered whose headers could be read (a command's
+rejection reply), in the transaction it is given: its body was unreadable, or its
+handling failed on every attempt."""
 
 
 class EnvelopeConsumer:
@@ -207,6 +208,7 @@ class EnvelopeConsumer:
                         headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
         deterministic = transient = 0
         while True:
+            envelope: Envelope | None = None
             try:
                 envelope = Envelope.from_kafka(headers, value)
                 if envelope.district != topic_district(topic):
@@ -224,15 +226,7 @@ class EnvelopeConsumer:
                 fresh = await self.inbox.process(envelope.id if self.deduplicate else None, effect,
                                                  source=envelope.source)
             except (EnvelopeError, Poison, ContractError) as exc:
-                unreadable = getattr(exc, "envelope", None)
-                if self.refuse is not None and unreadable is not None \
-                        and unreadable.district == topic_district(topic):
-                    try:
-                        async with self.inbox.pool.acquire() as conn, conn.transaction():
-                            await self.refuse(unreadable, str(exc), conn)
-                    except Exception as failed:  # headers too odd to answer with: parked unanswered
-                        log.warning("could not answer an unreadable message", consumer=self.name, topic=topic,
-                                    partition=partition, offset=offset, error=repr(failed))
+                await self._answer(getattr(exc, "envelope", None), str(exc), topic, partition, offset)
                 await self._dead_letter(topic, partition, offset, headers, value, str(exc), "invalid")
                 return False
             except Exception as exc:
@@ -248,6 +242,7 @@ class EnvelopeConsumer:
                 if deterministic >= self.policy.max_attempts:
                     log.error("message failed on every attempt; dead-lettering it", attempts=deterministic,
                               exc_info=exc, **where)
+                    await self._answer(envelope, describe(exc), topic, partition, offset)
                     await self._dead_letter(topic, partition, offset, headers, value, describe(exc),
                                             "deterministic")
                     return False
@@ -259,6 +254,19 @@ class EnvelopeConsumer:
             if isinstance(outcome, Poison):
                 await self._dead_letter(topic, partition, offset, headers, value, str(outcome), "rejected")
             return fresh
+
+    async def _answer(self, envelope: Envelope | None, reason: str, topic: str, partition: int,
+                      offset: int) -> None:
+        """Let :data:`Refusal` answer a message about to be dead-lettered, when its headers
+        were read and name the topic's district; a failure to answer is only logged."""
+        if self.refuse is None or envelope is None or envelope.district != topic_district(topic):
+            return
+        try:
+            async with self.inbox.pool.acquire() as conn, conn.transaction():
+                await self.refuse(envelope, reason, conn)
+        except Exception as failed:  # headers too odd to answer with: parked unanswered
+            log.warning("could not answer a message before dead-lettering it", consumer=self.name, topic=topic,
+                        partition=partition, offset=offset, error=repr(failed))
 
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -49,6 +49,9 @@ def make_bus(pool) -> CommandBus:
     async def handle(cmd: OpenVote, ctx) -> str:
         ledger = Ledger(cmd.terms.question)
         await ctx.save(cmd, ledger)
+        if cmd.terms.question.startswith("Unstorable"):
+            await ctx.conn.execute("CREATE TEMP TABLE IF NOT EXISTS notes (t text)")
+            await ctx.conn.execute("INSERT INTO notes VALUES ($1)", "nul\x00inside")
         if cmd.terms.question.startswith("Forbidden"):
             raise Rejected(RejectionReason.INVALID_STATE, "questions may not be forbidden", subject=cmd.vote_id)
         return str(ledger.id)
@@ -75,6 +78,19 @@ async def test_rejected_command_keeps_nothing_but_its_reply(pool):
     assert reply.reason == RejectionReason.INVALID_STATE and reply.subject == "vote-1"
     topics = [r["topic"] for r in await pool.fetch("SELECT topic FROM events")]
     assert topics == ["contract:CommandRejected"]
+
+
+async def test_a_value_the_database_cannot_hold_is_an_invalid_command(pool):
+    """A handler's write that PostgreSQL refuses as data (NUL in text) is the command's
+    fault: answered invalid_command, its effects rolled back, the next command runs."""
+    bus = make_bus(pool)
+    reply = await bus.dispatch(open_vote(question="Unstorable note"), command_id="cmd-nul", correlation_id="c-nul",
+                               principal=PLATFORM)
+    assert isinstance(reply, CommandRejected) and reply.reason == RejectionReason.INVALID_COMMAND
+    assert "cannot be stored" in reply.message and "0x00" in reply.message
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE topic LIKE '%Ledger.Created'") == 0
+    after = await bus.dispatch(open_vote(), command_id="cmd-next", correlation_id="c-next", principal=PLATFORM)
+    assert isinstance(after, CommandAccepted)
 
 
 async def test_replies_are_relayed_to_the_replies_topic(pool, servers):

@@ -98,6 +98,30 @@ async def test_same_key_another_body_is_refused_and_runs_nothing(servers):
         assert receipt["choice"] == "in_favour" and await turnout(r, "v2") == 1
 
 
+async def test_concurrent_resends_run_once_and_answer_alike(servers):
+    """Ten copies of one request at once, and two other bodies under the same key: one
+    effect, ten identical answers, the other bodies refused."""
+    async with running(voting_spec(), servers, command_rate_limit="1000/second") as r:
+        d = r.district
+        await open_vote(r, "v4", 3)
+        key = {"Idempotency-Key": "k" * 200}  # the longest key the header allows
+        body = ballot_body(d, "v4", "m0000", "b-1")
+        others = [ballot_body(d, "v4", "m0000", "b-1", BallotChoice.AGAINST),
+                  ballot_body(d, "v4", "m0000", "b-2")]
+        async def send(*bodies):
+            return await asyncio.gather(
+                *(r.client.post(f"/{d}/commands/CastBallot", json=b, headers=key) for b in bodies))
+
+        same = await send(*[body] * 10)
+        assert all(x.status_code == 200 for x in same), [x.text for x in same]
+        assert all(x.json() == same[0].json() for x in same)
+        mixed = await send(*others, body, body)
+        assert [x.status_code for x in mixed] == [422, 422, 200, 200], [x.text for x in mixed]
+        assert {x.json()["reason"] for x in mixed[:2]} == {"idempotency_key_reused"}
+        assert mixed[2].json() == mixed[3].json() == same[0].json()
+        assert await turnout(r, "v4") == 1
+
+
 async def test_another_caller_replaying_a_key_is_authorised_first(servers):
     async with running(voting_spec(), servers) as r:
         d = r.district

@@ -22,7 +22,7 @@ def assert_problem(response, status: int, reason: str) -> dict:
 
 
 async def test_errors_are_problem_details(servers):
-    async with running(voting_spec(), servers, command_rate_limit="3/minute") as r:
+    async with running(voting_spec(), servers, command_rate_limit="1/minute") as r:
         d = r.district
         ballot = CastBallot(district=d, actor=Actor(id="m1", role=Role.COUNCIL_MEMBER, seat_id="s1"),
                             vote_id="nowhere", ballot_id="b1", choice=BallotChoice.IN_FAVOUR).model_dump(mode="json")

@@ -11,6 +11,7 @@ from aiokafka import errors as kafka_errors
 
 from yishi.auth import ProviderUnavailable
 from yishi.failures import RetryPolicy, classify, describe
+from yishi.store import ConcurrencyError
 
 
 async def test_a_crashed_background_job_is_restarted():
@@ -71,6 +72,7 @@ def _validation_error() -> pydantic.ValidationError:
     kafka_errors.KafkaTimeoutError(),
     kafka_errors.NotLeaderForPartitionError(),
     ProviderUnavailable("the token provider does not answer"),
+    ConcurrencyError("proposal-1", 4),
 ], ids=lambda e: type(e).__name__)
 def test_transient_failures(exc):
     assert classify(exc) == "transient"
@@ -114,6 +116,7 @@ def test_backoff_doubles_up_to_its_cap():
     assert [policy.transient_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
     assert policy.transient_delay(10_000) == 30
     assert [policy.deterministic_delay(n) for n in (1, 2)] == [0.2, 0.4]
+    assert RetryPolicy(retry_delay=60, backoff_max=30).deterministic_delay(100) == 30
 
 
 async def test_a_stopping_service_leaves_a_message_in_transient_retry_unacknowledged():

@@ -153,3 +153,18 @@ def test_an_envelope_whose_body_is_beyond_the_json_limits_is_not_read():
     for value in (b"[" * 100_000 + b"]" * 100_000, b'{"a": ' + b"9" * 5000 + b"}", b'{"a": NaN}'):
         with pytest.raises(EnvelopeError, match="not JSON"):
             Envelope.from_kafka(headers, value)
+
+
+def test_a_subscription_names_a_known_time_zone():
+    """An unknown zone would fail every delivery to that person, and the notice of the
+    people after them: refused when subscribing, still read in recorded history."""
+    from contracts.notify import QuietHours, Subscribe
+
+    body = examples.sample(Subscribe).model_dump(mode="json")
+    for zone in ("Mars/Olympus", "../etc/passwd", "UTC+8"):
+        body["quiet_hours"]["timezone"] = zone
+        with pytest.raises(ValidationError, match="unknown time zone"):
+            Subscribe.model_validate(body)
+    body["quiet_hours"]["timezone"] = "Asia/Urumqi"
+    assert Subscribe.model_validate(body).quiet_hours.timezone == "Asia/Urumqi"
+    assert QuietHours(start="22:00", end="07:00", timezone="Mars/Olympus").timezone == "Mars/Olympus"
