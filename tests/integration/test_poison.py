@@ -278,11 +278,12 @@ async def dead_letters_of(r: Running) -> dict[tuple[str, str], list[str]]:
 
 async def processed(r: Running, consumer: str, message_ids: list[str]) -> bool:
     """Whether each message was processed: an event consumer's inbox row, or the reply
-    the command bus (which keeps no inbox row) recorded for a command."""
+    the command bus (which keeps no inbox row) recorded for a command; not the refusal
+    a command about to be dead-lettered is answered with (``reply-refused-…``)."""
     if consumer.endswith(".commands"):
         rows = await r.ctx.pool.fetch(
-            "SELECT DISTINCT metadata->>'causation_id' FROM events "
-            "WHERE stream_id LIKE 'reply-%' AND metadata->>'causation_id' = ANY($1)", message_ids)
+            "SELECT DISTINCT metadata->>'causation_id' FROM events WHERE stream_id LIKE 'reply-%' "
+            "AND stream_id NOT LIKE 'reply-refused-%' AND metadata->>'causation_id' = ANY($1)", message_ids)
     else:
         rows = await r.ctx.pool.fetch("SELECT message_id FROM inbox WHERE consumer = $1 AND message_id = ANY($2)",
                                       consumer, message_ids)
@@ -398,10 +399,12 @@ async def test_a_real_poison_value_does_not_stop_the_stream(case, servers):
                 assert "OverflowError" in reasons[0]
 
 
-async def test_the_reminder_job_skips_a_task_it_cannot_compute_and_keeps_firing(servers):
-    """A task due 9999-12-31 (seeded through the application: the contracts may refuse
-    such dates at the edge) and a normal one: the far task is recorded in failed_jobs and
-    skipped after three ticks; the normal task's reminders fire, rung after rung."""
+async def test_the_reminder_job_skips_a_task_it_cannot_compute_and_keeps_firing(servers, monkeypatch):
+    """A task due 9999-12-31 (seeded through the application as history recorded before
+    the contracts' window and the deadline horizon would hold it) and a normal one: the
+    far task is recorded in failed_jobs and skipped after three ticks; the normal task's
+    reminders fire, rung after rung."""
+    import services.oversight.application as application
     from contracts.common import CommandAccepted
     from contracts.oversight import AssignTask
     from services.oversight.domain import Task
@@ -429,9 +432,11 @@ async def test_the_reminder_job_skips_a_task_it_cannot_compute_and_keeps_firing(
         far = AssignTask.model_validate({"district": d, "actor": worker, "task_id": "task-a",
                                          "due_at": t0 + timedelta(days=30), **task}).model_copy(update={"due_at": FAR})
         bus = r.ctx.consumers["commands"].handle.__self__
+        monkeypatch.setattr(application, "within_horizon", lambda *args: None)
         reply = await bus.dispatch(far, command_id="seed-far-task", correlation_id="seed-far-task",
                                    principal=Principal.of_actor(far.actor, d))
         assert isinstance(reply, CommandAccepted), reply
+        monkeypatch.undo()
 
         async def reminders_of(task_id: str) -> list[str]:
             rows = await r.ctx.pool.fetch(
