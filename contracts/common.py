@@ -105,7 +105,9 @@ _BIDI_OPENERS = {"\u202a": "embedding", "\u202b": "embedding", "\u202d": "embedd
                  "\u2066": "isolate", "\u2067": "isolate", "\u2068": "isolate"}
 _BIDI_CLOSERS = {"\u202c": "embedding", "\u2069": "isolate"}
 _BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # letters and symbols that render as nothing
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})  # controls, format (zero-width, bidi), spaces
+# Controls, format characters (zero-width, bidi), spaces, and combining marks, which show
+# nothing without a base character to sit on.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"})
 
 
 def _storable(value: str) -> str:

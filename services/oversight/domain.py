@@ -22,7 +22,7 @@ from eventsourcing.domain import Aggregate, event
 
 from contracts.common import RejectionReason
 from contracts.oversight import ClosureReason, InspectionFinding, ReminderKind
-from yishi.commands import Rejected
+from yishi.commands import Rejected, within_horizon
 
 _NAMESPACE = uuid.UUID("6f1d2c1e-6b0a-4d8e-9a52-0b7c3f1e0a17")
 
@@ -280,6 +280,7 @@ class Task(Aggregate):
         if scheduled_for <= now:
             raise Rejected(RejectionReason.INVALID_STATE, "a follow-up inspection must be in the future",
                            self.task_id)
+        within_horizon(scheduled_for, now, "scheduled_for", self.task_id)
         self._follow_up_scheduled(self.task_id, self.resolution_id, inspection_id, scheduled_for, reason)
 
     @event("FollowUpScheduled")

@@ -183,6 +183,8 @@ class Council(Aggregate):
             )
         if term_ends_at is not None and term_ends_at <= now:
             raise Rejected(RejectionReason.INVALID_COMMAND, "the term must end in the future", self.council_id)
+        if term_ends_at is not None:
+            within_horizon(term_ends_at, now, "term_ends_at", self.council_id)
         self._seated(
             council_id=self.council_id,
             seat_id=seat_id,

@@ -168,3 +168,11 @@ def test_a_subscription_names_a_known_time_zone():
     body["quiet_hours"]["timezone"] = "Asia/Urumqi"
     assert Subscribe.model_validate(body).quiet_hours.timezone == "Asia/Urumqi"
     assert QuietHours(start="22:00", end="07:00", timezone="Mars/Olympus").timezone == "Mars/Olympus"
+
+
+@pytest.mark.parametrize("title", ["\u0301", "\ufe0f\ufe0f", "\u034f", "\u20dd"])
+def test_a_title_of_combining_marks_alone_is_invisible(title):
+    body = examples.sample(RaiseProposal).model_dump(mode="json") | {"title": title}
+    with pytest.raises(ValidationError, match="visible character"):
+        RaiseProposal.model_validate(body)
+    assert RaiseProposal.model_validate(body | {"title": "cafe\u0301 \u5145\u7535\u68da"}).title
