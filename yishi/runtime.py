@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -139,7 +139,7 @@ class ServiceContext:
 
         self.broker.subscriber(
             *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_undecoded,
+            parser=_tolerant_parser, decoder=_undecoded,
         )(on_message)
         self.handlers[name] = (handle, accepts, deduplicate, refuse)
 
@@ -287,6 +287,20 @@ class BodyLimit:
     async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
         response = problems.problem(413, f"request body larger than {self.max_bytes} bytes")
         await response(scope, receive, send)
+
+
+async def _tolerant_parser(record: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
+    """faststream's parser, for a record whose headers may not be UTF-8. faststream decodes
+    every header as text before any handler runs and, failing, drops the message with a
+    log line; here the framework sees a text copy of such headers while the handler gets
+    the record as it came, so the envelope module judges it (a dead letter, with why)."""
+    try:
+        return await parse(record)
+    except UnicodeDecodeError:
+        text = [(k, v.decode("utf-8", "replace").encode()) for k, v in record.headers]
+        message = await parse(replace(record, headers=text))
+        message.raw_message = record
+        return message
 
 
 async def _undecoded(msg: Any) -> bytes:

@@ -40,6 +40,7 @@ from yishi.names import commands_topic, dead_letter_topic, events_topic, replies
 SPECS = {"proposals": proposals_spec, "voting": voting_spec, "oversight": oversight_spec, "notify": notify_spec}
 
 REASONS = {"bad-json": "not JSON", "nan-body": "not JSON within the limits", "deep-body": "nested deeper than",
+           "binary-header": "can't decode byte 0xff",
            "wrong-types": "InvalidPayload", "unknown-type": "NoSuchType",
            "future-version": "this code reads versions 1 to", "missing-headers": "missing header",
            "other-district": "is not the district of topic"}
@@ -114,6 +115,8 @@ def poison(kind: str, good: Envelope) -> tuple[Envelope, list[tuple[str, bytes]]
         value = value[:-1] + b', "amount": NaN}'
     elif kind == "deep-body":
         value = b"[" * 100_000 + b"]" * 100_000
+    elif kind == "binary-header":
+        headers = [*headers, ("ce_weird", b"\xff\xfe")]
     elif kind == "missing-headers":
         headers = [(k, v) for k, v in headers if k not in ("ce_district", "ce_schemaversion", "ce_time")]
     return env, headers, value
