@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -243,7 +243,15 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # Everything a service adds requires a valid token of the district in its path.
-    app.include_router(ctx.router, dependencies=[Depends(authenticate)], responses=UNAUTHORISED_RESPONSES)
+    async def served(request: Request) -> None:
+        """A district this deployment does not serve is not found: nothing is stored for
+        it (its topics have no consumers here) and nothing is read."""
+        district = request.path_params.get("district")
+        if district is not None and district not in settings.districts:
+            raise HTTPException(404, f"district {district} is not served here")
+
+    app.include_router(ctx.router, dependencies=[Depends(authenticate), Depends(served)],
+                       responses=UNAUTHORISED_RESPONSES)
     return app
 
 

@@ -51,3 +51,18 @@ async def test_errors_are_problem_details(servers):
                                          headers={"content-type": "application/json",
                                                   **bearer("m2", d, "council_member", seats=("s2",))})
         assert unreadable.status_code in (400, 422) and unreadable.headers["content-type"] == PROBLEM
+
+
+async def test_a_district_not_served_here_is_not_found(servers):
+    """A valid token of a district this deployment does not serve: its commands are not
+    stored (no consumer here would ever read their events) and its reads find nothing."""
+    from datetime import timedelta
+
+    from tests.integration.voting.test_concurrency import open_command
+
+    async with running(voting_spec(), servers) as r:
+        command = open_command("haidian", "v-elsewhere", r.clock.now() + timedelta(days=1), 3)
+        refused = await r.client.post("/haidian/commands/OpenVote", json=command.model_dump(mode="json"))
+        assert_problem(refused, 404, "not_found")
+        assert_problem(await r.client.get("/haidian/votes/v-elsewhere"), 404, "not_found")
+        assert await r.ctx.pool.fetchval("SELECT count(*) FROM events WHERE district = 'haidian'") == 0
