@@ -247,7 +247,16 @@ async def test_webhooks_are_signed_retried_with_backoff_and_dead_lettered(world)
         assert got == (ok, flaky, down), got
         return True
 
+    async def recorded(n: int):
+        """The failed attempts are recorded, not only received: a failure is timed (and its
+        backoff counted from) when the worker records it, after the receiver saw it."""
+        got = [max((d["attempts"] for d in await world.deliveries(recipient_id=who)), default=0)
+               for who in ("sys-flaky", "sys-down")]
+        assert got == [n, n], got
+        return True
+
     await eventually(lambda: attempts(1, 1, 1), timeout=60)
+    await eventually(lambda: recorded(1), timeout=30)
     for n in (2, 3):
         ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (n - 2))  # after failed attempt n - 1
         world.r.clock.advance(timedelta(seconds=ceiling / 2 - 1))
@@ -255,6 +264,7 @@ async def test_webhooks_are_signed_retried_with_backoff_and_dead_lettered(world)
         await attempts(1, n - 1, n - 1)
         world.r.clock.advance(timedelta(seconds=ceiling / 2 + 1))
         await eventually(lambda: attempts(1, n, n), timeout=30)
+        await eventually(lambda: recorded(n), timeout=30)
 
     async def settled():
         rows = {d["recipient_id"]: d for d in await world.deliveries(notification_id=notification)}
