@@ -226,9 +226,8 @@ class CommandBus:
             # Recorded apart from the identity's reply: nothing stored under the identity is
             # looked at, or handed out, before the caller is authorised. A resend of the
             # same refused request is answered by the refusal already recorded.
-            refused = f"{identity.stream}.denied.{request.fingerprint[:32]}"
-            again = await self._stored_reply(refused, conn)
-            return again[1] if again is not None else await self._record(request, refused, conn, denied)
+            return await self._record_once(request, f"{identity.stream}.denied.{request.fingerprint[:32]}", conn,
+                                           denied)
         stored = await self._stored_reply(identity.stream, conn)
         if stored is not None:
             fingerprint_, reply = stored
@@ -236,11 +235,7 @@ class CommandBus:
                 return reply
             # Another body under a key already used: refused, and the refusal kept under
             # (identity, this body) so asking again is answered the same.
-            reused = f"{identity.stream}.{request.fingerprint[:32]}"
-            again = await self._stored_reply(reused, conn)
-            if again is not None:
-                return again[1]
-            return await self._record(request, reused, conn, Rejected(
+            return await self._record_once(request, f"{identity.stream}.{request.fingerprint[:32]}", conn, Rejected(
                 RejectionReason.IDEMPOTENCY_KEY_REUSED,
                 "this idempotency key was already used for another request; use a new key for a new request",
                 subject=reply.subject))
@@ -271,6 +266,12 @@ class CommandBus:
         name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
         reply = registry.spec(name).model.model_validate_json(events[0].state)
         return events[0].metadata.get(FINGERPRINT), reply
+
+    async def _record_once(self, request: "Request", stream: str, conn: asyncpg.Connection,
+                           outcome: Rejected) -> Reply:
+        """The reply already stored in ``stream``, else ``outcome`` recorded there."""
+        stored = await self._stored_reply(stream, conn)
+        return stored[1] if stored is not None else await self._record(request, stream, conn, outcome)
 
     async def _record(self, request: "Request", stream: str, conn: asyncpg.Connection | None,
                       outcome: str | Rejected) -> Reply:
