@@ -135,6 +135,13 @@ class World:
         assert response.status_code == 200
         return response.json()
 
+    async def deliveries_settled(self, **query) -> list[dict]:
+        """The deliveries once none is still pending or sending (the SMTP reply lands before the record)."""
+        async def settled():
+            rows = await self.deliveries(**query)
+            return rows if rows and all(d["status"] not in ("pending", "sending") for d in rows) else None
+        return await eventually(settled, timeout=30)
+
     def event(self, model, **body):
         return model.model_validate({"district": self.district, "actor": SYSTEM.model_dump(),
                                      "occurred_at": self.r.clock.now().isoformat(), **body})
@@ -203,7 +210,8 @@ async def test_email_reaches_each_member_in_their_language_and_the_board_gets_th
     [board] = world.receiver.at("/board")
     assert board["verified"] and b"\\u" not in board["body"] and "议题公示".encode() in board["body"]
 
-    history = await world.deliveries(recipient_id="m-en")
+    # The mail server has the message before the worker records it as delivered: wait for the record.
+    history = await world.deliveries_settled(recipient_id="m-en")
     assert [(d["template"], d["channel"], d["status"], d["attempts"]) for d in history] == [
         ("proposal.published", "email", "delivered", 1)]
     missing = await world.r.client.get(f"/{world.district}/deliveries/{uuid.uuid4()}")
@@ -228,7 +236,7 @@ async def test_redelivered_source_event_sends_one_message(world):
 
     await eventually(sentinel_seen, timeout=60)
     await eventually(lambda: _async(world.mailbox.to("m-dup@example.cn")))
-    history = await world.deliveries(recipient_id="m-dup")
+    history = await world.deliveries_settled(recipient_id="m-dup")
     assert [(d["status"], d["attempts"]) for d in history] == [("delivered", 1)]
     assert len(world.mailbox.to("m-dup@example.cn")) == 1
 
