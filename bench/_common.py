@@ -39,7 +39,7 @@ class Servers:
 def servers(*, kafka: bool) -> Iterator[Servers]:
     """The database (and broker): ``YISHI_DATABASE_URL`` / ``YISHI_KAFKA_BOOTSTRAP`` when set,
     otherwise the embedded servers, stopped again on the way out."""
-    from yishi.embedded import EmbeddedStack
+    from yishi.embedded import EmbeddedStack, describe_broker
 
     db = os.environ.get("YISHI_DATABASE_URL")
     bootstrap = os.environ.get("YISHI_KAFKA_BOOTSTRAP") if kafka else None
@@ -54,7 +54,7 @@ def servers(*, kafka: bool) -> Iterator[Servers]:
         else:
             say("using PostgreSQL from YISHI_DATABASE_URL")
         if kafka and not bootstrap:
-            say("starting embedded Kafka-compatible broker (Tansu, memory-only)")
+            say(f"starting embedded broker: {describe_broker(stack.kafka)}")
             stack.kafka.start()
             bootstrap = stack.kafka.bootstrap
         elif kafka:

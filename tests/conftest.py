@@ -15,7 +15,16 @@ import asyncpg
 import pytest
 
 from yishi.db import create_pool, install
-from yishi.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedStack
+from yishi.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedStack, kafka_engine, kafka_version
+
+
+def pytest_report_header(config) -> str:
+    """The CI log's banner line: which broker the suite runs on."""
+    if os.environ.get("YISHI_DATABASE_URL") and os.environ.get("YISHI_KAFKA_BOOTSTRAP"):
+        return f"broker: external, YISHI_KAFKA_BOOTSTRAP={os.environ['YISHI_KAFKA_BOOTSTRAP']}"
+    engine = kafka_engine()
+    return ("broker: embedded Apache Kafka " + kafka_version() + " (KRaft, one node)" if engine == "apache"
+            else "broker: embedded Tansu (memory-only; Apache Kafka needs Java 17+ and Maven)")
 
 
 @dataclass

@@ -139,7 +139,7 @@ def run(
     With --demo a deliberation is then driven through the public APIs (exit 1 if a step fails)."""
     from yishi import demo as demo_story
     from yishi.auth import dev_issuer
-    from yishi.embedded import EmbeddedStack
+    from yishi.embedded import EmbeddedStack, describe_broker
     from yishi.supervisor import GaveUp, PortTaken, Supervisor, check_ports_free
 
     settings = Settings()
@@ -155,8 +155,9 @@ def run(
     stack = None
     env = dict(os.environ)
     if not (settings.database_url and settings.kafka_bootstrap):
-        with console.status("starting embedded PostgreSQL and Kafka-compatible broker…"):
-            stack = EmbeddedStack().start()
+        stack = EmbeddedStack()
+        with console.status(f"starting embedded PostgreSQL and {describe_broker(stack.kafka)}…"):
+            stack.start()
         env["YISHI_DATABASE_URL"] = stack.postgres.url
         env["YISHI_KAFKA_BOOTSTRAP"] = stack.kafka.bootstrap
     issuer = None
@@ -178,7 +179,8 @@ def run(
     table.add_column("what")
     table.add_column("where")
     table.add_row("PostgreSQL", env["YISHI_DATABASE_URL"])
-    table.add_row("Kafka", env["YISHI_KAFKA_BOOTSTRAP"])
+    table.add_row("Kafka", env["YISHI_KAFKA_BOOTSTRAP"] + (f"  (embedded {describe_broker(stack.kafka)})"
+                                                           if stack else ""))
     table.add_row("identity provider", f"development issuer, keys {issuer.jwks_url} (tokens: yishi token --help)"
                   if issuer else env.get("YISHI_AUTH_ISSUER", ""))
     supervisor = Supervisor(ports, {**env, "YISHI_LOG_JSON": "false"},

@@ -1,20 +1,26 @@
 """Kafka plumbing shared by the relay and the consumers: producers and topic creation.
 
-Producers use ``acks=all`` and no idempotence or transactions: the relay's delivery
-guarantee comes from its stored position plus idempotent consumers, so it works on any
-Kafka-compatible broker (the embedded Tansu refuses idempotent producers).
+Producers use ``acks=all``. The relay's producer is also idempotent where the broker
+grants producer ids (Apache Kafka does; the embedded Tansu refuses them), found by
+asking the broker once (:func:`supports_idempotence`), not by knowing its name: then a
+retried batch is written once, in order, per partition. The delivery guarantee does not
+rest on it: it comes from the relay's stored position plus idempotent consumers, so the
+relay works on any Kafka-compatible broker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import errors
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.protocol.transaction import InitProducerIdRequest
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
@@ -46,21 +52,45 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return parse_security(security(settings))
 
 
-def new_producer(bootstrap: str, *, client_id: str = "yishi", linger_ms: int = 5,
+def new_producer(bootstrap: str, *, client_id: str = "yishi", linger_ms: int = 5, idempotent: bool = False,
                  **options: Any) -> AIOKafkaProducer:
-    """A producer for at-least-once publishing: every write acknowledged by all in-sync replicas.
-    ``options`` are :func:`client_options`."""
+    """A producer for at-least-once publishing: every write acknowledged by all in-sync replicas;
+    ``idempotent`` where :func:`supports_idempotence`. ``options`` are :func:`client_options`."""
     return AIOKafkaProducer(
         **options,
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=idempotent,
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
         request_timeout_ms=15_000,
         retry_backoff_ms=200,
     )
+
+
+async def supports_idempotence(bootstrap: str, attempts: int = 20, **options: Any) -> bool:
+    """Whether the broker grants producer ids (``InitProducerId``), which an idempotent
+    producer needs. Asked of the broker itself: a broker that refuses makes an idempotent
+    aiokafka producer hang on its first send. Connection failures are raised."""
+    client = AIOKafkaClient(**options, bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await client.bootstrap()
+    try:
+        for attempt in range(attempts):
+            try:
+                response = await client.send(client.get_random_node(), InitProducerIdRequest(
+                    transactional_id=None, transaction_timeout_ms=60_000))
+            except KafkaError:
+                return False
+            error = errors.for_code(response.error_code)
+            if error is errors.NoError:
+                return True
+            if not error.retriable:  # e.g. Tansu's "unknown error"
+                return False
+            await asyncio.sleep(0.2 * (attempt + 1))  # a broker just started loads its coordinator
+        return False
+    finally:
+        await client.close()
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS,

@@ -25,7 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 
 from contracts.envelope import Envelope, binary_headers, rfc3339_text
-from yishi.kafka import ensure_topics, new_producer
+from yishi.kafka import ensure_topics, new_producer, supports_idempotence
 from yishi.names import events_topic, source
 from yishi.store import EventStore, LogCursor, RecordedEvent
 
@@ -143,6 +143,7 @@ class Relay:
         self.max_backoff = max_backoff
         self.kafka_options = kafka_options or {}
         self._producer = None
+        self.idempotent: bool | None = None  # asked of the broker on first connection
         self._topics: set[str] = set()
         self._offsets: dict = {}
         self._saving: asyncio.Task | None = None
@@ -172,7 +173,11 @@ class Relay:
 
     async def _ensure_producer(self):
         if self._producer is None:
-            producer = new_producer(self.bootstrap, client_id=f"yishi-relay-{self.service}", **self.kafka_options)
+            if self.idempotent is None:
+                self.idempotent = await supports_idempotence(self.bootstrap, **self.kafka_options)
+                log.info("relay producer", service=self.service, idempotent=self.idempotent)
+            producer = new_producer(self.bootstrap, client_id=f"yishi-relay-{self.service}",
+                                    idempotent=self.idempotent, **self.kafka_options)
             try:
                 await producer.start()
             except BaseException:
