@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
@@ -67,6 +67,20 @@ def new_producer(bootstrap: str, *, client_id: str = "yishi", linger_ms: int = 5
         request_timeout_ms=15_000,
         retry_backoff_ms=200,
     )
+
+
+async def topic_partitions(bootstrap: str, wanted: Callable[[str], bool] = lambda topic: True,
+                           **options: Any) -> dict[str, list[int]]:
+    """The partitions of every topic on the broker that ``wanted`` accepts, from a metadata
+    request for all topics. (A consumer's own metadata knows only the topics it asked for:
+    since Kafka 4.0 dropped metadata v0, a bootstrap asks for none.)"""
+    client = AIOKafkaClient(**options, bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await client.bootstrap()
+    try:
+        cluster = await client.fetch_all_metadata()
+        return {t: sorted(cluster.partitions_for_topic(t) or ()) for t in cluster.topics() if wanted(t)}
+    finally:
+        await client.close()
 
 
 async def supports_idempotence(bootstrap: str, attempts: int = 20, **options: Any) -> bool:

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.envelope import Envelope
 from yishi.commands import REPLY_TOPIC_PREFIX
+from yishi.kafka import topic_partitions
 from yishi.relay import Translator
 from yishi.store import RecordedEvent
 
@@ -108,14 +109,16 @@ async def kafka_records(
     zero to the end offsets seen when reading starts (no consumer group, nothing committed)."""
     services = list(services)
     districts = list(districts) if districts is not None else None
+    partitions = await topic_partitions(bootstrap, lambda t: any(events_topic_matches(t, s, districts)
+                                                                 for s in services), **(kafka_options or {}))
+    owner = {t: s for t in partitions for s in services if events_topic_matches(t, s, districts)}
+    tps = [TopicPartition(t, p) for t in sorted(owner) for p in partitions[t]]
+    if not tps:
+        return
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", **(kafka_options or {}))
     await consumer.start()
     try:
-        owner = {t: s for t in await consumer.topics() for s in services if events_topic_matches(t, s, districts)}
-        tps = [TopicPartition(t, p) for t in sorted(owner) for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not tps:
-            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         remaining = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end > 0}
