@@ -87,7 +87,8 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
             loop.add_signal_handler(sig, stop.set)
         relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
                                 batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
-                                kafka_options=client_options(settings))
+                                kafka_options=client_options(settings),
+                                takeover_grace=settings.relay_takeover_grace_s)
         try:
             await relay.run(stop)
         finally:

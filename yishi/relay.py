@@ -7,11 +7,31 @@ acknowledgement and only then stores the new cursor. A crash at any point theref
 re-sends at most the last unconfirmed batch (at-least-once; consumers de-duplicate by
 ``ce_id``) and never skips an event. Broker failures are retried with backoff and a
 fresh producer, forever: the relay recovers by itself.
+
+One relay per service publishes; others (replicas) stand by. The publisher holds a
+session advisory lock and is fenced, so that one whose lock session died (terminated,
+timed out, its connection cut) stops publishing instead of racing its successor:
+
+- a relay that takes the lock first waits the *takeover grace*, so that a predecessor
+  whose session just died can finish the batch it has in flight and store its cursor;
+  then it bumps the cursor row's ``epoch`` (its fencing token) and reads the cursor;
+- each batch's log read goes over the lock session: a relay whose session is gone fails
+  its next read, drops its producer and stands by;
+- the cursor write carries the token (``WHERE epoch = ...``): a relay whose epoch was
+  bumped cannot move the cursor (:class:`RelayFenced`) and stands by;
+- a batch (read, send, acknowledgements, storing the previous cursor) is bounded to half
+  the grace, so the grace covers the batch in flight when the lock changes hands.
+
+What is left: a relay paused longer than the grace between its read and its send (a
+stopped process, a VM frozen) still sends that one batch after its successor took over,
+and the successor sends it again. That is the at-least-once case above: consumers
+de-duplicate by ``ce_id``. The cursor itself never goes back nor skips.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,19 +61,33 @@ DDL = (
         name        text PRIMARY KEY,
         tx_id       xid8 NOT NULL,
         position    bigint NOT NULL,
-        updated_at  timestamptz NOT NULL DEFAULT now()
+        updated_at  timestamptz NOT NULL DEFAULT now(),
+        epoch       bigint NOT NULL DEFAULT 0
     )
     """,
+    "ALTER TABLE relay_position ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0",
 )
 
 PUBLISHED = Counter("yishi_relay_published_total", "Events published by the relay", ["service"])
 SKIPPED = Counter("yishi_relay_skipped_total", "Private events the relay did not publish", ["service"])
 FAILURES = Counter("yishi_relay_failures_total", "Failed publish attempts (retried)", ["service"])
+LOST = Counter("yishi_relay_lost_lock_total", "Times the relay stopped publishing: its lock session died "
+               "or another relay fenced it", ["service"])
 LAST_POSITION = Gauge("yishi_relay_position", "Log position of the last published event", ["service"])
 
 
 class BrokerLostData(KafkaError):
     """The broker acknowledged offsets lower than ones it acknowledged before."""
+
+
+class RelayFenced(Exception):
+    """Another relay claimed the cursor (bumped its epoch): this one must not move it."""
+
+
+# What ends a relay's turn (it stands by and tries the lock again). asyncpg raises
+# InternalClientError ("another operation is in progress") when a query meets a session
+# whose backend was just terminated.
+_LOST = (RelayFenced, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +152,12 @@ def kafka_message(event: RecordedEvent, service: str, publication: Publication) 
 
 class Relay:
     """Publishes one service's log to Kafka; run one per service (an advisory lock
-    keeps a second instance idle until the first dies)."""
+    keeps a second instance idle until the first dies, and fencing stops the first once
+    the second took over; see the module docstring).
+
+    ``takeover_grace`` is how long a relay that takes the lock waits before it claims the
+    cursor; each batch must be published within half of it (or is retried).
+    """
 
     def __init__(
         self,
@@ -132,6 +171,7 @@ class Relay:
         idle_wait: float = 0.05,
         max_backoff: float = 5.0,
         kafka_options: dict | None = None,
+        takeover_grace: float = 5.0,
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
@@ -142,6 +182,11 @@ class Relay:
         self.idle_wait = idle_wait
         self.max_backoff = max_backoff
         self.kafka_options = kafka_options or {}
+        self.takeover_grace = takeover_grace
+        self.batch_timeout = takeover_grace / 2
+        self.active = False  # holds the lock and has claimed the cursor
+        self.losses = 0  # times it stopped publishing: lock session lost or fenced
+        self._epoch: int | None = None
         self._producer = None
         self.idempotent: bool | None = None  # asked of the broker on first connection
         self._topics: set[str] = set()
@@ -155,15 +200,31 @@ class Relay:
         )
         return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
 
-    async def _save_position(self, cursor: LogCursor) -> None:
-        await self.store.pool.execute(
+    async def claim(self, conn: asyncpg.Connection | None = None) -> LogCursor:
+        """Take the cursor over: bump its epoch, fencing off every relay that claimed it
+        before, and return the stored cursor. :meth:`run` claims after the takeover grace;
+        :meth:`publish_batch` claims if this relay has not."""
+        row = await (conn or self.store.pool).fetchrow(
             """
-            INSERT INTO relay_position (name, tx_id, position, updated_at) VALUES ($1, $2::xid8, $3, now())
-            ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position,
-                updated_at = now()
+            INSERT INTO relay_position (name, tx_id, position, epoch) VALUES ($1, '0'::xid8, 0, 1)
+            ON CONFLICT (name) DO UPDATE SET epoch = relay_position.epoch + 1
+            RETURNING epoch, tx_id, position
             """,
-            self.name, cursor.tx_id, cursor.position,
+            self.name,
         )
+        self._epoch = row["epoch"]
+        return LogCursor(row["tx_id"], row["position"])
+
+    async def _save_position(self, cursor: LogCursor, epoch: int) -> None:
+        status = await self.store.pool.execute(
+            """
+            UPDATE relay_position SET tx_id = $2::xid8, position = $3, updated_at = now()
+            WHERE name = $1 AND epoch = $4
+            """,
+            self.name, cursor.tx_id, cursor.position, epoch,
+        )
+        if status != "UPDATE 1":
+            raise RelayFenced(f"relay {self.name!r} of {self.service} was fenced: its epoch {epoch} is not current")
 
     async def flush(self) -> None:
         """Wait until the last confirmed position is stored."""
@@ -244,15 +305,36 @@ class Relay:
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return await asyncio.gather(*futures)
 
-    async def publish_batch(self, cursor: LogCursor) -> tuple[int, LogCursor]:
-        """Publish the next batch after ``cursor``; return (events read, new cursor).
+    async def publish_batch(self, cursor: LogCursor, conn: asyncpg.Connection | None = None) -> tuple[int, LogCursor]:
+        """Publish the next batch after ``cursor``, reading it over ``conn`` (the lock
+        session) if given; return (events read, new cursor).
 
-        The new cursor is stored only after the broker acknowledged every message.
+        The new cursor is stored only after the broker acknowledged every message, and
+        only if no other relay claimed it since (else :class:`RelayFenced`, here or from
+        :meth:`flush`). Everything up to storing the cursor takes at most
+        ``batch_timeout`` (else :class:`TimeoutError`).
         """
-        events = await self.store.read_log(cursor, self.batch_size)
+        if self._epoch is None:
+            await self.claim(conn)
+        epoch = self._epoch
+        async with asyncio.timeout(self.batch_timeout):
+            events = await self._publish(cursor, conn)
+        if not events:
+            return 0, cursor
+        new_cursor = events[-1].cursor
+        # Saved while the next batch is read and sent: the commit's disk sync overlaps
+        # useful work. Safe because the position only limits re-sending after a crash.
+        self._saving = asyncio.create_task(self._save_position(new_cursor, epoch))
+        LAST_POSITION.labels(self.service).set(events[-1].position)
+        return len(events), new_cursor
+
+    async def _publish(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> list[RecordedEvent]:
+        """Read, send and confirm the batch after ``cursor``, then wait for the previous
+        batch's cursor to be stored; return the events read."""
+        events = await self.store.read_log(cursor, self.batch_size, conn)
         if not events:
             await self.flush()
-            return 0, cursor
+            return events
         outgoing = []
         for event in events:
             publication = self.translate(event)
@@ -268,64 +350,84 @@ class Relay:
                 await ensure_topics(self.bootstrap, new_topics, **self.kafka_options)
                 self._topics |= new_topics
             self._check_offsets(await self._send(producer, outgoing))
-        new_cursor = events[-1].cursor
-        # Saved while the next batch is read and sent: the commit's disk sync overlaps
-        # useful work. Safe because the position only limits re-sending after a crash.
-        await self.flush()
-        self._saving = asyncio.create_task(self._save_position(new_cursor))
         PUBLISHED.labels(self.service).inc(len(outgoing))
-        LAST_POSITION.labels(self.service).set(events[-1].position)
-        return len(events), new_cursor
+        await self.flush()
+        return events
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Relay until ``stop`` is set, surviving broker and database outages."""
+        """Relay until ``stop`` is set, surviving broker and database outages; stand by
+        while another relay holds the lock, and after losing it."""
         stop = stop or asyncio.Event()
         try:
             while not stop.is_set():
                 try:
                     await self._run_holding_lock(stop)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                    log.warning("relay lost the database; retrying", service=self.service, error=repr(exc))
+                except _LOST as exc:
+                    lost, self.active = self.active, False
+                    if lost:
+                        self.losses += 1
+                        LOST.labels(self.service).inc()
+                        log.warning("relay lost its lock; standing by", service=self.service, error=repr(exc))
+                        await self._drop_producer()
+                    else:
+                        log.warning("relay lost the database; retrying", service=self.service, error=repr(exc))
                     await _sleep_or_stop(stop, 1.0)
         finally:
+            self.active = False
             await self._drop_producer()
 
     async def _run_holding_lock(self, stop: asyncio.Event) -> None:
         # The pool does not reset connections on release (see yishi.db), so this session
-        # lock is released explicitly below; a dropped connection releases it too.
+        # lock is released explicitly below; when relaying failed the session is closed
+        # instead, which releases it too (it may be in no state to run the unlock).
         async with self.store.pool.acquire() as lock_conn:
-            await self._relay_under_lock(lock_conn, stop)
-
-    async def _relay_under_lock(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> None:
-        backoff = 0.1
-        locked = False
-        try:
             if not await lock_conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK_KEY})", self.name):
                 await _sleep_or_stop(stop, 1.0)  # another instance relays; stand by
                 return
-            locked = True
-            cursor = await self.position()
-            log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position)
-            while not stop.is_set():
-                try:
-                    count, cursor = await self.publish_batch(cursor)
-                    backoff = 0.1
-                except (KafkaError, asyncio.TimeoutError) as exc:
-                    FAILURES.labels(self.service).inc()
-                    log.warning("relay publish failed; retrying", service=self.service, error=repr(exc),
-                                retry_in_s=backoff)
-                    await self._drop_producer()
-                    await _sleep_or_stop(stop, backoff)
-                    backoff = min(backoff * 2, self.max_backoff)
-                    await self.flush()
-                    cursor = await self.position()
-                    continue
-                if count < self.batch_size:
-                    await _sleep_or_stop(stop, self.idle_wait)
-        finally:
-            await self.flush()
-            if locked and not lock_conn.is_closed():
-                await lock_conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", self.name)
+            try:
+                await self._relay_under_lock(lock_conn, stop)
+            except BaseException:
+                with contextlib.suppress(asyncpg.InterfaceError):  # already closed and detached
+                    lock_conn.terminate()
+                raise
+            finally:
+                await self.flush()
+            await lock_conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", self.name)
+
+    async def _relay_under_lock(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        cursor = await self._take_over(lock_conn, stop)
+        if cursor is None:
+            return
+        self.active = True
+        log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position,
+                 epoch=self._epoch)
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                count, cursor = await self.publish_batch(cursor, lock_conn)
+                backoff = 0.1
+            except (KafkaError, asyncio.TimeoutError) as exc:
+                FAILURES.labels(self.service).inc()
+                log.warning("relay publish failed; retrying", service=self.service, error=repr(exc),
+                            retry_in_s=backoff)
+                await self._drop_producer()
+                await _sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                await self.flush()
+                continue
+            if count < self.batch_size:
+                await _sleep_or_stop(stop, self.idle_wait)
+
+    async def _take_over(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> LogCursor | None:
+        """Claim the cursor once the lock is held: after the takeover grace if a relay
+        claimed it before (it may still be storing the cursor of its last batch), at once
+        on a fresh database (nobody can have read a batch without claiming first).
+        None when stopped meanwhile."""
+        if await lock_conn.fetchval("SELECT epoch FROM relay_position WHERE name = $1", self.name) is not None:
+            await _sleep_or_stop(stop, self.takeover_grace)
+            if stop.is_set():
+                return None
+        return await self.claim(lock_conn)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

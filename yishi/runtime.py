@@ -193,7 +193,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                                                    stopping=stop)
         relay_ = Relay(ctx.store, settings.kafka_bootstrap, spec.name, with_replies(spec.translate, spec.name),
                        batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
-                       kafka_options=kafka_options)
+                       kafka_options=kafka_options, takeover_grace=settings.relay_takeover_grace_s)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop, ctx.retry_policy)) for job in ctx.background]

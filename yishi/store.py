@@ -369,10 +369,12 @@ class EventStore:
         )
         return Snapshot(**dict(row)) if row else None
 
-    async def read_log(self, after: LogCursor = LogCursor(), limit: int = 1000) -> list[RecordedEvent]:
+    async def read_log(self, after: LogCursor = LogCursor(), limit: int = 1000,
+                       conn: asyncpg.Connection | None = None) -> list[RecordedEvent]:
         """Up to ``limit`` committed events after ``after``, in log order, never skipping one
-        whose transaction is still open (see the module docstring)."""
-        rows = await self.pool.fetch(_READ_LOG, after.tx_id, after.position, limit)
+        whose transaction is still open (see the module docstring). Over ``conn`` if given
+        (the relay reads over the session holding its lock), else over the pool."""
+        rows = await (conn or self.pool).fetch(_READ_LOG, after.tx_id, after.position, limit)
         return [RecordedEvent.from_row(r) for r in rows]
 
     async def iter_log(self, after: LogCursor = LogCursor(), batch: int = 5000) -> AsyncIterator[RecordedEvent]:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.test_store import meta
 from tests.support.kafka import read_topic, versions_by_stream
-from yishi.relay import Relay
+from yishi.relay import Relay, RelayFenced
 from yishi.store import EventStore, NewEvent
 
 
@@ -60,6 +60,30 @@ async def test_relay_publishes_everything_in_order_with_cloudevents_headers(pool
     assert first.district == "gulou" and first.schema_version == 1 and first.correlation_id
     other = await read_topic(servers.kafka_bootstrap, "chaoyang.proposals.events", 3)
     assert [e.payload()["v"] for e in other] == [1, 2, 3]
+
+
+async def test_a_relay_whose_epoch_another_relay_bumped_cannot_move_the_cursor(pool, servers):
+    district = f"fenced-{uuid.uuid4().hex[:8]}"
+    store = EventStore(pool)
+    await fill(store, 3, 10, district)
+    first = Relay(store, servers.kafka_bootstrap, "proposals", batch_size=10)
+    cursor = await first.claim()
+    count, cursor = await first.publish_batch(cursor)
+    await first.flush()
+    assert count == 10 and await first.position() == cursor
+
+    second = Relay(store, servers.kafka_bootstrap, "proposals", batch_size=10)
+    assert await second.claim() == cursor
+    with pytest.raises(RelayFenced):
+        await first.publish_batch(cursor)
+        await first.flush()
+    assert await first.position() == cursor
+    # The successor carries on from the stored cursor.
+    count, after = await second.publish_batch(cursor)
+    await second.flush()
+    assert count == 10 and await second.position() == after != cursor
+    await first._drop_producer()
+    await second._drop_producer()
 
 
 def relay_process(servers, schema: str, batch: int = 100) -> subprocess.Popen:

@@ -44,6 +44,34 @@ async def read_records(bootstrap: str, topic: str, expect: int, timeout: float =
         await consumer.stop()
 
 
+async def read_whole_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
+    """Every record of ``topic`` up to its end offsets at the time of the call: unlike
+    :func:`read_records` it does not stop at a count, so it also sees duplicates."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic)
+        assert partitions, f"topic {topic} does not exist"
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        got = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, f"{topic} not read to its end in time"
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got.extend(records)
+        return got
+    finally:
+        await consumer.stop()
+
+
 def versions_by_stream(envelopes: list[Envelope], version_of) -> dict[str, list[int]]:
     """Per stream (Kafka key), the versions in arrival order with re-sent duplicates removed."""
     out: dict[str, list[int]] = {}
