@@ -11,6 +11,7 @@ import pytest
 from tests.integration.test_relay import numbered
 from tests.integration.test_store import meta
 from tests.support.kafka import read_topic
+from tests.support.service import new_district
 from yishi.embedded import EmbeddedApacheKafka, EmbeddedTansu, kafka_engine
 from yishi.kafka import supports_idempotence
 from yishi.relay import Relay
@@ -26,9 +27,9 @@ def tansu(tmp_path):
 
 
 async def _relay_all(pool, bootstrap: str, events: int) -> Relay:
-    store = EventStore(pool)
+    store, district = EventStore(pool), new_district()
     for s in range(events // 5):
-        await store.append(f"stream-{s}", 0, numbered(s, 1, 5), meta())
+        await store.append(f"stream-{s}", 0, numbered(s, 1, 5), meta(district))
     relay = Relay(store, bootstrap, "oversight", idle_wait=0.01)
     cursor, published = await relay.position(), 0
     while published < events:
@@ -36,7 +37,7 @@ async def _relay_all(pool, bootstrap: str, events: int) -> Relay:
         published += count
     await relay.flush()
     await relay._drop_producer()
-    got = await read_topic(bootstrap, "gulou.oversight.events", events)
+    got = await read_topic(bootstrap, f"{district}.oversight.events", events)
     assert sorted(e.id for e in got) == sorted([str(e.event_id) async for e in store.iter_log()])
     return relay
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.test_store import meta
 from tests.support.kafka import read_topic, versions_by_stream
+from tests.support.service import new_district
 from yishi.relay import Relay, RelayFenced
 from yishi.store import EventStore, NewEvent
 
@@ -41,8 +42,9 @@ def check_complete_and_ordered(envelopes, streams: int, per_stream: int) -> None
 
 
 async def test_relay_publishes_everything_in_order_with_cloudevents_headers(pool, servers, schema_name):
-    store = EventStore(pool)
-    await fill(store, 20, 30)
+    # Its own district, so its own topics: a real Kafka keeps earlier tests' messages.
+    store, district = EventStore(pool), new_district()
+    await fill(store, 20, 30, district)
     await store.append("elsewhere", 0, numbered(99, 1, 3), meta("chaoyang"))
     relay = Relay(store, servers.kafka_bootstrap, "proposals", batch_size=64)
     cursor, total = await relay.position(), 0
@@ -52,12 +54,12 @@ async def test_relay_publishes_everything_in_order_with_cloudevents_headers(pool
     assert total == 603
     assert await relay.position() == cursor
 
-    got = await read_topic(servers.kafka_bootstrap, "gulou.proposals.events", 600)
+    got = await read_topic(servers.kafka_bootstrap, f"{district}.proposals.events", 600)
     assert len(got) == 600
     check_complete_and_ordered(got, 20, 30)
     first = got[0]
-    assert first.source == "/yishi/gulou/proposals" and first.type == "Counted"
-    assert first.district == "gulou" and first.schema_version == 1 and first.correlation_id
+    assert first.source == f"/yishi/{district}/proposals" and first.type == "Counted"
+    assert first.district == district and first.schema_version == 1 and first.correlation_id
     other = await read_topic(servers.kafka_bootstrap, "chaoyang.proposals.events", 3)
     assert [e.payload()["v"] for e in other] == [1, 2, 3]
 
@@ -105,9 +107,9 @@ async def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05):
 
 @pytest.mark.slow
 async def test_relay_killed_mid_stream_resumes_without_loss(pool, servers, schema_name):
-    store = EventStore(pool)
+    store, district = EventStore(pool), new_district()
     streams, per_stream = 40, 150
-    await fill(store, streams, per_stream // 2)
+    await fill(store, streams, per_stream // 2, district)
     relay = Relay(store, servers.kafka_bootstrap, "voting")
     proc = relay_process(servers, schema_name, batch=50)
     try:
@@ -119,14 +121,14 @@ async def test_relay_killed_mid_stream_resumes_without_loss(pool, servers, schem
         # More events arrive while the relay is down.
         for s in range(streams):
             await store.append(f"stream-{s}", per_stream // 2, numbered(s, per_stream // 2 + 1, per_stream // 2),
-                               meta())
+                               meta(district))
         proc = relay_process(servers, schema_name, batch=50)
         head = await store.head()
         await wait_until(lambda: _position_at_least(relay, head))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
-    got = await read_topic(servers.kafka_bootstrap, "gulou.voting.events", streams * per_stream)
+    got = await read_topic(servers.kafka_bootstrap, f"{district}.voting.events", streams * per_stream)
     check_complete_and_ordered(got, streams, per_stream)
 
 
@@ -140,7 +142,7 @@ async def test_broker_killed_and_restarted_relay_recovers_by_itself(pool, embedd
     on its own and publishes everything it had not confirmed. (Tansu keeps messages in
     memory only, so what it acknowledged before dying dies with it; a real Kafka keeps
     them. What the relay confirmed is exactly what it will never re-send.)"""
-    store = EventStore(pool)
+    store, district = EventStore(pool), new_district()
     relay = Relay(store, embedded.kafka_bootstrap, "oversight", batch_size=40, idle_wait=0.01, max_backoff=0.5)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
@@ -149,7 +151,7 @@ async def test_broker_killed_and_restarted_relay_recovers_by_itself(pool, embedd
     async def writer() -> None:
         for r in range(rounds):
             for s in range(streams):
-                await store.append(f"stream-{s}", r * 5, numbered(s, r * 5 + 1, 5), meta())
+                await store.append(f"stream-{s}", r * 5, numbered(s, r * 5 + 1, 5), meta(district))
             await asyncio.sleep(0.05)
 
     writing = asyncio.create_task(writer())
@@ -169,7 +171,7 @@ async def test_broker_killed_and_restarted_relay_recovers_by_itself(pool, embedd
         await asyncio.wait_for(task, 30)
     unconfirmed = [e async for e in store.iter_log(confirmed)]
     assert len(unconfirmed) > streams * 5
-    got = await read_topic(embedded.kafka_bootstrap, "gulou.oversight.events", len(unconfirmed))
+    got = await read_topic(embedded.kafka_bootstrap, f"{district}.oversight.events", len(unconfirmed))
     assert {e.id for e in got} >= {str(e.event_id) for e in unconfirmed}
     for stream, versions in versions_by_stream(got, lambda e: e.payload()["v"]).items():
         assert versions == sorted(versions), f"{stream} out of order"
