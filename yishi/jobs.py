@@ -7,6 +7,12 @@ deterministically (see :mod:`yishi.failures`) is logged, counted and recorded in
 failures it is skipped by every later step, until an operator deletes its row (after
 fixing the cause). A transient failure is raised to :func:`every`, which backs off
 (``YISHI_TRANSIENT_BACKOFF_*``) and runs the step again.
+
+With several replicas of a service on one database, each job runs on one of them: the
+replica holding the job's :class:`Leadership` (a session advisory lock per schema and job
+name) runs the steps; the others stand by and try the lock again every interval. So
+each item is scanned and acted on by one replica, and one replica takes over when the
+leader stops or its database session dies.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import TypeVar
 
 import asyncpg
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from yishi.failures import RetryPolicy, classify, describe, storable
 
@@ -42,6 +48,11 @@ DDL = (
 STEP_FAILURES = Counter("yishi_job_failures_total", "Failed steps of a background job", ["job", "class"])
 ITEM_FAILURES = Counter("yishi_job_item_failures_total", "Items whose work failed deterministically", ["job"])
 ITEMS_SKIPPED = Counter("yishi_job_items_parked_total", "Items set aside after their last allowed attempt", ["job"])
+LEADER = Gauge("yishi_job_leader", "1 while this replica runs the background job (holds its lock), else 0", ["job"])
+
+_LOCK_KEY = "hashtext('yishi.job.' || current_schema() || '.' || $1)"
+_ALIVE_TIMEOUT = 10.0
+"""Longest wait for the lock session to answer before the leader gives the lock up."""
 
 
 class JobItems:
@@ -92,29 +103,110 @@ class JobItems:
             self._parked.add(item)
 
 
+class Leadership:
+    """Whether this replica runs job ``name``: a session advisory lock on
+    ``hashtext('yishi.job.' || schema || '.' || name)``, held on a connection taken from
+    ``pool`` for as long as this replica leads (a replica standing by holds none).
+
+    The pool does not reset connections on release (see :mod:`yishi.db`), so the lock is
+    released explicitly, and a connection whose unlock cannot be confirmed is closed
+    (which ends its session and the lock) rather than returned to the pool with it."""
+
+    def __init__(self, pool: asyncpg.Pool, name: str) -> None:
+        self.pool = pool
+        self.name = name
+        self._conn: asyncpg.Connection | None = None
+        LEADER.labels(name).set(0)
+
+    @property
+    def leading(self) -> bool:
+        return self._conn is not None
+
+    async def lead(self) -> bool:
+        """Whether to run the next step: the lock's session answers (while leading), or
+        the lock was free and is now held. A leader whose session is gone stands by for
+        this step; another replica may take the lock meanwhile."""
+        if self._conn is not None:
+            try:
+                if await self._conn.fetchval("SELECT true", timeout=_ALIVE_TIMEOUT):
+                    return True
+            except Exception as exc:  # whatever the driver says, the lock can no longer be vouched for
+                await self._drop("its database session is gone", repr(exc))
+            return False
+        conn = await self.pool.acquire()
+        try:
+            held = await conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK_KEY})", self.name)
+        except BaseException:
+            await self._discard(conn)  # the lock may have been taken: never pool a connection holding it
+            raise
+        if not held:
+            await self.pool.release(conn)
+            return False
+        self._conn = conn
+        LEADER.labels(self.name).set(1)
+        log.info("replica became the leader of a background job", job=self.name)
+        return True
+
+    async def resign(self) -> None:
+        """Release the lock (when held) and its connection."""
+        if self._conn is None:
+            return
+        try:
+            await self._conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", self.name, timeout=_ALIVE_TIMEOUT)
+        except Exception as exc:
+            await self._drop("its lock could not be released", repr(exc))
+            return
+        conn, self._conn = self._conn, None
+        await self.pool.release(conn)
+        LEADER.labels(self.name).set(0)
+        log.info("replica stopped leading a background job", job=self.name, reason="stopping")
+
+    async def _drop(self, reason: str, error: str) -> None:
+        conn, self._conn = self._conn, None
+        await self._discard(conn)
+        LEADER.labels(self.name).set(0)
+        log.warning("replica stopped leading a background job", job=self.name, reason=reason, error=error)
+
+    async def _discard(self, conn: asyncpg.Connection) -> None:
+        """Close ``conn``'s session, so no lock outlives it on a pooled connection. A
+        connection the server closed is already back in the pool (asyncpg releases it)."""
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.terminate()
+            await self.pool.release(conn)
+
+
 def every(interval: float, step: Callable[[], Awaitable[int]], name: str, policy: RetryPolicy = RetryPolicy()):
     """A background job running ``step`` until stopped: again at once while it finds work
     (returns a truthy count), else after ``interval`` seconds. A transient failure backs
     off exponentially; any other failure of the step as a whole is logged and the step
-    runs again after ``interval`` (items that fail are :class:`JobItems`' business)."""
-    async def job(stop: asyncio.Event) -> None:
+    runs again after ``interval`` (items that fail are :class:`JobItems`' business).
+
+    The job is called with the stop event and the service's pool; among replicas on one
+    schema only the :class:`Leadership` holder of ``name`` runs steps, the others try to
+    take it over every ``interval``."""
+    async def job(stop: asyncio.Event, pool: asyncpg.Pool) -> None:
+        leadership = Leadership(pool, name)
         transient = 0
-        while not stop.is_set():
-            busy, pause = 0, interval
-            try:
-                busy = await step()
-                transient = 0
-            except Exception as exc:
-                kind = classify(exc)
-                STEP_FAILURES.labels(name, kind).inc()
-                if kind == "transient":
-                    transient += 1
-                    pause = max(interval, policy.transient_delay(transient))
-                    log.warning("background job failed; backing off", job=name, error=repr(exc), retry_in=pause)
-                else:
-                    log.exception("background job failed; will retry", job=name)
-            if not busy:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), pause)
+        try:
+            while not stop.is_set():
+                busy, pause = 0, interval
+                try:
+                    if await leadership.lead():
+                        busy = await step()
+                    transient = 0
+                except Exception as exc:
+                    kind = classify(exc)
+                    STEP_FAILURES.labels(name, kind).inc()
+                    if kind == "transient":
+                        transient += 1
+                        pause = max(interval, policy.transient_delay(transient))
+                        log.warning("background job failed; backing off", job=name, error=repr(exc), retry_in=pause)
+                    else:
+                        log.exception("background job failed; will retry", job=name)
+                if not busy:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), pause)
+        finally:
+            await leadership.resign()
     job.__qualname__ = name
     return job

@@ -46,7 +46,9 @@ from yishi.store import EventStore
 
 log = structlog.get_logger("yishi.runtime")
 
-Background = Callable[[asyncio.Event], Awaitable[None]]
+Background = Callable[[asyncio.Event, asyncpg.Pool], Awaitable[None]]
+"""A background job: called with the stop event and the service's pool (see :func:`yishi.jobs.every`,
+which runs one replica's steps at a time)."""
 EventHandler = Callable[[Any, Envelope, asyncpg.Connection], Awaitable[Any]]
 
 
@@ -196,7 +198,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                        kafka_options=kafka_options, takeover_grace=settings.relay_takeover_grace_s)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
-        tasks += [asyncio.create_task(_supervised(job, stop, ctx.retry_policy)) for job in ctx.background]
+        tasks += [asyncio.create_task(_supervised(job, stop, ctx.pool, ctx.retry_policy)) for job in ctx.background]
         await broker.start()
         log.info("service started", service=spec.name, districts=settings.districts)
         try:
@@ -317,7 +319,8 @@ async def _undecoded(msg: Any) -> bytes:
     return msg.body
 
 
-async def _supervised(job: Background, stop: asyncio.Event, policy: RetryPolicy = RetryPolicy()) -> None:
+async def _supervised(job: Background, stop: asyncio.Event, pool: asyncpg.Pool,
+                      policy: RetryPolicy = RetryPolicy()) -> None:
     """Run a background job until ``stop``; a crash is logged and the job restarted, so
     a bug or an outage never silently ends a timer. Restarts back off exponentially
     (``policy``'s transient backoff) while the job keeps crashing, so a job that fails at
@@ -328,7 +331,7 @@ async def _supervised(job: Background, stop: asyncio.Event, policy: RetryPolicy 
     while not stop.is_set():
         started = asyncio.get_running_loop().time()
         try:
-            await job(stop)
+            await job(stop, pool)
             return
         except Exception as exc:
             if asyncio.get_running_loop().time() - started > policy.backoff_max:

@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     auth_seats_claim: str = Field(default="seats", description="Claim listing the council seats held.")
     command_rate_limit: str = Field(
         default="20/second;600/minute", description="Commands one caller may send over HTTP to one service "
-        "instance (the `limits` notation; several limits separated by ';'). Exceeded: 429 with Retry-After.")
+        "instance (the `limits` notation; several limits separated by ';'). Exceeded: 429 with Retry-After. "
+        "Counted per replica: a caller may send the setting × the number of replicas in all.")
 
     @field_validator("command_rate_limit")
     @classmethod

@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from datetime import timedelta
 
+import asyncpg
 import httpx
 
 from services.notify import projections
@@ -47,11 +48,14 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
             repository, notifier, senders, RateLimiter(settings.rate_per_minute),
             Backoff(timedelta(seconds=settings.backoff_base_s), timedelta(seconds=settings.backoff_max_s), rng),
             lease=timedelta(seconds=settings.claim_lease_s), timeout=settings.send_timeout_s)
+        # One replica sends (like every job, see yishi.jobs.Leadership), so the channel limits
+        # hold for the deployment; claims alone would keep replicas from sending twice, but
+        # each would scan every due delivery and keep its own limits.
         deliver = every(settings.worker_interval_s, worker.run_once, "notify.delivery", ctx.retry_policy)
 
-        async def deliveries(stop: asyncio.Event) -> None:
+        async def deliveries(stop: asyncio.Event, pool: asyncpg.Pool) -> None:
             try:
-                await deliver(stop)
+                await deliver(stop, pool)
             finally:
                 await client.aclose()
 

@@ -38,13 +38,16 @@ def new_district() -> str:
 async def running(spec: ServiceSpec, servers, *, schema: str | None = None, district: str | None = None,
                   clock: Clock | None = None, **settings: object) -> AsyncIterator[Running]:
     """Start ``spec`` against the test servers; stop it on exit. Its client sends each
-    command with a token of the command's actor and reads as the district's auditor."""
+    command with a token of the command's actor and reads as the district's auditor.
+    ``settings`` override the defaults (a replica of another instance passes its schema,
+    district, clock and ``consumer_group_prefix``)."""
     district = district or new_district()
     clock = clock or ManualClock()
-    config = Settings(database_url=servers.database_url, kafka_bootstrap=servers.kafka_bootstrap,
-                      db_schema=schema or f"s_{uuid.uuid4().hex[:12]}",
-                      consumer_group_prefix=f"g{uuid.uuid4().hex[:8]}", log_json=False, log_level="WARNING",
-                      relay_idle_wait_s=0.01, **{"districts": [district], **auth_settings(), **settings})
+    config = Settings(**{"database_url": servers.database_url, "kafka_bootstrap": servers.kafka_bootstrap,
+                         "db_schema": schema or f"s_{uuid.uuid4().hex[:12]}",
+                         "consumer_group_prefix": f"g{uuid.uuid4().hex[:8]}", "log_json": False,
+                         "log_level": "WARNING", "relay_idle_wait_s": 0.01, "districts": [district],
+                         **auth_settings(), **settings})
     app = create_app(spec, config, clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

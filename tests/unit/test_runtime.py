@@ -20,13 +20,13 @@ async def test_a_crashed_background_job_is_restarted():
     runs = []
     stop = asyncio.Event()
 
-    async def flaky(stop_event):
+    async def flaky(stop_event, _pool):
         runs.append(1)
         if len(runs) < 3:
             raise RuntimeError("outage")
         stop_event.set()
 
-    await asyncio.wait_for(_supervised(flaky, stop, RetryPolicy(backoff_initial=0.01)), 5)
+    await asyncio.wait_for(_supervised(flaky, stop, None, RetryPolicy(backoff_initial=0.01)), 5)
     assert len(runs) == 3
 
 
@@ -38,7 +38,7 @@ async def test_a_job_that_keeps_crashing_is_restarted_ever_more_slowly():
     loop = asyncio.get_running_loop()
     last = [loop.time()]
 
-    async def broken(stop_event):
+    async def broken(stop_event, _pool):
         now = loop.time()
         pauses.append(now - last[0])
         last[0] = now
@@ -46,7 +46,7 @@ async def test_a_job_that_keeps_crashing_is_restarted_ever_more_slowly():
             stop_event.set()
         raise OverflowError("date value out of range")
 
-    await asyncio.wait_for(_supervised(broken, stop, RetryPolicy(backoff_initial=0.01, backoff_max=1)), 5)
+    await asyncio.wait_for(_supervised(broken, stop, None, RetryPolicy(backoff_initial=0.01, backoff_max=1)), 5)
     assert len(pauses) == 5 and pauses[4] > pauses[2] > pauses[1]
 
 

@@ -1,11 +1,14 @@
 """The reminder scheduler is durable: a due time that passed while the service was down
-fires once after the restart, is published, and never fires again."""
+fires once after the restart, is published, and never fires again; with two replicas it
+runs on one of them."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+from services.oversight import scheduler
 from services.oversight.main import spec
 from tests.support.kafka import read_topic
 from tests.support.service import eventually, new_district, running
@@ -61,3 +64,39 @@ async def test_reminder_due_during_downtime_fires_once_after_restart(servers):
 
 async def _more_than(r, n: int) -> bool:
     return len(await fired(r)) > n
+
+
+async def test_two_replicas_fire_a_due_reminder_once_and_only_one_scans(servers, monkeypatch):
+    ticks: Counter = Counter()
+    fire_due_reminders = scheduler.fire_due_reminders
+
+    async def counted(repository, pool, *args, **kwargs):
+        ticks[pool] += 1
+        return await fire_due_reminders(repository, pool, *args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "fire_due_reminders", counted)
+    d, clock = new_district(), ManualClock(T0)
+    shared = {"district": d, "schema": f"s_{uuid.uuid4().hex[:12]}", "clock": clock,
+              "consumer_group_prefix": f"g{uuid.uuid4().hex[:8]}"}
+    async with running(spec(reminder_interval=0.02), servers, **shared) as a, \
+            running(spec(reminder_interval=0.02), servers, **shared) as b:
+        post = lambda name, **fields: a.client.post(f"/{d}/commands/{name}", json=body(d, **fields))  # noqa: E731
+        assert (await post("RegisterResolution", resolution_id="res-1", proposal_id="p-1", council_id="council-1",
+                           title="充电棚", text="建设")).status_code == 200
+        assert (await post("SetReminderPolicy", scope="council", scope_id="council-1", not_accepted_days=2,
+                           stall_days=5, deadline_warning_days=3, escalate_after_days=2,
+                           supervisor_id="supervisor-01")).status_code == 200
+        assert (await post("AssignTask", task_id="task-1", resolution_id="res-1",
+                           implementer={"kind": "local_unit", "id": "unit-7", "name": "物业"}, description="建设",
+                           acceptance_standards=["可用"], due_at=(T0 + timedelta(days=30)).isoformat())).status_code == 200
+        clock.set(T0 + timedelta(days=3))  # the not-accepted reminder is due
+        await eventually(lambda: fired(a))
+        start = sum(ticks.values())
+        await eventually(lambda: _more_ticks(ticks, start + 20))
+        assert len(await fired(b)) == 1
+        counts = sorted([ticks[a.ctx.pool], ticks[b.ctx.pool]])
+        assert counts[0] == 0 and counts[1] >= 20, f"both replicas ran the reminder job: {counts}"
+
+
+async def _more_ticks(ticks, target: int) -> bool:
+    return sum(ticks.values()) >= target
