@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import relay as relay_bench
 from bench import store as store_bench
 from bench._common import children_cpu, emit, payloads
@@ -33,3 +35,26 @@ def test_defaults_match_the_brief():
     relay_args = relay_bench.parse([])
     assert relay_args.events >= 50_000 and set(relay_args.batch_sizes) >= {500, 2000}
     assert relay_bench.default_batch_size() > 0
+
+
+def test_the_relay_bench_runs_on_apache_kafka_unless_told_tansu():
+    assert relay_bench.parse([]).broker == "apache"
+    assert relay_bench.parse(["--broker", "tansu"]).broker == "tansu"
+    assert relay_bench.TARGET_VS_RAW == 0.8
+
+
+def test_the_steady_phase_appends_by_schedule_at_1000_events_per_second_by_default():
+    args = relay_bench.parse([])
+    assert args.steady_rate == 1000 and args.steady_seconds > 0
+    due = relay_bench.schedule(rate=1000, seconds=2, per_append=1)
+    assert len(due) == 2000
+    assert due[0] == 0 and due[1] == 0.001 and due[-1] == 1.999
+    # Several events per append: fewer appends, the same events per second.
+    assert relay_bench.schedule(rate=1000, seconds=2, per_append=4) == pytest.approx([i * 0.004 for i in range(500)])
+
+
+def test_latency_figures_are_percentiles_of_the_samples_in_ms():
+    figures = relay_bench.latency_figures([i / 1000 for i in range(1, 1001)])  # 1 … 1000 ms
+    assert figures == {"count": 1000, "p50_ms": 500.5, "p99_ms": 990.01, "p99_9_ms": 999.001, "max_ms": 1000.0}
+    assert relay_bench.latency_figures([]) == {"count": 0, "p50_ms": None, "p99_ms": None, "p99_9_ms": None,
+                                               "max_ms": None}
