@@ -5,6 +5,7 @@ published either way. The choice is the broker's answer, not its name."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.integration.test_store import meta
 from tests.support.kafka import read_topic
 from yishi.embedded import EmbeddedApacheKafka, EmbeddedTansu, kafka_engine
 from yishi.kafka import supports_idempotence
+from yishi.names import events_topic
 from yishi.relay import Relay
 from yishi.store import EventStore
 
@@ -26,9 +28,11 @@ def tansu(tmp_path):
 
 
 async def _relay_all(pool, bootstrap: str, events: int) -> Relay:
+    # A district of its own: the session broker keeps what other tests published to gulou's topics.
+    district = f"brokers-{uuid.uuid4().hex[:8]}"
     store = EventStore(pool)
     for s in range(events // 5):
-        await store.append(f"stream-{s}", 0, numbered(s, 1, 5), meta())
+        await store.append(f"stream-{s}", 0, numbered(s, 1, 5), meta(district))
     relay = Relay(store, bootstrap, "oversight", idle_wait=0.01)
     cursor, published = await relay.position(), 0
     while published < events:
@@ -36,7 +40,7 @@ async def _relay_all(pool, bootstrap: str, events: int) -> Relay:
         published += count
     await relay.flush()
     await relay._drop_producer()
-    got = await read_topic(bootstrap, "gulou.oversight.events", events)
+    got = await read_topic(bootstrap, events_topic(district, "oversight"), events)
     assert sorted(e.id for e in got) == sorted([str(e.event_id) async for e in store.iter_log()])
     return relay
 
