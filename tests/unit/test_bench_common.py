@@ -58,3 +58,23 @@ def test_latency_figures_are_percentiles_of_the_samples_in_ms():
     assert figures == {"count": 1000, "p50_ms": 500.5, "p99_ms": 990.01, "p99_9_ms": 999.001, "max_ms": 1000.0}
     assert relay_bench.latency_figures([]) == {"count": 0, "p50_ms": None, "p99_ms": None, "p99_9_ms": None,
                                                "max_ms": None}
+
+
+def test_the_rebalance_bench_measures_every_assignor_aiokafka_ships_on_apache_kafka():
+    from bench import rebalance
+
+    args = rebalance.parse([])
+    assert args.broker == "apache" and args.districts >= 2 and args.rounds >= 1
+    assert set(args.strategies) == {"range", "roundrobin", "sticky"}
+
+
+def test_the_best_assignor_shares_evenly_then_moves_least_then_is_quickest():
+    from bench import rebalance
+
+    def figures(spread, moved, third, join, leave):
+        return {"spread": spread, "moved_on_join": moved, "moved_on_third": third, "join_s": join, "leave_s": leave}
+
+    assert rebalance.best({"range": figures(2, 2, 2, 1.0, 1.0), "roundrobin": figures(0, 3, 4, 2.0, 2.0),
+                           "sticky": figures(0, 3, 2, 3.0, 3.0)}) == "sticky"
+    assert rebalance.best({"roundrobin": figures(0, 3, 2, 2.0, 2.0), "sticky": figures(0, 3, 2, 3.0, 3.0)}) == "roundrobin"
+    assert rebalance.moved({"p0": "a", "p1": "a"}, {"p0": "a", "p1": "b"}) == 1
