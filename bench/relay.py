@@ -21,7 +21,10 @@ unless ``YISHI_DATABASE_URL``), per round:
    log from PostgreSQL, translate, encode, send, wait for the acknowledgements, store
    the position) against producing ready-made messages alone.
 
-The order of the contenders rotates from round to round; medians are reported. Target:
+The order of the contenders rotates from round to round; medians are reported. First come
+``--warmup`` rounds that are not counted: a freshly started Apache Kafka runs its JVM's
+first minute interpreted, and whichever contender went first into the cold broker lost
+up to half its rate. Target:
 relay ≥ 0.8× raw produce, compared at the relay's default batch size.
 
 Then, once (``--steady-seconds``, 0 to skip): the relay runs as a service runs it
@@ -302,7 +305,8 @@ async def main(args) -> None:
         idempotent = await supports_idempotence(srv.kafka_bootstrap, **options)
         say(f"broker {srv.broker_description}: producers {'idempotent' if idempotent else 'not idempotent'} "
             f"(acks=all)")
-        for r in range(args.rounds):
+        for r in range(-args.warmup, args.rounds):
+            counted = r >= 0  # warm-up rounds: the same work, not counted
             tag = uuid.uuid4().hex[:6]
             district = f"bench{tag}"
             schema = fresh_schema("bench_relay")
@@ -310,7 +314,8 @@ async def main(args) -> None:
             try:
                 await install(pool, *ys.DDL, *yr.DDL)
                 store = ys.EventStore(pool)
-                say(f"round {r + 1}/{args.rounds}: appending {n:,} events ({n // (2 * args.per_append):,} streams) "
+                label = f"round {r + 1}/{args.rounds}" if counted else "warm-up round (not counted)"
+                say(f"{label}: appending {n:,} events ({n // (2 * args.per_append):,} streams) "
                     f"in schema {schema} (not timed)")
                 t0 = time.perf_counter()
                 written = await generate(store, n, args.per_append, district, states)
@@ -334,14 +339,16 @@ async def main(args) -> None:
                         say(f"    relay, batch size {size}: publishing {n:,} events to "
                             f"{events_topic(district, services[size])}")
                         elapsed, _ = await time_relay(store, srv.kafka_bootstrap, services[size], size, n, options)
-                        relay_rates[size].append(n / elapsed)
+                        rate = relay_rates[size]
                     else:
                         say(f"    raw aiokafka, chunks of {size}: producing {n:,} messages to {raw_topics[size]}")
                         elapsed = await time_raw(srv.kafka_bootstrap, raw_topics[size], messages, size, options,
                                                  idempotent)
-                        raw_rates[size].append(n / elapsed)
+                        rate = raw_rates[size]
                     used = 1e6 * (own_cpu() - cpu0) / n
-                    cpu.setdefault((kind, size), []).append(used)
+                    if counted:
+                        rate.append(n / elapsed)
+                        cpu.setdefault((kind, size), []).append(used)
                     say(f"        {n / elapsed:,.0f} events/s ({elapsed:.2f}s; {used:.0f} µs of Python CPU per event)")
             finally:
                 await pool.close()
@@ -387,7 +394,7 @@ async def main(args) -> None:
         f"Broker: {srv.broker_description}; producers acks=all, "
         f"{'idempotent' if idempotent else 'not idempotent (the broker grants no producer ids)'}, the relay's and "
         f"the raw baseline's alike.",
-        f"{n:,} events of ~200 bytes (+ CloudEvents headers), {args.rounds} round(s), medians; "
+        f"{n:,} events of ~200 bytes (+ CloudEvents headers), {args.rounds} round(s) after {args.warmup} warm-up, medians; "
         f"relay vs raw at the same batch/chunk size; CPU = this Python process per event (median); "
         f"{os.cpu_count()} CPUs shared with PostgreSQL and the broker.",
         f"Target relay ≥ {TARGET_VS_RAW:g}× raw at the default batch size {default_bs}: "
@@ -410,6 +417,7 @@ async def main(args) -> None:
              "idempotent": idempotent,
              "events": n,
              "rounds": args.rounds,
+             "warmup_rounds": args.warmup,
              "batch_size": default_bs,
              "relay_events_per_s": round(relay_med[default_bs], 1),
              "raw_produce_per_s": round(raw_med[default_bs], 1),
@@ -433,6 +441,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[500, 2000],
                    help="relay batch sizes to try (default 500 2000; the relay's default is always included)")
     p.add_argument("--rounds", type=int, default=2, help="rounds, in rotating order; medians reported (default 2)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="rounds run first and not counted: the broker's JVM and PostgreSQL warm up (default 1)")
     p.add_argument("--broker", choices=("apache", "tansu"), default="apache",
                    help="the embedded broker (default apache: Apache Kafka; ignored with YISHI_KAFKA_BOOTSTRAP)")
     p.add_argument("--steady-rate", type=float, default=1000, help="events/s of the steady phase (default 1000)")
