@@ -436,11 +436,12 @@ async def main(args) -> None:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run relay", description=__doc__.split("\n\n")[0])
-    p.add_argument("--events", type=int, default=50_000, help="events to relay per round (default 50000)")
+    p.add_argument("--events", type=int, default=100_000,
+                   help="events to relay per round (default 100000: at 50000 a trial lasts about a second)")
     p.add_argument("--per-append", type=int, default=5, help="events per append when generating (default 5)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[500, 2000],
                    help="relay batch sizes to try (default 500 2000; the relay's default is always included)")
-    p.add_argument("--rounds", type=int, default=2, help="rounds, in rotating order; medians reported (default 2)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds, in rotating order; medians reported (default 5)")
     p.add_argument("--warmup", type=int, default=1,
                    help="rounds run first and not counted: the broker's JVM and PostgreSQL warm up (default 1)")
     p.add_argument("--broker", choices=("apache", "tansu"), default="apache",
