@@ -394,7 +394,8 @@ async def main(args) -> None:
         f"Broker: {srv.broker_description}; producers acks=all, "
         f"{'idempotent' if idempotent else 'not idempotent (the broker grants no producer ids)'}, the relay's and "
         f"the raw baseline's alike.",
-        f"{n:,} events of ~200 bytes (+ CloudEvents headers), {args.rounds} round(s) after {args.warmup} warm-up, medians; "
+        f"{n:,} events of ~200 bytes (+ CloudEvents headers), {args.rounds} round(s) after {args.warmup} "
+        f"warm-up, medians; "
         f"relay vs raw at the same batch/chunk size; CPU = this Python process per event (median); "
         f"{os.cpu_count()} CPUs shared with PostgreSQL and the broker.",
         f"Target relay ≥ {TARGET_VS_RAW:g}× raw at the default batch size {default_bs}: "

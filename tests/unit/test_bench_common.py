@@ -76,5 +76,6 @@ def test_the_best_assignor_shares_evenly_then_moves_least_then_is_quickest():
 
     assert rebalance.best({"range": figures(2, 2, 2, 1.0, 1.0), "roundrobin": figures(0, 3, 4, 2.0, 2.0),
                            "sticky": figures(0, 3, 2, 3.0, 3.0)}) == "sticky"
-    assert rebalance.best({"roundrobin": figures(0, 3, 2, 2.0, 2.0), "sticky": figures(0, 3, 2, 3.0, 3.0)}) == "roundrobin"
+    tied = {"roundrobin": figures(0, 3, 2, 2.0, 2.0), "sticky": figures(0, 3, 2, 3.0, 3.0)}
+    assert rebalance.best(tied) == "roundrobin"
     assert rebalance.moved({"p0": "a", "p1": "a"}, {"p0": "a", "p1": "b"}) == 1
