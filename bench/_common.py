@@ -33,20 +33,24 @@ class Servers:
     embedded: bool
     postgres_pid: int | None = None  # the embedded postmaster, for CPU accounting
     kafka_embedded: bool = False
+    broker: str | None = None  # "apache", "tansu" (embedded) or "external"; None without a broker
+    broker_description: str | None = None
 
 
 @contextlib.contextmanager
-def servers(*, kafka: bool) -> Iterator[Servers]:
+def servers(*, kafka: bool, engine: str | None = None) -> Iterator[Servers]:
     """The database (and broker): ``YISHI_DATABASE_URL`` / ``YISHI_KAFKA_BOOTSTRAP`` when set,
-    otherwise the embedded servers, stopped again on the way out."""
+    otherwise the embedded servers, stopped again on the way out. ``engine`` (``apache`` or
+    ``tansu``) chooses the embedded broker; None leaves it to :func:`yishi.embedded.kafka_engine`."""
     from yishi.embedded import EmbeddedStack, describe_broker
 
     db = os.environ.get("YISHI_DATABASE_URL")
     bootstrap = os.environ.get("YISHI_KAFKA_BOOTSTRAP") if kafka else None
     stack = None
+    broker = description = None
     try:
         if not db or (kafka and not bootstrap):
-            stack = EmbeddedStack()
+            stack = EmbeddedStack(kafka=engine)
         if not db:
             say("starting embedded PostgreSQL")
             stack.postgres.start()
@@ -54,14 +58,17 @@ def servers(*, kafka: bool) -> Iterator[Servers]:
         else:
             say("using PostgreSQL from YISHI_DATABASE_URL")
         if kafka and not bootstrap:
-            say(f"starting embedded broker: {describe_broker(stack.kafka)}")
+            broker, description = stack.kafka.engine, describe_broker(stack.kafka)
+            say(f"starting embedded broker: {description}")
             stack.kafka.start()
             bootstrap = stack.kafka.bootstrap
         elif kafka:
-            say(f"using the broker at YISHI_KAFKA_BOOTSTRAP={bootstrap}")
+            broker, description = "external", f"YISHI_KAFKA_BOOTSTRAP={bootstrap}"
+            say(f"using the broker at {description}")
         own_pg = stack is not None and stack.postgres.proc is not None
         yield Servers(db, bootstrap, embedded=own_pg, postgres_pid=stack.postgres.proc.pid if own_pg else None,
-                      kafka_embedded=stack is not None and stack.kafka.proc is not None)
+                      kafka_embedded=stack is not None and stack.kafka.proc is not None,
+                      broker=broker, broker_description=description)
     finally:
         if stack is not None:
             say("stopping embedded servers")

@@ -285,12 +285,15 @@ class Relay:
         one partition are sent in order, so each key's events stay in order.
         """
         partitions: dict[str, list[int]] = {}
+        chosen: dict[tuple[str, bytes], int] = {}  # the partition of each key, hashed once per call
         open_batches: dict[tuple[str, int], Any] = {}
         futures = []
         for topic, (key, headers, value) in outgoing:
-            if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
-            partition = _PARTITIONER(key, partitions[topic], partitions[topic])
+            partition = chosen.get((topic, key))
+            if partition is None:
+                if topic not in partitions:
+                    partitions[topic] = sorted(await producer.partitions_for(topic))
+                partition = chosen[(topic, key)] = _PARTITIONER(key, partitions[topic], partitions[topic])
             batch = open_batches.get((topic, partition))
             if batch is None:
                 batch = open_batches[(topic, partition)] = producer.create_batch()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import relay as relay_bench
 from bench import store as store_bench
 from bench._common import children_cpu, emit, payloads
@@ -33,3 +35,47 @@ def test_defaults_match_the_brief():
     relay_args = relay_bench.parse([])
     assert relay_args.events >= 50_000 and set(relay_args.batch_sizes) >= {500, 2000}
     assert relay_bench.default_batch_size() > 0
+
+
+def test_the_relay_bench_runs_on_apache_kafka_unless_told_tansu():
+    assert relay_bench.parse([]).broker == "apache"
+    assert relay_bench.parse(["--broker", "tansu"]).broker == "tansu"
+    assert relay_bench.TARGET_VS_RAW == 0.8
+
+
+def test_the_steady_phase_appends_by_schedule_at_1000_events_per_second_by_default():
+    args = relay_bench.parse([])
+    assert args.steady_rate == 1000 and args.steady_seconds > 0
+    due = relay_bench.schedule(rate=1000, seconds=2, per_append=1)
+    assert len(due) == 2000
+    assert due[0] == 0 and due[1] == 0.001 and due[-1] == 1.999
+    # Several events per append: fewer appends, the same events per second.
+    assert relay_bench.schedule(rate=1000, seconds=2, per_append=4) == pytest.approx([i * 0.004 for i in range(500)])
+
+
+def test_latency_figures_are_percentiles_of_the_samples_in_ms():
+    figures = relay_bench.latency_figures([i / 1000 for i in range(1, 1001)])  # 1 … 1000 ms
+    assert figures == {"count": 1000, "p50_ms": 500.5, "p99_ms": 990.01, "p99_9_ms": 999.001, "max_ms": 1000.0}
+    assert relay_bench.latency_figures([]) == {"count": 0, "p50_ms": None, "p99_ms": None, "p99_9_ms": None,
+                                               "max_ms": None}
+
+
+def test_the_rebalance_bench_measures_every_assignor_aiokafka_ships_on_apache_kafka():
+    from bench import rebalance
+
+    args = rebalance.parse([])
+    assert args.broker == "apache" and args.districts >= 2 and args.rounds >= 1
+    assert set(args.strategies) == {"range", "roundrobin", "sticky"}
+
+
+def test_the_best_assignor_shares_evenly_then_moves_least_then_is_quickest():
+    from bench import rebalance
+
+    def figures(spread, moved, third, join, leave):
+        return {"spread": spread, "moved_on_join": moved, "moved_on_third": third, "join_s": join, "leave_s": leave}
+
+    assert rebalance.best({"range": figures(2, 2, 2, 1.0, 1.0), "roundrobin": figures(0, 3, 4, 2.0, 2.0),
+                           "sticky": figures(0, 3, 2, 3.0, 3.0)}) == "sticky"
+    tied = {"roundrobin": figures(0, 3, 2, 2.0, 2.0), "sticky": figures(0, 3, 2, 3.0, 3.0)}
+    assert rebalance.best(tied) == "roundrobin"
+    assert rebalance.moved({"p0": "a", "p1": "a"}, {"p0": "a", "p1": "b"}) == 1

@@ -146,3 +146,27 @@ async def test_a_stopping_service_leaves_a_message_in_transient_retry_unacknowle
     stopping.set()
     with pytest.raises(ConsumerStopping):
         await asyncio.wait_for(attempt, 1)
+
+
+def test_service_consumers_share_partitions_with_the_sticky_assignor():
+    """Every subscriber a service builds uses the one assignment strategy chosen by
+    ``bench/run rebalance``: sticky, so a replica joining or leaving moves only the
+    partitions it must (the figures are in yishi/runtime.py and the README)."""
+    from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+    from faststream.kafka import KafkaBroker
+
+    from yishi.clock import SystemClock
+    from yishi.runtime import ServiceContext, ServiceSpec
+    from yishi.settings import Settings
+
+    broker = KafkaBroker("127.0.0.1:9")
+    ctx = ServiceContext(spec=ServiceSpec("voting"), settings=Settings(districts="gulou,haidian"),
+                         clock=SystemClock(), broker=broker, store=None, verifier=None)
+
+    async def handle(envelope, conn):
+        pass
+
+    ctx.consume("on-proposals", ctx.topics("proposals"), handle)
+    (subscriber,) = broker.subscribers
+    assert subscriber._connection_args["partition_assignment_strategy"] == (StickyPartitionAssignor,)
+    assert subscriber.group_id == "yishi.voting.on-proposals"
