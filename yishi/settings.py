@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PREFIX = "YISHI_"
+# The only YISHI_* variables that are not settings, read by the embedded stack of
+# `yishi run` and the tests (yishi/embedded.py) and by the developer scripts (scripts/).
+NOT_SETTINGS = frozenset({"YISHI_EMBEDDED_KAFKA", "YISHI_KAFKA_CLASSPATH_FILE",
+                          "YISHI_LOCK_TOOLS", "YISHI_INDEX_JSON_API"})
 
 
 class Settings(BaseSettings):
@@ -15,7 +24,7 @@ class Settings(BaseSettings):
     stack and fills them in for the processes it launches.
     """
 
-    model_config = SettingsConfigDict(env_prefix="YISHI_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
     database_url: str | None = Field(
         default=None, description="PostgreSQL DSN; each service uses its own schema in it."
@@ -89,6 +98,11 @@ class Settings(BaseSettings):
         "instance (the `limits` notation; several limits separated by ';'). Exceeded: 429 with Retry-After. "
         "Counted per replica: a caller may send the setting × the number of replicas in all.")
 
+    @model_validator(mode="after")
+    def _refuse_unknown_variables(self) -> "Settings":
+        check_environment()
+        return self
+
     @field_validator("command_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
@@ -110,3 +124,34 @@ class Settings(BaseSettings):
         from yishi.names import check_district
 
         return [check_district(d) for d in value]
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``YISHI_*`` variable something reads: the fields of :class:`Settings` and of
+    each service's own settings (``services/NAME/settings.py``, e.g. ``YISHI_NOTIFY_*``),
+    and :data:`NOT_SETTINGS`."""
+    from yishi.names import SERVICES
+
+    classes: list[type[BaseSettings]] = [Settings]
+    for service in SERVICES:
+        try:
+            module = importlib.import_module(f"services.{service}.settings")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"services.{service}.settings":
+                raise
+            continue
+        classes += [c for c in vars(module).values()
+                    if isinstance(c, type) and issubclass(c, BaseSettings) and c.__module__ == module.__name__]
+    return NOT_SETTINGS | {c.model_config["env_prefix"].upper() + name.upper() for c in classes
+                           for name in c.model_fields}
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse ``YISHI_*`` variables that nothing reads (a misspelt setting would otherwise
+    pass silently and leave its default in force)."""
+    environ = os.environ if environ is None else environ
+    names = {name.upper() for name in environ if name.upper().startswith(PREFIX)}
+    unknown = sorted(names - known_variables())
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}: no such YISHI_* variable "
+                         "(see yishi/settings.py and the services' settings.py)")

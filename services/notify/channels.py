@@ -22,7 +22,7 @@ import aiosmtplib
 import httpx
 
 from contracts.notify import Channel, FailureReason
-from services.notify.settings import NotifySettings
+from services.notify.settings import NotifySettings, origin_of
 
 SIGNATURE_HEADER = "X-Yishi-Signature"
 TIMESTAMP_HEADER = "X-Yishi-Timestamp"
@@ -147,7 +147,15 @@ def build_senders(settings: NotifySettings, client: httpx.AsyncClient, clock_now
         senders[Channel.EMAIL] = EmailSender(settings)
     if settings.webhook_secret is not None:
         secret = settings.webhook_secret.get_secret_value().encode()
-        by_address = WebhookSender(client, secret, clock_now, lambda m: m.address, notice_body)
+        allowed = {origin_of(u) for u in settings.bulletin_board_urls} | set(settings.webhook_origins)
+
+        def subscribed(message: Message) -> str:
+            if settings.webhook_origins and origin_of(message.address) not in allowed:
+                raise SendFailed(FailureReason.INVALID_ADDRESS, f"{origin_of(message.address)} is not in "
+                                 "YISHI_NOTIFY_WEBHOOK_ORIGINS", permanent=True)
+            return message.address
+
+        by_address = WebhookSender(client, secret, clock_now, subscribed, notice_body)
         senders[Channel.WEBHOOK] = by_address
         senders[Channel.NOTICE_BOARD] = by_address  # the board's URL is the delivery's address
         for channel, url in ((Channel.SMS, settings.sms_gateway_url), (Channel.WECHAT, settings.wechat_gateway_url)):

@@ -4,6 +4,7 @@ from environment variables with the prefix ``YISHI_NOTIFY_`` (see README.md)."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +30,10 @@ class NotifySettings(BaseSettings):
     bulletin_board_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Bulletin-board webhooks that receive public notices (公示).")
     bulletin_board_language: Language = Language.ZH_CN
+    webhook_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins (https://host[:port]) subscribed webhooks may use, "
+        "comma-separated; a delivery to any other fails as an invalid address. Empty: any (development). "
+        "With the gateways and boards, they are all the webhooks notify's egress must allow.")
     max_attempts: int = Field(default=5, ge=1, description="Tries before a delivery is dead-lettered.")
     backoff_base_s: float = Field(default=30.0, gt=0)
     backoff_max_s: float = Field(default=3600.0, gt=0)
@@ -43,9 +48,25 @@ class NotifySettings(BaseSettings):
                                  Channel.WEBHOOK: 1200, Channel.NOTICE_BOARD: 60},
         description='Per-channel send limit, JSON: {"email": 600, "sms": 60}.')
 
-    @field_validator("bulletin_board_urls", mode="before")
+    @field_validator("bulletin_board_urls", "webhook_origins", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:
         if isinstance(value, str):
             return [u.strip() for u in value.split(",") if u.strip()]
         return value
+
+    @field_validator("webhook_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != origin_of(origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], nothing after)")
+        return value
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-case, the default port left out."""
+    parts = urlsplit(url)
+    port = parts.port
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port and port != default else "")

@@ -10,6 +10,7 @@ ConfigMap a pod needs is rendered, made by an operator, or documented for ops.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -17,8 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from services.notify.settings import NotifySettings
 from tests.deploy.manifests import DEPLOY, OVERLAYS, SERVICES, TREES, Obj, kubernetes_errors, render, rendered
 from yishi import names
+from yishi.settings import Settings
 
 # What each service consumes (the platform's facts; the generator must agree).
 CONSUMES = {
@@ -28,7 +31,6 @@ CONSUMES = {
     "notify": ("proposals", "voting", "oversight", "notify"),
 }
 EXPECTED_DISTRICTS = {"overlays/dev": ["gulou"], "overlays/prod": ["gulou", "chaoyang"]}
-PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
 # Secrets ops provide (deploy/README.md says how); the rest come from the operators.
 OPS_SECRETS = {f"yishi-pg-{s}" for s in SERVICES} | {f"yishi-{s}-signing-key" for s in SERVICES}
 
@@ -51,9 +53,12 @@ def one(objects: list[Obj], kind: str) -> Obj:
 
 
 def selects(selector: dict, labels: dict) -> bool:
-    assert set(selector) <= {"matchLabels"}, f"unexpected selector form {selector}"
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, f"unexpected selector form {selector}"
     wanted = selector.get("matchLabels", {})
-    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
+    expressions = selector.get("matchExpressions", [])
+    assert all(e["operator"] == "In" for e in expressions), f"unexpected selector form {selector}"
+    return bool(wanted or expressions) and all(labels.get(k) == v for k, v in wanted.items()) and all(
+        labels.get(e["key"]) in e["values"] for e in expressions)
 
 
 def pod_labels(deployment: Obj) -> dict:
@@ -153,38 +158,157 @@ def test_deployments_are_hardened_probed_and_stop_gracefully(tree):
         assert pod["terminationGracePeriodSeconds"] > int(sleep[-1]) + 10, name
 
 
-@pytest.mark.parametrize("tree", TREES)
-def test_network_policies_allow_only_http_in_and_kafka_postgres_dns_out(tree):
-    objects = rendered(tree)
-    kafka, pg = one(objects, "Kafka"), one(objects, "Cluster")
-    policies = of_kind(objects, "NetworkPolicy")
-    for service in SERVICES:
-        policy = policies[f"yishi-{service}"]["spec"]
-        for rule in policy["ingress"]:
-            assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
-        peers = {}
-        for rule in policy["egress"]:
-            for peer in rule["to"]:
-                labels = peer.get("podSelector", {}).get("matchLabels", {})
-                for port in rule["ports"]:
-                    peers[(port["port"], port["protocol"])] = labels
-        assert peers == {
-            (9093, "TCP"): {"strimzi.io/cluster": kafka["metadata"]["name"], "strimzi.io/broker-role": "true"},
-            (5432, "TCP"): {"cnpg.io/cluster": pg["metadata"]["name"]},
-            (53, "UDP"): {"k8s-app": "kube-dns"},
-            (53, "TCP"): {"k8s-app": "kube-dns"},
-        }
+def environment(objects: list[Obj], deployment: Obj) -> dict[str, str]:
+    """The plain (non-secret) variables of a Deployment's container: its ConfigMaps, then its env."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    maps = of_kind(objects, "ConfigMap")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(maps[source["configMapRef"]["name"]]["data"])
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
 
-    # Only notify reaches outside the cluster, and not private ranges or cloud metadata.
-    extra = {n: p for n, p in policies.items() if n not in {f"yishi-{s}" for s in SERVICES}}
-    assert set(extra) == {"yishi-notify-external"}
-    spec = extra["yishi-notify-external"]["spec"]
-    assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "yishi-notify"}
-    assert spec["policyTypes"] == ["Egress"]
-    for rule in spec["egress"]:
-        assert {p["port"] for p in rule["ports"]} <= {443, 465, 587}
-        for peer in rule["to"]:
-            assert PRIVATE_RANGES <= set(peer["ipBlock"]["except"])
+
+def parsed(cls, env: dict[str, str]):
+    """``cls`` (a settings class) read from ``env`` as the service would read its environment."""
+    prefix = cls.model_config["env_prefix"]
+    return cls(**{k.removeprefix(prefix).lower(): v for k, v in env.items()
+                  if k.startswith(prefix) and k.removeprefix(prefix).lower() in cls.model_fields})
+
+
+def endpoint(url: str, default_port: int | None = None) -> tuple[str, int]:
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, default_port)
+    assert parts.hostname and port, f"no host and port in {url!r}"
+    return parts.hostname, port
+
+
+# Every setting that names a host to connect to, and how the derivation below reads it.
+ENDPOINT_SETTINGS = {
+    Settings: {"database_url", "kafka_bootstrap", "auth_issuer", "auth_jwks_url"},
+    NotifySettings: {"smtp_host", "sms_gateway_url", "wechat_gateway_url", "bulletin_board_urls", "webhook_origins"},
+}
+
+
+def needed_endpoints(service: str, env: dict[str, str]) -> set[tuple[str, int]]:
+    """The (host, port) pairs a service connects to, derived from its settings."""
+    s = parsed(Settings, env)
+    needed = {endpoint(b) for b in (s.kafka_bootstrap or "").split(",") if b}
+    for url, port in ((s.database_url, 5432), (s.auth_issuer, None), (s.auth_jwks_url, None)):
+        if url:
+            needed.add(endpoint(url, port))
+    if service == "notify":
+        n = parsed(NotifySettings, env)
+        if n.smtp_host:
+            needed.add((n.smtp_host, n.smtp_port))
+        # Webhooks go out once YISHI_NOTIFY_WEBHOOK_SECRET is set (it comes from a Secret: count them).
+        urls = [n.sms_gateway_url, n.wechat_gateway_url, *n.bulletin_board_urls, *n.webhook_origins]
+        needed |= {endpoint(u) for u in urls if u}
+    return needed
+
+
+def in_cluster_pods(objects: list[Obj]) -> dict[str, dict[str, str]]:
+    """Host names served inside the cluster -> the labels of the pods behind them (the
+    operators' naming: Strimzi's bootstrap Service, CloudNativePG's -rw/-ro/-r Services)."""
+    hosts = {}
+    for kafka in of_kind(objects, "Kafka"):
+        hosts[f"{kafka}-kafka-bootstrap"] = {"strimzi.io/cluster": kafka, "strimzi.io/broker-role": "true"}
+    for cluster in of_kind(objects, "Cluster"):
+        for suffix in ("rw", "ro", "r"):
+            hosts[f"{cluster}-{suffix}"] = {"cnpg.io/cluster": cluster}
+    return hosts
+
+
+DNS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+       "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+ENDPOINT_ANNOTATION = "yishi.io/egress-endpoint"
+
+
+def allowed_egress(objects: list[Obj], labels: dict) -> set[tuple]:
+    """What the NetworkPolicies selecting pods with ``labels`` let them reach, as
+    ("pods", labels, port, protocol), ("dns", port, protocol) and ("external", host, port)."""
+    allowed = set()
+    for policy in of_kind(objects, "NetworkPolicy").values():
+        spec = policy["spec"]
+        if "Egress" not in spec["policyTypes"] or not selects(spec["podSelector"], labels):
+            continue
+        named = policy["metadata"].get("annotations", {}).get(ENDPOINT_ANNOTATION)
+        for rule in spec.get("egress", []):
+            assert rule.get("to") and rule.get("ports"), f"{policy['metadata']['name']}: egress to anywhere"
+            for peer in rule["to"]:
+                for port in rule["ports"]:
+                    if peer == DNS:
+                        allowed.add(("dns", port["port"], port["protocol"]))
+                    elif "ipBlock" in peer:
+                        block = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                        assert block.prefixlen > 0, f"{policy['metadata']['name']}: the whole internet"
+                        assert not block.overlaps(ipaddress.ip_network("169.254.0.0/16")), "cloud metadata"
+                        assert named, f"{policy['metadata']['name']}: an ipBlock must name its endpoint"
+                        host, named_port = endpoint(named)
+                        assert (port["port"], port["protocol"]) == (named_port, "TCP"), policy["metadata"]["name"]
+                        allowed.add(("external", host, named_port))
+                    else:
+                        assert set(peer) == {"podSelector"}, f"{policy['metadata']['name']}: peer {peer}"
+                        pods = tuple(sorted(peer["podSelector"]["matchLabels"].items()))
+                        allowed.add(("pods", pods, port["port"], port["protocol"]))
+    return allowed
+
+
+def egress_differences(objects: list[Obj]) -> dict[str, tuple[set, set]]:
+    """Per service, the endpoints its settings need that its NetworkPolicies do not allow
+    and those they allow that it does not need (services where both are empty left out)."""
+    inside = in_cluster_pods(objects)
+    deployments = of_kind(objects, "Deployment")
+    differences = {}
+    for service in SERVICES:
+        deployment = deployments[f"yishi-{service}"]
+        wanted = {("dns", 53, "UDP"), ("dns", 53, "TCP")}  # every host name is looked up
+        for host, port in needed_endpoints(service, environment(objects, deployment)):
+            if host in inside:
+                wanted.add(("pods", tuple(sorted(inside[host].items())), port, "TCP"))
+            else:
+                assert "." in host, f"{service}: {host} is neither an operator's Service nor a full name"
+                wanted.add(("external", host, port))
+        allowed = allowed_egress(objects, pod_labels(deployment))
+        if wanted != allowed:
+            differences[service] = (wanted - allowed, allowed - wanted)
+    return differences
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_egress_allows_exactly_the_endpoints_each_service_is_configured_with(tree):
+    assert egress_differences(rendered(tree)) == {}
+
+
+def test_the_derivation_knows_every_endpoint_setting():
+    for cls, known in ENDPOINT_SETTINGS.items():
+        hosts = {f for f in cls.model_fields if re.search(r"(_url|_urls|_host|_bootstrap|_issuer|_origins)$", f)}
+        hosts -= {"http_host"}  # where the service listens, not where it connects
+        assert hosts == known, f"{cls.__name__}: derive the egress of {hosts - known} in needed_endpoints"
+
+
+def test_egress_differences_are_found(tmp_path):
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    kustomization = copy / "overlays" / "prod" / "kustomization.yaml"
+    text = kustomization.read_text(encoding="utf-8")
+    # Another issuer and a new SMS gateway, without their policies.
+    text = text.replace("REQUIRED-oidc-issuer.invalid/realms", "id.example.org/realms")
+    text = text.replace("      - YISHI_NOTIFY_SMTP_HOST=smtp.yishi.example\n",
+                        "      - YISHI_NOTIFY_SMTP_HOST=smtp.yishi.example\n"
+                        "      - YISHI_NOTIFY_SMS_GATEWAY_URL=https://sms.example.org:8443/send\n")
+    kustomization.write_text(text, encoding="utf-8")
+    issuer = ({("external", "id.example.org", 443)}, {("external", "required-oidc-issuer.invalid", 443)})
+    assert egress_differences(render(kustomization.parent)) == {
+        "proposals": issuer, "voting": issuer, "oversight": issuer,
+        "notify": (issuer[0] | {("external", "sms.example.org", 8443)}, issuer[1])}
+
+
+def test_the_prod_issuer_is_an_obvious_required_value():
+    conf = settings(rendered("overlays/prod"))
+    host = urlsplit(conf["YISHI_AUTH_ISSUER"]).hostname
+    assert host.endswith(".invalid") and "required" in host  # RFC 2606: never resolves
 
 
 # -- Kafka -------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_secrets_are_found_in_code(line):
 
 
 @pytest.mark.parametrize("line", [
-    'password = os.environ["YISHI_DB_PASSWORD"]',
+    'password = os.environ["YISHI_KAFKA_SASL_PASSWORD"]',
     '--from-literal=password="$(openssl rand -hex 24)"',
     'password: "${DB_PASSWORD}"',
     "secretName: yishi-pg-ca",
