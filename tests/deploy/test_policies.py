@@ -358,8 +358,9 @@ def test_topics_are_replicated_and_retain_history(overlay):
 def test_kafka_cluster_requires_tls_scram_and_acls(overlay):
     objects = rendered(overlay)
     kafka = one(objects, "Kafka")
-    (listener,) = kafka["spec"]["kafka"]["listeners"]
-    assert listener["tls"] is True and listener["authentication"]["type"] == "scram-sha-512"
+    listeners = kafka["spec"]["kafka"]["listeners"]
+    assert all(entry["tls"] is True and entry["authentication"]["type"] == "scram-sha-512" for entry in listeners)
+    listener = next(entry for entry in listeners if entry["name"] == "tls")  # the services'
     assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
     config = kafka["spec"]["kafka"]["config"]
     assert config["auto.create.topics.enable"] is False
