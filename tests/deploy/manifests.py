@@ -32,7 +32,8 @@ KUBERNETES_VERSION = "1.32.0"
 CUSTOM_GROUPS = frozenset({"kafka.strimzi.io", "postgresql.cnpg.io", "barmancloud.cnpg.io"})
 # Custom kinds whose CRDs are not in ../shared/crds: test_backups.py checks them against
 # the fields of their published CRDs.
-WITHOUT_SHARED_CRD = frozenset({("postgresql.cnpg.io/v1", "ScheduledBackup"), ("barmancloud.cnpg.io/v1", "ObjectStore")})
+WITHOUT_SHARED_CRD = frozenset({("postgresql.cnpg.io/v1", "ScheduledBackup"),
+                                ("barmancloud.cnpg.io/v1", "ObjectStore")})
 # libyaml when PyYAML has it: the CRD files are about 1 MB.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -20,7 +20,6 @@ import textwrap
 
 import jsonschema
 import pytest
-import yaml
 
 from tests.deploy.manifests import CRD_DIR, DEPLOY, crd_errors, crd_schemas, kubernetes_errors, render, rendered
 
