@@ -338,7 +338,7 @@ def restore(
     postgres.start()
     try:
         reports = asyncio.run(verify_all())
-        console.print(f"restored to {target.isoformat()}: PostgreSQL at {postgres.url}")
+        console.print(f"restored to {target.isoformat()}: PostgreSQL at {postgres.url}", soft_wrap=True)
         for service, report in reports.items():
             state = "[green]history intact[/green]" if report.ok else f"[red]{report.first.reason}[/red]"
             console.print(f"{service}: checked {report.events_checked} events, {report.sealed} sealed: {state}")
