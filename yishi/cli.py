@@ -7,6 +7,7 @@ import importlib
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -132,6 +133,8 @@ def run(
     base_port: Annotated[int, typer.Option(help="first HTTP port; services take consecutive ports")] = 8001,
     demo: Annotated[bool, typer.Option("--demo", help="once started, tell the demo story (yishi/demo.py)")] = False,
     demo_exit: Annotated[bool, typer.Option("--demo-exit", help="with --demo: stop when the story is told")] = False,
+    wal_archive: Annotated[Optional[Path], typer.Option(help="the embedded database archives its WAL into this "
+                                                        "folder (for yishi backup and yishi restore)")] = None,
 ) -> None:
     """Run the platform: the embedded PostgreSQL and broker (unless YISHI_DATABASE_URL and
     YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. A service
@@ -156,7 +159,7 @@ def run(
     stack = None
     env = dict(os.environ)
     if not (settings.database_url and settings.kafka_bootstrap):
-        stack = EmbeddedStack()
+        stack = EmbeddedStack(archive=wal_archive.resolve() if wal_archive else None)
         with console.status(f"starting embedded PostgreSQL and {describe_broker(stack.kafka)}…"):
             stack.start()
         env["YISHI_DATABASE_URL"] = stack.postgres.url
@@ -260,6 +263,93 @@ def token(
     if unknown:
         raise typer.BadParameter(f"unknown role(s): {', '.join(unknown)}", param_hint="--role")
     print(dev_issuer().mint(subject, district, roles, seats=seats or (), ttl=ttl))
+
+
+@app.command()
+def backup(target: Annotated[Path, typer.Argument(help="a new folder for the base backup")]) -> None:
+    """Take a base backup of the PostgreSQL at YISHI_DATABASE_URL (pg_basebackup) into TARGET.
+    With the WAL archive that server fills (yishi run --wal-archive), `yishi restore` brings
+    the database back to any moment after the backup."""
+    from yishi.backup import BackupError, archive_current_wal, base_backup
+
+    settings = Settings()
+    if not settings.database_url:
+        console.print("[red]error:[/red] set YISHI_DATABASE_URL")
+        raise typer.Exit(2)
+    try:
+        base_backup(settings.database_url, target.resolve())
+        segment = asyncio.run(archive_current_wal(settings.database_url))
+    except BackupError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"base backup in {target}; WAL archived up to segment {segment}")
+
+
+@app.command()
+def restore(
+    backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="a base backup made by yishi backup")],
+    wal_archive: Annotated[Path, typer.Option(help="the WAL archive the backed-up server filled")],
+    to: Annotated[str, typer.Option(help="the target time, ISO 8601 (UTC unless an offset is given)")],
+    into: Annotated[Path, typer.Option(help="a new folder for the restored server (data in INTO/pgdata)")],
+    serve: Annotated[bool, typer.Option(help="keep the restored server running until Ctrl-C")] = True,
+) -> None:
+    """Restore a base backup and replay the WAL archive up to a moment (every transaction
+    committed then and none after), start the embedded PostgreSQL on it and check the hash
+    chains of every service's event store there (exit 1 if one is broken)."""
+    from datetime import datetime
+
+    import asyncpg
+
+    from yishi.backup import BackupError, prepare_restore, wait_recovered
+    from yishi.db import create_pool
+    from yishi.embedded import EmbeddedPostgres
+    from yishi.store import EventStore
+
+    try:
+        target = datetime.fromisoformat(to)
+    except ValueError:
+        raise typer.BadParameter(f"{to!r} is not an ISO 8601 time", param_hint="--to") from None
+    into = into.resolve()
+    into.mkdir(parents=True, exist_ok=True)
+    postgres = EmbeddedPostgres(into)
+    try:
+        prepare_restore(backup_dir.resolve(), wal_archive.resolve(), postgres.pgdata, target,
+                        owner=postgres.system_user)
+    except BackupError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+    async def verify_all() -> dict[str, object]:
+        await wait_recovered(postgres.url)
+        conn = await asyncpg.connect(postgres.url)
+        try:
+            present = [s for s in SERVICES if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{s}.events")]
+        finally:
+            await conn.close()
+        reports = {}
+        for service in present:
+            pool = await create_pool(postgres.url, service)
+            try:
+                reports[service] = await EventStore(pool).verify()
+            finally:
+                await pool.close()
+        return reports
+
+    postgres.start()
+    try:
+        reports = asyncio.run(verify_all())
+        console.print(f"restored to {target.isoformat()}: PostgreSQL at {postgres.url}", soft_wrap=True)
+        for service, report in reports.items():
+            state = "[green]history intact[/green]" if report.ok else f"[red]{report.first.reason}[/red]"
+            console.print(f"{service}: checked {report.events_checked} events, {report.sealed} sealed: {state}")
+        if not all(report.ok for report in reports.values()):
+            raise typer.Exit(1)
+        if serve:
+            console.print("press Ctrl-C to stop")
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        postgres.stop()
 
 
 if __name__ == "__main__":

