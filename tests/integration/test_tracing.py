@@ -5,14 +5,20 @@ Proposals and voting run in-process on one district. ``RequestVote`` over HTTP r
 it as the CloudEvents distributed-tracing extension (``ce_traceparent``), and voting's
 consumer continues that trace: its span is a child of the command's span. Spans are
 read from an in-process exporter; the log lines of a command carry its correlation id
-and trace id.
+and trace id; an OTLP collector gets spans only when its endpoint is configured.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -146,10 +152,60 @@ async def test_a_commands_log_lines_carry_its_correlation_and_trace_ids(services
     try:
         rejected = await command(proposals, "RequestVote", request_vote("vote-2", "nom-unknown"), status=404)
     finally:
-        logging.getLogger().handlers[0].setStream(__import__("sys").stderr)
+        logging.getLogger().handlers[0].setStream(sys.stderr)
     logged = [json.loads(line) for line in lines.getvalue().splitlines() if line.startswith("{")]
     line = next(entry for entry in logged if entry["event"] == "command rejected")
     assert line["correlation_id"] == rejected["correlation_id"]
     span = one(exporter.get_finished_spans(), **{"yishi.correlation_id": line["correlation_id"]})
     assert line["trace_id"] == f"{span.context.trace_id:032x}"
     assert line["span_id"] == f"{span.context.span_id:016x}"
+
+
+OTLP_CHILD = """
+import os, sys
+from opentelemetry import trace
+from yishi import tracing
+recording = tracing.configure("proposals")
+with tracing.tracer.start_as_current_span("probe", kind=trace.SpanKind.SERVER):
+    with tracing.command_span("RequestVote", "corr-1", "gulou"):
+        print(tracing.trace_fields().get("traceparent", "-"))
+if recording:
+    trace.get_tracer_provider().force_flush()
+print(recording, type(trace.get_tracer_provider()).__name__)
+"""
+
+
+async def test_spans_go_to_an_otlp_collector_only_when_an_endpoint_is_configured():
+    """In a process of its own each time (the tracer provider is set once per process)."""
+    posts: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    try:
+        async def child(**otel: str) -> list[str]:
+            done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", OTLP_CHILD], env={**env, **otel},
+                                           capture_output=True, text=True, timeout=60, check=True)
+            return done.stdout.split()
+
+        assert await child() == ["-", "False", "ProxyTracerProvider"]  # off: nothing recorded, no exporter
+        assert not posts
+        traceparent, recording, provider = await child(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
+        assert traceparent.startswith("00-") and (recording, provider) == ("True", "TracerProvider")
+        assert [path for path, _ in posts] == ["/v1/traces"]
+        assert b"yishi-proposals" in posts[0][1] and b"command RequestVote" in posts[0][1]
+        posts.clear()
+        assert (await child(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
+                            OTEL_SDK_DISABLED="true"))[1:] == ["False", "ProxyTracerProvider"]
+        assert not posts
+    finally:
+        server.shutdown()
