@@ -6,7 +6,9 @@ Attributes travel as ``ce_*`` headers, the JSON body is the message value, and t
 message key is the stream (aggregate) id, so one aggregate's events stay ordered.
 
 Extensions (CloudEvents attribute names are lowercase alphanumerics):
-``ce_district``, ``ce_correlationid``, ``ce_causationid``, ``ce_schemaversion``.
+``ce_district``, ``ce_correlationid``, ``ce_causationid``, ``ce_schemaversion``, and the
+distributed-tracing extension ``ce_traceparent`` / ``ce_tracestate`` (W3C Trace Context of
+the command that caused the event; in :attr:`Envelope.extra` when read).
 
 A command also carries its sender's access token in the plain ``authorization`` header
 (``Bearer <JWT>``, as over HTTP); it is not a CloudEvents attribute, is never stored and
@@ -46,6 +48,7 @@ def _rfc3339(when: datetime) -> str:
 def binary_headers(
     *, id: str, source: str, type: str, subject: str, time: str, district: str, correlation_id: str,
     schema_version: int, causation_id: str | None = None, extra: Mapping[str, str] | None = None,
+    traceparent: str | None = None, tracestate: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """The ``ce_*`` headers of a binary-mode CloudEvent; ``time`` is RFC 3339 text.
 
@@ -67,6 +70,10 @@ def binary_headers(
     ]
     if causation_id:
         headers.append(("ce_causationid", causation_id.encode()))
+    if traceparent:
+        headers.append(("ce_traceparent", traceparent.encode()))
+        if tracestate:
+            headers.append(("ce_tracestate", tracestate.encode()))
     if extra:
         headers.extend((f"ce_{k}", v.encode()) for k, v in extra.items())
     return headers

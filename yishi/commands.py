@@ -53,10 +53,12 @@ from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenti
 from yishi.clock import Clock
 from yishi.inbox import Poison
 from yishi.jsonbody import LimitedJSONRoute
+from yishi.logging import bound_correlation
 from yishi.repository import Repository
 from yishi.names import replies_topic
 from yishi.relay import Publication, Translator
 from yishi.store import ConcurrencyError, EventStore, Metadata, NewEvent, RecordedEvent
+from yishi.tracing import command_span
 
 log = structlog.get_logger("yishi.commands")
 
@@ -199,8 +201,13 @@ class CommandBus:
         default ``command_id``) is the caller's idempotency key. A concurrent change to
         the same aggregate is retried (``retries`` times) before answering ``conflict``.
         """
-        identity = CommandIdentity(command.district, principal.subject, registry.type_name(type(command)),
-                                   key or command_id)
+        type_name = registry.type_name(type(command))
+        with command_span(type_name, correlation_id, command.district), bound_correlation(correlation_id):
+            return await self._dispatch(command, type_name, command_id, correlation_id, principal, conn, key)
+
+    async def _dispatch(self, command: Command, type_name: str, command_id: str, correlation_id: str,
+                        principal: Principal, conn: asyncpg.Connection | None, key: str | None) -> Reply:
+        identity = CommandIdentity(command.district, principal.subject, type_name, key or command_id)
         request = Request(command, command_id, correlation_id, fingerprint(command))
         for attempt in range(self.retries + 1):
             try:

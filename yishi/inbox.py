@@ -42,8 +42,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
 from contracts.registry import ContractError
+from yishi import tracing
 from yishi.failures import RetryPolicy, classify, describe, storable
 from yishi.kafka import ensure_topics
+from yishi.logging import bound_correlation
 from yishi.names import dead_letter_topic, topic_district
 
 log = structlog.get_logger("yishi.inbox")
@@ -190,7 +192,11 @@ class EnvelopeConsumer:
         started = time.monotonic()
         self._hold(topic, partition, started)
         try:
-            return await self._attempts(topic, partition, offset, headers, value)
+            # Its span continues the trace of the command that caused it (ce_traceparent), and
+            # every line logged while it is handled names its correlation id.
+            with tracing.consuming(self.name, topic, partition, offset, headers), \
+                    bound_correlation(_header(headers, "ce_correlationid")):
+                return await self._attempts(topic, partition, offset, headers, value)
         finally:
             self._held_since.pop((topic, partition), None)
             HANDLING.labels(self.name).observe(time.monotonic() - started)
@@ -315,3 +321,11 @@ class EnvelopeConsumer:
             fut = await self.producer.send(dlq, value=value, headers=list(headers) + extra)
             await asyncio.wait_for(fut, 30)
         DEAD_LETTERS.labels(self.name, reason_class).inc()
+
+
+def _header(headers: list[tuple[str, bytes]], name: str) -> str | None:
+    """A header's value as text (the first of that name), if the message has one."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return None

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 
 _SECRET_KEY = re.compile(r"token|authori[sz]ation|password|secret|credential", re.IGNORECASE)
@@ -26,11 +29,33 @@ def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def add_trace_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the ``trace_id`` and ``span_id`` of the current span, if any,
+    so a log line can be found from its trace and the other way round."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event.setdefault("trace_id", f"{span_context.trace_id:032x}")
+        event.setdefault("span_id", f"{span_context.span_id:016x}")
+    return event
+
+
+@contextmanager
+def bound_correlation(correlation_id: str | None) -> Iterator[None]:
+    """Every line logged inside (structlog's or the standard library's, in this task and
+    the tasks it starts) carries ``correlation_id``; the binding ends with the block."""
+    if not correlation_id:
+        yield
+        return
+    with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+        yield
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     """Route structlog and the standard library's logging through one renderer on stderr."""
     renderer = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer(colors=False)
     shared = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,

@@ -123,6 +123,7 @@ def passthrough(event: RecordedEvent) -> Publication:
 def to_envelope(event: RecordedEvent, service: str, publication: Publication) -> Envelope:
     """The CloudEvent for a stored event: id = event id, subject = stream id (or the public id)."""
     occurred_at, correlation_id, causation_id = event.envelope_fields()
+    trace_context = zip(("traceparent", "tracestate"), event.trace_context())
     return Envelope(
         id=str(event.event_id),
         source=source(event.district, service),
@@ -134,6 +135,7 @@ def to_envelope(event: RecordedEvent, service: str, publication: Publication) ->
         causation_id=causation_id,
         schema_version=publication.schema_version,
         data=publication.data,
+        extra={name: value for name, value in trace_context if value},
     )
 
 
@@ -141,11 +143,13 @@ def kafka_message(event: RecordedEvent, service: str, publication: Publication) 
     """What :func:`to_envelope` then ``to_kafka`` give, without the round trip through a
     datetime: ``(key, headers, value)``. The relay's hot path."""
     occurred_at, correlation_id, causation_id = event.envelope_fields()
+    traceparent, tracestate = event.trace_context()
     subject = publication.subject or event.stream_id
     headers = binary_headers(
         id=str(event.event_id), source=source(event.district, service), type=publication.type, subject=subject,
         time=rfc3339_text(occurred_at), district=event.district, correlation_id=correlation_id,
         schema_version=publication.schema_version, causation_id=causation_id,
+        traceparent=traceparent, tracestate=tracestate,
     )
     return subject.encode(), headers, publication.data
 

@@ -36,7 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import registry
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
-from yishi import inbox, jobs, problems, relay, store
+from yishi import inbox, jobs, problems, relay, store, tracing
 from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
@@ -184,6 +184,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     if not settings.database_url or not settings.kafka_bootstrap:
         raise ValueError("YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP must be set to run a service")
     configure_logging(settings.log_level, settings.log_json)
+    tracing.configure(spec.name)  # spans are recorded only with an OTLP endpoint (OTEL_* variables)
     kafka_security = security(settings)
     kafka_options = parse_security(kafka_security)  # the same settings for our own aiokafka clients
     broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
@@ -234,7 +235,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     # No redirects for a trailing slash: an id of "/" (sent as %2F) would otherwise be
     # redirected to the list route beside it instead of being answered 404.
     app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan, redirect_slashes=False,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, telemetry=tracing.HTTP_TELEMETRY)
     _serve_docs(app)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

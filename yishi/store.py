@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 
 from yishi.clock import Clock, SystemClock
+from yishi.tracing import trace_fields
 
 GENESIS = bytes(32)
 
@@ -104,7 +105,8 @@ RETURNING position
 
 # In RecordedEvent's field order.
 _COLUMNS = ("position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash, "
-            "metadata->>'occurred_at', metadata->>'correlation_id', metadata->>'causation_id'")
+            "metadata->>'occurred_at', metadata->>'correlation_id', metadata->>'causation_id', "
+            "metadata->>'traceparent', metadata->>'tracestate'")
 
 _READ_LOG = f"""
 SELECT {_COLUMNS} FROM events
@@ -198,6 +200,8 @@ class RecordedEvent:
     occurred_at: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @cached_property
     def metadata(self) -> dict[str, Any]:
@@ -214,6 +218,13 @@ class RecordedEvent:
             return self.occurred_at, self.correlation_id, self.causation_id
         meta = self.metadata
         return meta["occurred_at"], meta["correlation_id"], meta.get("causation_id")
+
+    def trace_context(self) -> tuple[str | None, str | None]:
+        """``(traceparent, tracestate)`` of the command that caused the event, if traced."""
+        if self.occurred_at is not None:
+            return self.traceparent, self.tracestate
+        meta = self.metadata
+        return meta.get("traceparent"), meta.get("tracestate")
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "RecordedEvent":
@@ -311,7 +322,9 @@ class EventStore:
             return []
         if expected_version < 0:
             raise ValueError("expected_version must be >= 0")
-        meta_dict = meta.to_dict(self.clock.now())
+        # The trace of the command (or message) that caused the events, for the relay to
+        # publish later as their ce_traceparent (see yishi.tracing).
+        meta_dict = {**trace_fields(), **meta.to_dict(self.clock.now())}
         meta_json = canonical_metadata(meta_dict).decode()
         versions = list(range(expected_version + 1, expected_version + 1 + len(events)))
         digests = [
