@@ -199,10 +199,10 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                        kafka_options=kafka_options, takeover_grace=settings.relay_takeover_grace_s)
         app.state.watch = watch = Watch(spec.name, broker, relay_, ctx.pool, interval=settings.health_interval_s)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
-                 asyncio.create_task(watch.run(stop), name="watch"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop, ctx.pool, ctx.retry_policy)) for job in ctx.background]
         await broker.start()
+        tasks.append(asyncio.create_task(watch.run(stop), name="watch"))  # its first ping finds the broker started
         log.info("service started", service=spec.name, districts=settings.districts)
         try:
             yield
