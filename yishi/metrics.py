@@ -21,6 +21,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 import asyncpg
+import structlog
 from fastapi import FastAPI
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, Counter, Gauge
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
 
     from yishi.relay import Relay
+
+log = structlog.get_logger("yishi.metrics")
 
 KAFKA_UP = Gauge("yishi_kafka_up", "1 while the Kafka cluster answered this service's last ping, else 0", ["service"])
 DELIVERIES = Counter("yishi_notify_deliveries_total", "Delivery attempts by channel and outcome "
@@ -91,9 +94,12 @@ class Watch:
 
     async def once(self) -> None:
         await self.ping_kafka()
-        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, asyncio.TimeoutError):
+        try:
             await asyncio.wait_for(self.relay.measure_lag(), self.timeout)
             await asyncio.wait_for(self.checkpoints(), self.timeout)
+        except Exception as exc:  # the database away, or a bug: the gauges keep their last values
+            log.warning("measuring relay lag and checkpoints failed; will retry", service=self.service,
+                        error=repr(exc))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
