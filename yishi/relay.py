@@ -42,7 +42,7 @@ import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from contracts.envelope import Envelope, binary_headers, rfc3339_text
 from yishi.kafka import ensure_topics, new_producer, supports_idempotence
@@ -74,6 +74,26 @@ FAILURES = Counter("yishi_relay_failures_total", "Failed publish attempts (retri
 LOST = Counter("yishi_relay_lost_lock_total", "Times the relay stopped publishing: its lock session died "
                "or another relay fenced it", ["service"])
 LAST_POSITION = Gauge("yishi_relay_position", "Log position of the last published event", ["service"])
+LAG_EVENTS = Gauge("yishi_relay_lag_events", "Committed events after the relay's stored cursor: not yet confirmed "
+                   "by the broker (counted up to a million)", ["service"])
+LAG_SECONDS = Gauge("yishi_relay_lag_seconds", "Age of the oldest event after the relay's stored cursor "
+                    "(0 when the relay has caught up)", ["service"])
+PUBLISH_SECONDS = Histogram("yishi_relay_publish_seconds", "Time from sending a batch to the broker until it "
+                            "acknowledged every message of it", ["service"],
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+# The relay's lag: events after its stored cursor (a million at most, so that a long
+# outage does not make the count itself slow) and the recorded-at of the first of them.
+_LAG = """
+WITH cursor AS (
+    SELECT COALESCE((SELECT tx_id FROM relay_position WHERE name = $1), '0'::xid8) AS tx_id,
+           COALESCE((SELECT position FROM relay_position WHERE name = $1), 0) AS position
+)
+SELECT (SELECT count(*) FROM (SELECT 1 FROM events e, cursor c WHERE (e.tx_id, e.position) > (c.tx_id, c.position)
+                              LIMIT 1000000) AS behind) AS events,
+       (SELECT (e.metadata->>'recorded_at')::timestamptz FROM events e, cursor c
+        WHERE (e.tx_id, e.position) > (c.tx_id, c.position) ORDER BY e.tx_id, e.position LIMIT 1) AS oldest
+"""
 
 
 class BrokerLostData(KafkaError):
@@ -203,6 +223,17 @@ class Relay:
             "SELECT tx_id, position FROM relay_position WHERE name = $1", self.name
         )
         return LogCursor(row["tx_id"], row["position"]) if row else LogCursor()
+
+    async def measure_lag(self) -> tuple[int, float]:
+        """(events after the stored cursor, age in seconds of the first of them by the
+        store's clock); sets ``yishi_relay_lag_events`` and ``yishi_relay_lag_seconds``.
+        Any replica can measure: the cursor is in the database."""
+        row = await self.store.pool.fetchrow(_LAG, self.name)
+        events = row["events"]
+        age = max(0.0, (self.store.clock.now() - row["oldest"]).total_seconds()) if row["oldest"] else 0.0
+        LAG_EVENTS.labels(self.service).set(events)
+        LAG_SECONDS.labels(self.service).set(age)
+        return events, age
 
     async def claim(self, conn: asyncpg.Connection | None = None) -> LogCursor:
         """Take the cursor over: bump its epoch, fencing off every relay that claimed it
@@ -356,7 +387,9 @@ class Relay:
             if new_topics:
                 await ensure_topics(self.bootstrap, new_topics, **self.kafka_options)
                 self._topics |= new_topics
-            self._check_offsets(await self._send(producer, outgoing))
+            with PUBLISH_SECONDS.labels(self.service).time():
+                acks = await self._send(producer, outgoing)
+            self._check_offsets(acks)
         PUBLISHED.labels(self.service).inc(len(outgoing))
         await self.flush()
         return events

@@ -46,6 +46,7 @@ from yishi.failures import RetryPolicy, classify
 from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
 from yishi.kafka import new_producer, security
 from yishi.logging import configure_logging
+from yishi.metrics import Watch, broker_middleware, instrument
 from yishi.names import commands_topic, events_topic
 from yishi.relay import Relay, Translator, passthrough
 from yishi.settings import Settings
@@ -188,7 +189,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     kafka_security = security(settings)
     kafka_options = parse_security(kafka_security)  # the same settings for our own aiokafka clients
     broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
-                         security=kafka_security,
+                         security=kafka_security, middlewares=[broker_middleware(spec.name)],
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     clock = clock or SystemClock()
     verifier = TokenVerifier(settings)
@@ -215,10 +216,12 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         relay_ = Relay(ctx.store, settings.kafka_bootstrap, spec.name, with_replies(spec.translate, spec.name),
                        batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
                        kafka_options=kafka_options, takeover_grace=settings.relay_takeover_grace_s)
+        app.state.watch = watch = Watch(spec.name, broker, relay_, ctx.pool, interval=settings.health_interval_s)
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop, ctx.pool, ctx.retry_policy)) for job in ctx.background]
         await broker.start()
+        tasks.append(asyncio.create_task(watch.run(stop), name="watch"))  # its first ping finds the broker started
         log.info("service started", service=spec.name, districts=settings.districts)
         try:
             yield
@@ -238,6 +241,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                   docs_url=None, redoc_url=None, telemetry=tracing.HTTP_TELEMETRY)
     _serve_docs(app)
     problems.install(app)
+    instrument(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.ctx = ctx
     app.state.verifier = verifier
@@ -255,11 +259,23 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         checks = {"database": False, "broker": False}
         with contextlib.suppress(Exception):
             checks["database"] = await asyncio.wait_for(ctx.pool.fetchval("SELECT true"), 2)
-        with contextlib.suppress(Exception):
-            checks["broker"] = await broker.ping(timeout=2)
+        checks["broker"] = await app.state.watch.ping_kafka()
         ready = checks["database"]
         response.status_code = 200 if ready else 503
         return {"status": "ready" if ready else "not ready", "checks": checks}
+
+    @app.get("/healthz/kafka", tags=["ops"])
+    async def kafka_health(response: Response) -> dict[str, Any]:
+        """The Kafka signal, apart from readiness: 200 while the cluster answers, else 503
+        (also ``yishi_kafka_up``). No probe of the pod uses it: a Kafka outage must not take
+        the API down; it is for monitoring, and it tells how far the relay is behind."""
+        up = await app.state.watch.ping_kafka()
+        lag = {}
+        with contextlib.suppress(Exception):
+            events, seconds = await asyncio.wait_for(app.state.watch.relay.measure_lag(), 2)
+            lag = {"events": events, "seconds": seconds}
+        response.status_code = 200 if up else 503
+        return {"status": "ok" if up else "unreachable", "relay_lag": lag}
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:

@@ -25,6 +25,7 @@ from services.notify.channels import Message, RateLimiter, SendFailed
 from services.notify.consumers import local_time
 from services.notify.domain import Backoff, Delivery, DeliveryStatus, source_notification_id
 from yishi.commands import Rejected
+from yishi.metrics import DELIVERIES, TIMERS_FIRED
 from yishi.repository import Repository
 from yishi.store import ConcurrencyError
 
@@ -63,6 +64,7 @@ class DeliveryWorker:
             outcome = await self._send(delivery)
             attempts += 1
             done = self.notifier.clock.now()
+            DELIVERIES.labels(delivery.channel, "delivered" if outcome is None else outcome.reason.value).inc()
             if outcome is None:
                 await self._change(delivery.id, lambda d: d.succeed(attempt, done))
             else:
@@ -143,4 +145,5 @@ class VoteReminder:
                         meta=self.notifier.meta(row["district"], f"timer-{timer}", None), expires_at=row["closes_at"])
                 await conn.execute("UPDATE votes SET reminded = true WHERE district = $1 AND vote_id = $2",
                                    row["district"], row["vote_id"])
+            TIMERS_FIRED.labels("notify.vote-reminder").inc()
         return created

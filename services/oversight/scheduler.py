@@ -24,6 +24,7 @@ from contracts.common import Role
 from yishi.clock import Clock
 from yishi.failures import RetryPolicy
 from yishi.jobs import JobItems, every
+from yishi.metrics import TIMERS_FIRED
 from yishi.repository import Repository
 from yishi.store import ConcurrencyError, Metadata
 
@@ -68,6 +69,7 @@ async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: 
     for row in rows:
         fire = functools.partial(_fire, repository, pool, row, now, day)
         fired += await items.run(f"{row['district']}/{row['task_id']}", fire) or 0
+    TIMERS_FIRED.labels("oversight.reminder").inc(fired)
     return fired
 
 

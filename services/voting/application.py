@@ -16,6 +16,7 @@ from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext, Rejected
 from yishi.failures import RetryPolicy
 from yishi.jobs import JobItems, every
+from yishi.metrics import TIMERS_FIRED
 from yishi.repository import AggregateNotFound, Repository
 from yishi.store import EventStore
 from services.voting import projections
@@ -149,6 +150,7 @@ async def close_due_votes(bus: CommandBus, clock: Clock, items: JobItems | None 
             bus.dispatch, CloseVote(district=row["district"], actor=SYSTEM, vote_id=row["vote_id"]),
             command_id=f"timer:{uuid.uuid4()}", correlation_id=f"timer-{row['vote_id']}-close", principal=PLATFORM))
         closed += isinstance(reply, CommandAccepted)
+    TIMERS_FIRED.labels("voting.close").inc(closed)
     return closed
 
 

@@ -144,7 +144,7 @@ READS: dict[str, dict[str, Read]] = {
         "/{district}/deliveries": many(recipient_id="subscriber_id"),
     },
 }
-OPS = frozenset({"/healthz", "/readyz"})
+OPS = frozenset({"/healthz", "/readyz", "/healthz/kafka"})
 """Unauthenticated probes: no district, no data."""
 WITHOUT_DISTRICT: dict[str, frozenset[str]] = {"proposals": frozenset({"/admin/read-models/rebuild"})}
 """Routes with no district in their path, each covered by a test of its own."""
