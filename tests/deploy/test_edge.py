@@ -19,7 +19,7 @@ import pytest
 from tests.deploy.manifests import OVERLAYS, SERVICES, TREES, Obj, rendered
 from tests.deploy.test_policies import of_kind, one, settings
 
-OPERATIONS = ("/metrics", "/healthz", "/readyz")
+OPERATIONS = ("/metrics", "/healthz", "/healthz/kafka", "/readyz")
 DOCS = ("/docs", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/openapi.json")
 
 
