@@ -176,7 +176,7 @@ def test_network_policies_allow_only_http_in_and_kafka_postgres_dns_out(tree):
         }
 
     # Only notify reaches outside the cluster, and not private ranges or cloud metadata.
-    extra = {n: p for n, p in policies.items() if n not in {f"yishi-{s}" for s in SERVICES}}
+    extra = {n: p for n, p in policies.items() if n not in {f"yishi-{s}" for s in SERVICES} | {"yishi-migrations"}}
     assert set(extra) == {"yishi-notify-external"}
     spec = extra["yishi-notify-external"]["spec"]
     assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "yishi-notify"}
