@@ -26,12 +26,12 @@ from bench import store as store_bench
 from bench._common import drop_schema, emit, fresh_schema, payloads, say, servers
 from contracts.common import Actor, CommandAccepted, Role
 from contracts.voting import BallotChoice, CastBallot, OpenVote
-from services.voting import projections
 from services.voting.application import create_bus
+from yishi import migrations
 from yishi import store as ys
 from yishi.auth import Principal
 from yishi.clock import SystemClock
-from yishi.db import create_pool, install
+from yishi.db import create_pool
 
 DISTRICT = "bench"
 CHOICES = list(BallotChoice)
@@ -55,9 +55,9 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 async def bench_ballots(dsn: str, schema: str, args) -> dict:
     """Cast ``args.electors`` ballots on one vote, ``args.concurrency`` at a time."""
+    await migrations.upgrade(dsn, schema, migrations.locations("voting"))
     pool = await create_pool(dsn, schema, min_size=args.connections, max_size=args.connections)
     try:
-        await install(pool, *ys.DDL, *projections.DDL)
         clock = SystemClock()
         bus = create_bus(ys.EventStore(pool, clock), clock)
         opened = await bus.dispatch(_open(args.electors, args.secret, clock), command_id="open", correlation_id="o",

@@ -281,9 +281,10 @@ async def delete_topics(bootstrap: str, options: dict, topics: list[str]) -> Non
 
 
 async def main(args) -> None:
+    from yishi import migrations
     from yishi import relay as yr
     from yishi import store as ys
-    from yishi.db import create_pool, install
+    from yishi.db import create_pool
     from yishi.kafka import ensure_topics
     from yishi.names import events_topic
 
@@ -310,9 +311,9 @@ async def main(args) -> None:
             tag = uuid.uuid4().hex[:6]
             district = f"bench{tag}"
             schema = fresh_schema("bench_relay")
+            await migrations.upgrade(srv.database_url, schema, migrations.locations())
             pool = await create_pool(srv.database_url, schema, min_size=2, max_size=8)
             try:
-                await install(pool, *ys.DDL, *yr.DDL)
                 store = ys.EventStore(pool)
                 label = f"round {r + 1}/{args.rounds}" if counted else "warm-up round (not counted)"
                 say(f"{label}: appending {n:,} events ({n // (2 * args.per_append):,} streams) "
@@ -361,9 +362,9 @@ async def main(args) -> None:
         if args.steady_seconds > 0:
             district = f"bench{uuid.uuid4().hex[:6]}"
             schema = fresh_schema("bench_relay")
+            await migrations.upgrade(srv.database_url, schema, migrations.locations())
             pool = await create_pool(srv.database_url, schema, min_size=2, max_size=16)
             try:
-                await install(pool, *ys.DDL, *yr.DDL)
                 latency = await steady(ys.EventStore(pool), srv.kafka_bootstrap, "proposals", district, states,
                                        rate=args.steady_rate, seconds=args.steady_seconds,
                                        per_append=args.steady_per_append, options=options)

@@ -113,12 +113,13 @@ async def _run_async_writers(
 
 
 async def bench_project(dsn: str, schema: str, args, states: list[bytes]) -> Measurement:
+    from yishi import migrations
     from yishi import store as ys
-    from yishi.db import create_pool, install
+    from yishi.db import create_pool
 
+    await migrations.upgrade(dsn, schema, migrations.locations())
     pool = await create_pool(dsn, schema, min_size=args.writers, max_size=args.writers)
     try:
-        await install(pool, *ys.DDL)
         es = ys.EventStore(pool)
 
         async def writer(w: int, window: Window) -> None:

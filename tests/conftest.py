@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from yishi.db import create_pool, install
+from yishi import migrations
+from yishi.db import create_pool
 from yishi.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedStack, kafka_engine, kafka_version
 
 
@@ -65,13 +66,9 @@ def schema_name() -> str:
 
 @pytest.fixture
 async def pool(servers: Servers, schema_name: str):
-    """A pool on a fresh schema with the event store, relay and inbox tables installed."""
-    from yishi.inbox import DDL as INBOX_DDL
-    from yishi.relay import DDL as RELAY_DDL
-    from yishi.store import DDL as STORE_DDL
-
+    """A pool on a fresh schema migrated to the platform's tables (event store, relay, inbox…)."""
+    await migrations.upgrade(servers.database_url, schema_name, migrations.locations())
     p = await create_pool(servers.database_url, schema_name, max_size=20)
-    await install(p, *STORE_DDL, *RELAY_DDL, *INBOX_DDL)
     try:
         yield p
     finally:

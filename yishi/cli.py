@@ -51,14 +51,22 @@ def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversi
     """Run one service (HTTP, consumers, relay) with settings from YISHI_* variables."""
     import uvicorn
 
+    from yishi import migrations
     from yishi.runtime import create_app
 
     settings = Settings(service=service)
     try:
-        asgi = create_app(load_spec(service), settings)
+        spec = load_spec(service)
+        asgi = create_app(spec, settings)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    try:  # the app checks too; here it is one line instead of the lifespan's traceback
+        asyncio.run(migrations.check_database(settings.database_url, settings.db_schema or service,
+                                              migrations.locations(service, spec.migrations), service))
+    except migrations.SchemaOutOfDate as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
     uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None,
                 timeout_graceful_shutdown=10)
 
@@ -66,11 +74,12 @@ def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversi
 @app.command("relay")
 def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish")]) -> None:
     """Run only the outbox relay of a service (the service process runs one too)."""
+    from yishi import migrations
     from yishi import relay as relay_mod
-    from yishi.db import create_pool, install
+    from yishi.db import create_pool
     from yishi.kafka import client_options
     from yishi.logging import configure_logging
-    from yishi.store import DDL, EventStore
+    from yishi.store import EventStore
 
     settings = Settings(service=service)
     check_service(service)
@@ -80,8 +89,9 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
     configure_logging(settings.log_level, settings.log_json)
 
     async def main() -> None:
-        pool = await create_pool(settings.database_url, settings.db_schema or service)
-        await install(pool, *DDL, *relay_mod.DDL)
+        schema = settings.db_schema or service
+        pool = await create_pool(settings.database_url, schema)
+        await migrations.check(pool, schema, migrations.locations(), service)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -95,7 +105,28 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
         finally:
             await pool.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except migrations.SchemaOutOfDate as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def migrate(service: Annotated[str, typer.Argument(help="whose schema to migrate")]) -> None:
+    """Upgrade a service's schema to this release (its versioned migrations, with Alembic):
+    once per release, before its pods start (the Kubernetes Job; `yishi run` does it locally)."""
+    from yishi import migrations
+
+    settings = Settings(service=service)
+    check_service(service)
+    if not settings.database_url:
+        console.print("[red]error:[/red] set YISHI_DATABASE_URL")
+        raise typer.Exit(2)
+    schema = settings.db_schema or service
+    applied = asyncio.run(migrations.upgrade(settings.database_url, schema, migrations.locations(service)))
+    console.print(f"{schema}: applied {', '.join(applied)}" if applied else f"{schema}: up to date",
+                  soft_wrap=True)
 
 
 @app.command()
@@ -142,6 +173,7 @@ def run(
     failing at start (exit 1). Ports already in use are refused before anything starts.
     With --demo a deliberation is then driven through the public APIs (exit 1 if a step fails)."""
     from yishi import demo as demo_story
+    from yishi import migrations
     from yishi.auth import dev_issuer
     from yishi.embedded import EmbeddedStack, describe_broker
     from yishi.supervisor import GaveUp, PortTaken, Supervisor, check_ports_free
@@ -190,6 +222,9 @@ def run(
     supervisor = Supervisor(ports, {**env, "YISHI_LOG_JSON": "false"},
                             say=lambda line: console.print(line, soft_wrap=True))
     try:
+        with console.status("migrating the schemas…"):
+            for name in names:  # what the Kubernetes Jobs do once per release
+                asyncio.run(migrations.upgrade(env["YISHI_DATABASE_URL"], name, migrations.locations(name)))
         supervisor.start()
         with console.status(f"starting {', '.join(names) or 'no services'}…") as status:
             deadline = time.monotonic() + 120

@@ -6,10 +6,6 @@ import asyncpg
 
 from yishi.names import check_service
 
-# One advisory lock key for schema installation, so services starting together
-# do not race on CREATE TABLE IF NOT EXISTS.
-_DDL_LOCK = 0x7969736869  # "yishi"
-
 
 async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections use ``schema`` first on their search path.
@@ -50,10 +46,3 @@ async def service_pool(dsn: str, service: str, **kwargs: int) -> asyncpg.Pool:
     """The pool of one of the four services (schema = service name)."""
     return await create_pool(dsn, check_service(service), **kwargs)
 
-
-async def install(pool: asyncpg.Pool, *ddl: str) -> None:
-    """Run DDL statements (idempotent ``IF NOT EXISTS`` forms) under an advisory lock."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
-        for statement in ddl:
-            await conn.execute(statement)

@@ -50,30 +50,7 @@ from yishi.names import dead_letter_topic, topic_district
 
 log = structlog.get_logger("yishi.inbox")
 
-DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS inbox (
-        consumer      text NOT NULL,
-        source        text NOT NULL,
-        message_id    text NOT NULL,
-        processed_at  timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (consumer, source, message_id)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS dead_letters (
-        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        consumer    text NOT NULL,
-        topic       text NOT NULL,
-        partition   integer NOT NULL,
-        "offset"    bigint NOT NULL,
-        reason      text NOT NULL,
-        headers     jsonb NOT NULL,
-        value       bytea,
-        recorded_at timestamptz NOT NULL DEFAULT now()
-    )
-    """,
-)
+# Tables inbox and dead_letters: yishi/migrations/versions.
 
 PROCESSED = Counter("yishi_consumer_processed_total", "Messages processed", ["consumer"])
 DUPLICATES = Counter("yishi_consumer_duplicates_total", "Redelivered messages ignored", ["consumer"])

@@ -32,18 +32,7 @@ log = structlog.get_logger("yishi.jobs")
 
 T = TypeVar("T")
 
-DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS failed_jobs (
-        job        text NOT NULL,
-        item       text NOT NULL,
-        attempts   integer NOT NULL,
-        reason     text NOT NULL,
-        failed_at  timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (job, item)
-    )
-    """,
-)
+# Table failed_jobs: yishi/migrations/versions.
 
 STEP_FAILURES = Counter("yishi_job_failures_total", "Failed steps of a background job", ["job", "class"])
 ITEM_FAILURES = Counter("yishi_job_item_failures_total", "Items whose work failed deterministically", ["job"])

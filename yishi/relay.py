@@ -55,18 +55,7 @@ _PARTITIONER = DefaultPartitioner()
 # one relay per schema and name.
 _LOCK_KEY = "hashtext('yishi.relay.' || current_schema() || '.' || $1)"
 
-DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS relay_position (
-        name        text PRIMARY KEY,
-        tx_id       xid8 NOT NULL,
-        position    bigint NOT NULL,
-        updated_at  timestamptz NOT NULL DEFAULT now(),
-        epoch       bigint NOT NULL DEFAULT 0
-    )
-    """,
-    "ALTER TABLE relay_position ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0",
-)
+# Table relay_position: yishi/migrations/versions.
 
 PUBLISHED = Counter("yishi_relay_published_total", "Events published by the relay", ["service"])
 SKIPPED = Counter("yishi_relay_skipped_total", "Private events the relay did not publish", ["service"])

@@ -2,9 +2,10 @@
 process, with the service's pool, event store, relay and sealer, built by one factory.
 
 A service describes itself with a :class:`ServiceSpec`; :func:`create_app` turns it
-into an ASGI app whose lifespan opens the pool, installs tables, starts the broker
-(subscribers), the relay and the sealer, and stops them in reverse order on
-shutdown. Nothing is created at import time.
+into an ASGI app whose lifespan opens the pool, checks that the schema is migrated
+(:mod:`yishi.migrations`; no DDL at start), starts the broker (subscribers), the relay
+and the sealer, and stops them in reverse order on shutdown. Nothing is created at
+import time.
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import registry
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
-from yishi import inbox, jobs, problems, relay, store, tracing
-from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, load_signing_key
+from yishi import migrations, problems, tracing
+from yishi.audit.checkpoints import Checkpointer, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
 from yishi.commands import CommandBus, with_replies
-from yishi.db import create_pool, install
+from yishi.db import create_pool
 from yishi.failures import RetryPolicy, classify
 from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
 from yishi.kafka import new_producer, security
@@ -172,10 +173,11 @@ class ServiceContext:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """A service: its name, its own tables, how its events are published and its wiring."""
+    """A service: its name, its own migrations, how its events are published and its wiring."""
 
     name: str
-    ddl: Sequence[str] = ()
+    migrations: Path | None = None
+    """The version folder of its own tables (default ``services/NAME/migrations``)."""
     translate: Translator = passthrough
     wire: Callable[[ServiceContext], None] = lambda ctx: None
 
@@ -201,7 +203,13 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     async def lifespan(app: FastAPI):
         ctx.store.pool = await create_pool(settings.database_url, settings.db_schema or spec.name,
                                            min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        await install(ctx.pool, *store.DDL, *relay.DDL, *inbox.DDL, *jobs.DDL, *CHECKPOINTS_DDL, *spec.ddl)
+        try:
+            await migrations.check(ctx.pool, settings.db_schema or spec.name,
+                                   migrations.locations(spec.name, spec.migrations), spec.name)
+        except migrations.SchemaOutOfDate as exc:
+            log.error("schema not migrated", service=spec.name, error=str(exc))
+            await ctx.pool.close()
+            raise
         checkpointer = Checkpointer(spec.name, load_signing_key(spec.name, settings.signing_key_file),
                                     interval=settings.checkpoint_interval_s, clock=clock)
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)

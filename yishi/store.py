@@ -38,40 +38,7 @@ from yishi.tracing import trace_fields
 
 GENESIS = bytes(32)
 
-DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS events (
-        position   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        tx_id      xid8 NOT NULL DEFAULT pg_current_xact_id(),
-        stream_id  text NOT NULL,
-        version    integer NOT NULL CHECK (version > 0),
-        event_id   uuid NOT NULL UNIQUE,
-        district   text NOT NULL,
-        topic      text NOT NULL,
-        state      bytea NOT NULL,
-        metadata   jsonb NOT NULL,
-        hash       bytea NOT NULL,
-        UNIQUE (stream_id, version)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS events_log_order ON events (tx_id, position)",
-    """
-    CREATE TABLE IF NOT EXISTS snapshots (
-        stream_id  text PRIMARY KEY,
-        version    integer NOT NULL,
-        topic      text NOT NULL,
-        state      bytea NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS log_chain (
-        seq        bigint PRIMARY KEY,
-        position   bigint NOT NULL UNIQUE,
-        tx_id      xid8 NOT NULL,
-        chain      bytea NOT NULL
-    )
-    """,
-)
+# Tables: yishi/migrations/versions (the platform's migrations).
 
 _APPEND = """
 WITH RECURSIVE

@@ -10,7 +10,6 @@ from datetime import timedelta
 import asyncpg
 import httpx
 
-from services.notify import projections
 from services.notify.api import build_router
 from services.notify.application import Notifier, build_bus
 from services.notify.channels import RateLimiter, build_senders
@@ -64,5 +63,5 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
         ctx.background.append(every(settings.worker_interval_s, lambda: reminder.run_once(ctx.pool), "notify.vote-reminder",
                                     ctx.retry_policy))
 
-    return ServiceSpec(name="notify", ddl=projections.DDL,
-                       translate=make_translator(Repository(EventStore(None)).to_domain_event), wire=wire)
+    return ServiceSpec(name="notify", translate=make_translator(Repository(EventStore(None)).to_domain_event),
+                       wire=wire)

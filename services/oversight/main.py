@@ -6,7 +6,7 @@ from __future__ import annotations
 from yishi.repository import Repository
 from yishi.runtime import ServiceContext, ServiceSpec
 
-from services.oversight import api, projections
+from services.oversight import api
 from services.oversight.application import build_bus
 from services.oversight.consumers import wire_consumers
 from services.oversight.scheduler import reminder_job
@@ -28,4 +28,4 @@ def spec(reminder_interval: float = 1.0, settings: OversightSettings | None = No
         ctx.background.append(reminder_job(repository, ctx.clock, reminder_interval, settings.policy_day,
                                            ctx.retry_policy))
 
-    return ServiceSpec(name="oversight", ddl=projections.DDL, translate=translator(), wire=wire)
+    return ServiceSpec(name="oversight", translate=translator(), wire=wire)

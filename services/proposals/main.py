@@ -3,7 +3,7 @@ proposals`` and the tests start."""
 
 from __future__ import annotations
 
-from services.proposals import api, consumers, projections
+from services.proposals import api, consumers
 from services.proposals.application import build_bus
 from services.proposals.translator import translate
 from yishi.repository import Repository
@@ -21,4 +21,4 @@ def wire(ctx: ServiceContext) -> None:
 
 def spec() -> ServiceSpec:
     """The proposals service."""
-    return ServiceSpec(name="proposals", ddl=projections.DDL, translate=translate, wire=wire)
+    return ServiceSpec(name="proposals", translate=translate, wire=wire)

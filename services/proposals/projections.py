@@ -39,20 +39,7 @@ from services.proposals.domain import (
 from yishi.repository import Repository
 from yishi.store import RecordedEvent
 
-DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS read_models (
-        kind        text NOT NULL,
-        district    text NOT NULL,
-        id          text NOT NULL,
-        council_id  text,
-        status      text,
-        doc         jsonb NOT NULL,
-        PRIMARY KEY (kind, district, id)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS read_models_by_council ON read_models (kind, district, council_id, status)",
-)
+# Tables: services/proposals/migrations (Alembic branch proposals).
 
 
 class View(BaseModel):

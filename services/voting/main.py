@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from yishi.runtime import ServiceContext, ServiceSpec
-from services.voting import api, projections
+from services.voting import api
 from services.voting.application import closing_timer, create_bus
 from services.voting.consumers import on_vote_requested
 from services.voting.translator import translate
@@ -20,4 +20,4 @@ def wire(ctx: ServiceContext) -> None:
 
 def spec() -> ServiceSpec:
     """The voting service."""
-    return ServiceSpec(name="voting", ddl=projections.DDL, translate=translate, wire=wire)
+    return ServiceSpec(name="voting", translate=translate, wire=wire)

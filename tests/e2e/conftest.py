@@ -24,6 +24,7 @@ import pytest
 
 from tests.support.auth import auth_env
 from tests.support.service import new_district
+from yishi import migrations
 from yishi.demo import WebhookInbox
 from yishi.names import SERVICES
 
@@ -97,6 +98,7 @@ async def platform(servers, tmp_path_factory) -> AsyncIterator[Platform]:
                        "YISHI_LOG_JSON": "false", "YISHI_LOG_LEVEL": "INFO", "YISHI_RELAY_IDLE_WAIT_S": "0.01",
                        "YISHI_OVERSIGHT_POLICY_DAY_S": str(POLICY_DAY_S), "YISHI_NOTIFY_WEBHOOK_SECRET": secret,
                        "YISHI_NOTIFY_WORKER_INTERVAL_S": "0.1", **auth_env()}
+                await migrations.upgrade(env["YISHI_DATABASE_URL"], name, migrations.locations(name))
                 with open(logs / name, "w") as log:
                     procs[name] = subprocess.Popen([sys.executable, "-m", "yishi.cli", "serve", name], env=env,
                                                    stdout=log, stderr=subprocess.STDOUT)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import asyncpg
 import psutil
 
 from tests.integration.test_store import events, meta
@@ -57,3 +58,26 @@ async def test_verify_command_reports_tampering(pool, servers, schema_name):
                          text=True, timeout=60)
     assert bad.returncode == 1
     assert f"position {pos}" in bad.stderr
+
+
+async def test_serve_refuses_an_unmigrated_schema_and_migrate_upgrades_it_once(servers, schema_name):
+    env = {**os.environ, "YISHI_DATABASE_URL": servers.database_url, "YISHI_DB_SCHEMA": schema_name}
+    try:
+        refused = subprocess.run([sys.executable, "-m", "yishi.cli", "serve", "voting"], capture_output=True,
+                                 text=True, timeout=60, env={**env, "YISHI_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+                                                             "YISHI_AUTH_ISSUER": "http://127.0.0.1:9/unused"})
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == (f"error: schema '{schema_name}' lacks migrations voting_0001, voting_0002, "
+                                          "yishi_0001, yishi_0002 (it has none): run `yishi migrate voting` first")
+        runs = [subprocess.run([sys.executable, "-m", "yishi.cli", "migrate", "voting"], env=env,
+                               capture_output=True, text=True, timeout=60) for _ in range(2)]
+        assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+        applied = runs[0].stderr.split(f"{schema_name}: applied ", 1)[1].split()
+        assert sorted(r.strip(",") for r in applied) == ["voting_0001", "voting_0002", "yishi_0001", "yishi_0002"]
+        assert f"{schema_name}: up to date" in runs[1].stderr
+    finally:
+        conn = await asyncpg.connect(servers.database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
+        finally:
+            await conn.close()

@@ -16,11 +16,12 @@ import asyncpg
 import pytest
 
 from tests.integration.test_store import events, meta
+from yishi import migrations
 from yishi.backup import (BackupError, archive_current_wal, base_backup, consistent_after, prepare_restore,
                           wait_recovered)
-from yishi.db import create_pool, install
+from yishi.db import create_pool
 from yishi.embedded import EmbeddedPostgres, _runtime_root
-from yishi.store import DDL, EventStore
+from yishi.store import EventStore
 
 SERVICE = "proposals"
 
@@ -59,8 +60,8 @@ async def test_restore_to_a_point_in_time_keeps_exactly_the_events_before_it(wor
     origin.start()
     restored = None
     try:
+        await migrations.upgrade(origin.url, SERVICE, migrations.locations())
         pool = await create_pool(origin.url, SERVICE)
-        await install(pool, *DDL)
         store = EventStore(pool)
         before = await write(store, "before-backup", 5)
         assert await store.seal() == 5
@@ -111,8 +112,8 @@ async def test_yishi_backup_and_restore_commands(workdir):
     origin = EmbeddedPostgres(workdir / "origin", archive=archive)
     origin.start()
     try:
+        await migrations.upgrade(origin.url, SERVICE, migrations.locations())
         pool = await create_pool(origin.url, SERVICE)
-        await install(pool, *DDL)
         store = EventStore(pool)
         await write(store, "before-backup", 2)
         taken = yishi("backup", str(workdir / "base"), url=origin.url)

@@ -18,8 +18,10 @@ import pytest
 
 from contracts.envelope import Envelope
 from tests.integration.test_relay import wait_until
+from tests.support import echo_service
 from tests.support.auth import auth_env
 from tests.support.kafka import read_records
+from yishi import migrations
 from yishi.embedded import free_port
 from yishi.inbox import Inbox
 from yishi.kafka import ensure_topics, new_producer
@@ -71,6 +73,8 @@ class EchoProcess:
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> None:
+        await migrations.upgrade(self.env["YISHI_DATABASE_URL"], self.env["YISHI_DB_SCHEMA"],
+                                 migrations.locations(own=echo_service.MIGRATIONS))
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.echo_service"], env=self.env)
 
         async def ready() -> bool:

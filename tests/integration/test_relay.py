@@ -180,17 +180,17 @@ async def test_broker_killed_and_restarted_relay_recovers_by_itself(pool, embedd
 
 async def test_relays_of_services_sharing_a_database_run_side_by_side(servers):
     """The embedded stack keeps every service in one database: each relay must still run."""
-    from yishi.db import create_pool, install
-    from yishi.relay import DDL as RELAY_DDL
-    from yishi.store import DDL as STORE_DDL
+    from yishi import migrations
+    from yishi.db import create_pool
 
     stop = asyncio.Event()
     pools, tasks, relays = [], [], []
     try:
         for n in range(2):
-            pool = await create_pool(servers.database_url, f"t_side_{uuid.uuid4().hex[:8]}")
+            schema = f"t_side_{uuid.uuid4().hex[:8]}"
+            await migrations.upgrade(servers.database_url, schema, migrations.locations())
+            pool = await create_pool(servers.database_url, schema)
             pools.append(pool)
-            await install(pool, *STORE_DDL, *RELAY_DDL)
             store = EventStore(pool)
             await store.append("s", 0, numbered(n, 1, 3), meta("dside"))
             relay = Relay(store, servers.kafka_bootstrap, "notify", idle_wait=0.01)

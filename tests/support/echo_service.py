@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from yishi.names import events_topic
 from yishi.runtime import ServiceContext, ServiceSpec
 from yishi.store import Metadata, NewEvent
 
-DDL = ("CREATE TABLE IF NOT EXISTS effects (message_id text NOT NULL, body bytea NOT NULL)",)
+MIGRATIONS = Path(__file__).resolve().parent / "echo_migrations"
+"""Its table ``effects`` (migrate the schema before starting it)."""
 
 
 def wire(ctx: ServiceContext) -> None:
@@ -35,7 +37,7 @@ def wire(ctx: ServiceContext) -> None:
 
 
 def spec() -> ServiceSpec:
-    return ServiceSpec(name="notify", ddl=DDL, wire=wire)
+    return ServiceSpec(name="notify", migrations=MIGRATIONS, wire=wire)
 
 
 def _crash_on_commit_after_effect() -> None:

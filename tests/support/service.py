@@ -1,4 +1,4 @@
-"""Run a service in-process for tests: its real lifespan (pool, tables, broker, relay),
+"""Run a service in-process for tests: its schema migrated, its real lifespan (pool, broker, relay),
 an HTTP client bound to it, and its own schema and district so tests never meet."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.support.auth import acting, auth_settings
+from yishi import migrations
 from yishi.clock import Clock, ManualClock
 from yishi.runtime import ServiceContext, ServiceSpec, create_app
 from yishi.settings import Settings
@@ -48,6 +49,8 @@ async def running(spec: ServiceSpec, servers, *, schema: str | None = None, dist
                          "consumer_group_prefix": f"g{uuid.uuid4().hex[:8]}", "log_json": False,
                          "log_level": "WARNING", "relay_idle_wait_s": 0.01, "districts": [district],
                          **auth_settings(), **settings})
+    await migrations.upgrade(config.database_url, config.db_schema,
+                             migrations.locations(spec.name, spec.migrations))
     app = create_app(spec, config, clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

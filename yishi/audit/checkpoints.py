@@ -34,18 +34,7 @@ from yishi.clock import Clock, SystemClock
 
 log = structlog.get_logger("yishi.audit.checkpoints")
 
-DDL = (
-    """
-    CREATE TABLE IF NOT EXISTS checkpoints (
-        seq         bigint PRIMARY KEY,
-        position    bigint NOT NULL,
-        chain       bytea NOT NULL,
-        signed_at   timestamptz NOT NULL,
-        public_key  bytea NOT NULL,
-        signature   bytea NOT NULL
-    )
-    """,
-)
+# Table checkpoints: yishi/migrations/versions.
 
 _DOMAIN = b"yishi-checkpoint-v1"
 

@@ -10,9 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.integration.test_store import events, meta
-from yishi.audit.checkpoints import DDL, Checkpointer, public_bytes
+from yishi.audit.checkpoints import Checkpointer, public_bytes
 from yishi.audit.verify import canonical_metadata, verify_store
-from yishi.db import install
 from yishi.store import GENESIS, EventStore, chain_hash, event_digest
 
 KEY = Ed25519PrivateKey.generate()
@@ -21,7 +20,6 @@ KEY = Ed25519PrivateKey.generate()
 @pytest.fixture
 async def store(pool):
     """Five streams of four events, sealed and signed at the head, then two more events."""
-    await install(pool, *DDL)
     store = EventStore(pool)
     for s in range(5):
         await store.append(f"stream-{s}", 0, events(4, f"s{s}"), meta())

@@ -1,0 +1,1 @@
+"""The notify service's schema migrations (Alembic branch ``notify``), see :mod:`yishi.migrations`."""

@@ -1,0 +1,1 @@
+"""The oversight service's schema migrations (Alembic branch ``oversight``), see :mod:`yishi.migrations`."""

@@ -1,0 +1,1 @@
+"""The proposals service's schema migrations (Alembic branch ``proposals``), see :mod:`yishi.migrations`."""
