@@ -391,7 +391,12 @@ def kafka_engine() -> str:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random cluster id as Kafka writes them: URL-safe base64 of 16 bytes, never starting
+    with ``-`` (``kafka-storage format -t`` would read it as an option, as Kafka's own
+    ``Uuid.randomUuid`` avoids)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
 
 
 class EmbeddedApacheKafka(_Child):

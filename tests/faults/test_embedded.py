@@ -113,3 +113,11 @@ def test_root_starts_the_stack_from_a_checkout_only_root_may_enter(tmp):
         assert stat.S_IMODE(private.stat().st_mode) == 0o700, "the stack opened up the private folder"
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash():
+    # One in 64 random ids did, and `kafka-storage format -t -…` then failed the start.
+    from yishi.embedded import _cluster_id
+
+    ids = [_cluster_id() for _ in range(3000)]
+    assert len(set(ids)) == 3000 and all(len(i) == 22 and not i.startswith("-") for i in ids)
