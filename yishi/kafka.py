@@ -47,6 +47,12 @@ def security(settings: Settings) -> BaseSecurity | None:
                 ssl_context=context, use_ssl=protocol == "SASL_SSL")
 
 
+def bootstrap_servers(bootstrap: str) -> list[str]:
+    """``host:port`` of each broker of a comma-separated bootstrap (faststream, unlike
+    aiokafka, takes a string for a single host)."""
+    return [server.strip() for server in bootstrap.split(",") if server.strip()]
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """aiokafka keyword arguments for the configured security (empty for plaintext)."""
     return parse_security(security(settings))

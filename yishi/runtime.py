@@ -37,7 +37,7 @@ from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool, install
 from yishi.failures import RetryPolicy, classify
 from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
-from yishi.kafka import new_producer, security
+from yishi.kafka import bootstrap_servers, new_producer, security
 from yishi.logging import configure_logging
 from yishi.names import commands_topic, events_topic
 from yishi.relay import Relay, Translator, passthrough
@@ -166,7 +166,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     configure_logging(settings.log_level, settings.log_json)
     kafka_security = security(settings)
     kafka_options = parse_security(kafka_security)  # the same settings for our own aiokafka clients
-    broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
+    broker = KafkaBroker(bootstrap_servers(settings.kafka_bootstrap), acks="all", client_id=f"yishi-{spec.name}",
                          security=kafka_security,
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     clock = clock or SystemClock()
