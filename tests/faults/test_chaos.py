@@ -27,7 +27,7 @@ from yishi.embedded import kafka_engine
 async def test_every_target_killed_once_under_load():
     if kafka_engine() != "apache" or shutil.which("java") is None:
         pytest.skip("the fault suite needs three Apache Kafka brokers (Java 17+ and Maven)")
-    async with chaos_run("apache", rate=12.0, bound_s=90.0) as (platform, load, chaos, verifier):
+    async with chaos_run("apache", rate=10.0, bound_s=90.0) as (platform, load, chaos, verifier):
         await chaos.run(rounds=1)
         result = figures(platform, load, chaos, verifier)
         assert result["kills_by_target"] == dict.fromkeys(TARGETS, 1)
@@ -38,7 +38,7 @@ async def test_every_target_killed_once_under_load():
         assert result["missing_events"] == 0
         assert result["duplicate_effects"] == 0
         assert result["rebuild_mismatches"] == 0
-        assert any(r.detail.endswith("restarted") and "behind the log" in r.detail for r in chaos.rounds)
+        assert result["relay_kills_mid_batch"] == 1  # the relay was killed with events sent but not confirmed
 
         # The checks bite: each of these is reported.
         await load.pause(90)

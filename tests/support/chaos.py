@@ -46,8 +46,8 @@ import asyncpg
 import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from contracts import registry
@@ -65,6 +65,7 @@ from yishi.commands import REPLY_TOPIC_PREFIX, with_replies
 from yishi.db import create_pool, install
 from yishi.embedded import EmbeddedApacheKafka, EmbeddedKafkaCluster, EmbeddedPostgres, EmbeddedTansu, \
     _runtime_root, describe_broker, free_port
+from yishi.kafka import ensure_topics, new_producer
 from yishi.names import commands_topic, events_topic, replies_topic
 from yishi.repository import Repository
 from yishi.store import DDL as STORE_DDL
@@ -199,16 +200,8 @@ class Platform:
         _say("services ready: " + ", ".join(f"{r.name} :{r.port}" for rs in self.replicas.values() for r in rs))
 
     async def _create_topics(self) -> None:
-        """Every topic up front, replicated on every broker (as Strimzi ``KafkaTopic``s are)."""
-        replication = len(self.brokers) or 1
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap, request_timeout_ms=30_000)
-        await admin.start()
-        try:
-            wanted = [NewTopic(t, 3, replication) for t in self.topics()]
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-        finally:
-            await admin.close()
+        """Every topic up front (as Strimzi ``KafkaTopic``s are), a replica on each broker."""
+        await ensure_topics(self.kafka.bootstrap, self.topics())
 
     def urls(self, index: int = 0) -> dict[str, str]:
         return {service: replicas[index % len(replicas)].url for service, replicas in self.replicas.items()}
@@ -317,7 +310,7 @@ class Load:
     """A steady, bounded mix of commands in two districts, over HTTP and the command
     topics; every command resent unchanged until answered (or ``give_up_s``)."""
 
-    def __init__(self, platform: Platform, topics: Topics, districts: list[District], *, rate: float = 12.0,
+    def __init__(self, platform: Platform, topics: Topics, districts: list[District], *, rate: float = 10.0,
                  kafka_share: float = 0.3, give_up_s: float = 120.0, seed: int = 7) -> None:
         self.platform, self.topics, self.districts = platform, topics, districts
         self.rate, self.kafka_share, self.give_up_s = rate, kafka_share, give_up_s
@@ -333,8 +326,6 @@ class Load:
         self._generator: asyncio.Task | None = None
 
     async def start(self) -> None:
-        from yishi.kafka import new_producer
-
         self.producer = new_producer(self.platform.kafka.bootstrap, client_id="chaos-load")
         await self.producer.start()
         self.running.set()
@@ -764,6 +755,7 @@ class Chaos:
         self.rounds: list[Round] = []
         self._turn: Counter = Counter()
         self._back = time.monotonic()
+        self.mid_batch = 0  # relay kills that caught it behind the log
 
     def targets(self) -> list[str]:
         if self.platform.brokers:
@@ -778,7 +770,8 @@ class Chaos:
     async def hit(self, target: str, round_no: int) -> Round:
         """Hit ``target`` under the load, then pause the load and check until every check
         holds; the recovery time runs from the moment the target is back (restarted,
-        continued) until then."""
+        continued) until the start of the first check that held (the load is paused then,
+        so the state it finds is the state at its start)."""
         await asyncio.sleep(2.0)  # under load before the fault
         turn = self._turn[target]
         self._turn[target] += 1
@@ -787,11 +780,13 @@ class Chaos:
         self.kills[target] += 1
         await asyncio.sleep(1.0)  # under load after the recovery
         await self.load.pause(self.bound_s)
-        report = await self.verifier.check()
-        while report.problems and time.monotonic() - self._back < self.bound_s:
-            await asyncio.sleep(1.0)
+        while True:
+            checked_at = time.monotonic()  # the state the check then finds held at its start
             report = await self.verifier.check()
-        recovery = time.monotonic() - self._back if not report.problems else None
+            if not report.problems or checked_at - self._back > self.bound_s:
+                break
+            await asyncio.sleep(1.0)
+        recovery = checked_at - self._back if not report.problems else None
         self.last = report
         done = Round(target, detail, recovery, report.problems)
         self.rounds.append(done)
@@ -816,31 +811,35 @@ class Chaos:
 
     async def _relay(self, turn: int) -> str:
         """A burst of ballots, then SIGKILL of the voting replica holding the relay's lock
-        while the relay is behind the log by more than one batch."""
+        while the relay's stored position is behind the log: it has events read or sent
+        but not confirmed (a batch under way)."""
         service = "voting"
-        for _ in range(RELAY_BATCH * 4):
+        for _ in range(RELAY_BATCH * 6):
             self.load.submit(self.load.next_command("ballot"))
         conn = await asyncpg.connect(self.platform.dsn)
         try:
-            deadline, lag, holder = time.monotonic() + 20, 0, None
-            while time.monotonic() < deadline:
+            deadline, lag, holder = time.monotonic() + 30, 0, None
+            while time.monotonic() < deadline and holder is None:
                 lag = await conn.fetchval(
                     f"SELECT coalesce((SELECT max(position) FROM {service}.events), 0) - coalesce((SELECT position "
                     f"FROM {service}.relay_position WHERE name = 'kafka'), 0)")
-                if lag > RELAY_BATCH:
-                    holder = await self._relay_holder(conn, service)
-                    if holder is not None:
-                        break
-                await asyncio.sleep(0.02)
+                holder = await self._relay_holder(conn, service) if lag > 0 else None
+                if holder is None:
+                    await asyncio.sleep(0.01)
         finally:
             await conn.close()
-        holder = holder or self.platform.replicas[service][turn % self.platform.replica_count]
+        if holder is not None:
+            self.mid_batch += 1
+            what = f"holding the relay {lag} events behind the log"
+        else:
+            holder = self.platform.replicas[service][turn % self.platform.replica_count]
+            what = "(the relay was never caught behind the log)"
         holder.kill()
         await asyncio.sleep(1.0)
         holder.start()
         self._restarted()
         await holder.ready(self.bound_s)
-        return f"SIGKILL {holder.name} holding the relay {lag} events behind the log, restarted"
+        return f"SIGKILL {holder.name} {what}, restarted"
 
     async def _relay_holder(self, conn: asyncpg.Connection, service: str) -> Replica | None:
         ports = await conn.fetch(
@@ -901,6 +900,7 @@ def figures(platform: Platform, load: Load, chaos: Chaos, verifier: Verifier) ->
         "kills": sum(chaos.kills.values()),
         "sigkills": sum(n for target, n in chaos.kills.items() if target != "stall"),
         "kills_by_target": dict(chaos.kills),
+        "relay_kills_mid_batch": chaos.mid_batch,
         "sent": len(load.sent),
         "accepted": status["accepted"],
         "rejected": status["rejected"],
@@ -920,7 +920,7 @@ def figures(platform: Platform, load: Load, chaos: Chaos, verifier: Verifier) ->
 
 
 @contextlib.asynccontextmanager
-async def chaos_run(broker: str = "apache", *, rate: float = 12.0, bound_s: float = 90.0):
+async def chaos_run(broker: str = "apache", *, rate: float = 10.0, bound_s: float = 90.0):
     """The platform set up and under load; yields ``(platform, load, chaos, verifier)``."""
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the faults make it loud; the rounds tell
     platform = Platform(broker)
