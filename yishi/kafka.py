@@ -27,6 +27,8 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from yishi.settings import Settings
 
 DEFAULT_PARTITIONS = 3
+MAX_REPLICATION = 3
+"""Replicas of a topic the platform creates itself: one per broker, up to three."""
 
 
 def security(settings: Settings) -> BaseSecurity | None:
@@ -45,6 +47,12 @@ def security(settings: Settings) -> BaseSecurity | None:
         settings.kafka_sasl_mechanism]
     return kind(settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value(),
                 ssl_context=context, use_ssl=protocol == "SASL_SSL")
+
+
+def bootstrap_servers(bootstrap: str) -> list[str]:
+    """``host:port`` of each broker of a comma-separated bootstrap (faststream, unlike
+    aiokafka, takes a string for a single host)."""
+    return [server.strip() for server in bootstrap.split(",") if server.strip()]
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -113,6 +121,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
 
     In production topics come from Strimzi ``KafkaTopic`` resources and creation may be
     denied; that is not an error here, publishing then tells whether the topic exists.
+    A topic created here has a replica on each broker, up to :data:`MAX_REPLICATION`: with
+    one only, the loss of its broker would take its partitions with it.
     """
     wanted = sorted(set(topics))
     if not wanted:
@@ -121,11 +131,23 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, partitions, 1) for t in wanted if t not in existing]
+        missing = [t for t in wanted if t not in existing]
         if missing:
+            replicas = await _replication(admin)
+            missing = [NewTopic(t, partitions, replicas) for t in missing]
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
     except KafkaError:
         pass
     finally:
         await admin.close()
+
+
+async def _replication(admin: AIOKafkaAdminClient) -> int:
+    """Replicas for a new topic: the brokers of the cluster, up to :data:`MAX_REPLICATION`
+    (one where the broker does not describe its cluster)."""
+    try:
+        brokers = (await admin.describe_cluster())["brokers"]
+    except (KafkaError, KeyError, TypeError):
+        return 1
+    return max(1, min(MAX_REPLICATION, len(brokers)))

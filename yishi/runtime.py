@@ -45,7 +45,7 @@ from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
 from yishi.failures import RetryPolicy, classify
 from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
-from yishi.kafka import new_producer, security
+from yishi.kafka import bootstrap_servers, new_producer, security
 from yishi.logging import configure_logging
 from yishi.metrics import Watch, broker_middleware, instrument
 from yishi.names import commands_topic, events_topic
@@ -190,7 +190,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     tracing.configure(spec.name)  # spans are recorded only with an OTLP endpoint (OTEL_* variables)
     kafka_security = security(settings)
     kafka_options = parse_security(kafka_security)  # the same settings for our own aiokafka clients
-    broker = KafkaBroker(settings.kafka_bootstrap, acks="all", client_id=f"yishi-{spec.name}",
+    broker = KafkaBroker(bootstrap_servers(settings.kafka_bootstrap), acks="all", client_id=f"yishi-{spec.name}",
                          security=kafka_security, middlewares=[broker_middleware(spec.name)],
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     clock = clock or SystemClock()

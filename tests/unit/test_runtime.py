@@ -172,3 +172,15 @@ def test_service_consumers_share_partitions_with_the_sticky_assignor():
     (subscriber,) = broker.subscribers
     assert subscriber._connection_args["partition_assignment_strategy"] == (StickyPartitionAssignor,)
     assert subscriber.group_id == "yishi.voting.on-proposals"
+
+
+def test_a_service_connects_to_every_broker_of_a_comma_separated_bootstrap():
+    """``YISHI_KAFKA_BOOTSTRAP=kafka-1:9092,kafka-2:9092`` names two brokers (faststream
+    took the whole string for one host and the service could not start)."""
+    from yishi.runtime import ServiceSpec, create_app
+    from yishi.settings import Settings
+
+    settings = Settings(database_url="postgresql://db/yishi", kafka_bootstrap="kafka-1:9092, kafka-2:9092",
+                        auth_issuer="https://issuer.example", auth_jwks_url="https://issuer.example/jwks")
+    app = create_app(ServiceSpec(name="voting"), settings)
+    assert app.state.ctx.broker._connection_kwargs["bootstrap_servers"] == ["kafka-1:9092", "kafka-2:9092"]
