@@ -58,17 +58,16 @@ from contracts.oversight import AcceptTask, AssignTask, Implementer, Implementer
     ReportProgress, SetReminderPolicy
 from contracts.proposals import RaiseProposal
 from contracts.voting import BallotChoice, CastBallot, OpenVote
-from yishi import demo
+from yishi import demo, migrations
 from yishi.auth import ActingAs, LocalIssuer
 from yishi.clock import SystemClock
 from yishi.commands import REPLY_TOPIC_PREFIX, with_replies
-from yishi.db import create_pool, install
+from yishi.db import create_pool
 from yishi.embedded import EmbeddedApacheKafka, EmbeddedKafkaCluster, EmbeddedPostgres, EmbeddedTansu, \
     _runtime_root, describe_broker, free_port
 from yishi.kafka import ensure_topics, new_producer
 from yishi.names import commands_topic, events_topic, replies_topic
 from yishi.repository import Repository
-from yishi.store import DDL as STORE_DDL
 from yishi.store import EventStore, RecordedEvent
 
 SERVICES = ("proposals", "voting", "oversight")
@@ -191,8 +190,10 @@ class Platform:
                "YISHI_RELAY_BATCH_SIZE": str(RELAY_BATCH), "YISHI_OVERSIGHT_POLICY_DAY_S": str(POLICY_DAY_S),
                **self.issuer.settings()}
         for service in SERVICES:
+            # As a release does before its pods start (the migration Job): schema first.
+            await migrations.upgrade(self.dsn, service, migrations.locations(service))
             self.replicas[service] = [Replica(service, i, env, self.workdir) for i in range(self.replica_count)]
-        # One replica of each first, so that tables are installed once, then the others.
+        # One replica of each first, then the others.
         for group in zip(*self.replicas.values()):
             for replica in group:
                 replica.start()
@@ -686,7 +687,7 @@ class Verifier:
         """Oversight's consumed read models (audit steps, councils, registered resolutions)
         against a rebuild: the proposals and voting events read back from their topics and
         handed, once each, to oversight's own consumer handlers in a fresh schema."""
-        from services.oversight import consumers, projections
+        from services.oversight import consumers
 
         schema = f"chaos_rebuild_{next(self._rebuilds)}"
         handlers: dict[str, dict] = {}
@@ -695,9 +696,9 @@ class Verifier:
             def on_events(self, name: str, service: str, table: dict) -> None:
                 handlers[service] = table
 
+        await migrations.upgrade(self.platform.dsn, schema, migrations.locations("oversight"))
         fresh = await create_pool(self.platform.dsn, schema, max_size=2)
         try:
-            await install(fresh, *STORE_DDL, *projections.DDL)
             repository = Repository(EventStore(fresh, SystemClock()))
             consumers.wire_consumers(Wiring(), repository, SystemClock())
             for service, table in handlers.items():
