@@ -10,17 +10,16 @@ import time
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from contracts.common import Role
 from yishi.audit.cli import audit_app
+from yishi.cli_support import UserError, console, database_pool, debug_option, main, progress
 from yishi.names import SERVICES, check_service
 from yishi.settings import Settings
 
-app = typer.Typer(help="Yishi (议事): community deliberation and co-governance platform.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, callback=debug_option)
 app.add_typer(audit_app, name="audit")
-console = Console(stderr=True)
 
 
 def available_services() -> list[str]:
@@ -66,7 +65,7 @@ def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversi
 def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish")]) -> None:
     """Run only the outbox relay of a service (the service process runs one too)."""
     from yishi import relay as relay_mod
-    from yishi.db import create_pool, install
+    from yishi.db import install
     from yishi.kafka import client_options
     from yishi.logging import configure_logging
     from yishi.store import DDL, EventStore
@@ -74,49 +73,39 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
     settings = Settings(service=service)
     check_service(service)
     if not settings.database_url or not settings.kafka_bootstrap:
-        console.print("[red]error:[/red] set YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP")
-        raise typer.Exit(2)
+        raise UserError("set YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP", code=2)
     configure_logging(settings.log_level, settings.log_json)
 
-    async def main() -> None:
-        pool = await create_pool(settings.database_url, settings.db_schema or service)
-        await install(pool, *DDL, *relay_mod.DDL)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
-                                batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
-                                kafka_options=client_options(settings),
-                                takeover_grace=settings.relay_takeover_grace_s)
-        try:
+    async def run_relay() -> None:
+        async with database_pool(settings.database_url, settings.db_schema or service) as pool:
+            await install(pool, *DDL, *relay_mod.DDL)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
+                                    batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
+                                    kafka_options=client_options(settings),
+                                    takeover_grace=settings.relay_takeover_grace_s)
             await relay.run(stop)
-        finally:
-            await pool.close()
 
-    asyncio.run(main())
+    asyncio.run(run_relay())
 
 
 @app.command()
 def verify(service: Annotated[str, typer.Argument(help="whose event store to verify")]) -> None:
     """Check the hash chains of a service's event store; exit 1 and name the first broken position."""
-    from yishi.db import create_pool
     from yishi.store import EventStore
 
     settings = Settings(service=service)
     check_service(service)
-    if not settings.database_url:
-        console.print("[red]error:[/red] set YISHI_DATABASE_URL")
-        raise typer.Exit(2)
 
-    async def main():
-        pool = await create_pool(settings.database_url, settings.db_schema or service)
-        try:
-            return await EventStore(pool).verify()
-        finally:
-            await pool.close()
+    async def check():
+        async with database_pool(settings.database_url, settings.db_schema or service) as pool:
+            with progress("verifying", unit="rows") as tick:
+                return await EventStore(pool).verify(progress=tick)
 
-    report = asyncio.run(main())
+    report = asyncio.run(check())
     console.print(f"checked {report.events_checked} events, {report.sealed} sealed")
     if report.ok:
         console.print("[green]history intact[/green]")
@@ -133,9 +122,10 @@ def run(
     demo: Annotated[bool, typer.Option("--demo", help="once started, tell the demo story (yishi/demo.py)")] = False,
     demo_exit: Annotated[bool, typer.Option("--demo-exit", help="with --demo: stop when the story is told")] = False,
 ) -> None:
-    """Run the platform: the embedded PostgreSQL and broker (unless YISHI_DATABASE_URL and
-    YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. A service
-    that exits is restarted with backoff; Ctrl-C stops all, and so does a service that keeps
+    """Run the platform: the embedded PostgreSQL and broker and every service as its own process.
+
+    The embedded servers start unless YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP point
+    elsewhere. A service that exits is restarted with backoff; Ctrl-C stops all, and so does a service that keeps
     failing at start (exit 1). Ports already in use are refused before anything starts.
     With --demo a deliberation is then driven through the public APIs (exit 1 if a step fails)."""
     from yishi import demo as demo_story
@@ -262,5 +252,10 @@ def token(
     print(dev_issuer().mint(subject, district, roles, seats=seats or (), ttl=ttl))
 
 
+def entry() -> None:
+    """The ``yishi`` command (see :func:`yishi.cli_support.main`)."""
+    main(app)
+
+
 if __name__ == "__main__":
-    app()
+    entry()
