@@ -55,8 +55,7 @@ def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversi
     try:
         asgi = create_app(load_spec(service), settings)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UserError(str(exc), code=2) from exc
     uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None,
                 timeout_graceful_shutdown=10)
 

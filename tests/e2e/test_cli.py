@@ -105,9 +105,11 @@ def test_dev_bench_without_a_name_names_the_benchmarks():
 
 
 def test_unknown_service_is_one_line_and_a_traceback_only_with_debug():
-    result = yishi("verify", "bogus", env={"YISHI_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"})
-    assert result.returncode == 2
-    one_line_error(result, "unknown service 'bogus'", "proposals, voting, oversight, notify")
+    for command in ("verify", "serve", "relay"):
+        result = yishi(command, "bogus", env={"YISHI_DATABASE_URL": "postgresql://u@127.0.0.1:1/x",
+                                              "YISHI_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+        assert result.returncode == 2, (command, result.stderr)
+        one_line_error(result, "unknown service 'bogus'", "proposals, voting, oversight, notify")
     debug = yishi("--debug", "verify", "bogus")
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr and "InvalidName" in debug.stderr
