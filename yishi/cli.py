@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from contracts.common import Role
 from yishi.audit.cli import audit_app
+from yishi.cli_support import UserError, console, database_pool, debug_option, main, progress
 from yishi.names import SERVICES, check_service
 from yishi.settings import Settings
 
-app = typer.Typer(help="Yishi (议事): community deliberation and co-governance platform.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, callback=debug_option)
 app.add_typer(audit_app, name="audit")
-console = Console(stderr=True)
 
 
 def available_services() -> list[str]:
@@ -59,14 +58,12 @@ def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversi
         spec = load_spec(service)
         asgi = create_app(spec, settings)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise UserError(str(exc), code=2) from exc
     try:  # the app checks too; here it is one line instead of the lifespan's traceback
         asyncio.run(migrations.check_database(settings.database_url, settings.db_schema or service,
                                               migrations.locations(service, spec.migrations), service))
     except migrations.SchemaOutOfDate as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise UserError(str(exc)) from exc
     uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None,
                 timeout_graceful_shutdown=10)
 
@@ -76,7 +73,6 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
     """Run only the outbox relay of a service (the service process runs one too)."""
     from yishi import migrations
     from yishi import relay as relay_mod
-    from yishi.db import create_pool
     from yishi.kafka import client_options
     from yishi.logging import configure_logging
     from yishi.store import EventStore
@@ -84,32 +80,27 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
     settings = Settings(service=service)
     check_service(service)
     if not settings.database_url or not settings.kafka_bootstrap:
-        console.print("[red]error:[/red] set YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP")
-        raise typer.Exit(2)
+        raise UserError("set YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP", code=2)
     configure_logging(settings.log_level, settings.log_json)
 
-    async def main() -> None:
+    async def run_relay() -> None:
         schema = settings.db_schema or service
-        pool = await create_pool(settings.database_url, schema)
-        await migrations.check(pool, schema, migrations.locations(), service)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
-                                batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
-                                kafka_options=client_options(settings),
-                                takeover_grace=settings.relay_takeover_grace_s)
-        try:
+        async with database_pool(settings.database_url, schema) as pool:
+            await migrations.check(pool, schema, migrations.locations(), service)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
+                                    batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
+                                    kafka_options=client_options(settings),
+                                    takeover_grace=settings.relay_takeover_grace_s)
             await relay.run(stop)
-        finally:
-            await pool.close()
 
     try:
-        asyncio.run(main())
+        asyncio.run(run_relay())
     except migrations.SchemaOutOfDate as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise UserError(str(exc)) from exc
 
 
 @app.command()
@@ -121,8 +112,7 @@ def migrate(service: Annotated[str, typer.Argument(help="whose schema to migrate
     settings = Settings(service=service)
     check_service(service)
     if not settings.database_url:
-        console.print("[red]error:[/red] set YISHI_DATABASE_URL")
-        raise typer.Exit(2)
+        raise UserError("set YISHI_DATABASE_URL", code=2)
     schema = settings.db_schema or service
     applied = asyncio.run(migrations.upgrade(settings.database_url, schema, migrations.locations(service)))
     console.print(f"{schema}: applied {', '.join(applied)}" if applied else f"{schema}: up to date",
@@ -132,23 +122,17 @@ def migrate(service: Annotated[str, typer.Argument(help="whose schema to migrate
 @app.command()
 def verify(service: Annotated[str, typer.Argument(help="whose event store to verify")]) -> None:
     """Check the hash chains of a service's event store; exit 1 and name the first broken position."""
-    from yishi.db import create_pool
     from yishi.store import EventStore
 
     settings = Settings(service=service)
     check_service(service)
-    if not settings.database_url:
-        console.print("[red]error:[/red] set YISHI_DATABASE_URL")
-        raise typer.Exit(2)
 
-    async def main():
-        pool = await create_pool(settings.database_url, settings.db_schema or service)
-        try:
-            return await EventStore(pool).verify()
-        finally:
-            await pool.close()
+    async def check():
+        async with database_pool(settings.database_url, settings.db_schema or service) as pool:
+            with progress("verifying", unit="rows") as tick:
+                return await EventStore(pool).verify(progress=tick)
 
-    report = asyncio.run(main())
+    report = asyncio.run(check())
     console.print(f"checked {report.events_checked} events, {report.sealed} sealed")
     if report.ok:
         console.print("[green]history intact[/green]")
@@ -167,9 +151,10 @@ def run(
     wal_archive: Annotated[Optional[Path], typer.Option(help="the embedded database archives its WAL into this "
                                                         "folder (for yishi backup and yishi restore)")] = None,
 ) -> None:
-    """Run the platform: the embedded PostgreSQL and broker (unless YISHI_DATABASE_URL and
-    YISHI_KAFKA_BOOTSTRAP point elsewhere) and every service as its own process. A service
-    that exits is restarted with backoff; Ctrl-C stops all, and so does a service that keeps
+    """Run the platform: the embedded PostgreSQL and broker and every service as its own process.
+
+    The embedded servers start unless YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP point
+    elsewhere. A service that exits is restarted with backoff; Ctrl-C stops all, and so does a service that keeps
     failing at start (exit 1). Ports already in use are refused before anything starts.
     With --demo a deliberation is then driven through the public APIs (exit 1 if a step fails)."""
     from yishi import demo as demo_story
@@ -309,14 +294,12 @@ def backup(target: Annotated[Path, typer.Argument(help="a new folder for the bas
 
     settings = Settings()
     if not settings.database_url:
-        console.print("[red]error:[/red] set YISHI_DATABASE_URL")
-        raise typer.Exit(2)
+        raise UserError("set YISHI_DATABASE_URL", code=2)
     try:
         base_backup(settings.database_url, target.resolve())
         segment = asyncio.run(archive_current_wal(settings.database_url))
     except BackupError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise UserError(str(exc)) from exc
     console.print(f"base backup in {target}; WAL archived up to segment {segment}")
 
 
@@ -351,8 +334,7 @@ def restore(
         prepare_restore(backup_dir.resolve(), wal_archive.resolve(), postgres.pgdata, target,
                         owner=postgres.system_user)
     except BackupError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise UserError(str(exc)) from exc
 
     async def verify_all() -> dict[str, object]:
         await wait_recovered(postgres.url)
@@ -387,5 +369,10 @@ def restore(
         postgres.stop()
 
 
+def entry() -> None:
+    """The ``yishi`` command (see :func:`yishi.cli_support.main`)."""
+    main(app)
+
+
 if __name__ == "__main__":
-    app()
+    entry()

@@ -26,7 +26,7 @@ import hashlib
 import json
 import uuid
 from functools import cached_property
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -401,17 +401,24 @@ class EventStore:
                 )
             return len(records)
 
-    async def verify(self) -> VerifyReport:
-        """Recompute every stream chain and the sealed log chain; report every problem."""
+    async def verify(self, progress: Callable[..., None] | None = None) -> VerifyReport:
+        """Recompute every stream chain and the sealed log chain; report every problem.
+        ``progress(0, total)`` is told how many rows there are to check (events plus
+        sealed links), then ``progress(n)`` as each n are checked."""
         problems: list[Problem] = []
         checked = 0
+        tick = progress or (lambda n, total=None: None)
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            if progress is not None:
+                tick(0, await conn.fetchval("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM log_chain)"))
             stream, expected_version, prev = None, 0, GENESIS
             async for r in conn.cursor(
                 "SELECT position, stream_id, version, event_id, district, topic, state, metadata, hash "
                 "FROM events ORDER BY stream_id, version", prefetch=5000
             ):
                 checked += 1
+                if checked % 1000 == 0:
+                    tick(1000)
                 if r["stream_id"] != stream:
                     stream, expected_version, prev = r["stream_id"], 0, GENESIS
                 expected_version += 1
@@ -436,6 +443,8 @@ class EventStore:
                 "USING (position) ORDER BY c.seq", prefetch=5000
             ):
                 sealed += 1
+                if sealed % 1000 == 0:
+                    tick(1000)
                 if r["hash"] is None:
                     removed += 1
                     problems.append(Problem(r["position"], f"sealed event at position {r['position']} "
@@ -450,6 +459,7 @@ class EventStore:
                     problems.append(Problem(r["position"], f"log chain broken at seq {r['seq']}: "
                                             "an event was altered, reordered or the chain rewritten"))
                     prev = r["chain"]
+            tick(checked % 1000 + sealed % 1000)
             last = await conn.fetchrow("SELECT tx_id, position FROM log_chain ORDER BY seq DESC LIMIT 1")
             if last is not None:
                 rows = await conn.fetch(

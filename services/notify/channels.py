@@ -1,10 +1,18 @@
 """Delivery channels: email over SMTP and signed webhooks (district systems, SMS and WeChat
 gateways, bulletin boards), plus per-channel rate limits.
 
-Webhook requests carry ``X-Yishi-Timestamp`` (Unix seconds) and ``X-Yishi-Signature``
-(``sha256=`` + hex HMAC-SHA256 of ``"{timestamp}." + body`` with the shared secret), so a
-receiver can verify them and reject replays older than its tolerance, and
-``Idempotency-Key`` (the delivery id), so it can drop a repeat sent after a restart.
+Webhook requests are signed per the Standard Webhooks specification, with its library
+(``standardwebhooks``): ``webhook-id`` (the delivery id, the same on every attempt),
+``webhook-timestamp`` (Unix seconds) and ``webhook-signature`` (``v1,`` + base64
+HMAC-SHA256 of ``"{id}.{timestamp}." + body``), so a receiver verifies them with the
+spec's ready-made verifiers, which also reject replays older than five minutes. The
+secret is the bytes of the configured one; as a Standard Webhooks secret it is written
+``whsec_`` + their base64. ``Idempotency-Key`` (the delivery id) lets a receiver drop a
+repeat sent after a restart.
+
+For one release the old headers are sent too: ``X-Yishi-Timestamp`` (the same
+timestamp) and ``X-Yishi-Signature`` (``sha256=`` + hex HMAC-SHA256 of
+``"{timestamp}." + body``), checked by :func:`verify`; they go in the next release.
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from email.message import EmailMessage
 
 import aiosmtplib
 import httpx
+from standardwebhooks import Webhook
 
 from contracts.notify import Channel, FailureReason
 from services.notify.settings import NotifySettings, origin_of
@@ -55,12 +64,14 @@ class SendFailed(Exception):
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The signature header value for ``body`` sent at ``timestamp``."""
+    """The old signature header's value for ``body`` sent at ``timestamp`` (deprecated:
+    the Standard Webhooks headers replace it after this release)."""
     return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
 def verify(secret: bytes, timestamp: str, body: bytes, signature: str, now: datetime, tolerance_s: float = 300) -> bool:
-    """Receiver side: the signature matches and the timestamp is within ``tolerance_s`` of ``now``."""
+    """Receiver side of the old header: the signature matches and the timestamp is within
+    ``tolerance_s`` of ``now`` (new receivers use ``standardwebhooks.Webhook.verify``)."""
     try:
         age = abs(now.timestamp() - int(timestamp))
     except ValueError:
@@ -106,15 +117,21 @@ class WebhookSender:
                  url_of: Callable[[Message], str], body_of: Callable[[Message], dict]) -> None:
         self.client = client
         self.secret = secret
+        self.webhook = Webhook(secret)
         self.now = clock_now
         self.url_of = url_of
         self.body_of = body_of
 
     async def send(self, message: Message) -> None:
         body = json.dumps(self.body_of(message), ensure_ascii=False, separators=(",", ":")).encode()
-        timestamp = str(int(self.now().timestamp()))
-        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-                   SIGNATURE_HEADER: sign(self.secret, timestamp, body), IDEMPOTENCY_HEADER: message.delivery_id}
+        seconds = int(self.now().timestamp())
+        timestamp = str(seconds)
+        headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: message.delivery_id,
+                   "webhook-id": message.delivery_id, "webhook-timestamp": timestamp,
+                   "webhook-signature": self.webhook.sign(message.delivery_id,
+                                                          datetime.fromtimestamp(seconds, timezone.utc),
+                                                          body.decode()),
+                   TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self.secret, timestamp, body)}
         try:
             response = await self.client.post(self.url_of(message), content=body, headers=headers)
         except httpx.HTTPError as exc:

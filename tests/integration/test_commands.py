@@ -129,3 +129,30 @@ async def test_http_rejection_carries_reason_and_message(pool):
         anonymous = await client.post("/gulou/commands/OpenVote", json=body, auth=None)
         assert anonymous.status_code == 401
 
+
+
+async def test_a_record_that_keeps_changing_is_retried_with_counted_backoff_then_answered_conflict(pool):
+    """Optimistic-concurrency retries run on stamina: each retry is counted in
+    ``stamina_retries_total`` (and logged); after ``retries`` of them, ``conflict``."""
+    from prometheus_client import REGISTRY
+
+    from yishi.store import ConcurrencyError
+
+    store = EventStore(pool, ManualClock())
+    bus = CommandBus("voting", Repository(store), store.clock, retries=3)
+    calls = []
+
+    @bus.handles(OpenVote)
+    async def handle(cmd: OpenVote, ctx) -> str:
+        calls.append(1)
+        raise ConcurrencyError("ledger-1", 1)  # someone else appended first
+
+    def counted() -> float:
+        return sum(s.value for m in REGISTRY.collect() if m.name == "stamina_retries" for s in m.samples
+                   if s.name == "stamina_retries_total" and s.labels["error_type"].endswith("ConcurrencyError"))
+
+    before = counted()
+    reply = await bus.dispatch(open_vote(), command_id="cmd-busy", correlation_id="c", principal=PLATFORM)
+    assert isinstance(reply, CommandRejected) and reply.reason == RejectionReason.CONFLICT
+    assert len(calls) == 4
+    assert counted() - before == 3

@@ -163,3 +163,15 @@ async def read_checkpoints(pool: asyncpg.Pool, service: str) -> list[Checkpoint]
     """Every checkpoint of the service whose ``pool`` is given, oldest first."""
     rows = await pool.fetch("SELECT seq, position, chain, signed_at, public_key, signature FROM checkpoints ORDER BY seq")
     return [Checkpoint(service, **dict(r)) for r in rows]
+
+
+async def newest_public_key(pool: asyncpg.Pool) -> tuple[bytes | None, int]:
+    """The public key of the newest checkpoint in the store of ``pool`` (None when none
+    is signed yet) and how many distinct keys its checkpoints were signed with."""
+    try:
+        row = await pool.fetchrow(
+            "SELECT (SELECT public_key FROM checkpoints ORDER BY seq DESC LIMIT 1) AS newest, "
+            "(SELECT count(DISTINCT public_key) FROM checkpoints) AS keys")
+    except asyncpg.UndefinedTableError:  # the service never started on this database
+        return None, 0
+    return row["newest"], row["keys"]

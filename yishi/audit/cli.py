@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +19,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from yishi.audit import reports
 from yishi.audit.replay import (
@@ -33,11 +32,11 @@ from yishi.audit.replay import (
 )
 from yishi.audit.verify import Verdict
 from yishi.audit.views import AuditView
+from yishi.cli_support import UserError, console, database_pool, progress
 from yishi.names import SERVICES, check_service
 from yishi.settings import Settings
 
 audit_app = typer.Typer(help="Auditors: replay history, reports, verification and export.", no_args_is_help=True)
-console = Console(stderr=True)
 
 
 class Source(StrEnum):
@@ -81,36 +80,25 @@ def _keys(values: list[str] | None) -> dict[str, bytes]:
 
 @contextlib.asynccontextmanager
 async def _pools(services: list[str], schemas: list[str] | None) -> AsyncIterator[dict]:
-    from yishi.db import create_pool
-
     settings = Settings()
     if not settings.database_url:
-        console.print("[red]error:[/red] set YISHI_DATABASE_URL (or use --bundle)")
-        raise typer.Exit(2)
+        raise UserError("set YISHI_DATABASE_URL (or use --bundle)", code=2)
     names = _pairs(schemas, "--schema")
-    pools = {}
+    async with contextlib.AsyncExitStack() as stack:
+        yield {s: await stack.enter_async_context(database_pool(settings.database_url, names.get(s, s), max_size=2))
+               for s in services}
+
+
+def _manifest(bundle: Path) -> dict:
+    """The bundle's manifest; a path that holds no bundle is a user error."""
+    from yishi.audit.export import read_manifest
+
     try:
-        for s in services:
-            pools[s] = await create_pool(settings.database_url, names.get(s, s), max_size=2)
-        yield pools
-    finally:
-        for pool in pools.values():
-            await pool.close()
-
-
-@contextlib.contextmanager
-def _progress(total: int | None) -> Iterator[Callable[[int], None]]:
-    """A progress bar with events/s on stderr; yields the advance callback."""
-    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[rate]:,.0f} events/s"), console=console, transient=True) as bar:
-        task = bar.add_task("replay", total=total, rate=0.0)
-
-        def advance(n: int) -> None:
-            bar.advance(task, n)
-            elapsed = bar.tasks[0].elapsed or 0
-            bar.update(task, rate=bar.tasks[0].completed / elapsed if elapsed else 0.0)
-
-        yield advance
+        return read_manifest(bundle)
+    except FileNotFoundError:
+        raise UserError(f"no audit bundle at {bundle} (no manifest.json there)", code=2) from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"no audit bundle at {bundle}: {exc}", code=2) from exc
 
 
 def _audit_view(services: list[str], schemas: list[str] | None, district: str | None, as_of: AsOf,
@@ -121,10 +109,10 @@ def _audit_view(services: list[str], schemas: list[str] | None, district: str | 
 
 
 def _bundle_view(bundle: Path, services: list[str], district: str | None, as_of: AsOf) -> tuple[AuditView, Stats]:
-    from yishi.audit.export import bundle_events, read_manifest
+    from yishi.audit.export import bundle_events
     from yishi.audit.sources import to_public, translator
 
-    manifest = read_manifest(bundle)
+    manifest = _manifest(bundle)
     services = [s for s in services if s in manifest["services"]]
 
     def events():
@@ -134,7 +122,7 @@ def _bundle_view(bundle: Path, services: list[str], district: str | None, as_of:
                 if district is None or e.district == district:
                     yield to_public(s, translate, e)
 
-    with _progress(sum(manifest["services"][s]["events"] for s in services)) as advance:
+    with progress("replaying", sum(manifest["services"][s]["events"] for s in services)) as advance:
         return audit_view_from_events(events(), as_of=as_of, progress=advance)
 
 
@@ -145,9 +133,8 @@ async def _live_view(services: list[str], schemas: list[str] | None, district: s
 
         settings = Settings()
         if not settings.kafka_bootstrap:
-            console.print("[red]error:[/red] set YISHI_KAFKA_BOOTSTRAP")
-            raise typer.Exit(2)
-        with _progress(None) as advance:
+            raise UserError("set YISHI_KAFKA_BOOTSTRAP", code=2)
+        with progress("replaying") as advance:
             return await audit_view_from_kafka(settings.kafka_bootstrap, services,
                                                districts=[district] if district else None, as_of=as_of,
                                                progress=advance, kafka_options=client_options(settings))
@@ -155,7 +142,7 @@ async def _live_view(services: list[str], schemas: list[str] | None, district: s
 
     async with _pools(services, schemas) as pools:
         total = sum([await count_stored(p, district=district, upto=as_of.position) for p in pools.values()])
-        with _progress(total) as advance:
+        with progress("replaying", total) as advance:
             return await audit_view_from_stores(pools, district=district, as_of=as_of, progress=advance)
 
 
@@ -190,6 +177,7 @@ def _state(service: str, schemas: list[str] | None, district: str | None, as_of:
     if bundle is not None:
         from yishi.audit.export import bundle_events
 
+        _manifest(bundle)
         return service_state(service, (e for e in bundle_events(bundle, service)
                                        if district is None or e.district == district), as_of)
 
@@ -247,14 +235,14 @@ def verify(services: ServicesOpt = None, schema: SchemaOpt = None, public_key: K
     names = _services(services)
     settings = Settings()
     if kafka and not settings.kafka_bootstrap:
-        console.print("[red]error:[/red] set YISHI_KAFKA_BOOTSTRAP to check Kafka")
-        raise typer.Exit(2)
+        raise UserError("set YISHI_KAFKA_BOOTSTRAP to check Kafka", code=2)
 
     async def main() -> Verdict:
         verdict = Verdict()
         async with _pools(names, schema) as pools:
             for service, pool in pools.items():
-                verdict.extend(await verify_store(pool, service, keys.get(service)))
+                with progress(f"verifying {service}", unit="rows") as tick:
+                    verdict.extend(await verify_store(pool, service, keys.get(service), progress=tick))
                 if kafka:
                     verdict.extend(await check_kafka(pool, service, settings.kafka_bootstrap,
                                                      [district] if district else None, client_options(settings)))
@@ -269,9 +257,13 @@ def export(path: Annotated[Path, typer.Argument(help="new bundle directory")], s
     """Write a self-contained bundle: events, checkpoints, schemas and a manifest with SHA-256 hashes."""
     from yishi.audit.export import export_bundle
 
+    if path.exists():
+        raise UserError(f"{path} exists: give a new directory for the bundle", code=2)
+
     async def main() -> dict:
         async with _pools(_services(services), schema) as pools:
-            return await export_bundle(pools, path)
+            with progress("exporting") as tick:
+                return await export_bundle(pools, path, progress=tick)
 
     manifest = asyncio.run(main())
     for service, info in manifest["services"].items():
@@ -285,12 +277,37 @@ def verify_bundle_cmd(path: Annotated[Path, typer.Argument(help="bundle director
     """Check a bundle offline: manifest hashes, every chain, signed checkpoints; exit 1 on any finding."""
     from yishi.audit.export import verify_bundle
 
-    _show(verify_bundle(path, _keys(public_key)))
+    keys = _keys(public_key)
+    _manifest(path)
+    with progress("verifying") as tick:
+        verdict = verify_bundle(path, keys, progress=tick)
+    _show(verdict)
 
 
 @audit_app.command("public-key")
-def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint key")]) -> None:
-    """Print the public key (hex) of a service's checkpoint signing key, to give to auditors."""
-    from yishi.audit.checkpoints import load_signing_key, public_bytes
+def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint key")],
+                   schema: SchemaOpt = None, bundle: BundleOpt = None) -> None:
+    """Print the public key (hex) the service signs its checkpoints with, as published with
+    its newest signed checkpoint in its store (or in a --bundle). Nothing is generated or
+    read from this machine's keys. Whoever can write the store could replace it: compare it
+    with the key the service's operator gives you before passing it to --public-key."""
+    from yishi.audit.checkpoints import newest_public_key
 
-    print(public_bytes(load_signing_key(check_service(service), Settings().signing_key_file)).hex())
+    check_service(service)
+    if bundle is not None:
+        key, keys = _manifest(bundle)["services"].get(service, {}).get("public_key"), None
+        where = f"the bundle {bundle}"
+    else:
+        async def from_store() -> tuple[bytes | None, int]:
+            async with _pools([service], schema) as pools:
+                return await newest_public_key(pools[service])
+
+        found, keys = asyncio.run(from_store())
+        key, where = found.hex() if found else None, f"{service}'s store"
+    if key is None:
+        raise UserError(f"no signed checkpoint in {where}: {service} has published no key yet "
+                        "(it signs one a minute at most, once it has events)")
+    if keys and keys > 1:
+        console.print(f"note: {where} holds checkpoints signed by {keys} keys; this is the newest one's",
+                      markup=False)
+    print(key)

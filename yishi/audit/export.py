@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import asyncpg
 
 import contracts
 from yishi.audit.checkpoints import Checkpoint, read_checkpoints
-from yishi.audit.sources import record_from_json, record_to_json, stored_events
+from yishi.audit.sources import count_stored, record_from_json, record_to_json, stored_events
 from yishi.audit.verify import Finding, Verdict, check_log
 from yishi.store import RecordedEvent
 
@@ -42,9 +42,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-async def export_bundle(pools: dict[str, asyncpg.Pool], path: Path) -> dict:
+async def export_bundle(pools: dict[str, asyncpg.Pool], path: Path,
+                        progress: Callable[..., None] | None = None) -> dict:
     """Write the whole record of each service (``service -> pool``) to a new bundle at
-    ``path``; returns the manifest. Whole logs only: the log chain spans every district."""
+    ``path``; returns the manifest. Whole logs only: the log chain spans every district.
+    ``progress(0, total)`` is told how many events there are, then ``progress(n)`` as n
+    more are written."""
+    tick = progress or (lambda n, total=None: None)
+    if progress is not None:
+        tick(0, sum([await count_stored(pool) for pool in pools.values()]))
     path.mkdir(parents=True)
     (path / "events").mkdir()
     (path / "checkpoints").mkdir()
@@ -55,6 +61,9 @@ async def export_bundle(pools: dict[str, asyncpg.Pool], path: Path) -> dict:
             async for event in stored_events(pool):
                 f.write(json.dumps(record_to_json(event), ensure_ascii=False, separators=(",", ":")) + "\n")
                 count += 1
+                if count % 1000 == 0:
+                    tick(1000)
+        tick(count % 1000)
         checkpoints = await read_checkpoints(pool, service)
         with (path / "checkpoints" / f"{service}.jsonl").open("w", encoding="utf-8") as f:
             f.writelines(json.dumps(c.to_json()) + "\n" for c in checkpoints)
@@ -92,10 +101,24 @@ def bundle_checkpoints(path: Path, service: str) -> list[Checkpoint]:
         return [Checkpoint.from_json(json.loads(line)) for line in f]
 
 
-def verify_bundle(path: Path, public_keys: dict[str, bytes] | None = None) -> Verdict:
+def verify_bundle(path: Path, public_keys: dict[str, bytes] | None = None,
+                  progress: Callable[..., None] | None = None) -> Verdict:
     """Check a bundle offline: every file against the manifest (missing, extra, altered),
-    then each service's chains and checkpoints (against ``public_keys`` when given)."""
+    then each service's chains and checkpoints (against ``public_keys`` when given).
+    ``progress(0, total)`` is told how many events the manifest lists, then
+    ``progress(n)`` as n more are checked."""
     manifest = read_manifest(path)
+    tick = progress or (lambda n, total=None: None)
+    tick(0, sum(info["events"] for info in manifest["services"].values()))
+
+    def counted(events: Iterator[RecordedEvent]) -> Iterator[RecordedEvent]:
+        n = 0
+        for n, event in enumerate(events, 1):
+            if n % 1000 == 0:
+                tick(1000)
+            yield event
+        tick(n % 1000)
+
     listed = manifest["files"]
     present = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - {"manifest.json"}
     verdict = Verdict({"files": len(listed)})
@@ -108,5 +131,6 @@ def verify_bundle(path: Path, public_keys: dict[str, bytes] | None = None) -> Ve
             verdict.findings.append(Finding("bundle", None, f"{name} does not match its SHA-256 in the manifest"))
     for service in manifest["services"]:
         key = (public_keys or {}).get(service)
-        verdict.extend(check_log(service, bundle_events(path, service), bundle_checkpoints(path, service), key))
+        verdict.extend(check_log(service, counted(bundle_events(path, service)), bundle_checkpoints(path, service),
+                                 key))
     return verdict

@@ -16,7 +16,7 @@ Three independent checks, each naming the first broken store position it can:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,11 +97,13 @@ def check_checkpoints(service: str, checkpoints: Sequence[Checkpoint], chains: d
     return findings
 
 
-async def verify_store(pool: asyncpg.Pool, service: str, public_key: bytes | None) -> Verdict:
+async def verify_store(pool: asyncpg.Pool, service: str, public_key: bytes | None,
+                       progress: Callable[..., None] | None = None) -> Verdict:
     """Chains of one service's store, and its checkpoints against ``public_key`` (when
     None, the key recorded with the checkpoints is used: that proves nothing against a
-    database administrator, and the finding says so)."""
-    report = await EventStore(pool).verify()
+    database administrator, and the finding says so). ``progress`` as for
+    :meth:`yishi.store.EventStore.verify`."""
+    report = await EventStore(pool).verify(progress)
     verdict = Verdict({"events": report.events_checked, "sealed": report.sealed},
                       [Finding(service, p.position, p.reason) for p in report.problems])
     checkpoints = await read_checkpoints(pool, service)

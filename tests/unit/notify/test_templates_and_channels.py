@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timezone
 
+import httpx
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from contracts.notify import Channel, Language
-from services.notify.channels import RateLimiter, sign, verify
+from services.notify.channels import (
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, Message, RateLimiter, WebhookSender, notice_body, sign, verify,
+)
 from services.notify.main import spec
 from services.notify.templates import CATALOGUE, PARAMS, Templates, TemplateError, default_templates
 
@@ -48,6 +54,40 @@ def test_signature_verifies_and_rejects_tampering_and_replays():
     assert not verify(b"other", ts, b'{"a":1}', signature, now)
     assert not verify(b"k", ts, b'{"a":1}', signature, now.replace(minute=6), tolerance_s=300)  # a replay
     assert not verify(b"k", "soon", b'{"a":1}', signature, now)
+
+
+async def test_a_receiver_verifies_a_delivery_with_the_standard_webhooks_library():
+    """Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature), so receivers
+    use the spec's ready-made verifiers; the secret is ``whsec_`` + base64 of the
+    configured secret's bytes. The old X-Yishi-* headers stay for one release."""
+    secret = b"a-shared-secret"
+    sent: list[httpx.Request] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    message = Message("delivery-1", "notification-1", "sys-1", "https://district.example/hook", "zh-CN",
+                      "vote.closed", "表决结果", "通过", None)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+        sender = WebhookSender(client, secret, lambda: datetime.now(timezone.utc), lambda m: m.address, notice_body)
+        await sender.send(message)
+    [request] = sent
+    body, headers = request.content, dict(request.headers)
+
+    receiver = Webhook("whsec_" + base64.b64encode(secret).decode())
+    assert receiver.verify(body, headers) == json.loads(body) == notice_body(message)
+    assert headers["webhook-id"] == "delivery-1" == headers["idempotency-key"]
+    assert Webhook(secret).verify(body, headers, json_parse=False) is None  # raw key bytes work too
+    with pytest.raises(WebhookVerificationError):
+        receiver.verify(body.replace("通过".encode(), "否决".encode()), headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(b"another-secret").verify(body, headers)
+
+    # The old header, still sent for one release: same timestamp, same secret.
+    assert headers[TIMESTAMP_HEADER.lower()] == headers["webhook-timestamp"]
+    assert verify(secret, headers[TIMESTAMP_HEADER.lower()], body, headers[SIGNATURE_HEADER.lower()],
+                  datetime.now(timezone.utc))
 
 
 def test_rate_limit_per_channel_refills_over_time():
