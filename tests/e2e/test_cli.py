@@ -171,10 +171,8 @@ async def test_public_key_reads_the_services_published_key_and_never_makes_one(p
                                                                                tmp_path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL, Checkpointer, public_bytes
-    from yishi.db import install
+    from yishi.audit.checkpoints import Checkpointer, public_bytes
 
-    await install(pool, *CHECKPOINTS_DDL)
     env = {"YISHI_DATABASE_URL": servers.database_url, "XDG_STATE_HOME": str(tmp_path), "HOME": str(tmp_path)}
     args = ("audit", "public-key", "voting", "--schema", f"voting={schema_name}")
     none_yet = yishi(*args, env=env)
@@ -194,10 +192,6 @@ async def test_public_key_reads_the_services_published_key_and_never_makes_one(p
 
 
 async def test_verify_and_export_show_progress(pool, servers, schema_name, tmp_path):
-    from yishi.audit.checkpoints import DDL as CHECKPOINTS_DDL
-    from yishi.db import install
-
-    await install(pool, *CHECKPOINTS_DDL)
     store = EventStore(pool)
     await store.append("s", 0, events(3), meta())
     await store.seal()
