@@ -172,11 +172,12 @@ def test_a_port_taken_by_another_program_is_named_and_never_taken_for_the_servic
         impostor.server_close()
 
 
-def test_a_service_that_keeps_failing_at_start_stops_the_platform_with_its_reason():
+def test_a_service_that_keeps_failing_at_start_stops_the_platform_with_its_reason(servers):
+    # The database answers (yishi run migrates the schemas first, and an unreachable
+    # database stops it there, in one line); the broker does not, so each start fails.
     unreachable = f"127.0.0.1:{free_port()}"
     run = Run("--service", "voting", "--base-port", str(_free_base_port()),
-              env={"YISHI_DATABASE_URL": f"postgresql://postgres@{unreachable}/postgres",
-                   "YISHI_KAFKA_BOOTSTRAP": unreachable})
+              env={"YISHI_DATABASE_URL": servers.database_url, "YISHI_KAFKA_BOOTSTRAP": unreachable})
     try:
         code = run.finish(timeout=180)
         assert code == 1, run.text[-6000:]
@@ -188,3 +189,16 @@ def test_a_service_that_keeps_failing_at_start_stops_the_platform_with_its_reaso
         assert "stopped" in tail
     finally:
         run.kill()
+
+
+def test_an_unreachable_database_stops_the_run_in_one_line_before_any_service_starts():
+    unreachable = f"127.0.0.1:{free_port()}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("YISHI_")},
+           "YISHI_DATABASE_URL": f"postgresql://postgres:secret@{unreachable}/postgres",
+           "YISHI_KAFKA_BOOTSTRAP": unreachable}
+    done = subprocess.run([sys.executable, "-m", "yishi.cli", "run", "--service", "voting", "--base-port",
+                           str(_free_base_port())], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Connect call failed" in errors[0] and "secret" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr and "voting (pid" not in done.stdout
