@@ -23,6 +23,7 @@ from tests.integration.test_idempotency import ballot_body
 from tests.integration.voting.test_concurrency import open_command
 from tests.support.auth import acting, auth_env
 from tests.support.service import new_district
+from yishi import migrations
 from yishi.embedded import free_port
 
 ROLL = 800
@@ -71,6 +72,7 @@ async def test_sigkill_while_clients_resend(servers):
     district, schema = new_district(), f"f_{uuid.uuid4().hex[:12]}"
     service = Voting(servers, district, schema, free_port())
     base = f"http://127.0.0.1:{service.port}"
+    await migrations.upgrade(servers.database_url, schema, migrations.locations("voting"))  # as a release does
     service.start()
     async with httpx.AsyncClient(base_url=base, auth=acting(), timeout=5) as client:
         try:
