@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from tests.support.chaos import TARGETS, Sent, chaos_run, figures
+from tests.support.service import eventually
 from yishi.embedded import kafka_engine
 
 
@@ -40,14 +41,25 @@ async def test_every_target_killed_once_under_load():
         assert result["rebuild_mismatches"] == 0
         assert result["relay_kills_mid_batch"] == 1  # the relay was killed with events sent but not confirmed
 
-        # The checks bite: each of these is reported.
+        # The checks bite: each of these is reported. Read models are compared only once
+        # everything has settled (the last commands' events relayed and consumed, and the
+        # timers' too), so wait for a clean check first.
         await load.pause(90)
+
+        async def problems():
+            return (await verifier.check()).problems
+
+        await eventually(lambda: _negate(problems), timeout=90, interval=1)
         conn = await asyncpg.connect(platform.dsn)
         try:
             council = await conn.fetchrow("SELECT district, council_id, area_id FROM oversight.ov_councils LIMIT 1")
             await conn.execute("UPDATE oversight.ov_councils SET area_id = 'altered' WHERE district = $1 "
                                "AND council_id = $2", council["district"], council["council_id"])
-            assert any("oversight councils differ" in p for p in (await verifier.check()).problems)
+
+            async def altered_found():
+                return any("oversight councils differ" in p for p in await problems())
+
+            await eventually(altered_found, timeout=90, interval=1)
             await conn.execute("UPDATE oversight.ov_councils SET area_id = $3 WHERE district = $1 "
                                "AND council_id = $2", *council)
 
@@ -65,3 +77,7 @@ async def test_every_target_killed_once_under_load():
             assert (await verifier.check()).duplicate_effects == 1
         finally:
             await conn.close()
+
+
+async def _negate(check) -> bool:
+    return not await check()
