@@ -8,8 +8,22 @@ import asyncio
 from aiokafka.errors import KafkaConnectionError
 from structlog.testing import capture_logs
 
-from yishi.failures import RetryPolicy
+from yishi.failures import RetryPolicy, retried
 from yishi.store import LogCursor
+
+
+async def test_a_pause_is_cut_short_and_no_attempt_follows_once_stop_is_set():
+    stop, attempts = asyncio.Event(), []
+
+    async def work():
+        attempts.append(1)
+        stop.set()
+        if len(attempts) == 1:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return "tried again"
+
+    assert await asyncio.wait_for(retried(work, stop, lambda _: 600), 5) is None
+    assert len(attempts) == 1
 
 
 async def test_the_relays_publish_retries_double_from_a_tenth_of_a_second_to_their_cap():
