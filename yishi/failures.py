@@ -30,19 +30,28 @@ doubling between attempts, and then parked with its reason (``{type}: {message}`
 consumer dead-letters the message (:mod:`yishi.inbox`), a background job records the item
 in ``failed_jobs`` and skips it (:mod:`yishi.jobs`). So no single message or item holds a
 partition or a timer for longer than those attempts take.
+
+Long-running loops (the relay, background jobs, their supervisor) retry through
+:func:`retried`, on tenacity: each failure it retries is handed to ``before_sleep`` (to
+log and count it), then a pause cut short by the loop's stop event.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import asyncpg
+import tenacity
 from aiokafka import errors as kafka_errors
 
 from yishi.auth import ProviderUnavailable
 from yishi.store import ConcurrencyError
 
+T = TypeVar("T")
 FailureClass = Literal["transient", "deterministic"]
 
 TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "58"})
@@ -134,3 +143,24 @@ class RetryPolicy:
     def transient_delay(self, failures: int) -> float:
         """The pause after the ``failures``-th transient failure in a row (1-based)."""
         return min(self.backoff_max, self.backoff_initial * 2 ** min(failures - 1, 62))
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):  # wait_for (Python 3.11) may swallow a cancellation
+            await stop.wait()
+
+
+async def retried(work: Callable[[], Awaitable[T]], stop: asyncio.Event, delay: Callable[[int], float], *,
+                  retry: Callable[[BaseException], bool] = is_transient,
+                  before_sleep: Callable[[tenacity.RetryCallState], object] | None = None) -> T | None:
+    """``await work()`` until it succeeds (its result) or fails with an error ``retry``
+    rejects (raised); None once ``stop`` is set, which also cuts a pause short. After the
+    n-th failure in a row it calls ``before_sleep`` (``state.outcome``, ``state.upcoming_sleep``)
+    and pauses ``delay(n)`` seconds."""
+    async def attempt() -> T | None:
+        return None if stop.is_set() else await work()
+    return await tenacity.AsyncRetrying(
+        sleep=lambda seconds: sleep_or_stop(stop, seconds), wait=lambda state: delay(state.attempt_number),
+        retry=tenacity.retry_if_exception(retry), before_sleep=before_sleep)(attempt)

@@ -26,7 +26,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge
 
-from yishi.failures import RetryPolicy, classify, describe, storable
+from yishi.failures import RetryPolicy, classify, describe, retried, sleep_or_stop, storable
 
 log = structlog.get_logger("yishi.jobs")
 
@@ -175,26 +175,26 @@ def every(interval: float, step: Callable[[], Awaitable[int]], name: str, policy
     take it over every ``interval``."""
     async def job(stop: asyncio.Event, pool: asyncpg.Pool) -> None:
         leadership = Leadership(pool, name)
-        transient = 0
+
+        async def lead_and_step() -> int:
+            return await step() if await leadership.lead() else 0
+
+        def backing_off(state) -> None:
+            STEP_FAILURES.labels(name, "transient").inc()
+            log.warning("background job failed; backing off", job=name, error=repr(state.outcome.exception()),
+                        retry_in=state.upcoming_sleep)
+
         try:
             while not stop.is_set():
-                busy, pause = 0, interval
+                busy = 0
                 try:
-                    if await leadership.lead():
-                        busy = await step()
-                    transient = 0
-                except Exception as exc:
-                    kind = classify(exc)
-                    STEP_FAILURES.labels(name, kind).inc()
-                    if kind == "transient":
-                        transient += 1
-                        pause = max(interval, policy.transient_delay(transient))
-                        log.warning("background job failed; backing off", job=name, error=repr(exc), retry_in=pause)
-                    else:
-                        log.exception("background job failed; will retry", job=name)
+                    busy = await retried(lead_and_step, stop, lambda n: max(interval, policy.transient_delay(n)),
+                                         before_sleep=backing_off)
+                except Exception:
+                    STEP_FAILURES.labels(name, "deterministic").inc()
+                    log.exception("background job failed; will retry", job=name)
                 if not busy:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.wait(), pause)
+                    await sleep_or_stop(stop, interval)
         finally:
             await leadership.resign()
     job.__qualname__ = name

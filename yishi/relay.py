@@ -45,6 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge, Histogram
 
 from contracts.envelope import Envelope, binary_headers, rfc3339_text
+from yishi.failures import RetryPolicy, retried, sleep_or_stop
 from yishi.kafka import ensure_topics, new_producer, supports_idempotence
 from yishi.names import events_topic, source
 from yishi.store import EventStore, LogCursor, RecordedEvent
@@ -389,21 +390,22 @@ class Relay:
         stop = stop or asyncio.Event()
         try:
             while not stop.is_set():
-                try:
-                    await self._run_holding_lock(stop)
-                except _LOST as exc:
-                    lost, self.active = self.active, False
-                    if lost:
-                        self.losses += 1
-                        LOST.labels(self.service).inc()
-                        log.warning("relay lost its lock; standing by", service=self.service, error=repr(exc))
-                        await self._drop_producer()
-                    else:
-                        log.warning("relay lost the database; retrying", service=self.service, error=repr(exc))
-                    await _sleep_or_stop(stop, 1.0)
+                await retried(lambda: self._run_holding_lock(stop), stop, lambda _: 1.0,
+                              retry=lambda exc: isinstance(exc, _LOST), before_sleep=self._lost)
         finally:
             self.active = False
             await self._drop_producer()
+
+    async def _lost(self, state) -> None:
+        error = repr(state.outcome.exception())
+        lost, self.active = self.active, False
+        if lost:
+            self.losses += 1
+            LOST.labels(self.service).inc()
+            log.warning("relay lost its lock; standing by", service=self.service, error=error)
+            await self._drop_producer()
+        else:
+            log.warning("relay lost the database; retrying", service=self.service, error=error)
 
     async def _run_holding_lock(self, stop: asyncio.Event) -> None:
         # The pool does not reset connections on release (see yishi.db), so this session
@@ -411,7 +413,7 @@ class Relay:
         # instead, which releases it too (it may be in no state to run the unlock).
         async with self.store.pool.acquire() as lock_conn:
             if not await lock_conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK_KEY})", self.name):
-                await _sleep_or_stop(stop, 1.0)  # another instance relays; stand by
+                await sleep_or_stop(stop, 1.0)  # another instance relays; stand by
                 return
             try:
                 await self._relay_under_lock(lock_conn, stop)
@@ -430,22 +432,25 @@ class Relay:
         self.active = True
         log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position,
                  epoch=self._epoch)
-        backoff = 0.1
+        backoff = RetryPolicy(backoff_initial=0.1, backoff_max=self.max_backoff).transient_delay
         while not stop.is_set():
-            try:
-                count, cursor = await self.publish_batch(cursor, lock_conn)
-                backoff = 0.1
-            except (KafkaError, asyncio.TimeoutError) as exc:
-                FAILURES.labels(self.service).inc()
-                log.warning("relay publish failed; retrying", service=self.service, error=repr(exc),
-                            retry_in_s=backoff)
-                await self._drop_producer()
-                await _sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-                await self.flush()
-                continue
+            batch = await retried(lambda: self.publish_batch(cursor, lock_conn), stop, backoff,
+                                  retry=lambda exc: isinstance(exc, (KafkaError, asyncio.TimeoutError)),
+                                  before_sleep=self._publish_failed)
+            if batch is None:
+                return
+            count, cursor = batch
             if count < self.batch_size:
-                await _sleep_or_stop(stop, self.idle_wait)
+                await sleep_or_stop(stop, self.idle_wait)
+
+    async def _publish_failed(self, state) -> None:
+        """Count and log a failed batch, drop the producer, and surface a fenced cursor
+        write of the previous batch before the pause (:class:`RelayFenced` ends the turn)."""
+        FAILURES.labels(self.service).inc()
+        log.warning("relay publish failed; retrying", service=self.service, error=repr(state.outcome.exception()),
+                    retry_in_s=state.upcoming_sleep)
+        await self._drop_producer()
+        await self.flush()
 
     async def _take_over(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> LogCursor | None:
         """Claim the cursor once the lock is held: after the takeover grace if a relay
@@ -453,14 +458,8 @@ class Relay:
         on a fresh database (nobody can have read a batch without claiming first).
         None when stopped meanwhile."""
         if await lock_conn.fetchval("SELECT epoch FROM relay_position WHERE name = $1", self.name) is not None:
-            await _sleep_or_stop(stop, self.takeover_grace)
+            await sleep_or_stop(stop, self.takeover_grace)
             if stop.is_set():
                 return None
         return await self.claim(lock_conn)
 
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass

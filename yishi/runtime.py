@@ -43,7 +43,7 @@ from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
-from yishi.failures import RetryPolicy, classify
+from yishi.failures import RetryPolicy, classify, retried
 from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
 from yishi.kafka import bootstrap_servers, new_producer, security
 from yishi.logging import configure_logging
@@ -394,20 +394,26 @@ async def _supervised(job: Background, stop: asyncio.Event, pool: asyncpg.Pool,
     once does not spin; jobs that process items skip a failing item themselves
     (:class:`yishi.jobs.JobItems`) rather than crash on it."""
     name = getattr(job, "__qualname__", repr(job))
-    crashes = 0
-    while not stop.is_set():
-        started = asyncio.get_running_loop().time()
-        try:
-            await job(stop, pool)
-            return
-        except Exception as exc:
-            if asyncio.get_running_loop().time() - started > policy.backoff_max:
-                crashes = 0  # it ran well for a while: this is a new episode
-            crashes += 1
-            pause = policy.transient_delay(crashes)
-            log.exception("background job crashed; restarting", job=name, failure=classify(exc), restart_in=pause)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), pause)
+    clock = asyncio.get_running_loop().time
+    started, earlier = clock(), 0  # when the job last started; crashes before this episode
+
+    async def run() -> None:
+        nonlocal started
+        started = clock()
+        await job(stop, pool)
+
+    def restart_in(crashes: int) -> float:
+        nonlocal earlier
+        if clock() - started > policy.backoff_max:
+            earlier = crashes - 1  # it ran well for a while: this is a new episode
+        return policy.transient_delay(crashes - earlier)
+
+    def crashed(state) -> None:
+        exc = state.outcome.exception()
+        log.error("background job crashed; restarting", job=name, failure=classify(exc),
+                  restart_in=state.upcoming_sleep, exc_info=exc)
+
+    await retried(run, stop, restart_in, retry=lambda exc: isinstance(exc, Exception), before_sleep=crashed)
 
 
 async def _seal_forever(event_store: EventStore, stop: asyncio.Event, checkpointer: Checkpointer,
