@@ -39,7 +39,7 @@ async def test_a_job_that_keeps_crashing_is_restarted_ever_more_slowly(monkeypat
     pauses: list[float] = []
 
     class Log:
-        def exception(self, event, **fields):
+        def error(self, event, **fields):
             pauses.append(fields["restart_in"])
 
     monkeypatch.setattr(yishi.runtime, "log", Log())
