@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka.errors import KafkaConnectionError
-from structlog.testing import capture_logs
 
+import yishi.jobs
+import yishi.relay
+import yishi.runtime
+from tests.support.logs import logs_of
 from yishi.failures import RetryPolicy, retried
 from yishi.store import LogCursor
 
@@ -45,7 +48,7 @@ async def test_the_relays_publish_retries_double_from_a_tenth_of_a_second_to_the
 
     relay._take_over, relay.publish_batch = take_over, publish_batch
     failures = FAILURES.labels("test-backoff")._value.get()
-    with capture_logs() as logs:
+    with logs_of(yishi.relay) as logs:
         await asyncio.wait_for(relay._relay_under_lock(None, stop), 5)
     pauses = [e["retry_in_s"] for e in logs if e["event"] == "relay publish failed; retrying"]
     assert pauses == [0.1, 0.2, 0.2, 0.1, 0.2, 0.2]
@@ -65,7 +68,7 @@ async def test_the_relay_retries_a_lost_database_every_second_until_stopped():
             raise ConnectionRefusedError(111, "Connection refused")
 
     relay = Relay(type("Store", (), {"pool": DatabaseAway()})(), "", "test-lost")
-    with capture_logs() as logs:
+    with logs_of(yishi.relay) as logs:
         await asyncio.wait_for(relay.run(stop), 5)
     assert len(attempts) == 2 and not relay.active and relay.losses == 0
     assert [e["event"] for e in logs] == ["relay lost the database; retrying"] * 2
@@ -100,7 +103,7 @@ async def test_a_background_job_backs_off_transient_failures_never_below_its_int
 
     job = every(0.02, step, "test.backoff", RetryPolicy(backoff_initial=0.01, backoff_max=0.05))
     transient = STEP_FAILURES.labels("test.backoff", "transient")._value.get()
-    with capture_logs() as logs:
+    with logs_of(yishi.jobs) as logs:
         await asyncio.wait_for(job(stop, Pool()), 5)
     assert [e.get("retry_in") for e in logs if e["event"].startswith("background job failed")] == \
         [0.02, 0.02, 0.04, 0.05, None]
@@ -121,7 +124,7 @@ async def test_a_job_that_ran_well_for_a_while_before_crashing_restarts_quickly_
             stop_event.set()
         raise RuntimeError("a bug")
 
-    with capture_logs() as logs:
+    with logs_of(yishi.runtime) as logs:
         await asyncio.wait_for(_supervised(crashes, stop, None, RetryPolicy(backoff_initial=0.01, backoff_max=0.05)), 5)
     pauses = [e["restart_in"] for e in logs if e["event"] == "background job crashed; restarting"]
     assert pauses == [0.01, 0.02, 0.04, 0.01, 0.02, 0.04]
