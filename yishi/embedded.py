@@ -162,8 +162,8 @@ class _Child:
     def _popen_kwargs(self) -> dict:
         return {}
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the server and wait until it accepts connections."""
+    def _spawn(self) -> None:
+        """Start the server process, its output appended to its log, dying with its owner."""
         logf = open(self.log, "ab")
         sig = self.stop_signal
         self.proc = subprocess.Popen(
@@ -176,6 +176,10 @@ class _Child:
             **self._popen_kwargs(),
         )
         logf.close()
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the server and wait until it accepts connections."""
+        self._spawn()
         _wait_for_port(self.port, self.proc, self.log, timeout)
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -489,20 +493,19 @@ class EmbeddedApacheKafka(_Child):
                                                    "-c", str(self.config), "--ignore-formatted", heap="256m"),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
+    def formatted(self, formatting: subprocess.Popen | None, timeout: float = 120.0) -> None:
+        """Wait for :meth:`format`'s process (None: nothing to format); raise if it failed."""
+        if formatting is None:
+            return
+        out, _ = formatting.communicate(timeout=timeout)
+        if formatting.returncode != 0:
+            raise EmbeddedError(f"formatting {self.data} failed:\n{out.decode(errors='replace')[-3000:]}")
+
     def launch(self) -> None:
         """Start the process without waiting (see :meth:`wait_started`)."""
-        formatting = self.format()
-        if formatting is not None:
-            out, _ = formatting.communicate(timeout=120)
-            if formatting.returncode != 0:
-                raise EmbeddedError(f"formatting {self.data} failed:\n{out.decode(errors='replace')[-3000:]}")
+        self.formatted(self.format())
         self._started_lines = self._count_started()
-        logf = open(self.log, "ab")
-        sig = self.stop_signal
-        self.proc = subprocess.Popen(self._command(), stdout=logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=lambda: _die_with_parent(sig),
-                                     start_new_session=True)
-        logf.close()
+        self._spawn()
 
     def _count_started(self) -> int:
         try:
@@ -562,12 +565,9 @@ class EmbeddedKafkaCluster:
         return all(node.running for node in self.nodes)
 
     def start(self, timeout: float = 180.0) -> None:
-        formatting = [(node, node.format()) for node in self.nodes]
+        formatting = [(node, node.format()) for node in self.nodes]  # all at once
         for node, proc in formatting:
-            if proc is not None:
-                out, _ = proc.communicate(timeout=timeout)
-                if proc.returncode != 0:
-                    raise EmbeddedError(f"formatting {node.data} failed:\n{out.decode(errors='replace')[-3000:]}")
+            node.formatted(proc, timeout)
         for node in self.nodes:
             node.launch()
         for node in self.nodes:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer, errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka import errors
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.transaction import InitProducerIdRequest
 from faststream.kafka.security import parse_security
@@ -77,27 +76,32 @@ def new_producer(bootstrap: str, *, client_id: str = "yishi", linger_ms: int = 5
     )
 
 
+@contextlib.asynccontextmanager
+async def _client(bootstrap: str, **options: Any) -> AsyncIterator[AIOKafkaClient]:
+    """A bootstrapped low-level client for one question to the cluster, closed after."""
+    client = AIOKafkaClient(**options, bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await client.bootstrap()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def topic_partitions(bootstrap: str, wanted: Callable[[str], bool] = lambda topic: True,
                            **options: Any) -> dict[str, list[int]]:
     """The partitions of every topic on the broker that ``wanted`` accepts, from a metadata
     request for all topics. (A consumer's own metadata knows only the topics it asked for:
     since Kafka 4.0 dropped metadata v0, a bootstrap asks for none.)"""
-    client = AIOKafkaClient(**options, bootstrap_servers=bootstrap, request_timeout_ms=15_000)
-    await client.bootstrap()
-    try:
+    async with _client(bootstrap, **options) as client:
         cluster = await client.fetch_all_metadata()
-        return {t: sorted(cluster.partitions_for_topic(t) or ()) for t in cluster.topics() if wanted(t)}
-    finally:
-        await client.close()
+    return {t: sorted(cluster.partitions_for_topic(t) or ()) for t in cluster.topics() if wanted(t)}
 
 
 async def supports_idempotence(bootstrap: str, attempts: int = 20, **options: Any) -> bool:
     """Whether the broker grants producer ids (``InitProducerId``), which an idempotent
     producer needs. Asked of the broker itself: a broker that refuses makes an idempotent
     aiokafka producer hang on its first send. Connection failures are raised."""
-    client = AIOKafkaClient(**options, bootstrap_servers=bootstrap, request_timeout_ms=15_000)
-    await client.bootstrap()
-    try:
+    async with _client(bootstrap, **options) as client:
         for attempt in range(attempts):
             try:
                 response = await client.send(client.get_random_node(), InitProducerIdRequest(
@@ -111,8 +115,6 @@ async def supports_idempotence(bootstrap: str, attempts: int = 20, **options: An
                 return False
             await asyncio.sleep(0.2 * (attempt + 1))  # a broker just started loads its coordinator
         return False
-    finally:
-        await client.close()
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS,
