@@ -27,6 +27,8 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_fastapi_instrumentator import Instrumentator
 
+from yishi.failures import sleep_or_stop
+
 if TYPE_CHECKING:
     from faststream.kafka import KafkaBroker
 
@@ -104,5 +106,4 @@ class Watch:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.once()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+            await sleep_or_stop(stop, self.interval)

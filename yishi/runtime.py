@@ -43,7 +43,7 @@ from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
-from yishi.failures import RetryPolicy, classify, retried
+from yishi.failures import RetryPolicy, classify, retried, sleep_or_stop
 from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
 from yishi.kafka import bootstrap_servers, new_producer, security
 from yishi.logging import configure_logging
@@ -427,5 +427,4 @@ async def _seal_forever(event_store: EventStore, stop: asyncio.Event, checkpoint
             await checkpointer.record(event_store.pool)
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("sealing failed; will retry", error=repr(exc))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await sleep_or_stop(stop, interval)
