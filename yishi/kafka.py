@@ -134,15 +134,25 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
-        if missing:
-            replicas = await _replication(admin)
-            missing = [NewTopic(t, partitions, replicas) for t in missing]
+        replicas = await _replication(admin) if missing else 1
+        for attempt in range(5):
+            if not missing:
+                break
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
+                response = await admin.create_topics([NewTopic(t, partitions, replicas) for t in missing])
+                # Errors come per topic, not raised. Just after a cluster starts, its controller
+                # may not see every broker yet and refuses the replication factor: try again.
+                missing = [entry[0] for entry in response.topic_errors
+                           if entry[1] == _INVALID_REPLICATION_FACTOR or errors.for_code(entry[1]).retriable]
+                if missing:
+                    await asyncio.sleep(0.5 * (attempt + 1))
     except KafkaError:
         pass
     finally:
         await admin.close()
+
+
+_INVALID_REPLICATION_FACTOR = 38
 
 
 async def _replication(admin: AIOKafkaAdminClient) -> int:
