@@ -55,6 +55,7 @@ class FailureReason(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     INVALID_ADDRESS = "invalid_address"
     EXPIRED = "expired"  # not delivered before it stopped mattering
+    NO_RECIPIENT = "no_recipient"  # nobody to send it to: no subscription and no default contact
 
 
 Template = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,79}$"), Field(examples=["proposal.published"])]
@@ -69,7 +70,9 @@ class NotificationRequested(Event):
 
     notification_id: Id
     recipients: tuple[Recipient, ...] = Field(min_length=1)
-    channels: tuple[Channel, ...] = Field(min_length=1)
+    channels: tuple[Channel, ...] = Field(
+        description="Empty when no recipient could be reached (a ``NotificationFailed`` with reason "
+                    "``no_recipient`` follows for each).")
     template: Template
     params: Params = Field(default_factory=dict)
     regarding: Regarding | None = None
@@ -85,11 +88,14 @@ class NotificationDelivered(Event):
 
 
 class NotificationFailed(Event):
-    """A delivery attempt failed; ``will_retry`` says whether another attempt follows."""
+    """A delivery attempt failed; ``will_retry`` says whether another attempt follows.
+
+    Reason ``no_recipient``: the recipient had no subscription and no default contact, so
+    nothing was sent at all (no channel; attempt 1; no retry)."""
 
     notification_id: Id
     recipient_id: Id
-    channel: Channel
+    channel: Channel | None = Field(default=None, description="Absent for reason ``no_recipient``.")
     attempt: Annotated[int, Field(gt=0)]
     reason: FailureReason
     detail: Text | None = None
@@ -175,3 +181,24 @@ class Unsubscribe(Command):
     """End a subscription; nothing more is sent through it."""
 
     subscription_id: Id
+
+
+class SetDefaultContact(Command):
+    """Set the default contact of a person, an organisation or a council (replaces it).
+
+    The district's directory of default contacts is how the platform reaches a party
+    that subscribed to nothing. Notices addressed to a party that has no subscription of its own go to its default
+    contact; a task's reminders for the implementer's staff go to the implementer
+    organisation's contact when the person has neither (services/notify/README.md).
+    """
+
+    party_id: Id = Field(description="A person, an organisation (an implementer's id) or a council.")
+    channel: Channel = Field(description="Email, SMS, WeChat or webhook (a signed HTTPS endpoint).")
+    address: Address
+    language: Language = Language.ZH_CN
+
+
+class RemoveDefaultContact(Command):
+    """Take a party out of the district's directory of default contacts."""
+
+    party_id: Id

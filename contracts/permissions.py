@@ -75,6 +75,9 @@ _TABLE: dict[str, frozenset[Role]] = {
     "RequestNotification": frozenset({CW, CH, OF, IN}),
     "Subscribe": frozenset({R, CM, CW, CH, EX, IM, SU, OF, DA, IN}),
     "Unsubscribe": frozenset({R, CM, CW, CH, EX, IM, SU, OF, DA, IN}),
+    # the district's directory of default contacts (who is reached without subscribing)
+    "SetDefaultContact": frozenset({CW, DA}),
+    "RemoveDefaultContact": frozenset({CW, DA}),
 }
 
 PERMISSIONS: MappingProxyType[str, frozenset[Role]] = MappingProxyType(_TABLE)

@@ -147,6 +147,10 @@ _CONSUMERS = {
     "TaskStalled": {"notify"},
     "ReminderDue": {"notify"},
     "InspectionRecorded": {"notify"},
+    # notify: oversight shows on each task whether its reminders reached anyone
+    "NotificationRequested": {"oversight"},
+    "NotificationDelivered": {"oversight"},
+    "NotificationFailed": {"oversight"},
 }
 
 
@@ -209,7 +213,8 @@ _SPECS: tuple[TypeSpec, ...] = (
         "notify", Kind.EVENT,
         notify.NotificationRequested, notify.NotificationDelivered, notify.NotificationFailed,
     ),
-    *_types("notify", Kind.COMMAND, notify.RequestNotification, notify.Subscribe, notify.Unsubscribe),
+    *_types("notify", Kind.COMMAND, notify.RequestNotification, notify.Subscribe, notify.Unsubscribe,
+            notify.SetDefaultContact, notify.RemoveDefaultContact),
     TypeSpec("CommandAccepted", Kind.REPLY, None, {1: CommandAccepted}),
     TypeSpec("CommandRejected", Kind.REPLY, None, {1: CommandRejected}),
 )

@@ -18,10 +18,20 @@ import asyncpg
 
 from contracts.common import RejectionReason, Role
 from contracts.permissions import STAFF as PERMISSION_STAFF
-from contracts.notify import Channel, Language, Recipient, RecipientKind, RequestNotification, Subscribe, Unsubscribe
+from contracts.notify import (
+    Channel,
+    Language,
+    Recipient,
+    RecipientKind,
+    RemoveDefaultContact,
+    RequestNotification,
+    SetDefaultContact,
+    Subscribe,
+    Unsubscribe,
+)
 from services.notify import projections
-from services.notify.domain import Delivery, Notification, Subscription, after_quiet_hours, notification_uuid, \
-    subscription_uuid
+from services.notify.domain import DefaultContact, Delivery, Notification, Subscription, after_quiet_hours, \
+    notification_uuid, subscription_uuid
 from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateError, Templates
 from yishi.clock import Clock
@@ -89,14 +99,22 @@ class Notifier:
 
     async def notify(self, conn: asyncpg.Connection, *, district: str, notification_id: str, template: str,
                      params: Mapping[str, str], regarding: tuple[str, str] | None, targets: Iterable[Target],
-                     meta: Metadata, expires_at: datetime | None = None) -> int:
+                     meta: Metadata, expires_at: datetime | None = None,
+                     required: Iterable[Recipient] = ()) -> int:
         """Record the notice and its deliveries; returns how many deliveries were created
-        (0 when there is nobody to reach or the notice was recorded before)."""
+        (0 when there is nobody to reach or the notice was recorded before).
+
+        ``required`` are the recipients the notice is for (a reminder's): one of them with
+        no target is recorded as a failure (``NotificationFailed``, ``no_recipient``),
+        never dropped in silence; anyone else without a target is simply not addressed."""
         unique: dict[tuple[str, str, str], Target] = {}
         for t in targets:
             if t.channel in self.channels:
                 unique.setdefault((t.recipient_id, t.channel, t.address), t)
-        if not unique or await self.repository.exists(notification_uuid(district, notification_id), conn=conn):
+        reached = {t.recipient_id for t in unique.values()}
+        unreached = {r.id: r for r in required if r.id not in reached}
+        if (not unique and not unreached) or await self.repository.exists(
+                notification_uuid(district, notification_id), conn=conn):
             return 0
         now = self.clock.now()
         deliveries = []
@@ -115,9 +133,12 @@ class Notifier:
                 max_attempts=self.settings.max_attempts))
         notification = Notification(
             district=district, notification_id=notification_id, template=template, params=dict(params),
-            recipients=sorted({(t.kind.value, t.recipient_id) for t in unique.values()}),
+            recipients=sorted({(t.kind.value, t.recipient_id) for t in unique.values()}
+                              | {(r.kind.value, r.id) for r in unreached.values()}),
             channels=sorted({t.channel.value for t in unique.values()}),
             regarding=list(regarding) if regarding else None)
+        for recipient_id in sorted(unreached):
+            notification.no_recipient(recipient_id)
         await self.repository.save(notification, *deliveries, meta=meta, conn=conn)
         for d in deliveries:
             await projections.save_delivery(conn, d)
@@ -131,15 +152,9 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
     @bus.handles(Subscribe)
     async def subscribe(cmd: Subscribe, ctx: CommandContext) -> str:
         _authorise_for(cmd.actor, cmd.subscriber)
-        if cmd.channel not in notifier.channels or cmd.channel is Channel.NOTICE_BOARD:
-            raise Rejected(RejectionReason.INVALID_COMMAND,
-                           f"channel {cmd.channel} cannot be subscribed to here", cmd.subscription_id)
+        _check_channel(cmd.channel, cmd.address, cmd.subscription_id)
         if cmd.subscriber.kind not in (RecipientKind.PERSON, RecipientKind.SYSTEM):
             raise Rejected(RejectionReason.INVALID_COMMAND, "a subscriber is a person or a system",
-                           cmd.subscription_id)
-        pattern = _ADDRESS.get(cmd.channel)
-        if pattern is not None and not pattern.match(cmd.address):
-            raise Rejected(RejectionReason.INVALID_COMMAND, f"not a valid {cmd.channel} address",
                            cmd.subscription_id)
         unknown = set(cmd.event_types) - FOLLOWABLE
         if unknown:
@@ -170,6 +185,32 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
         await projections.save_subscription(ctx.conn, subscription)
         return cmd.subscription_id
 
+    @bus.handles(SetDefaultContact)
+    async def set_default_contact(cmd: SetDefaultContact, ctx: CommandContext) -> str:
+        _check_channel(cmd.channel, cmd.address, cmd.party_id)
+        terms = cmd.model_dump(mode="json", include={"channel", "address", "language"})
+        stream = DefaultContact.create_id(cmd.district, cmd.party_id)
+        if await ctx.repository.exists(stream, conn=ctx.conn):
+            contact = await ctx.repository.get(DefaultContact, stream, conn=ctx.conn)
+            if not contact.change(terms):
+                return cmd.party_id
+        else:
+            contact = DefaultContact(district=cmd.district, party_id=cmd.party_id, terms=terms)
+        await ctx.save(cmd, contact)
+        await projections.save_default_contact(ctx.conn, contact)
+        return cmd.party_id
+
+    @bus.handles(RemoveDefaultContact)
+    async def remove_default_contact(cmd: RemoveDefaultContact, ctx: CommandContext) -> str:
+        stream = DefaultContact.create_id(cmd.district, cmd.party_id)
+        if not await ctx.repository.exists(stream, conn=ctx.conn):
+            raise Rejected(RejectionReason.NOT_FOUND, f"{cmd.party_id} has no default contact", cmd.party_id)
+        contact = await ctx.repository.get(DefaultContact, stream, conn=ctx.conn)
+        contact.remove()
+        await ctx.save(cmd, contact)
+        await projections.save_default_contact(ctx.conn, contact)
+        return cmd.party_id
+
     @bus.handles(RequestNotification)
     async def request_notification(cmd: RequestNotification, ctx: CommandContext) -> str:
         people: set[str] = set()
@@ -196,6 +237,15 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
         except TemplateError as exc:
             raise Rejected(RejectionReason.INVALID_COMMAND, str(exc), cmd.notification_id) from None
         return cmd.notification_id
+
+    def _check_channel(channel: Channel, address: str, subject: str) -> None:
+        """A channel this deployment delivers on, and an address of its form."""
+        if channel not in notifier.channels or channel is Channel.NOTICE_BOARD:
+            raise Rejected(RejectionReason.INVALID_COMMAND, f"channel {channel} cannot be subscribed to here",
+                           subject)
+        pattern = _ADDRESS.get(channel)
+        if pattern is not None and not pattern.match(address):
+            raise Rejected(RejectionReason.INVALID_COMMAND, f"not a valid {channel} address", subject)
 
     return bus
 

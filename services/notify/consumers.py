@@ -12,6 +12,7 @@ import asyncpg
 
 from contracts import oversight, proposals, voting
 from contracts.envelope import Envelope
+from contracts.notify import Recipient, RecipientKind
 from services.notify import projections
 from services.notify.application import Notifier, board_targets, targets_from
 from services.notify.domain import source_notification_id
@@ -30,15 +31,20 @@ def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
 
     async def notice(conn: asyncpg.Connection, envelope: Envelope, template: str, params: dict[str, str], *,
                      people: Iterable[str], council_id: str | None = None, proposal_id: str | None = None,
-                     public: bool = False, expires_at: datetime | None = None) -> None:
+                     public: bool = False, expires_at: datetime | None = None, contacts: list | None = None,
+                     required: Iterable[Recipient] = ()) -> None:
+        """One notice to ``people`` (their subscriptions, else their default contacts) or
+        to ``contacts`` already found, plus the event's followers and, if ``public``, the
+        boards; ``required`` as for :meth:`Notifier.notify`."""
         district = envelope.district
-        rows = await projections.contacts_of(conn, district, people)
+        rows = list(contacts) if contacts is not None else await projections.contacts_of(conn, district, people)
         rows += await projections.followers_of(conn, district, envelope.type, council_id, proposal_id)
         targets = targets_from(rows) + (board_targets(notifier.settings) if public else [])
         await notifier.notify(
             conn, district=district, notification_id=source_notification_id(envelope.id, template),
             template=template, params=params, regarding=(envelope.type, envelope.subject), targets=targets,
-            meta=notifier.meta(district, envelope.correlation_id, envelope.id), expires_at=expires_at)
+            meta=notifier.meta(district, envelope.correlation_id, envelope.id), expires_at=expires_at,
+            required=required)
 
     # -- proposals ---------------------------------------------------------------
 
@@ -130,9 +136,18 @@ def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
                      people=await projections.task_audience(conn, e.district, e.task_id))
 
     async def reminder_due(e: oversight.ReminderDue, env: Envelope, conn: asyncpg.Connection) -> None:
+        # The reminded party's own subscriptions, else its default contact, else (for an
+        # implementer's staff) the implementer organisation's; nobody is recorded as a failure.
+        contacts = await projections.contacts_of(conn, e.district, [e.recipient_id])
+        if not contacts:
+            contacts = await projections.organisation_contact(conn, e.district, e.task_id, e.recipient_id)
+        # The top of the ladder is the council above; below it, a person (or a council named
+        # as supervisor, which notify cannot tell apart).
+        kind = RecipientKind.COUNCIL if e.escalation_step == 3 else RecipientKind.PERSON
         await notice(conn, env, "task.reminder_due",
-                     {"task_id": e.task_id, "kind": e.kind.value, "due_at": local_time(e.due_at)},
-                     people=[e.recipient_id])
+                     {"task_id": e.task_id, "kind": e.kind.value, "due_at": local_time(e.due_at),
+                      "reminder_id": e.reminder_id},
+                     people=[e.recipient_id], contacts=contacts, required=[Recipient(kind=kind, id=e.recipient_id)])
 
     ctx.on_events("oversight", "oversight", {
         "ResolutionRegistered": resolution_registered, "TaskAssigned": task_assigned,

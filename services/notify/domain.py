@@ -30,6 +30,11 @@ def subscription_uuid(district: str, subscription_id: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{district}:subscription:{subscription_id}")
 
 
+def default_contact_uuid(district: str, party_id: str) -> uuid.UUID:
+    """Stream id of a party's entry in the district's directory of default contacts."""
+    return uuid.uuid5(NAMESPACE, f"{district}:default-contact:{party_id}")
+
+
 def notification_uuid(district: str, notification_id: str) -> uuid.UUID:
     """Stream id of a notification."""
     return uuid.uuid5(NAMESPACE, f"{district}:notification:{notification_id}")
@@ -72,6 +77,43 @@ class Subscription(Aggregate):
         self.active = False
 
 
+class DefaultContact(Aggregate):
+    """A party's default channel and address, kept by the district: how a person, an
+    organisation or a council is reached when it subscribed to nothing."""
+
+    @staticmethod
+    def create_id(district: str, party_id: str) -> uuid.UUID:
+        return default_contact_uuid(district, party_id)
+
+    def __init__(self, district: str, party_id: str, terms: dict) -> None:
+        self.district = district
+        self.party_id = party_id
+        self.terms = terms  # channel, address, language
+        self.active = True
+
+    def change(self, terms: dict) -> bool:
+        """Replace the entry (or restore a removed one); False when nothing changes."""
+        if self.active and terms == self.terms:
+            return False
+        self._changed(terms=terms)
+        return True
+
+    @event("Changed")
+    def _changed(self, terms: dict) -> None:
+        self.terms = terms
+        self.active = True
+
+    def remove(self) -> None:
+        """Take the party out of the directory."""
+        if not self.active:
+            raise Rejected(RejectionReason.NOT_FOUND, f"{self.party_id} has no default contact", self.party_id)
+        self._removed()
+
+    @event("Removed")
+    def _removed(self) -> None:
+        self.active = False
+
+
 # -- notifications ---------------------------------------------------------------
 
 
@@ -91,6 +133,17 @@ class Notification(Aggregate):
         self.recipients = recipients  # [kind, id] pairs
         self.channels = channels
         self.regarding = regarding  # [type, subject] or None
+        self.unreached: list[str] = []
+
+    def no_recipient(self, recipient_id: str) -> None:
+        """Record that ``recipient_id``, whom the notice is for, could not be reached at all
+        (no subscription, no default contact): a failure, not silence."""
+        if recipient_id not in self.unreached:
+            self._no_recipient(recipient_id=recipient_id, notification_id=self.notification_id)
+
+    @event("NoRecipient")
+    def _no_recipient(self, recipient_id: str, notification_id: str) -> None:
+        self.unreached.append(recipient_id)
 
 
 # -- deliveries ------------------------------------------------------------------

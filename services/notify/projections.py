@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.notify.domain import Delivery, Subscription
+from services.notify.domain import DefaultContact, Delivery, Subscription
 
 # Tables: services/notify/migrations (Alembic branch notify).
 
@@ -33,6 +33,19 @@ async def save_subscription(conn: asyncpg.Connection, sub: Subscription) -> None
         t["address"], t["language"], t["event_types"], t["council_ids"], t["proposal_ids"],
         json.dumps(t["quiet_hours"]) if t.get("quiet_hours") else None, sub.active,
     )
+
+
+async def save_default_contact(conn: asyncpg.Connection, contact: DefaultContact) -> None:
+    """Write the party's directory entry (or take a removed one out)."""
+    if not contact.active:
+        await conn.execute("DELETE FROM default_contacts WHERE district = $1 AND party_id = $2",
+                           contact.district, contact.party_id)
+        return
+    t = contact.terms
+    await conn.execute(
+        "INSERT INTO default_contacts VALUES ($1, $2, $3, $4, $5) ON CONFLICT (district, party_id) DO UPDATE"
+        " SET channel = EXCLUDED.channel, address = EXCLUDED.address, language = EXCLUDED.language",
+        contact.district, contact.party_id, t["channel"], t["address"], t["language"])
 
 
 async def save_delivery(conn: asyncpg.Connection, d: Delivery) -> None:
@@ -68,12 +81,42 @@ async def due_deliveries(pool: asyncpg.Pool, now: datetime, limit: int) -> list[
 # -- audiences -------------------------------------------------------------------
 
 
+# Directory entries read in the shape of subscription rows (``targets_from``), reached as
+# a person: no quiet hours, no filters.
+_DIRECTORY_ROW = ("'person' AS subscriber_kind, {who} AS subscriber_id, channel, address, language, "
+                  "NULL::jsonb AS quiet_hours")
+
+
 async def contacts_of(conn: asyncpg.Connection, district: str, person_ids: Iterable[str]) -> list[asyncpg.Record]:
-    """Every active channel subscription of these people (or organisations)."""
+    """Every active channel subscription of these people (or organisations); for one
+    without any, its entry in the district's directory of default contacts."""
     return await conn.fetch(
-        "SELECT * FROM subscriptions WHERE district = $1 AND active "
-        "AND subscriber_id = ANY($2::text[]) ORDER BY subscription_id",
-        district, list(person_ids))
+        f"""
+        SELECT subscriber_kind, subscriber_id, channel, address, language, quiet_hours FROM (
+            SELECT s.subscriber_kind, s.subscriber_id, s.channel, s.address, s.language, s.quiet_hours,
+                   s.subscription_id AS k FROM subscriptions s
+            WHERE s.district = $1 AND s.active AND s.subscriber_id = ANY($2::text[])
+            UNION ALL
+            SELECT {_DIRECTORY_ROW.format(who="c.party_id")}, '' AS k FROM default_contacts c
+            WHERE c.district = $1 AND c.party_id = ANY($2::text[]) AND NOT EXISTS (
+                SELECT 1 FROM subscriptions s WHERE s.district = $1 AND s.active AND s.subscriber_id = c.party_id)
+        ) found ORDER BY subscriber_id, k
+        """, district, list(person_ids))
+
+
+async def organisation_contact(conn: asyncpg.Connection, district: str, task_id: str,
+                               person_id: str) -> list[asyncpg.Record]:
+    """The directory entry of the organisation ``person_id`` accepted ``task_id`` for,
+    addressed to the person: how a reminder reaches an implementer's staff who neither
+    subscribed nor has an entry of their own."""
+    return await conn.fetch(
+        f"""
+        SELECT {_DIRECTORY_ROW.format(who="$3::text")} FROM default_contacts c
+        JOIN task_people i ON i.district = c.district AND i.person_id = c.party_id AND i.role = 'implementer'
+        WHERE c.district = $1 AND i.task_id = $2 AND EXISTS (
+            SELECT 1 FROM task_people s WHERE s.district = $1 AND s.task_id = $2 AND s.person_id = $3
+              AND s.role = 'implementer_staff')
+        """, district, task_id, person_id)
 
 
 async def followers_of(conn: asyncpg.Connection, district: str, event_type: str, council_id: str | None,

@@ -20,7 +20,8 @@ PARAMS: Mapping[str, frozenset[str]] = {
     "vote.closed": frozenset({"question", "vote_id", "outcome", "turnout_percent"}),
     "resolution.registered": frozenset({"title", "resolution_id"}),
     "task.stalled": frozenset({"task_id", "stalled_after_days"}),
-    "task.reminder_due": frozenset({"task_id", "kind", "due_at"}),
+    # reminder_id is not shown; it lets oversight match the notice to its reminder.
+    "task.reminder_due": frozenset({"task_id", "kind", "due_at", "reminder_id"}),
 }
 """Every template the service renders, with the parameters it supplies."""
 

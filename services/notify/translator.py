@@ -17,6 +17,7 @@ from contracts import registry
 from contracts.common import Actor, Role
 from contracts.notify import (
     Channel,
+    FailureReason,
     NotificationDelivered,
     NotificationFailed,
     NotificationRequested,
@@ -42,6 +43,11 @@ def make_translator(to_domain_event: Callable[[RecordedEvent], Any]) -> Translat
                 recipients=tuple(Recipient(kind=k, id=i) for k, i in event.recipients),
                 channels=tuple(Channel(c) for c in event.channels), template=event.template, params=event.params,
                 regarding=Regarding(type=event.regarding[0], subject=event.regarding[1]) if event.regarding else None)
+        elif isinstance(event, Notification.NoRecipient):
+            model = NotificationFailed(**common, notification_id=event.notification_id,
+                                       recipient_id=event.recipient_id, channel=None, attempt=1,
+                                       reason=FailureReason.NO_RECIPIENT,
+                                       detail="no subscription and no default contact", will_retry=False)
         elif isinstance(event, Delivery.Delivered):
             model = NotificationDelivered(**common, notification_id=event.notification_id,
                                           recipient_id=event.recipient_id, channel=event.channel,

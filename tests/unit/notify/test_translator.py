@@ -45,3 +45,20 @@ def test_lifecycle_is_published_as_contracts():
     delivered = NotificationDelivered.model_validate_json(published[5].data)
     assert (delivered.recipient_id, delivered.channel, delivered.attempt) == ("member-7", "webhook", 2)
     assert json.loads(published[5].data)["district"] == "gulou"
+
+
+def test_a_recipient_nobody_could_reach_is_published_as_a_failure_with_no_channel():
+    repository = Repository(EventStore(None))
+    translate = make_translator(repository.to_domain_event)
+    notification = Notification(district="gulou", notification_id="n-2", template="task.reminder_due",
+                                params={"task_id": "task-1"}, recipients=[["person", "supervisor-01"]], channels=[],
+                                regarding=["ReminderDue", "task-1"])
+    notification.no_recipient("supervisor-01")
+    notification.no_recipient("supervisor-01")  # recorded once
+    published = [translate(e) for e in recorded(repository, notification.collect_events())]
+    assert [p.type for p in published] == ["NotificationRequested", "NotificationFailed"]
+    assert NotificationRequested.model_validate_json(published[0].data).channels == ()
+    failed = NotificationFailed.model_validate_json(published[1].data)
+    assert (failed.recipient_id, failed.channel, failed.attempt, failed.reason, failed.will_retry) == (
+        "supervisor-01", None, 1, FailureReason.NO_RECIPIENT, False)
+    assert published[1].subject == "n-2"  # with its notification's other events, in order
