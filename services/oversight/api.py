@@ -12,10 +12,26 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.common import Id
 from yishi.runtime import ServiceContext
+
+
+class ReminderView(BaseModel):
+    """One reminder of a task: for whom, and whether it reached them."""
+
+    reminder_id: str
+    kind: str
+    step: int = Field(description="1 implementer, 2 supervisor, 3 the council above.")
+    recipient_id: str
+    due_at: datetime
+    fired_at: datetime
+    delivery: str = Field(description="``pending`` (not sent yet, or being retried), ``delivered`` (on at least "
+                                      "one channel) or ``failed`` (dead-lettered, or ``no_recipient``).")
+    channel: str | None
+    failure_reason: str | None = Field(description="Why it failed (or why the last attempt did), e.g. "
+                                                   "``no_recipient``: no subscription and no default contact.")
 
 
 class TaskView(BaseModel):
@@ -26,13 +42,19 @@ class TaskView(BaseModel):
     implementer_kind: str
     implementer_id: str
     implementer_name: str
-    status: str
+    status: str = Field(description="``assigned``, ``accepted``, ``completed``, ``passed``; or ``stalled`` (no "
+                                    "news for the policy's stall days) and ``escalated`` (to "
+                                    "``escalation_level``), until the task moves on again.")
+    stalled_at: datetime | None
+    escalation_level: str | None
+    escalated_to: str | None
     percent: int
     due_at: datetime
     budget_fen: int | None
     completed_at: datetime | None
     passed_at: datetime | None
     last_reminder_at: datetime | None
+    reminders: list[ReminderView] = Field(description="Every reminder fired, oldest first.")
 
 
 class ResolutionView(BaseModel):
@@ -87,6 +109,8 @@ class AuditStep(BaseModel):
     proposal_id: str | None
     vote_id: str | None
     task_id: str | None
+    recipient_id: str | None = Field(description="Who the step was addressed to: the person or council a "
+                                                 "reminder was for, or a notice reached (or failed to reach).")
     body: dict[str, Any]
 
 
@@ -98,6 +122,15 @@ class AuditTrail(BaseModel):
     steps: list[AuditStep]
 
 
+class StalledTask(BaseModel):
+    """A task of a roadmap entry that is stalled or escalated."""
+
+    task_id: str
+    status: str
+    escalation_level: str | None
+    escalated_to: str | None
+
+
 class RoadmapEntry(BaseModel):
     """A resolution on the public outcome roadmap."""
 
@@ -107,6 +140,9 @@ class RoadmapEntry(BaseModel):
     progress_percent: int
     tasks: int
     tasks_passed: int
+    tasks_stalled: int
+    tasks_escalated: int
+    stalled_tasks: list[StalledTask] = Field(description="Its tasks that are stalled or escalated now.")
     registered_at: datetime
     closed_at: datetime | None
 
@@ -164,13 +200,24 @@ def router(ctx: ServiceContext) -> APIRouter:
                          district, resolution_id)
         tasks = await ctx.pool.fetch("SELECT * FROM ov_tasks WHERE district=$1 AND resolution_id=$2 ORDER BY task_id",
                                      district, resolution_id)
-        return {**dict(row), "tasks": [dict(t) for t in tasks]}
+        reminders = await _reminders(district, "resolution_id", resolution_id)
+        return {**dict(row), "tasks": [{**dict(t), "reminders": reminders.get(t["task_id"], [])} for t in tasks]}
 
     @api.get("/tasks/{task_id}", response_model=TaskView)
     async def get_task(district: str, task_id: Id) -> Any:
-        """One task."""
-        return dict(await _one(ctx.pool, "task", "SELECT * FROM ov_tasks WHERE district=$1 AND task_id=$2",
-                               district, task_id))
+        """One task, with its reminders and whether each reached anyone."""
+        row = await _one(ctx.pool, "task", "SELECT * FROM ov_tasks WHERE district=$1 AND task_id=$2",
+                         district, task_id)
+        return {**dict(row), "reminders": (await _reminders(district, "task_id", task_id)).get(task_id, [])}
+
+    async def _reminders(district: str, column: str, value: str) -> dict[str, list[dict]]:
+        """The reminders of a task or of a resolution's tasks, by task, oldest first."""
+        rows = await ctx.pool.fetch(f"SELECT * FROM ov_reminders WHERE district=$1 AND {column}=$2"
+                                    " ORDER BY fired_at, step, reminder_id", district, value)
+        found: dict[str, list[dict]] = {}
+        for r in rows:
+            found.setdefault(r["task_id"], []).append(dict(r))
+        return found
 
     @api.get("/funds/{fund_id}", response_model=FundView)
     async def get_fund(district: str, fund_id: Id) -> Any:
@@ -194,23 +241,32 @@ def router(ctx: ServiceContext) -> APIRouter:
                     SELECT vote_id FROM ov_audit WHERE district = $1 AND proposal_id = $2 AND vote_id IS NOT NULL))
             ORDER BY occurred_at, seq
             """, district, resolution["proposal_id"], resolution_id)
+        steps = [{**dict(r), "body": json.loads(r["body"])} for r in rows]
         return {"resolution_id": resolution_id, "proposal_id": resolution["proposal_id"],
-                "steps": [{**dict(r), "body": json.loads(r["body"])} for r in rows]}
+                "steps": [{**s, "recipient_id": s["body"].get("recipient_id")} for s in steps]}
 
     @api.get("/communities/{community_id}/roadmap", response_model=Roadmap)
     async def get_roadmap(district: str, community_id: Id) -> Any:
-        """The public outcome roadmap: every resolution of the community with its progress."""
+        """The public outcome roadmap: every resolution of the community with its progress,
+        and the tasks that are stalled or escalated (with the level) now."""
         rows = await ctx.pool.fetch(
             """
             SELECT r.resolution_id, r.title, r.status, r.registered_at, r.closed_at,
                    COALESCE(avg(t.percent), 0)::int AS progress_percent, count(t.task_id) AS tasks,
-                   count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed
+                   count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed,
+                   count(t.task_id) FILTER (WHERE t.status = 'stalled') AS tasks_stalled,
+                   count(t.task_id) FILTER (WHERE t.status = 'escalated') AS tasks_escalated,
+                   COALESCE(jsonb_agg(jsonb_build_object('task_id', t.task_id, 'status', t.status,
+                                                         'escalation_level', t.escalation_level,
+                                                         'escalated_to', t.escalated_to) ORDER BY t.task_id)
+                            FILTER (WHERE t.status IN ('stalled', 'escalated')), '[]') AS stalled_tasks
             FROM ov_resolutions r LEFT JOIN ov_tasks t USING (district, resolution_id)
             WHERE r.district = $1 AND r.community_id = $2
             GROUP BY r.resolution_id, r.title, r.status, r.registered_at, r.closed_at
             ORDER BY r.registered_at, r.resolution_id
             """, district, community_id)
-        return {"community_id": community_id, "resolutions": [dict(r) for r in rows]}
+        return {"community_id": community_id, "resolutions": [
+            {**dict(r), "stalled_tasks": json.loads(r["stalled_tasks"])} for r in rows]}
 
     @api.get("/communities/{community_id}/reviews/{year}", response_model=YearlyReview)
     async def get_yearly_review(district: str, community_id: Id,

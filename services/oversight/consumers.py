@@ -14,6 +14,7 @@ import asyncpg
 from contracts import registry
 from contracts.common import VoteMatterKind
 from contracts.envelope import Envelope
+from contracts.notify import NotificationDelivered, NotificationFailed, NotificationRequested
 from contracts.proposals import CouncilFormed, ProposalDecided
 from yishi.clock import Clock
 from yishi.repository import Repository
@@ -41,7 +42,7 @@ async def record_step(model: Any, envelope: Envelope, conn: asyncpg.Connection) 
 
 
 def wire_consumers(ctx: ServiceContext, repository: Repository, clock: Clock) -> None:
-    """Subscribe to the proposals and voting events topics."""
+    """Subscribe to the proposals, voting and notify events topics."""
     async def proposal_decided(model: ProposalDecided, envelope: Envelope, conn: asyncpg.Connection) -> None:
         await record_step(model, envelope, conn)
         await register_resolution_from_decision(repository, clock, conn, model, envelope)
@@ -55,3 +56,31 @@ def wire_consumers(ctx: ServiceContext, repository: Repository, clock: Clock) ->
         "CouncilFormed": council_formed,
     })
     ctx.on_events("voting", "voting", {name: record_step for name in VOTING_STEPS})
+
+    # Whether each reminder reached anyone: notify's public events, shown on the task (and
+    # in the resolution's trail). A reminder's notice names it in its parameters.
+    async def notification_requested(model: NotificationRequested, envelope: Envelope,
+                                     conn: asyncpg.Connection) -> None:
+        reminder_id = model.params.get("reminder_id")
+        if model.regarding is not None and model.regarding.type == "ReminderDue" and reminder_id:
+            await projections.record_reminder_notice(conn, model.district, model.notification_id, reminder_id)
+
+    async def notification_outcome(model: NotificationDelivered | NotificationFailed, envelope: Envelope,
+                                   conn: asyncpg.Connection) -> None:
+        if isinstance(model, NotificationDelivered):
+            found = await projections.record_reminder_outcome(conn, model.district, model.notification_id,
+                                                              delivered=True, channel=model.channel)
+        else:
+            found = await projections.record_reminder_outcome(
+                conn, model.district, model.notification_id, delivered=False, channel=model.channel,
+                reason=str(model.reason), final=not model.will_retry)
+        if found is not None:
+            resolution_id, task_id = found
+            await projections.insert_audit(conn, model.district, "notify", envelope.id, envelope.type, model,
+                                           resolution_id=resolution_id, task_id=task_id)
+
+    ctx.on_events("notify", "notify", {
+        "NotificationRequested": notification_requested,
+        "NotificationDelivered": notification_outcome,
+        "NotificationFailed": notification_outcome,
+    })

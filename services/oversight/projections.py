@@ -48,17 +48,29 @@ async def apply(conn: asyncpg.Connection, meta: Metadata, events: list[Any]) -> 
                     " implementer_name, status, due_at, budget_fen) VALUES ($1,$2,$3,$4,$5,$6,'assigned',$7,$8)",
                     d, e.task_id, e.resolution_id, i["kind"], i["id"], i["name"], e.due_at, e.budget_fen)
             case Task.Accepted():
-                await _task(conn, d, e.task_id, "status='accepted'")
+                await _task(conn, d, e.task_id, f"status='accepted', {_ON_TRACK}")
             case Task.ProgressReported():
-                await _task(conn, d, e.task_id, "percent=$3", e.percent)
+                # Progress is the sign of life that ends a stall (only an accepted task reports).
+                await _task(conn, d, e.task_id, f"percent=$3, status='accepted', {_ON_TRACK}", e.percent)
             case Task.Completed():
-                await _task(conn, d, e.task_id, "status='completed', percent=100, completed_at=$3", e.at)
+                await _task(conn, d, e.task_id, f"status='completed', percent=100, completed_at=$3, {_ON_TRACK}",
+                            e.at)
             case Task.Inspected(outcome="passed"):
-                await _task(conn, d, e.task_id, "status='passed', passed_at=$3", e.at)
+                await _task(conn, d, e.task_id, f"status='passed', passed_at=$3, {_ON_TRACK}", e.at)
             case Task.Inspected(outcome="sent_back"):
-                await _task(conn, d, e.task_id, "status='accepted', completed_at=NULL, passed_at=NULL")
+                await _task(conn, d, e.task_id, f"status='accepted', completed_at=NULL, passed_at=NULL, {_ON_TRACK}")
+            case Task.Stalled():
+                await _task(conn, d, e.task_id, "status='stalled', stalled_at=$3", e.at)
+            case Task.Escalated():
+                await _task(conn, d, e.task_id, "status='escalated', escalation_level=$3, escalated_to=$4",
+                            e.to_level, e.to_authority_id)
             case Task.ReminderFired():
                 await _task(conn, d, e.task_id, "last_reminder_at=$3", e.at)
+                await conn.execute(
+                    "INSERT INTO ov_reminders (district, reminder_id, task_id, resolution_id, kind, step,"
+                    " recipient_id, due_at, fired_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+                    " ON CONFLICT (district, reminder_id) DO NOTHING",
+                    d, e.reminder_id, e.task_id, e.resolution_id, e.kind, e.step, e.recipient_id, e.due_at, e.at)
             case Fund.Established():
                 await conn.execute("INSERT INTO ov_funds (district, fund_id, community_id, year, amount_fen)"
                                    " VALUES ($1,$2,$3,$4,$5)", d, e.fund_id, e.community_id, e.year, e.amount_fen)
@@ -81,6 +93,11 @@ async def apply(conn: asyncpg.Connection, meta: Metadata, events: list[Any]) -> 
                     "INSERT INTO ov_policies VALUES ($1,$2,$3,$4) ON CONFLICT (district, scope, scope_id)"
                     " DO UPDATE SET settings = EXCLUDED.settings", d, e.scope, e.scope_id, json.dumps(settings))
         await _audit_own(conn, meta, e)
+
+
+# A task that moves on (accepted, progress, completed, inspected) is no longer stalled or
+# escalated: its status is its lifecycle's again.
+_ON_TRACK = "stalled_at=NULL, escalation_level=NULL, escalated_to=NULL"
 
 
 async def _task(conn: asyncpg.Connection, district: str, task_id: str, assignments: str, *args: Any) -> None:
@@ -107,6 +124,32 @@ async def insert_audit(conn: asyncpg.Connection, district: str, source: str, mes
         " ON CONFLICT (district, source, message_id) DO NOTHING",
         district, source, message_id, type_name, model.occurred_at, model.actor.id, str(model.actor.role),
         model.actor.seat_id, proposal_id, vote_id, resolution_id, task_id, model.model_dump_json())
+
+
+async def record_reminder_notice(conn: asyncpg.Connection, district: str, notification_id: str,
+                                 reminder_id: str) -> None:
+    """Notify's notice of a reminder (``NotificationRequested``): which notification to follow."""
+    await conn.execute("UPDATE ov_reminders SET notification_id=$3 WHERE district=$1 AND reminder_id=$2",
+                       district, reminder_id, notification_id)
+
+
+async def record_reminder_outcome(conn: asyncpg.Connection, district: str, notification_id: str, *,
+                                  delivered: bool, channel: str | None, reason: str | None = None,
+                                  final: bool = True) -> tuple[str, str] | None:
+    """A delivery outcome of a reminder's notice: delivered on any channel wins; a final
+    failure (dead-lettered, or nobody to send it to) shows as failed with its reason; a
+    failure that will be retried keeps it pending with the reason. Returns the reminder's
+    (resolution, task), or None when the notification is not a reminder's."""
+    if delivered:
+        assignments, args = "delivery='delivered', channel=$3, failure_reason=NULL", [channel]
+    else:
+        assignments = ("delivery=CASE WHEN delivery='delivered' THEN delivery ELSE $4 END,"
+                       " channel=CASE WHEN delivery='delivered' THEN channel ELSE $3 END,"
+                       " failure_reason=CASE WHEN delivery='delivered' THEN NULL ELSE $5 END")
+        args = [channel, "failed" if final else "pending", reason]
+    row = await conn.fetchrow(f"UPDATE ov_reminders SET {assignments} WHERE district=$1 AND notification_id=$2"
+                              " RETURNING resolution_id, task_id", district, notification_id, *args)
+    return (row["resolution_id"], row["task_id"]) if row else None
 
 
 async def lock_council(conn: asyncpg.Connection, district: str, council_id: str) -> None:
