@@ -82,6 +82,7 @@ VERBS: dict[str, tuple[str, Callable[[Body], str] | None]] = {
     "FundsAllocated": ("allocated funds", lambda b: f"{b['amount_fen']} fen"),
     "FundsSpent": ("spent", lambda b: f"{b['amount_fen']} fen to {b['payee']}"),
     "TaskStalled": ("stalled", None),
+    "ReminderDue": ("reminded", lambda b: f"{b['recipient_id']} ({b['kind']}, step {b.get('escalation_step') or 1})"),
     "TaskEscalated": ("escalated task", lambda b: b["reason"]),
     "TaskCompleted": ("delivered", lambda b: b["summary"]),
     "InspectionRecorded": ("inspected", lambda b: b["finding"]),
@@ -89,7 +90,8 @@ VERBS: dict[str, tuple[str, Callable[[Body], str] | None]] = {
     "ResolutionClosed": ("closed resolution", lambda b: b["reason"]),
     "ReconsultationRequested": ("requested reconsultation", lambda b: b["problem"]),
     "NotificationDelivered": ("notified", lambda b: f"{b['recipient_id']} by {b['channel']}"),
-    "NotificationFailed": ("notification failed", lambda b: f"{b['recipient_id']} by {b['channel']}"),
+    "NotificationFailed": ("notification failed", lambda b: f"{b['recipient_id']} by {b['channel']}: {b['reason']}"
+                           if b.get("channel") else f"{b['recipient_id']}: {b['reason']}"),
 }
 
 

@@ -72,3 +72,17 @@ def test_replay_as_of_a_time_stops_there_and_order_of_arrival_does_not_matter():
     then, stats = audit_view_from_events(events, as_of=AsOf(time=decided.time))
     assert stats.events == len(events) > stats.applied
     assert "decided" in {e.what for e in then.entries} and "delivered" not in {e.what for e in then.entries}
+
+
+def test_a_reminder_says_who_was_reminded_and_a_notice_nobody_could_receive_says_why():
+    from contracts.notify import FailureReason, NotificationFailed
+    from contracts.oversight import ReminderDue
+
+    reminder = sample(ReminderDue).model_copy(update={"recipient_id": "staff-2201", "escalation_step": 1})
+    unreached = sample(NotificationFailed).model_copy(update={"recipient_id": "supervisor-01", "channel": None,
+                                                               "reason": FailureReason.NO_RECIPIENT})
+    view = AuditView()
+    view.apply("oversight", "ReminderDue", json.loads(encode(reminder).data), "e1")
+    view.apply("notify", "NotificationFailed", json.loads(encode(unreached).data), "e2")
+    assert [(e.what, e.detail) for e in view.entries] == [
+        ("reminded", f"staff-2201 ({reminder.kind}, step 1)"), ("notification failed", "supervisor-01: no_recipient")]
