@@ -331,6 +331,11 @@ CASES: dict[str, list[Case]] = {
              lambda i: notice(f"{i['notification_id']}-b", i["subscriber_id"], B_TEXT), accepted=True),
         Case("subscribe with an id A uses", "Subscribe",
              lambda i: subscription(i["subscription_twin"], "resident-b", "https://b.example/hook"), accepted=True),
+        Case("remove A's default contact", "RemoveDefaultContact",
+             lambda i: {"actor": WORKER, "party_id": i["party_id"]}),
+        Case("set a default contact for a party A lists", "SetDefaultContact",
+             lambda i: {"actor": WORKER, "party_id": i["party_id"], "channel": "webhook",
+                        "address": "https://b.example/org"}, accepted=True),
     ],
 }
 """Every command type of every service appears here at least once (checked)."""
@@ -599,8 +604,10 @@ async def seed_notify(w: World, mark: str, tag: str) -> None:
     """A's subscriber with two webhook subscriptions (the second's id B reuses) and a
     notice to them, so two deliveries wait (the worker sleeps)."""
     i = w.ids = {"subscription_id": f"sub-{tag}", "subscription_twin": f"sub-twin-{tag}",
-                 "subscriber_id": f"resident-{tag}", "notification_id": f"note-{tag}"}
+                 "subscriber_id": f"resident-{tag}", "notification_id": f"note-{tag}", "party_id": f"org-{tag}"}
     address = f"https://{mark}.example/hook"
+    await w.command("SetDefaultContact", {"actor": WORKER, "party_id": i["party_id"], "channel": "webhook",
+                                          "address": address + "/org"})
     await w.command("Subscribe", subscription(i["subscription_id"], i["subscriber_id"], address))
     await w.command("Subscribe", subscription(i["subscription_twin"], i["subscriber_id"], address + "/twin"))
     await w.command("RequestNotification", notice(i["notification_id"], i["subscriber_id"], f"{mark} notice"))
