@@ -18,10 +18,13 @@ from aiosmtpd.controller import Controller
 
 from contracts import registry
 from contracts.common import Actor, Role
+from contracts.envelope import Envelope
+from contracts.oversight import ReminderDue, TaskAccepted, TaskAssigned
 from contracts.proposals import MemberSeated, ProposalPublished, ProposalRaised
 from contracts.voting import BallotAccepted, VoteClosed, VoteOpened
 from services.notify.main import spec
 from services.notify.settings import NotifySettings
+from tests.support.kafka import read_whole_topic
 from tests.support.service import eventually, new_district, running
 from yishi.clock import ManualClock
 from yishi.embedded import free_port
@@ -333,3 +336,41 @@ async def test_reminder_before_closing_goes_only_to_electors_who_have_not_voted(
 
 async def _async(value):
     return value
+
+
+async def test_a_reminder_reaches_its_people_by_the_directory_or_is_recorded_as_reaching_no_one(world):
+
+    tag = uuid.uuid4().hex[:6]
+    task, org, staff, supervisor = f"task-{tag}", f"org-{tag}", f"staff-{tag}", f"supervisor-{tag}"
+    refused = await world.r.client.post(
+        f"/{world.district}/commands/SetDefaultContact",
+        json={"district": world.district, "actor": {"id": staff, "role": "implementer"}, "party_id": staff,
+              "channel": "webhook", "address": world.receiver.url("/ok")})
+    assert (refused.status_code, refused.json()["reason"]) == (403, "not_authorised")
+    # Only the implementer organisation is in the district's directory; nobody subscribed.
+    await world.command("SetDefaultContact", {"party_id": org, "channel": "webhook",
+                                              "address": world.receiver.url("/ok")})
+    await world.publish("oversight", world.event(
+        TaskAssigned, task_id=task, resolution_id=f"res-{tag}", description="建设", acceptance_standards=["可用"],
+        implementer={"kind": "social_organisation", "id": org, "name": "绿色家园"},
+        due_at=(world.r.clock.now() + timedelta(days=30)).isoformat()), task)
+    await world.publish("oversight", world.event(TaskAccepted, task_id=task, resolution_id=f"res-{tag}",
+                                                 actor={"id": staff, "role": "implementer"}), task)
+    for step, recipient in ((1, staff), (2, supervisor)):
+        await world.publish("oversight", world.event(
+            ReminderDue, reminder_id=f"rem-{tag}-{step}", task_id=task, resolution_id=f"res-{tag}", kind="stalled",
+            due_at=world.r.clock.now().isoformat(), recipient_id=recipient, escalation_step=step), task)
+
+    # The staff member is reached at the organisation's address, as the recipient.
+    (delivered,) = await world.deliveries_settled(recipient_id=staff)
+    assert (delivered["status"], delivered["channel"], delivered["address"], delivered["regarding_type"]) == (
+        "delivered", "webhook", world.receiver.url("/ok"), "ReminderDue")
+    assert await world.deliveries(recipient_id=supervisor) == []
+
+    async def failures() -> list[dict]:
+        records = await read_whole_topic(world.servers.kafka_bootstrap, events_topic(world.district, "notify"))
+        envelopes = [Envelope.from_kafka(r.headers, r.value, r.key) for r in records]
+        return [e.payload() for e in envelopes if e.type == "NotificationFailed"
+                and e.payload()["recipient_id"] == supervisor]
+    (failed,) = await eventually(failures, timeout=60)
+    assert (failed["reason"], failed.get("channel"), failed["will_retry"]) == ("no_recipient", None, False)
