@@ -1,5 +1,5 @@
-"""HTTP queries of the notify service: subscriptions and delivery history (OpenAPI
-documented). Unknown ids, and ids of another district, are answered 404."""
+"""HTTP queries of the notify service: subscriptions, the directory of default contacts
+and delivery history (OpenAPI documented). Unknown ids, and ids of another district, are answered 404."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ class SubscriptionView(BaseModel):
     proposal_ids: list[str]
     quiet_hours: QuietHours | None
     active: bool
+
+
+class DefaultContactView(BaseModel):
+    """A party's entry in the district's directory of default contacts."""
+
+    party_id: str
+    channel: Channel
+    address: str
+    language: Language
 
 
 class Attempt(BaseModel):
@@ -112,6 +121,17 @@ def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
         rows = await pool().fetch("SELECT * FROM subscriptions WHERE district = $1 AND subscriber_id = $2 "
                                   "ORDER BY subscription_id", district, subscriber_id)
         return [_subscription(r) for r in rows]
+
+    @router.get("/{district}/default-contacts/{party_id}", response_model=DefaultContactView,
+                responses={404: {"description": "No default contact for this party in this district."}})
+    async def get_default_contact(district: str, party_id: str,
+                                  principal: Principal = Depends(authenticate)) -> DefaultContactView:
+        """A party's default contact (the party's own, or any for staff)."""
+        row = await pool().fetchrow("SELECT * FROM default_contacts WHERE district = $1 AND party_id = $2",
+                                    district, party_id)
+        if row is None or not _may_see(principal, party_id):
+            raise HTTPException(404, "no default contact")
+        return DefaultContactView(**{k: v for k, v in dict(row).items() if k != "district"})
 
     @router.get("/{district}/deliveries/{delivery_id}", response_model=DeliveryView,
                 responses={404: {"description": "No such delivery in this district."}})

@@ -140,6 +140,7 @@ READS: dict[str, dict[str, Read]] = {
     "notify": {
         "/{district}/subscriptions/{subscription_id}": one("subscription_id"),
         "/{district}/subscriptions": many("subscriber_id"),
+        "/{district}/default-contacts/{party_id}": one("party_id"),
         "/{district}/deliveries/{delivery_id}": one("delivery_id"),
         "/{district}/deliveries": many(recipient_id="subscriber_id"),
     },

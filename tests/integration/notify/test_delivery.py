@@ -350,6 +350,8 @@ async def test_a_reminder_reaches_its_people_by_the_directory_or_is_recorded_as_
     # Only the implementer organisation is in the district's directory; nobody subscribed.
     await world.command("SetDefaultContact", {"party_id": org, "channel": "webhook",
                                               "address": world.receiver.url("/ok")})
+    contact = (await world.r.client.get(f"/{world.district}/default-contacts/{org}")).json()
+    assert (contact["channel"], contact["address"]) == ("webhook", world.receiver.url("/ok"))
     await world.publish("oversight", world.event(
         TaskAssigned, task_id=task, resolution_id=f"res-{tag}", description="建设", acceptance_standards=["可用"],
         implementer={"kind": "social_organisation", "id": org, "name": "绿色家园"},
