@@ -82,6 +82,8 @@ HTTP_STATUS: dict[RejectionReason, int] = {
     RejectionReason.OVER_BUDGET: 422,
     RejectionReason.CONFLICT: 409,
     RejectionReason.IDEMPOTENCY_KEY_REUSED: 422,
+    RejectionReason.COUNCIL_RULE: 409,
+    RejectionReason.VOTE_REQUESTED_THROUGH_PROPOSALS: 409,
 }
 
 
