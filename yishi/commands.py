@@ -154,6 +154,8 @@ class CommandContext:
     clock: Clock
     command_id: str
     correlation_id: str
+    principal: Principal | None = None
+    """Who sent the command (already authorised); ``platform`` for the platform's own."""
 
     def meta(self, actor: Actor, district: str) -> Metadata:
         """Metadata for events caused by this command."""
@@ -257,7 +259,7 @@ class CommandBus:
                                                f"{self.service} does not handle {type(command).__name__}")
         else:
             ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                                 request.correlation_id)
+                                 request.correlation_id, principal)
             try:
                 async with conn.transaction():  # rejected commands keep nothing they wrote
                     outcome = await handler(command, ctx)
