@@ -95,7 +95,7 @@ async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
     approvals = list(cmd.approvals) if cmd.approvals is not None else None
     # A secret ballot's stream holds participation only; choice and receipt go elsewhere.
     recorded = (None, None, None) if vote.secret else (cmd.ballot_id, choice, approvals)
-    receipt = projections.receipt_hash(cmd.district, cmd.vote_id, cmd.ballot_id) if vote.secret else None
+    receipt = projections.receipt_hash(cmd.district, cmd.vote_id, voter, cmd.ballot_id) if vote.secret else None
     try:
         ballot = await ctx.repository.get(Ballot, ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
     except AggregateNotFound:
