@@ -40,7 +40,7 @@ CHOICES = list(BallotChoice)
 def _open(electors: int, secret: bool, clock: SystemClock) -> OpenVote:
     return OpenVote.model_validate({
         "district": DISTRICT, "actor": {"id": "worker-1", "role": "community_worker"}, "vote_id": "vote-bench",
-        "council_id": "council-1", "matter": {"kind": "proposal", "id": "p-bench"},
+        "council_id": "council-1", "matter": {"kind": "question", "id": "q-bench"},
         "terms": {"question": "bench", "method": "online", "majority": "simple", "quorum_percent": 50,
                   "secrecy": "secret" if secret else "open",
                   "closes_at": (clock.now() + timedelta(days=1)).isoformat(),

@@ -23,6 +23,7 @@ was written, and a check added later must never make an old event unreadable.
 
 from __future__ import annotations
 
+import fractions
 import unicodedata
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -296,6 +297,7 @@ class VoteMatterKind(StrEnum):
 
     PROPOSAL = "proposal"
     NOMINATION = "nomination"  # confirmation of a nominated resident representative
+    QUESTION = "question"  # a question no service acts on (a poll, a priority order): opened with OpenVote
 
 
 class VoteMatter(Value):
@@ -368,14 +370,46 @@ class VoteOption(Value):
     label: Title
 
 
+class Share(Value):
+    """An exact share of a whole, ``numerator/denominator`` (two thirds: 2 and 3), from 0 to 1."""
+
+    numerator: Annotated[int, Field(ge=0, le=10**6), JsonInteger]
+    denominator: Annotated[int, Field(gt=0, le=10**6), JsonInteger]
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> Share:
+        if self.numerator > self.denominator:
+            raise ValueError("a share is at most 1: numerator <= denominator")
+        return self
+
+    @property
+    def fraction(self) -> fractions.Fraction:
+        """The share as an exact :class:`fractions.Fraction`."""
+        return fractions.Fraction(self.numerator, self.denominator)
+
+
+def quorum_of(percent: int | None, share: Share | None) -> fractions.Fraction:
+    """The exact quorum of a vote or a council's rules: ``share`` when given, else ``percent``/100."""
+    return share.fraction if share is not None else fractions.Fraction(percent or 0, 100)
+
+
 class VoteTerms(Value):
-    """Everything that fixes how a vote is run; requested by proposals, opened by voting."""
+    """Everything that fixes how a vote is run; requested by proposals, opened by voting.
+
+    The quorum is given once: as a whole percent (``quorum_percent``) or exactly
+    (``quorum``, e.g. two thirds); ``contracts/README.md`` "Voting rules" defines each rule.
+    """
 
     question: Title
     electorate: Electorate
     method: VotingMethod
     majority: MajorityRule
-    quorum_percent: Percent = Field(description="Share of the electorate that must cast a ballot.")
+    quorum_percent: Percent | None = Field(
+        default=None, description="Share of the electorate that must cast a ballot, in whole percent. "
+        "Give this or `quorum` (both only if equal).")
+    quorum: Share | None = Field(
+        default=None, description="The same share exactly, e.g. {\"numerator\": 2, \"denominator\": 3}. "
+        "Give this or `quorum_percent` (both only if equal).")
     secrecy: Secrecy
     closes_at: Moment
     opens_at: Moment | None = Field(
@@ -384,6 +418,20 @@ class VoteTerms(Value):
         default=False, description="Whether a voter may replace their ballot until the vote closes.")
     options: tuple[VoteOption, ...] | None = Field(
         default=None, description="The options of an approval vote (majority `approval`), at least two.")
+
+    @model_validator(mode="after")
+    def _one_quorum(self) -> VoteTerms:
+        if self.quorum_percent is None and self.quorum is None:
+            raise ValueError("a vote needs a quorum: quorum_percent (whole percent) or quorum (an exact share)")
+        if self.quorum is not None and self.quorum_percent is not None \
+                and self.quorum.fraction != fractions.Fraction(self.quorum_percent, 100):
+            raise ValueError("quorum_percent and quorum disagree: give one of them")
+        return self
+
+    @property
+    def quorum_share(self) -> fractions.Fraction:
+        """The quorum as an exact fraction of the electorate."""
+        return quorum_of(self.quorum_percent, self.quorum)
 
 
 class RejectionReason(StrEnum):
@@ -403,6 +451,9 @@ class RejectionReason(StrEnum):
     OVER_BUDGET = "over_budget"  # spending beyond the allocation
     CONFLICT = "conflict"  # concurrent change; retrying the same command is safe
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # the caller's key was used before for another request
+    COUNCIL_RULE = "council_rule"  # the requested vote's terms break a rule of the council (named in the message)
+    # an OpenVote on a proposal or a nomination: their votes are requested with RequestVote
+    VOTE_REQUESTED_THROUGH_PROPOSALS = "vote_requested_through_proposals"
 
 
 class Event(Contract):

@@ -35,6 +35,7 @@ from contracts.common import (
     RejectionReason,
     Role,
     Secrecy,
+    Share,
     VoteMatter,
     VoteMatterKind,
     VoteTerms,
@@ -221,7 +222,7 @@ def worked_example() -> list[Step]:
         terms=VoteTerms(
             question=f"是否同意{title}(按专家意见调整选址)?",
             electorate=Electorate(kind=ElectorateKind.COUNCIL_MEMBERS, scope_id=council, size=15, roll=members),
-            method=VotingMethod.ONLINE, majority=MajorityRule.ABSOLUTE, quorum_percent=67,
+            method=VotingMethod.ONLINE, majority=MajorityRule.ABSOLUTE, quorum=Share(numerator=2, denominator=3),
             secrecy=Secrecy.SECRET, closes_at=at(12, 20),
         ),
     )

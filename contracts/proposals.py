@@ -23,6 +23,7 @@ from contracts.common import (
     Moment,
     Percent,
     Secrecy,
+    Share,
     Text,
     Title,
     Value,
@@ -95,15 +96,19 @@ class SpeakerRole(StrEnum):
 class CouncilRules(Value):
     """How a council works: what a motion needs, how long notice lasts, how it votes.
 
-    The voting terms (quorum, majority, method, secrecy) are what the council asks the
-    voting service to apply; the electorate is always the roll of its seated members.
+    The voting rules bound what a ``RequestVote`` on one of its proposals may ask for
+    (``contracts/README.md``, "Voting rules"): the quorum is a minimum, the majority a
+    minimum strength, a secret ballot (``secrecy: secret``) a requirement; the method is
+    the council's usual one and does not bind.
     """
 
     seconds_required: Annotated[int, Field(ge=0, le=50), JsonInteger] = Field(
         default=1, description="Members (other than the proposer) who must second a motion before a vote.")
     notice_period_days: Annotated[int, Field(ge=0, le=365), JsonInteger] = Field(
         default=7, description="Minimum days a proposal is publicised (告知) before a vote.")
-    quorum_percent: Percent = 50
+    quorum_percent: Percent = Field(default=50, description="The least quorum of the council's votes, in whole "
+                                    "percent (ignored when `quorum` is given).")
+    quorum: Share | None = Field(default=None, description="The least quorum exactly, e.g. two thirds.")
     majority: MajorityRule = MajorityRule.SIMPLE
     method: VotingMethod = VotingMethod.SHOW_OF_HANDS
     secrecy: Secrecy = Secrecy.OPEN

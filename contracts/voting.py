@@ -99,7 +99,8 @@ class VoteClosed(Event):
 
 
 class OpenVote(Command):
-    """Open a vote directly (votes requested by a council open on ``VoteRequested``)."""
+    """Open a vote on a question directly (matter kind ``question``); a proposal's or a
+    nomination's vote opens on its ``VoteRequested`` (``RequestVote``), never this way."""
 
     vote_id: Id
     council_id: Id

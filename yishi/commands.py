@@ -82,6 +82,8 @@ HTTP_STATUS: dict[RejectionReason, int] = {
     RejectionReason.OVER_BUDGET: 422,
     RejectionReason.CONFLICT: 409,
     RejectionReason.IDEMPOTENCY_KEY_REUSED: 422,
+    RejectionReason.COUNCIL_RULE: 409,
+    RejectionReason.VOTE_REQUESTED_THROUGH_PROPOSALS: 409,
 }
 
 
@@ -152,6 +154,8 @@ class CommandContext:
     clock: Clock
     command_id: str
     correlation_id: str
+    principal: Principal | None = None
+    """Who sent the command (already authorised); ``platform`` for the platform's own."""
 
     def meta(self, actor: Actor, district: str) -> Metadata:
         """Metadata for events caused by this command."""
@@ -255,7 +259,7 @@ class CommandBus:
                                                f"{self.service} does not handle {type(command).__name__}")
         else:
             ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                                 request.correlation_id)
+                                 request.correlation_id, principal)
             try:
                 async with conn.transaction():  # rejected commands keep nothing they wrote
                     outcome = await handler(command, ctx)

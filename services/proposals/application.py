@@ -242,22 +242,16 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(RequestVote)
     async def request_vote(cmd: RequestVote, ctx: CommandContext) -> str:
-        """Refer a proposal to its council's vote (the council's roll and rules replace the
-        request's electorate, method, majority, quorum and secrecy; its question and
-        closing time are kept), or a nomination to the residents' vote as requested."""
+        """Refer a proposal to a vote on the requested terms, within its council's voting
+        rules (terms they forbid are refused with ``council_rule``, never replaced), or a
+        nomination to the residents' vote as requested."""
         now = ctx.clock.now()
         matter: Any
         if cmd.matter.kind == VoteMatterKind.PROPOSAL:
             matter = await load(ctx, Proposal, cmd.district, cmd.matter.id)
             council = await load(ctx, Council, cmd.district, matter.council_id)
             _check_council(cmd, matter.council_id)
-            matter.request_vote(
-                council=council,
-                vote_id=cmd.vote_id,
-                question=cmd.terms.question,
-                closes_at=cmd.terms.closes_at,
-                now=now,
-            )
+            matter.request_vote(council=council, vote_id=cmd.vote_id, terms=cmd.terms, now=now)
         else:
             matter = await load(ctx, Nomination, cmd.district, cmd.matter.id)
             _check_council(cmd, matter.council_id)

@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from fractions import Fraction
 from enum import StrEnum
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from contracts.common import CouncilLevel, RejectionReason
+from contracts.common import (
+    CouncilLevel,
+    ElectorateKind,
+    MajorityRule,
+    RejectionReason,
+    Secrecy,
+    Share,
+    VoteTerms,
+    quorum_of,
+)
 from contracts.proposals import DeliberationStep, SeatKind, SpeakerRole
 from contracts.voting import VoteOutcome
 from yishi.commands import Rejected, within_horizon
@@ -43,6 +53,21 @@ STEP_ROLES: dict[str, frozenset[str]] = {
     ),
     DeliberationStep.EXPERT_COMMENT: frozenset({SpeakerRole.EXPERT}),
 }
+
+# The majority rules a council's rule allows a vote to use: itself, or one at least as
+# strict (every tally the stricter rule adopts, the council's adopts too). Absolute
+# counts the electorate, the others the ballots cast, so neither implies the other
+# except through unanimity of ballots cast, which implies none that count the electorate.
+AT_LEAST_AS_STRICT: dict[str, frozenset[str]] = {
+    MajorityRule.SIMPLE: frozenset({MajorityRule.SIMPLE, MajorityRule.ABSOLUTE, MajorityRule.TWO_THIRDS,
+                                    MajorityRule.UNANIMITY, MajorityRule.CONSENSUS}),
+    MajorityRule.ABSOLUTE: frozenset({MajorityRule.ABSOLUTE}),
+    MajorityRule.TWO_THIRDS: frozenset({MajorityRule.TWO_THIRDS, MajorityRule.UNANIMITY}),
+    MajorityRule.CONSENSUS: frozenset({MajorityRule.CONSENSUS, MajorityRule.UNANIMITY}),
+    MajorityRule.UNANIMITY: frozenset({MajorityRule.UNANIMITY}),
+    MajorityRule.APPROVAL: frozenset({MajorityRule.APPROVAL}),
+}
+
 
 def stream_id(kind: str, district: str, public_id: str) -> uuid.UUID:
     """The aggregate id of the ``kind`` named ``public_id`` in ``district``."""
@@ -152,6 +177,45 @@ class Council(Aggregate):
         """The seated members, in a stable order: the electorate of council votes."""
         return sorted(h["member_id"] for h in self.holders.values())
 
+    def vote_terms(self, terms: VoteTerms, subject: str) -> dict[str, Any]:
+        """The terms of a vote on one of this council's proposals, exactly as requested,
+        or :class:`Rejected` naming the rule they break (``contracts/README.md``, "Voting
+        rules"). Only a council electorate's roll, when left out, is filled in: it is the
+        seated members, and nothing the request says is replaced."""
+        rules = self.rules
+        electorate = terms.electorate
+        council_rule = RejectionReason.COUNCIL_RULE
+        if electorate.kind == ElectorateKind.COUNCIL_MEMBERS:
+            roll = self.roll
+            if not roll:
+                raise Rejected(RejectionReason.INVALID_STATE, f"{self.council_id} has no seated members to vote",
+                               subject)
+            if electorate.scope_id != self.council_id:
+                raise Rejected(RejectionReason.INVALID_COMMAND,
+                               f"a council_members electorate is this council's: scope_id must be {self.council_id}",
+                               subject)
+            if electorate.size != len(roll) or (electorate.roll is not None and set(electorate.roll) != set(roll)):
+                raise Rejected(council_rule, f"{self.council_id}'s members are its {len(roll)} seated members "
+                               f"({', '.join(roll)}): the electorate must be that roll", subject)
+        elif electorate.roll is None:
+            raise Rejected(RejectionReason.INVALID_COMMAND,
+                           f"a {electorate.kind} electorate needs its roll (the {electorate.size} people who may "
+                           "vote): each ballot is checked against it", subject)
+        least = quorum_of(rules["quorum_percent"], _share(rules.get("quorum")))
+        if terms.quorum_share < least:
+            raise Rejected(council_rule, f"{self.council_id}'s rule quorum is at least {_shown(least)} of the "
+                           f"electorate; {_shown(terms.quorum_share)} was asked", subject)
+        if terms.majority not in AT_LEAST_AS_STRICT[rules["majority"]]:
+            allowed = ", ".join(sorted(AT_LEAST_AS_STRICT[rules["majority"]]))
+            raise Rejected(council_rule, f"{self.council_id}'s rule majority is {rules['majority']}: a vote uses "
+                           f"it or a stricter rule ({allowed}), not {terms.majority}", subject)
+        if rules["secrecy"] == Secrecy.SECRET and terms.secrecy != Secrecy.SECRET:
+            raise Rejected(council_rule, f"{self.council_id}'s rule secrecy requires a secret ballot", subject)
+        decided = terms.model_dump(mode="json")
+        if electorate.kind == ElectorateKind.COUNCIL_MEMBERS:
+            decided["electorate"]["roll"] = self.roll
+        return decided
+
     # -- commands --
 
     def seat(
@@ -220,6 +284,17 @@ class Council(Aggregate):
         self, council_id: str, seat_id: str, seat_kind: str, member_id: str, reason: str, at: datetime
     ) -> None:
         del self.holders[seat_id]
+
+
+def _share(value: dict[str, int] | None) -> Share | None:
+    """A council's exact quorum as stored (a dict), as a ``Share``."""
+    return Share.model_validate(value) if value is not None else None
+
+
+def _shown(share: Fraction) -> str:
+    """A fraction for a message: ``2/3``, or ``50%`` when it is a whole percent."""
+    percent = share * 100
+    return f"{percent.numerator}%" if percent.denominator == 1 else f"{share.numerator}/{share.denominator}"
 
 
 # --- nominations ---------------------------------------------------------------------
@@ -674,12 +749,12 @@ class Proposal(Aggregate):
         if not ok:
             raise Rejected(RejectionReason.NOT_AUTHORISED, message, self.proposal_id)
 
-    def request_vote(
-        self, *, council: Council, vote_id: str, question: str, closes_at: datetime, now: datetime
-    ) -> dict[str, Any]:
-        """Refer the proposal to a vote of its council's seated members, on the council's
-        rules: only after the notice period, with the motion presented in this round and
-        the council's required number of seconds. Returns the vote terms."""
+    def request_vote(self, *, council: Council, vote_id: str, terms: VoteTerms, now: datetime) -> dict[str, Any]:
+        """Refer the proposal to a vote on ``terms``, as requested within the council's
+        voting rules (:meth:`Council.vote_terms`): only after the notice period, with the
+        motion presented in this round and the council's required number of seconds.
+        Returns the vote terms."""
+        closes_at = terms.closes_at
         self._require(ProposalStatus.PUBLISHED, doing="request a vote")
         if now < self.notice_ends_at:
             raise Rejected(
@@ -701,25 +776,11 @@ class Proposal(Aggregate):
         if closes_at <= now:
             raise Rejected(RejectionReason.DEADLINE_PASSED, "the vote would close in the past", self.proposal_id)
         within_horizon(closes_at, now, "closes_at", self.proposal_id)
-        roll = council.roll
-        if not roll:
-            raise Rejected(
-                RejectionReason.INVALID_STATE, f"{self.council_id} has no seated members to vote", self.proposal_id
-            )
-        rules = council.rules
-        terms = {
-            "question": question,
-            "electorate": {"kind": "council_members", "scope_id": self.council_id, "size": len(roll), "roll": roll},
-            "method": rules["method"],
-            "majority": rules["majority"],
-            "quorum_percent": rules["quorum_percent"],
-            "secrecy": rules["secrecy"],
-            "closes_at": closes_at,
-        }
+        decided = council.vote_terms(terms, self.proposal_id)
         self._vote_requested(
-            proposal_id=self.proposal_id, council_id=self.council_id, vote_id=vote_id, terms=terms, at=now
+            proposal_id=self.proposal_id, council_id=self.council_id, vote_id=vote_id, terms=decided, at=now
         )
-        return terms
+        return decided
 
     def close_vote(self, *, vote_id: str, outcome: str, tally: dict[str, int], now: datetime) -> bool:
         """Take a vote's result: adopted or rejected decide the proposal, no quorum or a

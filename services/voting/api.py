@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from contracts.common import Id, VoteMatter, VoteTerms
 from contracts.voting import BallotChoice, Tally, VoteClosure, VoteOutcome
+from yishi.auth import Principal, authenticate
 from yishi.runtime import ServiceContext
 from services.voting import projections
 
@@ -65,6 +66,8 @@ class ReceiptView(BaseModel):
 
 
 _NOT_FOUND = {404: {"description": "No such vote in this district."}}
+_RECEIPT_NOT_FOUND = {404: {"description": "No such vote in this district; for a secret vote also: no ballot of "
+                                           "the caller's with this receipt (only its voter may read it)."}}
 
 
 def router(ctx: ServiceContext) -> APIRouter:
@@ -101,13 +104,21 @@ def router(ctx: ServiceContext) -> APIRouter:
                          turnout=await projections.turnout(ctx.pool, row["vote_id"]),
                          electorate_size=row["electorate_size"], tally=tally)
 
-    @api.get("/{vote_id}/receipts/{ballot_id}", response_model=ReceiptView, responses=_NOT_FOUND)
-    async def check_receipt(district: str, vote_id: Id, ballot_id: Id) -> ReceiptView:
-        """Check a ballot by the ``ballot_id`` it was sent with: recorded, counted, and as what."""
+    @api.get("/{vote_id}/receipts/{ballot_id}", response_model=ReceiptView, responses=_RECEIPT_NOT_FOUND)
+    async def check_receipt(district: str, vote_id: Id, ballot_id: Id,
+                            principal: Principal = Depends(authenticate)) -> ReceiptView:
+        """Check a ballot by the ``ballot_id`` it was sent with: recorded, counted, and as what.
+
+        A secret vote's receipt is shown to its voter only: the receipt is stored hashed
+        with the voter's id, so anyone else (a community worker, an auditor, another
+        voter) gets 404, exactly as for a receipt that does not exist. An open vote's
+        ballots are public (``VoteClosed`` lists them), so their receipts are too."""
         row = await find(district, vote_id)
         if row["secret"]:
             found = await projections.recorded_choice(
-                ctx.pool, row["vote_id"], projections.receipt_hash(district, vote_id, ballot_id))
+                ctx.pool, row["vote_id"], projections.receipt_hash(district, vote_id, principal.subject, ballot_id))
+            if found is None:
+                raise HTTPException(404, f"no ballot of {principal.subject} with this receipt in vote {vote_id}")
         else:
             found = await projections.open_choice(ctx.pool, row["vote_id"], ballot_id)
         return ReceiptView(vote_id=vote_id, recorded=found is not None,

@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import structlog
 
-from contracts.common import Actor, CommandAccepted, RejectionReason, Role
+from contracts.common import Actor, CommandAccepted, RejectionReason, Role, VoteMatterKind
 from contracts.voting import CastBallot, CloseVote, OpenVote
 from yishi.auth import Principal
 from yishi.clock import Clock
@@ -58,7 +58,18 @@ async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
 
 
 async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:
-    """Open a vote; the same vote opened again on the same terms changes nothing."""
+    """Open a vote; the same vote opened again on the same terms changes nothing.
+
+    A vote deciding a proposal or a nomination opens only from its council's
+    ``VoteRequested`` (the platform's own ``OpenVote``, see :mod:`.consumers`): the
+    proposals service checks the request and waits for that vote's result. Sent
+    directly, it would be counted and ignored, so it is refused; direct votes are on a
+    ``question``."""
+    if cmd.matter.kind != VoteMatterKind.QUESTION and not (ctx.principal and ctx.principal.platform):
+        raise Rejected(RejectionReason.VOTE_REQUESTED_THROUGH_PROPOSALS,
+                       f"a vote on {cmd.matter.kind} {cmd.matter.id} is requested with RequestVote (proposals "
+                       "service), which checks it against the council's rules and takes its result; OpenVote opens "
+                       "votes on a matter of kind question", cmd.vote_id)
     existing = await _find_vote(ctx, cmd.district, cmd.vote_id)
     if existing is not None:
         if existing.terms == cmd.terms and existing.council_id == cmd.council_id:
@@ -84,7 +95,7 @@ async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
     approvals = list(cmd.approvals) if cmd.approvals is not None else None
     # A secret ballot's stream holds participation only; choice and receipt go elsewhere.
     recorded = (None, None, None) if vote.secret else (cmd.ballot_id, choice, approvals)
-    receipt = projections.receipt_hash(cmd.district, cmd.vote_id, cmd.ballot_id) if vote.secret else None
+    receipt = projections.receipt_hash(cmd.district, cmd.vote_id, voter, cmd.ballot_id) if vote.secret else None
     try:
         ballot = await ctx.repository.get(Ballot, ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
     except AggregateNotFound:

@@ -83,9 +83,12 @@ class Result:
 
 def decide(terms: VoteTerms, electorate_size: int, tally: Tally) -> Result:
     """Count a closed vote: quorum first (share of the electorate that cast a ballot,
-    abstentions included), then the majority rule of ``terms``."""
+    abstentions included, at least the exact quorum), then the majority rule of
+    ``terms``; every comparison is on integers (the table "Voting rules" of
+    ``contracts/README.md`` gives each formula). Only the reported turnout is rounded."""
     turnout = round(100 * tally.cast / electorate_size, 2)
-    if tally.cast * 100 < terms.quorum_percent * electorate_size:
+    quorum = terms.quorum_share
+    if tally.cast * quorum.denominator < quorum.numerator * electorate_size:
         return Result(VoteOutcome.NO_QUORUM, False, turnout)
     f, a = tally.in_favour, tally.against
     rule = terms.majority

@@ -39,9 +39,12 @@ from services.voting.domain import Ballot, Tally, Vote, vote_stream
 MIX_BATCH = 25
 
 
-def receipt_hash(district: str, vote_id: str, ballot_id: str) -> bytes:
-    """What is stored of a secret ballot's receipt (its ``ballot_id``): a hash only."""
-    return hashlib.sha256(f"yishi-receipt/{district}/{vote_id}/{ballot_id}".encode()).digest()
+def receipt_hash(district: str, vote_id: str, voter_id: str, ballot_id: str) -> bytes:
+    """What is stored of a secret ballot's receipt (its ``ballot_id``): a hash only, of
+    the receipt with its voter. Only the voter finds their choice by it: anyone else
+    asking with the same ballot id (staff, an auditor) hashes another voter id and finds
+    nothing, and no stored row names the voter."""
+    return hashlib.sha256(f"yishi-receipt/v2/{district}/{vote_id}/{voter_id}/{ballot_id}".encode()).digest()
 
 
 async def lock_for_ballot(conn: asyncpg.Connection, vote_id: str) -> None:

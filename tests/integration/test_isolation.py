@@ -178,7 +178,7 @@ def vote_terms(question: str, roll: list[str]) -> dict:
 def open_vote(vote_id: str, question: str) -> dict:
     """An ``OpenVote`` body (by the worker) that VOTER and OTHER_VOTER may vote in."""
     return {"actor": WORKER, "vote_id": vote_id, "council_id": "council-v",
-            "matter": {"kind": "proposal", "id": f"p-{vote_id}"},
+            "matter": {"kind": "question", "id": f"q-{vote_id}"},
             "terms": vote_terms(question, [VOTER["id"], OTHER_VOTER["id"]])}
 
 

@@ -486,7 +486,7 @@ async def set_up(platform: Platform) -> list[District]:
             await api.send(OpenVote.model_validate({
                 "district": district, "actor": {"id": demo.WORKER.id, "role": "community_worker"},
                 "vote_id": vote_id, "council_id": councils.community,
-                "matter": {"kind": "proposal", "id": proposal},
+                "matter": {"kind": "question", "id": f"priorities-{proposal}"},
                 "terms": {"question": "楼道照明改造的优先次序", "method": "online", "majority": "simple",
                           "quorum_percent": 10, "secrecy": "open",
                           "closes_at": (datetime.now(timezone.utc) + timedelta(days=7)).isoformat(),

@@ -27,7 +27,7 @@ from services.oversight.domain import Authority, Fund, Policy, ReminderPolicy, R
 from services.proposals import translator as proposals_translator
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal
 from tests.unit.notify.test_domain import T0 as NOTIFY_T0
-from tests.unit.proposals.support import DAY, T0, council
+from tests.unit.proposals.support import DAY, T0, council, terms_for
 from yishi.relay import Publication, Translator, kafka_message, to_envelope
 from yishi.repository import Repository, default_mapper
 from yishi.store import EventStore, Metadata, RecordedEvent
@@ -142,8 +142,7 @@ def proposals_events() -> list[RecordedEvent]:
                            text="动议", now=T0)
     decided.second(council=c, member_id="m1", now=T0)
     decided.lodge_objection(objection_id="obj-1", objector_id="resident-9", grounds="噪声", now=T0)
-    terms = decided.request_vote(council=c, vote_id="v-1", question="建吗?", closes_at=T0 + 10 * DAY,
-                                 now=T0 + 7 * DAY)
+    terms = decided.request_vote(council=c, vote_id="v-1", terms=terms_for(c, T0 + 10 * DAY), now=T0 + 7 * DAY)
     decided.close_vote(vote_id="v-1", outcome="adopted", tally={"in_favour": 2, "against": 0, "abstain": 0},
                        now=T0 + 9 * DAY)
     decided.return_for_reconsultation(reason="施工扰民", resolution_id="res-p-1", now=T0 + 30 * DAY)

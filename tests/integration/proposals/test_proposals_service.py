@@ -113,6 +113,15 @@ def vote_terms(closes_at: datetime) -> dict:
     }
 
 
+def council_vote_terms(closes_at: datetime, council_id: str) -> dict:
+    """Terms within the rules of a council of :func:`council_with_members` (quorum up to
+    60 %, simple majority, open): its three members, online, absolute majority."""
+    return vote_terms(closes_at) | {
+        "electorate": {"kind": "council_members", "scope_id": council_id, "size": 3},
+        "quorum_percent": 60,
+    }
+
+
 async def test_proposal_raised_over_http_reaches_vote_requested(service, servers):
     r = service
     await council_with_members(r, "c-http", quorum_percent=60)
@@ -194,6 +203,16 @@ async def test_proposal_raised_over_http_reaches_vote_requested(service, servers
     early = await command(r, "RequestVote", vote, status=409)
     assert early["command_type"] == "RequestVote"
     r.clock.set(notice_ends)
+    # Terms outside the council's rules are refused, never replaced: another council's
+    # electorate, one member instead of its three, a quorum of 10 % under its 60 %.
+    refused = await command(r, "RequestVote", vote, status=422)
+    assert refused["reason"] == "invalid_command" and "scope_id must be c-http" in refused["message"]
+    terms = council_vote_terms(notice_ends + timedelta(days=2), "c-http")
+    for wrong, says in (({"electorate": terms["electorate"] | {"size": 1}}, "3 seated members"),
+                        ({"quorum_percent": 10}, "rule quorum is at least 60%")):
+        refused = await command(r, "RequestVote", vote | {"terms": terms | wrong}, status=409)
+        assert refused["reason"] == "council_rule" and says in refused["message"], refused
+    vote["terms"] = council_vote_terms(notice_ends + timedelta(days=2), "c-http")
     await command(r, "RequestVote", vote)
 
     got = await events(r, servers, 12)
@@ -201,7 +220,7 @@ async def test_proposal_raised_over_http_reaches_vote_requested(service, servers
     assert [(v.vote_id, v.matter.id) for v in requested] == [("vote-http", "p-http")]
     terms = requested[0].terms
     assert terms.electorate.roll == ("m1", "m2", "m3") and terms.electorate.size == 3
-    assert (terms.quorum_percent, terms.majority, terms.method) == (60, "simple", "show_of_hands")
+    assert (terms.quorum_percent, terms.majority, terms.method) == (60, "absolute", "online")  # as requested
     raised_event = next(decode(e) for e in got if e.type == "ProposalRaised")
     assert raised_event.actor.id == "resident-4211" and len(raised_event.attachments) == 1
     assert "MotionSeconded" in {e.type for e in got}
@@ -270,7 +289,7 @@ async def test_proposal_raised_over_the_command_topic_reaches_vote_requested(ser
             vote_id="vote-topic",
             council_id="c-topic",
             matter={"kind": "proposal", "id": pid},
-            terms=vote_terms(notice_ends + timedelta(days=1)),
+            terms=council_vote_terms(notice_ends + timedelta(days=1), "c-topic"),
         ),
         pid,
         "corr-topic-vote",

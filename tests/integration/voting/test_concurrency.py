@@ -29,7 +29,7 @@ def open_command(district: str, vote_id: str, closes_at, size: int, secrecy: str
     """An ``OpenVote`` by a community worker for a council vote (roll = m0000…)."""
     return OpenVote.model_validate({
         "district": district, "actor": {"id": "worker-1", "role": "community_worker"},
-        "vote_id": vote_id, "council_id": "council-1", "matter": {"kind": "proposal", "id": f"p-{vote_id}"},
+        "vote_id": vote_id, "council_id": "council-1", "matter": {"kind": "question", "id": f"q-{vote_id}"},
         "terms": {"question": "在3号院增设充电棚?", "method": "online", "majority": "simple", "quorum_percent": 50,
                   "secrecy": secrecy, "closes_at": closes_at.isoformat(),
                   "electorate": {"kind": "council_members", "scope_id": "council-1", "size": size,

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from contracts.registry import decode
 from tests.integration.voting.test_concurrency import open_command
+from tests.support.auth import bearer
 from tests.support.kafka import read_records, read_topic
 from tests.support.service import eventually, running
 from services.voting.main import spec
@@ -86,11 +87,14 @@ async def test_secret_vote_leaves_no_link_from_voter_to_choice(servers):
         assert vote["result"]["closed_by"] == "convener"
         assert {c: vote["result"]["tally"][c] for c in CHOICES} == counts
 
+        # Each voter checks their own receipt; a guessed one is no ballot of theirs.
         for voter, (ballot_id, choice) in cast.items():
-            receipt = (await client.get(f"/{d}/votes/vote-secret/receipts/{ballot_id}")).json()
+            receipt = (await client.get(f"/{d}/votes/vote-secret/receipts/{ballot_id}",
+                                        headers=bearer(voter, d, "resident"))).json()
             assert receipt == {"vote_id": "vote-secret", "recorded": True, "counted": True, "choice": choice,
                                "approvals": None}
-        assert not (await client.get(f"/{d}/votes/vote-secret/receipts/guess-1")).json()["recorded"]
+        assert (await client.get(f"/{d}/votes/vote-secret/receipts/guess-1",
+                                 headers=bearer(VOTERS[0], d, "resident"))).status_code == 404
 
         # Every stored row of every table, with its transaction id and physical place.
         pool = r.ctx.pool
@@ -108,7 +112,7 @@ async def test_secret_vote_leaves_no_link_from_voter_to_choice(servers):
         assert len(choices) == len(VOTERS) and await pool.fetchval("SELECT count(*) FROM pending_choices") == 0
         assert not {c["xmin"] for c in choices} & ballot_txs  # not written by any voter's transaction
         stored_order = [c["receipt"] for c in choices]
-        cast_order = [receipt_hash(d, "vote-secret", cast[v][0]) for v in VOTERS]
+        cast_order = [receipt_hash(d, "vote-secret", v, cast[v][0]) for v in VOTERS]
         assert sorted(stored_order) == sorted(cast_order) and stored_order != cast_order  # shuffled
 
         # Every message published for the district: events and replies, bodies and headers.

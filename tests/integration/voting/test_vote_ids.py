@@ -47,7 +47,7 @@ async def voting(servers):
                                                   replies_topic(district, "voting")])
     async with running(spec(), servers, district=district, command_rate_limit="1000/second") as r:
         opened = await command(r, "OpenVote", {
-            "actor": WORKER, "vote_id": "v-1", "council_id": "council-1", "matter": {"kind": "proposal", "id": "p-1"},
+            "actor": WORKER, "vote_id": "v-1", "council_id": "council-1", "matter": {"kind": "question", "id": "q-1"},
             "terms": {"question": "在3号院增设充电棚?", "method": "online", "majority": "simple",
                       "quorum_percent": 50, "secrecy": "open", "closes_at": (r.clock.now() + timedelta(days=2)).isoformat(),
                       "electorate": {"kind": "council_members", "scope_id": "council-1", "size": len(ROLL),

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from contracts.common import RejectionReason
+from contracts.common import RejectionReason, VoteTerms
 from contracts.proposals import CouncilRules
 from services.proposals.domain import Council, Proposal
 from yishi.commands import Rejected
@@ -85,10 +85,21 @@ def ready_for_vote(c: Council) -> Proposal:
     return p
 
 
+def terms_for(c: Council, closes_at: datetime, question: str = "建吗?", **changes) -> VoteTerms:
+    """Vote terms on ``c``'s own voting rules (its seated members; the roll left to the
+    council), with ``changes`` applied."""
+    rules = c.rules
+    return VoteTerms.model_validate({
+        "question": question, "closes_at": closes_at, "method": rules["method"], "majority": rules["majority"],
+        "quorum_percent": rules["quorum_percent"], "secrecy": rules["secrecy"],
+        "electorate": {"kind": "council_members", "scope_id": c.council_id, "size": max(len(c.roll), 1)},
+        **changes})
+
+
 def voting(c: Council, vote_id: str = "v-1") -> Proposal:
     """A proposal waiting for the result of ``vote_id``."""
     p = ready_for_vote(c)
-    p.request_vote(council=c, vote_id=vote_id, question="建吗?", closes_at=T0 + 10 * DAY, now=T0 + 7 * DAY)
+    p.request_vote(council=c, vote_id=vote_id, terms=terms_for(c, T0 + 10 * DAY), now=T0 + 7 * DAY)
     return p
 
 

@@ -11,7 +11,18 @@ from services.proposals.domain import (
     ProposalStatus,
     stream_id,
 )
-from tests.unit.proposals.support import DAY, SEATS, T0, council, proposal, published, ready_for_vote, rejects, voting
+from tests.unit.proposals.support import (
+    DAY,
+    SEATS,
+    T0,
+    council,
+    proposal,
+    published,
+    ready_for_vote,
+    rejects,
+    terms_for,
+    voting,
+)
 
 
 def replayed(aggregate):
@@ -379,26 +390,26 @@ def test_vote_is_requested_after_notice_with_motion_and_seconds_on_the_councils_
     p = published(c)
     ask = p.request_vote
     rejects(
-        R.INVALID_STATE, ask, council=c, vote_id="v", question="q", closes_at=T0 + 9 * DAY, now=T0 + 7 * DAY
+        R.INVALID_STATE, ask, council=c, vote_id="v", terms=terms_for(c, T0 + 9 * DAY), now=T0 + 7 * DAY
     )  # no motion yet
     p.make_statement(
         statement_id="a", step="motion", speaker_role="proposer", speaker_id="resident-1", text="t", now=T0
     )
     p.second(council=c, member_id="m1", now=T0)
     rejects(
-        R.INVALID_STATE, ask, council=c, vote_id="v", question="q", closes_at=T0 + 9 * DAY, now=T0 + 7 * DAY
+        R.INVALID_STATE, ask, council=c, vote_id="v", terms=terms_for(c, T0 + 9 * DAY), now=T0 + 7 * DAY
     )  # one second of two
     p.second(council=c, member_id="m2", now=T0)
     error = rejects(
-        R.INVALID_STATE, ask, council=c, vote_id="v", question="q", closes_at=T0 + 9 * DAY, now=T0 + 7 * DAY - DAY / 24
+        R.INVALID_STATE, ask, council=c, vote_id="v", terms=terms_for(c, T0 + 9 * DAY), now=T0 + 7 * DAY - DAY / 24
     )  # notice period not over
     assert "notice period" in error.message
-    rejects(R.DEADLINE_PASSED, ask, council=c, vote_id="v", question="q", closes_at=T0 + 7 * DAY, now=T0 + 7 * DAY)
-    terms = ask(council=c, vote_id="v", question="q", closes_at=T0 + 9 * DAY, now=T0 + 7 * DAY)
+    rejects(R.DEADLINE_PASSED, ask, council=c, vote_id="v", terms=terms_for(c, T0 + 7 * DAY), now=T0 + 7 * DAY)
+    terms = ask(council=c, vote_id="v", terms=terms_for(c, T0 + 9 * DAY), now=T0 + 7 * DAY)
     assert terms["electorate"] == {"kind": "council_members", "scope_id": "c-1", "size": 3, "roll": ["m1", "m2", "m3"]}
     assert (terms["quorum_percent"], terms["majority"], terms["secrecy"]) == (60, "two_thirds", "secret")
     assert p.status == ProposalStatus.VOTING and p.pending_vote_id == "v"
-    rejects(R.INVALID_STATE, ask, council=c, vote_id="v2", question="q", closes_at=T0 + 9 * DAY, now=T0 + 8 * DAY)
+    rejects(R.INVALID_STATE, ask, council=c, vote_id="v2", terms=terms_for(c, T0 + 9 * DAY), now=T0 + 8 * DAY)
 
 
 def test_vote_needs_an_electorate_and_a_fresh_vote_id():
@@ -410,11 +421,10 @@ def test_vote_needs_an_electorate_and_a_fresh_vote_id():
         p.request_vote,
         council=empty,
         vote_id="v",
-        question="q",
-        closes_at=T0 + 9 * DAY,
+        terms=terms_for(empty, T0 + 9 * DAY),
         now=T0 + 7 * DAY,
     )
-    p.request_vote(council=c, vote_id="v", question="q", closes_at=T0 + 9 * DAY, now=T0 + 7 * DAY)
+    p.request_vote(council=c, vote_id="v", terms=terms_for(c, T0 + 9 * DAY), now=T0 + 7 * DAY)
     p.close_vote(vote_id="v", outcome="tied", tally={"in_favour": 1, "against": 1, "abstain": 1}, now=T0 + 9 * DAY)
     p.make_statement(
         statement_id="m2", step="motion", speaker_role="proposer", speaker_id="resident-1", text="t", now=T0 + 9 * DAY
@@ -424,8 +434,7 @@ def test_vote_needs_an_electorate_and_a_fresh_vote_id():
         p.request_vote,
         council=c,
         vote_id="v",
-        question="q",
-        closes_at=T0 + 19 * DAY,
+        terms=terms_for(c, T0 + 19 * DAY),
         now=T0 + 9 * DAY,
     )
 
@@ -463,8 +472,7 @@ def test_no_quorum_or_tie_returns_the_proposal_for_a_new_round():
             p.request_vote,
             council=council(),
             vote_id="v-2",
-            question="q",
-            closes_at=T0 + 19 * DAY,
+            terms=terms_for(council(), T0 + 19 * DAY),
             now=T0 + 9 * DAY,
         )
 

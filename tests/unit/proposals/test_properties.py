@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 
 from services.proposals.domain import STEPS, Proposal, ProposalStatus
-from tests.unit.proposals.support import DAY, T0, council, proposal
+from tests.unit.proposals.support import DAY, T0, council, proposal, terms_for
 from yishi.commands import Rejected
 
 STREET = council(council_id="c-street", level="street", members={"s-expert": "m7", "s-unit": "m8"})
@@ -45,7 +45,7 @@ def apply(p: Proposal, action: Action, n: int, now) -> None:
             statement_id=f"s-{n}", step=STEPS[index], speaker_role=ROLES[index], speaker_id=who, text="t", now=now
         )
     elif kind == "vote":
-        p.request_vote(council=c, vote_id=f"v-{n}", question="q", closes_at=now + DAY, now=now)
+        p.request_vote(council=c, vote_id=f"v-{n}", terms=terms_for(c, now + DAY), now=now)
     elif kind == "close":
         vote_id = p.votes[-1]["vote_id"] if p.votes else "v-none"
         p.close_vote(vote_id=vote_id, outcome=OUTCOMES[index], tally=TALLY, now=now)
