@@ -21,7 +21,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from contracts.common import CouncilLevel, RejectionReason
-from contracts.proposals import DeliberationStep, SeatKind, SpeakerRole
+from contracts.proposals import DeliberationStep, SeatKind, SpeakerRole, resolution_id_for
 from contracts.voting import VoteOutcome
 from yishi.commands import Rejected, within_horizon
 
@@ -526,6 +526,7 @@ class Proposal(Aggregate):
         self.statements: list[dict[str, Any]] = []
         self.votes: list[dict[str, Any]] = []
         self.decision: dict[str, Any] | None = None
+        self.resolution_id: str | None = None
         self.history: list[dict[str, Any]] = [{"what": "raised", "at": at, "council_id": council_id}]
 
     # -- queries --
@@ -876,6 +877,9 @@ class Proposal(Aggregate):
         self.status = decision
         self.votes[-1].update(outcome=decision, tally=tally)
         self.decision = {"decision": decision, "vote_id": vote_id, "resolution": resolution, "at": at}
+        if decision == ProposalStatus.ADOPTED:
+            # Kept once adopted, also back in deliberation: the resolution stays on record.
+            self.resolution_id = resolution_id_for(proposal_id)
         self.history.append({"what": decision, "at": at, "vote_id": vote_id})
 
     @event("ReturnedForReconsultation")

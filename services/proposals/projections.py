@@ -204,6 +204,8 @@ class ProposalView(ProposalSummary):
     statements: list[StatementView]
     votes: list[VoteView]
     decision: DecisionView | None
+    resolution_id: str | None = None
+    """The resolution registered for the proposal once adopted (``res-`` + its id)."""
     history: list[HistoryEntry]
 
 

@@ -168,6 +168,7 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
             title=e.title,
             catalogue_item_id=e.catalogue_item_id,
             resolution=e.resolution,
+            resolution_id=c.resolution_id_for(e.proposal_id) if e.decision == c.Decision.ADOPTED else None,
         ),
     ),
     Proposal.ReturnedForReconsultation: (
