@@ -322,6 +322,7 @@ class VoteMatterKind(StrEnum):
 
     PROPOSAL = "proposal"
     NOMINATION = "nomination"  # confirmation of a nominated resident representative
+    SLATE = "slate"  # confirmation of a slate of representatives, all in one vote
 
 
 class VoteMatter(Value):

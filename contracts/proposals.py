@@ -192,6 +192,42 @@ class NominationRejected(Event):
     vote_id: Id
 
 
+class SlateEntry(Value):
+    """One nominee of a slate and the resident representative seat they stand for."""
+
+    seat_id: Id
+    nominee_id: Id
+    route: NominationRoute
+
+
+class SlateNominated(Event):
+    """A slate of residents was nominated, one per vacant representative seat, and publicised.
+
+    It is public until ``notice_ends_at``; then one vote confirms or rejects them all."""
+
+    slate_id: Id
+    council_id: Id
+    nominees: tuple[SlateEntry, ...] = Field(min_length=1)
+    notice_ends_at: AwareDatetime
+
+
+class SlateConfirmed(Event):
+    """The residents' meeting confirmed a slate by vote; a ``MemberSeated`` follows per nominee."""
+
+    slate_id: Id
+    council_id: Id
+    vote_id: Id
+    nominees: tuple[SlateEntry, ...] = Field(min_length=1)
+
+
+class SlateRejected(Event):
+    """A slate failed its confirmation vote: none of its nominees is seated."""
+
+    slate_id: Id
+    council_id: Id
+    vote_id: Id
+
+
 # --- consultation catalogue --------------------------------------------------------
 
 
@@ -383,6 +419,18 @@ class NominateRepresentative(Command):
     route: NominationRoute
 
 
+class NominateSlate(Command):
+    """Nominate and publicise a slate: several residents, one per vacant representative seat.
+
+    The slate is public until ``notice_ends_at``; then one ``RequestVote`` (matter kind
+    ``slate``) puts it to the residents' meeting, and its adoption seats every nominee."""
+
+    slate_id: NewId = None
+    council_id: Id
+    nominees: tuple[SlateEntry, ...] = Field(min_length=1, max_length=200)
+    notice_ends_at: Moment
+
+
 class PubliciseNomination(Command):
     """Make a nomination public until ``notice_ends_at``."""
 
@@ -461,7 +509,7 @@ class MakeStatement(Command):
 
 
 class RequestVote(Command):
-    """Refer a proposal or a nomination to a vote on the given terms."""
+    """Refer a proposal, a nomination or a slate to a vote on the given terms."""
 
     vote_id: NewId = None
     council_id: Id
