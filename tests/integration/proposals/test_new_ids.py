@@ -5,6 +5,7 @@ proposal names. The service runs with a sequential id source, so its ids are kno
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -127,6 +128,21 @@ async def test_omitted_ids_are_chosen_by_the_platform_and_named_in_the_reply(ser
     assert [s["statement_id"] for s in doc["statements"]] == ["statement-1"]
     assert [o["objection_id"] for o in doc["objections"]] == ["objection-1"]
 
+
+
+async def test_concurrent_resends_without_an_id_create_one_thing_under_one_id(service):
+    r = service
+    await council_of_representatives(r, "c-race", seats=1)
+    body = {"district": r.district, "actor": RESIDENT, "council_id": "c-race", "title": "加装电梯",
+            "summary": "为5号楼加装电梯。"}
+    sent = [r.client.post(f"/{r.district}/commands/RaiseProposal", json=body, headers={"Idempotency-Key": "race-1"})
+            for _ in range(8)]
+    responses = await asyncio.gather(*sent)
+    assert [response.status_code for response in responses] == [200] * 8
+    replies = [response.json() for response in responses]
+    assert len({reply["ids"]["proposal_id"] for reply in replies}) == 1, replies
+    listed = await get(r, "proposals?council_id=c-race")
+    assert [p["proposal_id"] for p in listed] == [replies[0]["ids"]["proposal_id"]]
 
 
 async def test_a_command_over_the_topic_without_an_id_gets_one_in_its_reply(service, servers):
