@@ -129,7 +129,6 @@ async def test_omitted_ids_are_chosen_by_the_platform_and_named_in_the_reply(ser
     assert [o["objection_id"] for o in doc["objections"]] == ["objection-1"]
 
 
-
 async def test_concurrent_resends_without_an_id_create_one_thing_under_one_id(service):
     r = service
     await council_of_representatives(r, "c-race", seats=1)
