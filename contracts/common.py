@@ -192,6 +192,32 @@ Id = Annotated[
     StringConstraints(pattern=f"^{ID_PATTERN}$"),
     Field(examples=["gulou-ninghai-2026-017"]),
 ]
+
+
+class PlatformChosen:
+    """Marks a command's field that names what the command creates: the caller may
+    choose the id (for idempotency of its own) or leave it out, and the platform then
+    chooses one and names it in the reply (:mod:`yishi.ids`)."""
+
+    def __repr__(self) -> str:
+        return "PlatformChosen()"
+
+
+NewId = Annotated[
+    Id | None,
+    PlatformChosen(),
+    Field(description="The new id; chosen by the caller, or left out (or null) and then chosen by the platform, "
+          "named in the reply's `ids`."),
+]
+"""The type of a command's new id; declare it with ``= None``."""
+
+
+def new_id_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` marked :data:`NewId`."""
+    return tuple(name for name, info in model.model_fields.items()
+                 if any(isinstance(m, PlatformChosen) for m in info.metadata))
+
+
 Title = Annotated[
     str, StringConstraints(min_length=1, max_length=200), on_input(_one_line),
     Field(description="One line of human text (a title, name, label or question). In commands: not only "
@@ -298,6 +324,7 @@ class VoteMatterKind(StrEnum):
     PROPOSAL = "proposal"
     NOMINATION = "nomination"  # confirmation of a nominated resident representative
     QUESTION = "question"  # a question no service acts on (a poll, a priority order): opened with OpenVote
+    SLATE = "slate"  # confirmation of a slate of representatives, all in one vote
 
 
 class VoteMatter(Value):
@@ -495,6 +522,10 @@ class CommandAccepted(Event):
     correlation_id: CorrelationId = Field(description="The command's ce_correlationid.")
     command_type: TypeName
     subject: Id = Field(description="The aggregate the command addressed.")
+    ids: dict[str, Id] = Field(
+        default_factory=dict, description="The ids the platform chose for new-id fields the command left out, by "
+        "field name; empty when the caller chose them all.",
+        examples=[{"proposal_id": "proposal-5d41402abc4b2a76b9719d91"}])
 
 
 class CommandRejected(Event):

@@ -37,6 +37,7 @@ _TABLE: dict[str, frozenset[Role]] = {
     "UnseatMember": frozenset({CW, DA}),
     "NominateRepresentative": frozenset({R, CM, CW, DA}),
     "PubliciseNomination": frozenset({CW, DA}),
+    "NominateSlate": frozenset({CW, DA}),  # a slate is the convener's list, publicised in one go
     "DefineCatalogueCategory": frozenset({CW, OF, DA}),
     "AddCatalogueItem": frozenset({CW, OF, DA}),
     "RetireCatalogueItem": frozenset({CW, OF, DA}),

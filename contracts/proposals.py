@@ -1,12 +1,14 @@
 """Contracts of the proposals service: councils, seats and members, nominations, the
 consultation catalogue, and proposals with their deliberation record.
 
-Commands that create something carry the new id, chosen by the sender, so that
-resending a command after a timeout cannot create the thing twice.
+Commands that create something carry the new id (:data:`contracts.common.NewId`): the
+sender may choose it, or leave it out and read the one the platform chose from the
+reply. Either way a resend under the same idempotency key cannot create the thing twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated
 
@@ -21,6 +23,7 @@ from contracts.common import (
     JsonInteger,
     MajorityRule,
     Moment,
+    NewId,
     Percent,
     Secrecy,
     Share,
@@ -194,6 +197,42 @@ class NominationRejected(Event):
     vote_id: Id
 
 
+class SlateEntry(Value):
+    """One nominee of a slate and the resident representative seat they stand for."""
+
+    seat_id: Id
+    nominee_id: Id
+    route: NominationRoute
+
+
+class SlateNominated(Event):
+    """A slate of residents was nominated, one per vacant representative seat, and publicised.
+
+    It is public until ``notice_ends_at``; then one vote confirms or rejects them all."""
+
+    slate_id: Id
+    council_id: Id
+    nominees: tuple[SlateEntry, ...] = Field(min_length=1)
+    notice_ends_at: AwareDatetime
+
+
+class SlateConfirmed(Event):
+    """The residents' meeting confirmed a slate by vote; a ``MemberSeated`` follows per nominee."""
+
+    slate_id: Id
+    council_id: Id
+    vote_id: Id
+    nominees: tuple[SlateEntry, ...] = Field(min_length=1)
+
+
+class SlateRejected(Event):
+    """A slate failed its confirmation vote: none of its nominees is seated."""
+
+    slate_id: Id
+    council_id: Id
+    vote_id: Id
+
+
 # --- consultation catalogue --------------------------------------------------------
 
 
@@ -312,6 +351,15 @@ class ProposalReturnedForReconsultation(Event):
     resolution_id: Id | None = Field(default=None, description="The resolution whose delivery raised it.")
 
 
+def resolution_id_for(proposal_id: str) -> str:
+    """The id of the resolution oversight registers for an adopted proposal: ``res-`` and
+    the proposal id, or ``res-`` and a digest of it when that would pass 80 characters."""
+    candidate = f"res-{proposal_id}"
+    if len(candidate) <= 80:
+        return candidate
+    return "res-" + hashlib.sha256(proposal_id.encode()).hexdigest()[:40]
+
+
 class ProposalDecided(Event):
     """A council decided a proposal by vote; adopted proposals become resolutions."""
 
@@ -322,6 +370,9 @@ class ProposalDecided(Event):
     title: Title
     catalogue_item_id: Id | None = None
     resolution: Text | None = Field(default=None, description="The adopted wording; present iff adopted.")
+    resolution_id: Id | None = Field(
+        default=None, description="The resolution oversight registers for an adopted proposal "
+        "(`resolution_id_for`: `res-` + the proposal id); absent otherwise.")
 
     @model_validator(mode="after")
     def _resolution_iff_adopted(self) -> ProposalDecided:
@@ -336,7 +387,7 @@ class ProposalDecided(Event):
 class FormCouncil(Command):
     """Set up a council; answered by ``CouncilFormed``."""
 
-    council_id: Id
+    council_id: NewId = None
     name: Title
     level: CouncilLevel
     area_id: Id
@@ -366,11 +417,23 @@ class UnseatMember(Command):
 class NominateRepresentative(Command):
     """Nominate a resident for a representative seat."""
 
-    nomination_id: Id
+    nomination_id: NewId = None
     council_id: Id
     seat_id: Id
     nominee_id: Id
     route: NominationRoute
+
+
+class NominateSlate(Command):
+    """Nominate and publicise a slate: several residents, one per vacant representative seat.
+
+    The slate is public until ``notice_ends_at``; then one ``RequestVote`` (matter kind
+    ``slate``) puts it to the residents' meeting, and its adoption seats every nominee."""
+
+    slate_id: NewId = None
+    council_id: Id
+    nominees: tuple[SlateEntry, ...] = Field(min_length=1, max_length=200)
+    notice_ends_at: Moment
 
 
 class PubliciseNomination(Command):
@@ -383,7 +446,7 @@ class PubliciseNomination(Command):
 class DefineCatalogueCategory(Command):
     """Define a first-level category of the district's consultation catalogue."""
 
-    category_id: Id
+    category_id: NewId = None
     code: Id
     title: Title
     description: Text
@@ -392,7 +455,7 @@ class DefineCatalogueCategory(Command):
 class AddCatalogueItem(Command):
     """Add a community's second-level item under a catalogue category."""
 
-    item_id: Id
+    item_id: NewId = None
     category_id: Id
     community_id: Id
     title: Title
@@ -409,7 +472,7 @@ class RetireCatalogueItem(Command):
 class RaiseProposal(Command):
     """Raise a proposal before a council; the actor becomes the proposer."""
 
-    proposal_id: Id
+    proposal_id: NewId = None
     council_id: Id
     catalogue_item_id: Id | None = None
     title: Title
@@ -436,7 +499,7 @@ class LodgeObjection(Command):
     """Object to a published proposal."""
 
     proposal_id: Id
-    objection_id: Id
+    objection_id: NewId = None
     grounds: Text
 
 
@@ -444,16 +507,16 @@ class MakeStatement(Command):
     """Record a statement in one of the five deliberation steps."""
 
     proposal_id: Id
-    statement_id: Id
+    statement_id: NewId = None
     step: DeliberationStep
     speaker_role: SpeakerRole
     text: Text
 
 
 class RequestVote(Command):
-    """Refer a proposal or a nomination to a vote on the given terms."""
+    """Refer a proposal, a nomination or a slate to a vote on the given terms."""
 
-    vote_id: Id
+    vote_id: NewId = None
     council_id: Id
     matter: VoteMatter
     terms: VoteTerms

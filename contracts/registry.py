@@ -168,6 +168,7 @@ _SPECS: tuple[TypeSpec, ...] = (
         proposals.CouncilFormed, proposals.MemberSeated, proposals.MemberUnseated,
         proposals.RepresentativeNominated, proposals.NominationPublicised,
         proposals.NominationConfirmed, proposals.NominationRejected,
+        proposals.SlateNominated, proposals.SlateConfirmed, proposals.SlateRejected,
         proposals.CatalogueCategoryDefined, proposals.CatalogueItemAdded, proposals.CatalogueItemRetired,
         proposals.ProposalRaised, proposals.ProposalPublished, proposals.MotionSeconded,
         proposals.ObjectionLodged, proposals.StatementMade, proposals.VoteRequested,
@@ -177,7 +178,7 @@ _SPECS: tuple[TypeSpec, ...] = (
     *_types(
         "proposals", Kind.COMMAND,
         proposals.FormCouncil, proposals.SeatMember, proposals.UnseatMember,
-        proposals.NominateRepresentative, proposals.PubliciseNomination,
+        proposals.NominateRepresentative, proposals.PubliciseNomination, proposals.NominateSlate,
         proposals.DefineCatalogueCategory, proposals.AddCatalogueItem, proposals.RetireCatalogueItem,
         proposals.RaiseProposal, proposals.PublishProposal, proposals.SecondMotion,
         proposals.LodgeObjection, proposals.MakeStatement, proposals.RequestVote,

@@ -51,6 +51,7 @@ from contracts.registry import ContractError, Kind
 from yishi import problems
 from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated, authenticate
 from yishi.clock import Clock
+from yishi.ids import DerivedIds, IdSource, choose_ids
 from yishi.inbox import Poison
 from yishi.jsonbody import LimitedJSONRoute
 from yishi.logging import bound_correlation
@@ -182,6 +183,7 @@ class CommandBus:
         self.retries = retries
         self.handlers: dict[type[Command], Handler] = {}
         self.verifier: TokenVerifier | None = None  # set by ServiceContext.serve_commands
+        self.ids: IdSource = DerivedIds()  # the service's own, set by ServiceContext.serve_commands
 
     @property
     def store(self) -> EventStore:
@@ -212,7 +214,12 @@ class CommandBus:
     async def _dispatch(self, command: Command, type_name: str, command_id: str, correlation_id: str,
                         principal: Principal, conn: asyncpg.Connection | None, key: str | None) -> Reply:
         identity = CommandIdentity(command.district, principal.subject, type_name, key or command_id)
-        request = Request(command, command_id, correlation_id, fingerprint(command))
+        # The fingerprint is of the command as sent: a resend leaving the same ids out is
+        # the same request, and the ids chosen for it come from its identity, so they too
+        # are the same on every attempt and resend.
+        sent = fingerprint(command)
+        command, chosen = choose_ids(command, identity.stream, self.ids)
+        request = Request(command, command_id, correlation_id, sent, chosen)
         # Someone else changed the aggregate, or answered this very command, first: the
         # next attempt sees what they committed (and replays their reply). stamina backs
         # off (10 ms doubling, with jitter), logs each retry and counts it in
@@ -298,7 +305,7 @@ class CommandBus:
                                            message=outcome.message[:20_000])
             log.info("command rejected", command=type_name, reason=str(outcome.reason), message=outcome.message)
         else:
-            reply = CommandAccepted(**common, subject=outcome)
+            reply = CommandAccepted(**common, subject=outcome, ids=request.chosen_ids)
         await record_reply(self.store, stream, reply,
                            Metadata(actor=command.actor.id, actor_role=str(command.actor.role),
                                     district=command.district, correlation_id=request.correlation_id,
@@ -460,12 +467,15 @@ class CommandIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One command as sent: the body, its ids and the body's fingerprint."""
+    """One command as handled: the body (with the ids chosen for it filled in), its ids
+    and the fingerprint of the body as sent."""
 
     command: Command
     command_id: str
     correlation_id: str
     fingerprint: str
+    chosen_ids: dict[str, str]
+    """The new ids the platform chose for the fields the sender left out (:mod:`yishi.ids`)."""
 
 
 def fingerprint(command: Command) -> str:

@@ -41,6 +41,7 @@ from yishi import migrations, problems, tracing
 from yishi.audit.checkpoints import Checkpointer, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock, SystemClock
+from yishi.ids import DerivedIds, IdSource
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
 from yishi.failures import RetryPolicy, classify, retried, sleep_or_stop
@@ -80,6 +81,7 @@ class ServiceContext:
     broker: KafkaBroker
     store: EventStore
     verifier: TokenVerifier
+    ids: IdSource = field(default_factory=DerivedIds)
     router: APIRouter = field(default_factory=APIRouter)
     background: list[Background] = field(default_factory=list)
     handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool, Refusal | None]] = field(
@@ -106,6 +108,7 @@ class ServiceContext:
         """Serve ``bus`` over HTTP (``POST /{district}/commands/{Type}``) and over the
         service's command topics, with replies on its replies topics."""
         bus.verifier = self.verifier
+        bus.ids = self.ids
         self.router.include_router(bus.router(rate_limit=self.settings.command_rate_limit))
         self.command_types = frozenset(registry.type_name(model) for model in bus.handlers)
         self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope, deduplicate=False,
@@ -182,8 +185,10 @@ class ServiceSpec:
     wire: Callable[[ServiceContext], None] = lambda ctx: None
 
 
-def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None) -> FastAPI:
-    """Build the service's ASGI app; all I/O starts in the lifespan, none here."""
+def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None,
+               ids: IdSource | None = None) -> FastAPI:
+    """Build the service's ASGI app; all I/O starts in the lifespan, none here. ``clock``
+    and ``ids`` (the source of ids the platform chooses) are injected: tests pass theirs."""
     if not settings.database_url or not settings.kafka_bootstrap:
         raise ValueError("YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP must be set to run a service")
     configure_logging(settings.log_level, settings.log_json)
@@ -196,7 +201,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     clock = clock or SystemClock()
     verifier = TokenVerifier(settings)
     ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock),
-                         verifier=verifier)
+                         verifier=verifier, ids=ids or DerivedIds())
     spec.wire(ctx)
 
     @asynccontextmanager

@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate, event
 
 from contracts.common import RejectionReason
 from contracts.oversight import ClosureReason, InspectionFinding, ReminderKind
+from contracts.proposals import resolution_id_for  # the public rule; oversight names resolutions by it
 from yishi.commands import Rejected, within_horizon
 
 _NAMESPACE = uuid.UUID("6f1d2c1e-6b0a-4d8e-9a52-0b7c3f1e0a17")
@@ -33,14 +34,6 @@ IMPLEMENTER, SUPERVISOR, COUNCIL_ABOVE = 1, 2, 3
 def stream_id(district: str, kind: str, public_id: str) -> uuid.UUID:
     """The aggregate id of ``kind`` ``public_id`` in ``district`` (deterministic)."""
     return uuid.uuid5(_NAMESPACE, f"{district}/{kind}/{public_id}")
-
-
-def resolution_id_for(proposal_id: str) -> str:
-    """The resolution id of an adopted proposal: readable when it fits the 80-char id limit."""
-    candidate = f"res-{proposal_id}"
-    if len(candidate) <= 80:
-        return candidate
-    return "res-" + hashlib.sha256(proposal_id.encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)

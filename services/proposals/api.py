@@ -20,6 +20,7 @@ from services.proposals.projections import (
     NominationView,
     ProposalSummary,
     ProposalView,
+    SlateView,
 )
 from yishi.auth import Principal, authenticate
 from yishi.repository import Repository
@@ -113,6 +114,16 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
     async def get_nomination(district: str, nomination_id: Id) -> dict:
         """A nomination and where it stands (nominated, publicised, voting, confirmed, rejected)."""
         return await one("nomination", district, nomination_id)
+
+    @api.get(
+        "/{district}/slates/{slate_id}",
+        response_model=SlateView,
+        summary="One slate of representatives",
+        responses={404: {"description": "No such slate"}},
+    )
+    async def get_slate(district: str, slate_id: Id) -> dict:
+        """A slate, its nominees and where it stands (publicised, voting, confirmed, rejected)."""
+        return await one("slate", district, slate_id)
 
     @api.get("/{district}/proposals", response_model=list[ProposalSummary], summary="Proposals")
     async def list_proposals(

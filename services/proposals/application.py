@@ -17,6 +17,7 @@ from contracts.proposals import (
     LodgeObjection,
     MakeStatement,
     NominateRepresentative,
+    NominateSlate,
     PubliciseNomination,
     PublishProposal,
     RaiseProposal,
@@ -29,7 +30,7 @@ from contracts.proposals import (
     WithdrawProposal,
 )
 from services.proposals import projections
-from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal
+from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
 from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext, Rejected
 from yishi.repository import AggregateNotFound, Repository
@@ -39,6 +40,7 @@ A = TypeVar("A", bound=Aggregate)
 _NAMES = {
     Council: "council",
     Nomination: "nomination",
+    Slate: "slate",
     CatalogueCategory: "catalogue category",
     CatalogueItem: "catalogue item",
     Proposal: "proposal",
@@ -125,6 +127,21 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         )
         await save(ctx, cmd, nomination)
         return cmd.nomination_id
+
+    @bus.handles(NominateSlate)
+    async def nominate_slate(cmd: NominateSlate, ctx: CommandContext) -> str:
+        await ensure_new(ctx, Slate, cmd.district, cmd.slate_id)
+        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        slate = Slate.nominate(
+            district=cmd.district,
+            slate_id=cmd.slate_id,
+            council=council,
+            nominees=[n.model_dump(mode="json") for n in cmd.nominees],
+            notice_ends_at=cmd.notice_ends_at,
+            now=ctx.clock.now(),
+        )
+        await save(ctx, cmd, slate)
+        return cmd.slate_id
 
     @bus.handles(PubliciseNomination)
     async def publicise_nomination(cmd: PubliciseNomination, ctx: CommandContext) -> str:
@@ -244,7 +261,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     async def request_vote(cmd: RequestVote, ctx: CommandContext) -> str:
         """Refer a proposal to a vote on the requested terms, within its council's voting
         rules (terms they forbid are refused with ``council_rule``, never replaced), or a
-        nomination to the residents' vote as requested."""
+        nomination or a slate to the residents' vote as requested."""
         now = ctx.clock.now()
         matter: Any
         if cmd.matter.kind == VoteMatterKind.PROPOSAL:
@@ -253,7 +270,8 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             _check_council(cmd, matter.council_id)
             matter.request_vote(council=council, vote_id=cmd.vote_id, terms=cmd.terms, now=now)
         else:
-            matter = await load(ctx, Nomination, cmd.district, cmd.matter.id)
+            confirmed = Slate if cmd.matter.kind == VoteMatterKind.SLATE else Nomination
+            matter = await load(ctx, confirmed, cmd.district, cmd.matter.id)
             _check_council(cmd, matter.council_id)
             matter.request_vote(
                 vote_id=cmd.vote_id, terms=cmd.terms.model_dump(mode="json"), closes_at=cmd.terms.closes_at, now=now

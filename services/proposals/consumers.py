@@ -13,7 +13,7 @@ from contracts.envelope import Envelope
 from contracts.oversight import ReconsultationRequested
 from contracts.voting import VoteClosed
 from services.proposals import projections
-from services.proposals.domain import Council, Nomination, Proposal
+from services.proposals.domain import Council, Nomination, Proposal, Slate
 from yishi.commands import Rejected
 from yishi.repository import AggregateNotFound, Repository
 from yishi.runtime import ServiceContext
@@ -52,7 +52,8 @@ class Reactions:
         await projections.update(conn, *aggregates)
 
     async def vote_closed(self, event: VoteClosed, envelope: Envelope, conn: asyncpg.Connection) -> None:
-        """Decide the proposal or nomination the vote was about."""
+        """Decide the proposal, nomination or slate the vote was about; a confirmed
+        nomination or slate seats its nominees."""
         now = self.ctx.clock.now()
         if event.matter.kind == VoteMatterKind.PROPOSAL:
             proposal = await self._get(Proposal, event.district, event.matter.id, conn)
@@ -70,31 +71,37 @@ class Reactions:
                 return
             await self._save(envelope, conn, proposal)
             return
-        nomination = await self._get(Nomination, event.district, event.matter.id, conn)
-        if nomination is None or not nomination.close_vote(vote_id=event.vote_id, outcome=event.outcome, now=now):
+        slate = event.matter.kind == VoteMatterKind.SLATE
+        confirmed = await self._get(Slate if slate else Nomination, event.district, event.matter.id, conn)
+        if confirmed is None or not confirmed.close_vote(vote_id=event.vote_id, outcome=event.outcome, now=now):
             log.info(
-                "vote result ignored: the nomination is not waiting for it",
+                "vote result ignored: the matter is not waiting for it",
                 vote_id=event.vote_id,
-                nomination_id=event.matter.id,
+                matter_kind=str(event.matter.kind),
+                matter_id=event.matter.id,
             )
             return
-        changed: list[Aggregate] = [nomination]
-        if nomination.outcome == "adopted":
-            council = await self._get(Council, event.district, nomination.council_id, conn)
-            try:
-                council.seat(
-                    seat_id=nomination.seat_id,
-                    member_id=nomination.nominee_id,
-                    term_ends_at=None,
-                    now=now,
-                    by_nomination=True,
-                )
-                changed.append(council)
-            except Rejected as exc:
-                # The confirmation stands on record; the seat was taken in the meantime.
-                log.warning(
-                    "confirmed nominee could not be seated", nomination_id=nomination.nomination_id, reason=exc.message
-                )
+        changed: list[Aggregate] = [confirmed]
+        if confirmed.outcome == "adopted":
+            council = await self._get(Council, event.district, confirmed.council_id, conn)
+            nominees = confirmed.nominees if slate else [
+                {"seat_id": confirmed.seat_id, "nominee_id": confirmed.nominee_id}]
+            for nominee in nominees:
+                try:
+                    council.seat(
+                        seat_id=nominee["seat_id"],
+                        member_id=nominee["nominee_id"],
+                        term_ends_at=None,
+                        now=now,
+                        by_nomination=True,
+                    )
+                except Rejected as exc:
+                    # The confirmation stands on record; the seat was taken in the meantime.
+                    log.warning(
+                        "confirmed nominee could not be seated", matter_id=event.matter.id,
+                        nominee_id=nominee["nominee_id"], reason=exc.message
+                    )
+            changed.append(council)
         await self._save(envelope, conn, *changed)
 
     async def reconsultation_requested(

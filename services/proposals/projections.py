@@ -1,5 +1,5 @@
 """Read models of the proposals service: one JSON document per council, nomination,
-catalogue category and item, and proposal (with its whole deliberation record).
+slate, catalogue category and item, and proposal (with its whole deliberation record).
 
 Each document is a view of its aggregate's state (:func:`view`). Command handlers and
 consumers write it in the same transaction as the aggregate's new events
@@ -35,6 +35,7 @@ from services.proposals.domain import (
     NominationStatus,
     Proposal,
     ProposalStatus,
+    Slate,
 )
 from yishi.repository import Repository
 from yishi.store import RecordedEvent
@@ -93,6 +94,28 @@ class NominationView(View):
     status: NominationStatus
     nominated_at: datetime
     notice_ends_at: datetime | None
+    vote_id: str | None
+    outcome: str | None
+
+
+class SlateNomineeView(View):
+    """A nominee of a slate and the seat they stand for."""
+
+    seat_id: str
+    nominee_id: str
+    route: NominationRoute
+
+
+class SlateView(View):
+    """A slate of representatives and where it stands (publicised, voting, confirmed,
+    rejected); once confirmed, its nominees hold their seats."""
+
+    slate_id: str
+    council_id: str
+    nominees: list[SlateNomineeView]
+    status: NominationStatus
+    nominated_at: datetime
+    notice_ends_at: datetime
     vote_id: str | None
     outcome: str | None
 
@@ -204,12 +227,15 @@ class ProposalView(ProposalSummary):
     statements: list[StatementView]
     votes: list[VoteView]
     decision: DecisionView | None
+    resolution_id: str | None = None
+    """The resolution registered for the proposal once adopted (``res-`` + its id)."""
     history: list[HistoryEntry]
 
 
 KINDS: dict[type[Aggregate], str] = {
     Council: "council",
     Nomination: "nomination",
+    Slate: "slate",
     CatalogueCategory: "category",
     CatalogueItem: "item",
     Proposal: "proposal",
@@ -234,6 +260,8 @@ def view(aggregate: Aggregate) -> tuple[str, str | None, str | None, View]:
             aggregate.status,
             NominationView(**_fields(NominationView, state)),
         )
+    if isinstance(aggregate, Slate):
+        return aggregate.slate_id, aggregate.council_id, aggregate.status, SlateView(**_fields(SlateView, state))
     if isinstance(aggregate, CatalogueCategory):
         return aggregate.category_id, None, None, CatalogueCategoryView(**_fields(CatalogueCategoryView, state))
     if isinstance(aggregate, CatalogueItem):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contracts import proposals as c
 from contracts.common import Actor, Contract, VoteMatter, VoteMatterKind
 from contracts.registry import encode
-from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal
+from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
 from yishi.relay import Publication
 from yishi.repository import Repository
 from yishi.store import RecordedEvent
@@ -91,6 +91,29 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
     Nomination.Rejected: (
         c.NominationRejected,
         lambda e: dict(nomination_id=e.nomination_id, council_id=e.council_id, vote_id=e.vote_id),
+    ),
+    Slate.Nominated: (
+        c.SlateNominated,
+        lambda e: dict(
+            slate_id=e.slate_id, council_id=e.council_id, nominees=e.nominees, notice_ends_at=e.notice_ends_at
+        ),
+    ),
+    Slate.VoteRequested: (
+        c.VoteRequested,
+        lambda e: dict(
+            vote_id=e.vote_id,
+            council_id=e.council_id,
+            terms=e.terms,
+            matter=VoteMatter(kind=VoteMatterKind.SLATE, id=e.slate_id),
+        ),
+    ),
+    Slate.Confirmed: (
+        c.SlateConfirmed,
+        lambda e: dict(slate_id=e.slate_id, council_id=e.council_id, vote_id=e.vote_id, nominees=e.nominees),
+    ),
+    Slate.Rejected: (
+        c.SlateRejected,
+        lambda e: dict(slate_id=e.slate_id, council_id=e.council_id, vote_id=e.vote_id),
     ),
     CatalogueCategory.Defined: (
         c.CatalogueCategoryDefined,
@@ -168,6 +191,7 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
             title=e.title,
             catalogue_item_id=e.catalogue_item_id,
             resolution=e.resolution,
+            resolution_id=c.resolution_id_for(e.proposal_id) if e.decision == c.Decision.ADOPTED else None,
         ),
     ),
     Proposal.ReturnedForReconsultation: (
@@ -205,6 +229,7 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
 _PUBLIC_ID: dict[type, str] = {
     Council: "council_id",
     Nomination: "nomination_id",
+    Slate: "slate_id",
     CatalogueCategory: "category_id",
     CatalogueItem: "item_id",
     Proposal: "proposal_id",

@@ -120,6 +120,7 @@ READS: dict[str, dict[str, Read]] = {
         "/{district}/councils/{council_id}/members": one("council_id"),
         "/{district}/catalogue": many("community_id"),
         "/{district}/nominations/{nomination_id}": one("nomination_id"),
+        "/{district}/slates/{slate_id}": one("slate_id"),
         "/{district}/proposals": many("council_id"),
         "/{district}/proposals/{proposal_id}": one("proposal_id"),
     },
@@ -217,6 +218,14 @@ CASES: dict[str, list[Case]] = {
         Case("nominate to A's council", "NominateRepresentative",
              lambda i: {"actor": WORKER, "nomination_id": f"{i['nomination_id']}-b", "council_id": i["council_id"],
                         "seat_id": "seat-4", "nominee_id": "resident-9", "route": "self_nomination"}),
+        Case("nominate a slate to A's council", "NominateSlate",
+             lambda i: {"actor": WORKER, "slate_id": f"{i['slate_id']}-b", "council_id": i["council_id"],
+                        "nominees": [{"seat_id": "seat-4", "nominee_id": "resident-9", "route": "recommendation"}],
+                        "notice_ends_at": at(7)}),
+        Case("request a vote on A's slate", "RequestVote",
+             lambda i: {"actor": WORKER, "vote_id": "vote-b3", "council_id": i["council_id"],
+                        "matter": {"kind": "slate", "id": i["slate_id"]},
+                        "terms": vote_terms(B_TEXT, ["resident-1", "resident-2"])}),
         Case("publicise A's nomination", "PubliciseNomination",
              lambda i: {"actor": WORKER, "nomination_id": i["nomination_id"], "notice_ends_at": at(7)}),
         Case("add an item to A's category", "AddCatalogueItem",
@@ -510,7 +519,8 @@ async def seed_proposals(w: World, mark: str, tag: str) -> None:
     proposal; a second council and category whose ids B reuses."""
     i = w.ids = {"council_id": f"council-{tag}", "council_twin": f"council-twin-{tag}",
                  "category_id": f"cat-{tag}", "category_twin": f"cat-twin-{tag}", "item_id": f"item-{tag}",
-                 "community_id": f"xikang-{tag}", "nomination_id": f"nom-{tag}", "proposal_id": f"prop-{tag}"}
+                 "community_id": f"xikang-{tag}", "nomination_id": f"nom-{tag}", "proposal_id": f"prop-{tag}",
+                 "slate_id": f"slate-{tag}"}
     await w.command("FormCouncil", council(i["council_id"], f"{mark} council", i["community_id"]))
     await w.command("FormCouncil", council(i["council_twin"], f"{mark} twin council", i["community_id"]))
     for n in (1, 2):
@@ -526,6 +536,9 @@ async def seed_proposals(w: World, mark: str, tag: str) -> None:
     await w.command("NominateRepresentative", {"actor": WORKER, "nomination_id": i["nomination_id"],
                                                "council_id": i["council_id"], "seat_id": "seat-4",
                                                "nominee_id": "resident-7", "route": "self_nomination"})
+    await w.command("NominateSlate", {"actor": WORKER, "slate_id": i["slate_id"], "council_id": i["council_id"],
+                                      "nominees": [{"seat_id": "seat-4", "nominee_id": "resident-8",
+                                                    "route": "recommendation"}], "notice_ends_at": at(7)})
     await w.command("RaiseProposal", {"actor": RESIDENT, "proposal_id": i["proposal_id"],
                                       "council_id": i["council_id"], "catalogue_item_id": i["item_id"],
                                       "title": f"{mark} proposal", "summary": mark})

@@ -25,7 +25,7 @@ from services.notify.translator import make_translator
 from services.oversight import translator as oversight_translator
 from services.oversight.domain import Authority, Fund, Policy, ReminderPolicy, Resolution, Task
 from services.proposals import translator as proposals_translator
-from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal
+from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
 from tests.unit.notify.test_domain import T0 as NOTIFY_T0
 from tests.unit.proposals.support import DAY, T0, council, terms_for
 from yishi.relay import Publication, Translator, kafka_message, to_envelope
@@ -109,6 +109,7 @@ PROPOSALS_IDS: dict[str, PublicId] = {
     "CatalogueCategory": lambda d: d["category_id"],
     "CatalogueItem": lambda d: d["item_id"],
     "Proposal": _matter("proposal"),
+    "Slate": _matter("slate"),
 }
 
 
@@ -160,17 +161,25 @@ def proposals_events() -> list[RecordedEvent]:
         n.request_vote(vote_id=f"v-{nomination_id}", terms=terms, closes_at=T0 + 9 * DAY, now=T0 + 5 * DAY)
         n.close_vote(vote_id=f"v-{nomination_id}", outcome=outcome, now=T0 + 9 * DAY)
         nominations.append(n)
+    slates = []
+    for slate_id, outcome in (("sl-1", "adopted"), ("sl-2", "rejected")):
+        sl = Slate.nominate(district="gulou", slate_id=slate_id, council=c, now=T0, notice_ends_at=T0 + 5 * DAY,
+                            nominees=[{"seat_id": "s-rr", "nominee_id": "r2", "route": "recommendation"}])
+        sl.request_vote(vote_id=f"v-{slate_id}", terms=terms, closes_at=T0 + 9 * DAY, now=T0 + 5 * DAY)
+        sl.close_vote(vote_id=f"v-{slate_id}", outcome=outcome, now=T0 + 9 * DAY)
+        slates.append(sl)
     # A council with a proposal's id: the two share a key (harmless: only more ordering).
     twin = council(council_id="p-1", members={})
-    return recorded(street, c, category, item, decided, escalated, withdrawn, *nominations, twin)
+    return recorded(street, c, category, item, decided, escalated, withdrawn, *nominations, *slates, twin)
 
 
 def test_proposals_events_are_keyed_by_the_public_id_of_their_aggregate():
     events = proposals_events()
     assert topics(events) >= {t.__qualname__ for t in proposals_translator._CONTRACTS}, "a public type is missing"
     types = check_subjects("proposals", proposals_translator.translate, events, PROPOSALS_IDS)
-    # VoteRequested names the vote, but is keyed by the nomination or proposal that asked for it.
+    # VoteRequested names the vote, but is keyed by the nomination, proposal or slate that asked for it.
     assert "VoteRequested" in types["Nomination"] and "VoteRequested" in types["Proposal"]
+    assert "VoteRequested" in types["Slate"]
     streams_of_p1 = {e.stream_id for e in events if (p := proposals_translator.translate(e)) and p.subject == "p-1"}
     assert streams_of_p1 == {str(Council.create_id("gulou", "p-1")), str(Proposal.create_id("gulou", "p-1"))}
 
