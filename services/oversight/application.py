@@ -204,21 +204,18 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         if community_id and community_id != fund.community_id:
             raise Rejected(RejectionReason.INVALID_STATE,
                            f"fund {cmd.fund_id} belongs to another community than the resolution", cmd.allocation_id)
+        changed: list[Aggregate] = [fund]
         if cmd.task_id is not None:
             task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
             if task.resolution_id != cmd.resolution_id:
                 raise Rejected(RejectionReason.NOT_FOUND, f"no task {cmd.task_id} in {cmd.resolution_id}",
                                cmd.task_id)
-            if task.budget_fen is not None:
-                already = await ctx.conn.fetchval(
-                    "SELECT COALESCE(sum(amount_fen), 0) FROM ov_allocations WHERE district=$1 AND task_id=$2",
-                    cmd.district, cmd.task_id)
-                if already + cmd.amount_fen > task.budget_fen:
-                    raise Rejected(RejectionReason.OVER_BUDGET,
-                                   f"task {cmd.task_id} has a budget of {task.budget_fen} fen, {already} allocated",
-                                   cmd.allocation_id)
+            # The task's budget holds across funds because the task records the allocation
+            # too: both streams are appended with their expected versions in one transaction.
+            task.allocate(cmd.allocation_id, cmd.fund_id, cmd.amount_fen)
+            changed.append(task)
         fund.allocate(cmd.allocation_id, cmd.resolution_id, cmd.task_id, cmd.amount_fen, cmd.purpose)
-        await _save(ctx, cmd, fund)
+        await _save(ctx, cmd, *changed)
         return cmd.allocation_id
 
     @bus.handles(c.RecordSpending)

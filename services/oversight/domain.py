@@ -203,8 +203,28 @@ class Task(Aggregate):
         self.inspection_ids: list[str] = []
         self.follow_ups: dict[str, datetime] = {}  # scheduled and not yet recorded
         self.fired: list[str] = []
+        self.allocations: dict[str, int] = {}  # allocation id → fen set aside by a fund
 
     # -- delivery ------------------------------------------------------------------
+
+    @property
+    def allocated_fen(self) -> int:
+        """What funds have set aside for this task so far."""
+        return sum(self.__dict__.get("allocations", {}).values())  # streams older than allocations lack it
+
+    def allocate(self, allocation_id: str, fund_id: str, amount_fen: int) -> None:
+        """Record money a fund sets aside for the task, within the task's budget. Kept on
+        the task (not only the fund) so that allocations from two funds to one task are
+        checked against each other: both change this stream, and one of them loses."""
+        if self.budget_fen is not None and self.allocated_fen + amount_fen > self.budget_fen:
+            raise Rejected(RejectionReason.OVER_BUDGET,
+                           f"task {self.task_id} has a budget of {self.budget_fen} fen, {self.allocated_fen} allocated",
+                           allocation_id)
+        self._funds_allocated(self.task_id, allocation_id, fund_id, amount_fen)
+
+    @event("FundsAllocated")
+    def _funds_allocated(self, task_id: str, allocation_id: str, fund_id: str, amount_fen: int) -> None:
+        self.allocations = {**self.__dict__.get("allocations", {}), allocation_id: amount_fen}
 
     def _require(self, *statuses: str, doing: str) -> None:
         if self.status not in statuses:
