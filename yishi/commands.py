@@ -45,7 +45,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from contracts import registry
 from contracts.common import ID_PATTERN, Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
-from contracts.permissions import allowed
+from contracts.permissions import PARTIES, Party, acts_for, allowed
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi import problems
@@ -142,6 +142,22 @@ def authorise(principal: Principal, command: Command) -> Rejected | None:
     return None
 
 
+def authorise_party(principal: Principal, command: Command, record: dict[Party, str | None],
+                    subject: str | None = None) -> None:
+    """The second half of :func:`authorise`, once the addressed record is loaded: raise
+    ``not_authorised`` when the caller, in a scoped role, does not act for the party of
+    ``record`` (``{Party: id}``) that :data:`contracts.permissions.PARTIES` names for the
+    command. The platform itself is not checked."""
+    if principal.platform:
+        return
+    name, role = registry.type_name(type(command)), command.actor.role
+    if not acts_for(name, role, principal.acts_for, record):
+        party = PARTIES[name]
+        raise Rejected(RejectionReason.NOT_AUTHORISED,
+                       f"this {name} acts for {party} {record.get(party) or '(none)'}, which the caller's credentials "
+                       f"do not list among those a {role} acts for (acts_for)", subject)
+
+
 @dataclass
 class CommandContext:
     """What a handler works with: one transaction, the repository, the clock, the ids."""
@@ -152,6 +168,11 @@ class CommandContext:
     clock: Clock
     command_id: str
     correlation_id: str
+    principal: Principal  # who sent the command, for checks that need the record (authorise_party)
+
+    def authorise_party(self, command: Command, record: dict[Party, str | None], subject: str | None = None) -> None:
+        """:func:`authorise_party` for this command's caller."""
+        authorise_party(self.principal, command, record, subject)
 
     def meta(self, actor: Actor, district: str) -> Metadata:
         """Metadata for events caused by this command."""
@@ -255,7 +276,7 @@ class CommandBus:
                                                f"{self.service} does not handle {type(command).__name__}")
         else:
             ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                                 request.correlation_id)
+                                 request.correlation_id, principal)
             try:
                 async with conn.transaction():  # rejected commands keep nothing they wrote
                     outcome = await handler(command, ctx)

@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate, event
 
 from contracts.common import RejectionReason
 from contracts.oversight import ClosureReason, InspectionFinding, ReminderKind
+from contracts.permissions import Party
 from yishi.commands import Rejected, within_horizon
 
 _NAMESPACE = uuid.UUID("6f1d2c1e-6b0a-4d8e-9a52-0b7c3f1e0a17")
@@ -106,6 +107,11 @@ class Resolution(Aggregate):
     @property
     def closed(self) -> bool:
         return self.closed_reason is not None
+
+    @property
+    def parties(self) -> dict[Party, str | None]:
+        """Whom the resolution's commands act for (:mod:`contracts.permissions`)."""
+        return {Party.COUNCIL: self.council_id}
 
     def _require_open(self) -> None:
         if self.closed:
@@ -206,6 +212,12 @@ class Task(Aggregate):
         self.allocations: dict[str, int] = {}  # allocation id → fen set aside by a fund
 
     # -- delivery ------------------------------------------------------------------
+
+    @property
+    def parties(self) -> dict[Party, str | None]:
+        """Whom the task's commands act for (:mod:`contracts.permissions`): its implementer
+        organisation delivers it, its resolution's council runs and inspects it."""
+        return {Party.IMPLEMENTER: self.implementer["id"], Party.COUNCIL: self.council_id}
 
     @property
     def allocated_fen(self) -> int:
