@@ -30,7 +30,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -176,13 +176,20 @@ class CommandContext:
 
     def meta(self, actor: Actor, district: str) -> Metadata:
         """Metadata for events caused by this command."""
-        return Metadata(actor=actor.id, actor_role=str(actor.role), district=district,
+        return Metadata(actor=actor.id, actor_role=str(actor.role), actor_seat=actor.seat_id, district=district,
                         correlation_id=self.correlation_id, causation_id=self.command_id,
                         occurred_at=self.clock.now())
 
     async def save(self, command: Command, *aggregates: Any) -> None:
         """Save aggregates changed by ``command`` in this command's transaction."""
         await self.repository.save(*aggregates, meta=self.meta(command.actor, command.district), conn=self.conn)
+
+
+def recorded_actor(metadata: Mapping[str, Any], seat_id: str | None = None) -> Actor:
+    """The actor of a stored event as :meth:`CommandContext.meta` recorded it: id, role
+    and the seat acted from (``seat_id`` for events stored before the seat was kept)."""
+    return Actor(id=metadata["actor"], role=metadata.get("actor_role") or Role.SYSTEM,
+                 seat_id=metadata.get("actor_seat") or seat_id)
 
 
 Handler = Callable[[Any, CommandContext], Awaitable[str]]
