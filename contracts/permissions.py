@@ -34,7 +34,7 @@ grants it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -134,13 +134,15 @@ _PARTIES: dict[str, Party] = {
     "RecordSatisfaction": Party.COUNCIL,
     "CloseResolution": Party.COUNCIL,
     "RequestReconsultation": Party.COUNCIL,
+    # Not yet: EstablishFund (a community's fund, no council's), and the councils' own
+    # commands in proposals and voting (PublishProposal, RequestVote, OpenVote, …).
 }
 
 PARTIES: MappingProxyType[str, Party] = MappingProxyType(_PARTIES)
 """Command type name → the party of the addressed record a scoped role must act for."""
 
 
-def acts_for(command_type: str, role: Role, parties: Collection[str], record: dict[Party, str | None]) -> bool:
+def acts_for(command_type: str, role: Role, parties: Collection[str], record: Mapping[Party, str | None]) -> bool:
     """Whether a caller in ``role`` whose token lists ``parties`` may send ``command_type``
     on a record whose parties are ``record``: always for commands not in :data:`PARTIES`
     and for roles that are not scoped; else only for a party the token lists."""
