@@ -8,6 +8,22 @@ the token lists), and the table below must allow that role to send that command.
 What depends on the record itself (only the proposer withdraws, only seat holders of
 *this* council second, only electors vote) is decided by the aggregates afterwards.
 
+Whom a person acts for. The scoped roles (:data:`SCOPED_ROLES`: implementer,
+community worker, chair, supervisor) act for parties, as a council member acts from a
+seat: the token's ``acts_for`` claim (name configurable, ``YISHI_AUTH_ACTS_FOR_CLAIM``)
+lists the ids of the implementer organisations and councils the person acts for; the
+value ``*`` (:data:`ANY_PARTY`) stands for every party of the district (district-wide
+staff). A command listed in :data:`PARTIES` acts on a record of one party (a task's
+implementer organisation, a resolution's council): a caller in a scoped role may send
+it only for a party their token lists, else ``not_authorised`` (403, a recorded
+``CommandRejected``). The record names the party, so the check runs once the record is
+loaded (:func:`yishi.commands.authorise_party`, the one shared check every handler of
+such a command calls), judged by :func:`acts_for` here. **A token without the claim acts
+for no party**: it may still send every command not in :data:`PARTIES`, but none that
+is (an implementer's token must name its organisation). Other roles are not scoped:
+officials, district administrators and integrations act district-wide, council members
+from their seats, residents and experts for themselves.
+
 Reading: every role of a district may read the district's public record (councils,
 proposals, votes and tallies, resolutions, tasks, funds); a person's subscriptions and
 deliveries are readable by that person and by staff (:data:`STAFF`). The auditor reads
@@ -18,6 +34,8 @@ grants it.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from enum import StrEnum
 from types import MappingProxyType
 
 from contracts.common import Role
@@ -88,3 +106,52 @@ PERMISSIONS: MappingProxyType[str, frozenset[Role]] = MappingProxyType(_TABLE)
 def allowed(command_type: str, role: Role) -> bool:
     """Whether ``role`` may send ``command_type`` (unknown commands: nobody)."""
     return role in PERMISSIONS.get(command_type, frozenset())
+
+
+class Party(StrEnum):
+    """Whose record a command acts on, for the scoped roles."""
+
+    IMPLEMENTER = "implementer"  # the organisation a task is assigned to (Implementer.id)
+    COUNCIL = "council"  # the council a resolution, and so its tasks, belongs to
+
+
+SCOPED_ROLES = frozenset({IM, CW, CH, SU})
+"""Roles that act only for the parties their token's ``acts_for`` claim lists."""
+
+ANY_PARTY = "*"
+"""The ``acts_for`` value that stands for every party of the district."""
+
+_PARTIES: dict[str, Party] = {
+    # delivery: only the assigned organisation's staff, whatever their role
+    "AcceptTask": Party.IMPLEMENTER,
+    "ReportProgress": Party.IMPLEMENTER,
+    "RecordSpending": Party.IMPLEMENTER,
+    "CompleteTask": Party.IMPLEMENTER,
+    # the council's own staff run its resolutions' delivery; its supervisors inspect
+    "RegisterResolution": Party.COUNCIL,
+    "SetReminderPolicy": Party.COUNCIL,
+    "AssignTask": Party.COUNCIL,
+    "AllocateFunds": Party.COUNCIL,
+    "EscalateTask": Party.COUNCIL,
+    "RecordInspection": Party.COUNCIL,
+    "ScheduleFollowUpInspection": Party.COUNCIL,
+    "RecordSatisfaction": Party.COUNCIL,
+    "CloseResolution": Party.COUNCIL,
+    "RequestReconsultation": Party.COUNCIL,
+    # Not yet: EstablishFund (a community's fund, no council's), and the councils' own
+    # commands in proposals and voting (PublishProposal, RequestVote, OpenVote, …).
+}
+
+PARTIES: MappingProxyType[str, Party] = MappingProxyType(_PARTIES)
+"""Command type name → the party of the addressed record a scoped role must act for."""
+
+
+def acts_for(command_type: str, role: Role, parties: Collection[str], record: Mapping[Party, str | None]) -> bool:
+    """Whether a caller in ``role`` whose token lists ``parties`` may send ``command_type``
+    on a record whose parties are ``record``: always for commands not in :data:`PARTIES`
+    and for roles that are not scoped; else only for a party the token lists."""
+    party = PARTIES.get(command_type)
+    if party is None or role not in SCOPED_ROLES:
+        return True
+    wanted = record.get(party)
+    return ANY_PARTY in parties or (wanted is not None and wanted in parties)

@@ -15,7 +15,10 @@ Claims (names configurable, see :class:`yishi.settings.Settings`):
 * ``district``: the one district the credentials belong to;
 * ``roles``: role names of :class:`contracts.common.Role` (others are ignored; the
   platform's own ``system`` role is never granted by a token);
-* ``seats``: the council seats a council member holds.
+* ``seats``: the council seats a council member holds;
+* ``acts_for``: the implementer organisations and councils a scoped role (implementer,
+  community worker, chair, supervisor) acts for, ``*`` for all of the district's; absent,
+  none (see :mod:`contracts.permissions`).
 
 For development and tests, :class:`LocalIssuer` is a provider in a directory: a key
 pair, its JWKS file and a way to mint tokens (``yishi token``). It is what ``yishi run``
@@ -46,6 +49,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.common import DISTRICT_PATTERN, Role
+from contracts.permissions import ANY_PARTY
 from yishi.settings import Settings
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
@@ -84,6 +88,8 @@ class Principal:
     district: str | None
     roles: frozenset[Role]
     seats: frozenset[str] = frozenset()
+    acts_for: frozenset[str] = frozenset()
+    """The parties (organisation and council ids, or ``*``) a scoped role acts for."""
     platform: bool = field(default=False, repr=False)
 
     @classmethod
@@ -93,11 +99,12 @@ class Principal:
         return cls(subject=f"yishi-{service}", district=None, roles=frozenset({Role.SYSTEM}), platform=True)
 
     @classmethod
-    def of_actor(cls, actor: Any, district: str) -> "Principal":
-        """The principal a token issued to a command's ``actor`` would give (for callers
-        inside the process, such as benchmarks, that authenticate by other means)."""
+    def of_actor(cls, actor: Any, district: str, acts_for: Iterable[str] = ()) -> "Principal":
+        """The principal a token issued to a command's ``actor`` (acting for ``acts_for``)
+        would give (for callers inside the process, such as benchmarks, that authenticate
+        by other means)."""
         return cls(subject=actor.id, district=district, roles=frozenset({Role(actor.role)}),
-                   seats=frozenset({actor.seat_id} if actor.seat_id else ()))
+                   seats=frozenset({actor.seat_id} if actor.seat_id else ()), acts_for=frozenset(acts_for))
 
     def serves(self, district: str) -> bool:
         """Whether these credentials belong to ``district``."""
@@ -125,11 +132,13 @@ def principal_from_claims(claims: Mapping[str, Any], settings: Settings) -> Prin
         raise Unauthenticated(f"the token names no valid district (claim {settings.auth_district_claim!r})")
     roles = claim(claims, settings.auth_roles_claim) or []
     seats = claim(claims, settings.auth_seats_claim) or []
-    if not isinstance(roles, list) or not isinstance(seats, list):
-        raise Unauthenticated("the token's roles and seats must be lists")
+    parties = claim(claims, settings.auth_acts_for_claim) or []
+    if not isinstance(roles, list) or not isinstance(seats, list) or not isinstance(parties, list):
+        raise Unauthenticated("the token's roles, seats and acts_for must be lists")
     granted = frozenset(Role(r) for r in roles if isinstance(r, str) and r in GRANTABLE_ROLES)
     return Principal(subject=subject, district=district, roles=granted,
-                     seats=frozenset(s for s in seats if isinstance(s, str) and _ID.match(s)))
+                     seats=frozenset(s for s in seats if isinstance(s, str) and _ID.match(s)),
+                     acts_for=frozenset(p for p in parties if isinstance(p, str) and (_ID.match(p) or p == ANY_PARTY)))
 
 
 class TokenVerifier:
@@ -332,19 +341,23 @@ class LocalIssuer:
                 "YISHI_AUTH_JWKS_URL": self.jwks_url}
 
     def mint(self, subject: str, district: str, roles: Iterable[str], *, seats: Iterable[str] = (),
-             ttl: float = 3600, extra: Mapping[str, Any] | None = None) -> str:
-        """A signed access token for ``subject``."""
+             acts_for: Iterable[str] | None = None, ttl: float = 3600,
+             extra: Mapping[str, Any] | None = None) -> str:
+        """A signed access token for ``subject``; with an ``acts_for`` claim unless it is None."""
         kid, key = self._keys[-1]
         now = int(time.time())
         claims = {"iss": self.issuer, "aud": self.audience, "sub": subject, "iat": now, "nbf": now,
                   "exp": now + int(ttl), "jti": uuid.uuid4().hex, "district": district,
-                  "roles": [str(r) for r in roles], "seats": list(seats), **(extra or {})}
+                  "roles": [str(r) for r in roles], "seats": list(seats),
+                  **({} if acts_for is None else {"acts_for": list(acts_for)}), **(extra or {})}
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
 
-    def for_actor(self, actor: Mapping[str, Any], district: str, ttl: float = 3600) -> str:
-        """A token for a command's ``actor`` (``{"id", "role", "seat_id"}``) in ``district``."""
+    def for_actor(self, actor: Mapping[str, Any], district: str, ttl: float = 3600,
+                  acts_for: Iterable[str] | None = None) -> str:
+        """A token for a command's ``actor`` (``{"id", "role", "seat_id"}``) in ``district``,
+        acting for ``acts_for`` (None: no such claim)."""
         seats = [actor["seat_id"]] if actor.get("seat_id") else []
-        return self.mint(actor["id"], district, [actor["role"]], seats=seats, ttl=ttl)
+        return self.mint(actor["id"], district, [actor["role"]], seats=seats, acts_for=acts_for, ttl=ttl)
 
 
 def dev_issuer() -> LocalIssuer:
@@ -359,19 +372,27 @@ def dev_issuer() -> LocalIssuer:
 class ActingAs(httpx.Auth):
     """httpx auth for development clients of a :class:`LocalIssuer`: each command is sent
     with a token for the actor it names, every other request as ``reader`` (default: an
-    auditor of the district in the path). Tokens are minted once per identity."""
+    auditor of the district in the path). Tokens are minted once per identity.
+
+    ``acts_for`` is the directory of whom each person acts for (what a provider's user
+    attributes say): a person it lists gets exactly those parties in the ``acts_for``
+    claim; one it does not list acts for the whole district (``*``), as every token did
+    before parties were checked."""
 
     requires_request_body = True
 
-    def __init__(self, issuer: LocalIssuer, reader: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, issuer: LocalIssuer, reader: Mapping[str, Any] | None = None,
+                 acts_for: Mapping[str, Iterable[str]] | None = None) -> None:
         self.issuer = issuer
         self.reader = dict(reader or {"id": "auditor", "role": Role.AUDITOR.value})
+        self.acts_for = {person: list(parties) for person, parties in (acts_for or {}).items()}
         self._tokens: dict[tuple, str] = {}
 
     def token(self, actor: Mapping[str, Any], district: str) -> str:
         key = (actor["id"], actor["role"], actor.get("seat_id"), district)
         if key not in self._tokens:
-            self._tokens[key] = self.issuer.for_actor(actor, district)
+            self._tokens[key] = self.issuer.for_actor(actor, district,
+                                                      acts_for=self.acts_for.get(actor["id"], [ANY_PARTY]))
         return self._tokens[key]
 
     def auth_flow(self, request: httpx.Request):

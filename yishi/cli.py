@@ -273,6 +273,9 @@ def token(
         r.value for r in Role if r is not Role.SYSTEM))],
     district: Annotated[str, typer.Option(help="the district the credentials belong to")] = "gulou",
     seats: Annotated[Optional[list[str]], typer.Option("--seat", help="a council seat held")] = None,
+    acts_for: Annotated[Optional[list[str]], typer.Option(
+        "--acts-for", help="an implementer organisation or council acted for, * for all of the district's "
+                           "(without it the token acts for none)")] = None,
     ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
 ) -> None:
     """Print an access token from the development identity provider that `yishi run`
@@ -282,7 +285,7 @@ def token(
     unknown = sorted(set(roles) - {r.value for r in GRANTABLE_ROLES})
     if unknown:
         raise typer.BadParameter(f"unknown role(s): {', '.join(unknown)}", param_hint="--role")
-    print(dev_issuer().mint(subject, district, roles, seats=seats or (), ttl=ttl))
+    print(dev_issuer().mint(subject, district, roles, seats=seats or (), acts_for=acts_for, ttl=ttl))
 
 
 @app.command()

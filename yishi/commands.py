@@ -30,7 +30,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -45,7 +45,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from contracts import registry
 from contracts.common import ID_PATTERN, Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
-from contracts.permissions import allowed
+from contracts.permissions import PARTIES, Party, acts_for, allowed
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi import problems
@@ -145,6 +145,22 @@ def authorise(principal: Principal, command: Command) -> Rejected | None:
     return None
 
 
+def authorise_party(principal: Principal, command: Command, record: dict[Party, str | None],
+                    subject: str | None = None) -> None:
+    """The second half of :func:`authorise`, once the addressed record is loaded: raise
+    ``not_authorised`` when the caller, in a scoped role, does not act for the party of
+    ``record`` (``{Party: id}``) that :data:`contracts.permissions.PARTIES` names for the
+    command. The platform itself is not checked."""
+    if principal.platform:
+        return
+    name, role = registry.type_name(type(command)), command.actor.role
+    if not acts_for(name, role, principal.acts_for, record):
+        party = PARTIES[name]
+        raise Rejected(RejectionReason.NOT_AUTHORISED,
+                       f"this {name} acts for {party} {record.get(party) or '(none)'}, which the caller's credentials "
+                       f"do not list among those a {role} acts for (acts_for)", subject)
+
+
 @dataclass
 class CommandContext:
     """What a handler works with: one transaction, the repository, the clock, the ids."""
@@ -155,18 +171,30 @@ class CommandContext:
     clock: Clock
     command_id: str
     correlation_id: str
-    principal: Principal | None = None
-    """Who sent the command (already authorised); ``platform`` for the platform's own."""
+    principal: Principal
+    """Who sent the command (already authorised); ``platform`` for the platform's own. Checks
+    that need the record (:meth:`authorise_party`) read it."""
+
+    def authorise_party(self, command: Command, record: dict[Party, str | None], subject: str | None = None) -> None:
+        """:func:`authorise_party` for this command's caller."""
+        authorise_party(self.principal, command, record, subject)
 
     def meta(self, actor: Actor, district: str) -> Metadata:
         """Metadata for events caused by this command."""
-        return Metadata(actor=actor.id, actor_role=str(actor.role), district=district,
+        return Metadata(actor=actor.id, actor_role=str(actor.role), actor_seat=actor.seat_id, district=district,
                         correlation_id=self.correlation_id, causation_id=self.command_id,
                         occurred_at=self.clock.now())
 
     async def save(self, command: Command, *aggregates: Any) -> None:
         """Save aggregates changed by ``command`` in this command's transaction."""
         await self.repository.save(*aggregates, meta=self.meta(command.actor, command.district), conn=self.conn)
+
+
+def recorded_actor(metadata: Mapping[str, Any], seat_id: str | None = None) -> Actor:
+    """The actor of a stored event as :meth:`CommandContext.meta` recorded it: id, role
+    and the seat acted from (``seat_id`` for events stored before the seat was kept)."""
+    return Actor(id=metadata["actor"], role=metadata.get("actor_role") or Role.SYSTEM,
+                 seat_id=metadata.get("actor_seat") or seat_id)
 
 
 Handler = Callable[[Any, CommandContext], Awaitable[str]]

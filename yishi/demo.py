@@ -108,7 +108,10 @@ class Api:
         self.urls = dict(urls)
         self.district = district
         self.timeout = timeout
-        self._http = httpx.AsyncClient(timeout=10.0, auth=auth or ActingAs(dev_issuer()))
+        # The implementer's staff act for their organisation only; the convener and the
+        # inspection group serve the whole district (acts_for "*").
+        self._http = httpx.AsyncClient(timeout=10.0, auth=auth or ActingAs(dev_issuer(),
+                                                                           acts_for={STAFF.id: [IMPLEMENTER_ID]}))
 
     async def __aenter__(self) -> Api:
         return self
@@ -204,6 +207,7 @@ OFFICIAL = Actor(id="official-0007", role=Role.OFFICIAL)  # street office staff
 RESIDENT = Actor(id="resident-liu", role=Role.RESIDENT)  # the objector
 EXPERT = Actor(id="expert-sun", role=Role.EXPERT)  # 议事能手
 STAFF = Actor(id="staff-2201", role=Role.IMPLEMENTER)  # the social organisation's project lead
+IMPLEMENTER_ID = "org-green-home"  # the social organisation the task is assigned to, STAFF's employer
 SUPERVISOR = Actor(id="supervisor-01", role=Role.SUPERVISOR)  # heads the five-person inspection group
 
 NAMES = {"worker-0102": "社工 周敏", "official-0007": "街道干部 吴刚", "resident-liu": "居民 刘阿姨",
@@ -373,7 +377,7 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
         say.print(f"   {who(STAFF.id)} subscribes to notices by webhook ({inbox.url})")
     standards = ("40个充电位全部可用", "通过消防验收", "距住户窗户不少于8米")
     await api.send(AssignTask(district=api.district, actor=WORKER, task_id=task_id, resolution_id=resolution_id,
-                              implementer=Implementer(kind=ImplementerKind.SOCIAL_ORGANISATION, id="org-green-home",
+                              implementer=Implementer(kind=ImplementerKind.SOCIAL_ORGANISATION, id=IMPLEMENTER_ID,
                                                       name="鼓楼绿色家园服务中心"),
                               description="建设充电棚并完成消防验收。", acceptance_standards=standards,
                               due_at=_now() + timedelta(days=60), budget_fen=8_600_000))

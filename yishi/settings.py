@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     auth_roles_claim: str = Field(default="roles", description="Claim (dotted path, e.g. realm_access.roles) "
                                   "listing the caller's roles.")
     auth_seats_claim: str = Field(default="seats", description="Claim listing the council seats held.")
+    auth_acts_for_claim: str = Field(default="acts_for", description="Claim listing the implementer "
+                                     "organisations and councils a scoped role acts for (contracts.permissions).")
     command_rate_limit: str = Field(
         default="20/second;600/minute", description="Commands one caller may send over HTTP to one service "
         "instance (the `limits` notation; several limits separated by ';'). Exceeded: 429 with Retry-After. "

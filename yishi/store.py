@@ -110,6 +110,7 @@ class Metadata:
     occurred_at: datetime
     causation_id: str | None = None
     actor_role: str | None = None
+    actor_seat: str | None = None  # the council seat a council member acted from
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self, recorded_at: datetime) -> dict[str, Any]:
@@ -124,6 +125,8 @@ class Metadata:
             data["causation_id"] = self.causation_id
         if self.actor_role:
             data["actor_role"] = self.actor_role
+        if self.actor_seat:
+            data["actor_seat"] = self.actor_seat
         data.update(self.extra)
         return data
 

@@ -231,16 +231,22 @@ def router(ctx: ServiceContext) -> APIRouter:
     @api.get("/resolutions/{resolution_id}/audit", response_model=AuditTrail)
     async def get_audit_trail(district: str, resolution_id: Id) -> Any:
         """Who raised, seconded, objected, voted (choices of open votes, counts of secret
-        ones), decided, delivered, was reminded and inspected, in time order."""
-        resolution = await _one(ctx.pool, "resolution", "SELECT proposal_id FROM ov_resolutions"
+        ones), decided, delivered, was reminded and inspected, in time order; with the
+        reminder policies that applied (the resolution's and its council's) and the
+        creation of every fund it was allocated money from."""
+        resolution = await _one(ctx.pool, "resolution", "SELECT proposal_id, council_id FROM ov_resolutions"
                                 " WHERE district=$1 AND resolution_id=$2", district, resolution_id)
         rows = await ctx.pool.fetch(
             """
             SELECT * FROM ov_audit WHERE district = $1 AND (
                 proposal_id = $2 OR resolution_id = $3 OR vote_id IN (
-                    SELECT vote_id FROM ov_audit WHERE district = $1 AND proposal_id = $2 AND vote_id IS NOT NULL))
+                    SELECT vote_id FROM ov_audit WHERE district = $1 AND proposal_id = $2 AND vote_id IS NOT NULL)
+                OR (type = 'ReminderPolicySet' AND body->>'scope' = 'council' AND body->>'scope_id' = $4)
+                OR (type = 'FundEstablished' AND body->>'fund_id' IN (
+                    SELECT body->>'fund_id' FROM ov_audit
+                    WHERE district = $1 AND resolution_id = $3 AND type = 'FundsAllocated')))
             ORDER BY occurred_at, seq
-            """, district, resolution["proposal_id"], resolution_id)
+            """, district, resolution["proposal_id"], resolution_id, resolution["council_id"])
         steps = [{**dict(r), "body": json.loads(r["body"])} for r in rows]
         return {"resolution_id": resolution_id, "proposal_id": resolution["proposal_id"],
                 "steps": [{**s, "recipient_id": s["body"].get("recipient_id")} for s in steps]}

@@ -14,6 +14,7 @@ from eventsourcing.domain import Aggregate
 from contracts import oversight as c
 from contracts.common import Command, RejectionReason, Role
 from contracts.envelope import Envelope
+from contracts.permissions import Party
 from contracts.proposals import Decision, ProposalDecided
 from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext, Rejected, within_horizon
@@ -43,6 +44,20 @@ async def _load(ctx: CommandContext, cls: type[A], district: str, public_id: str
         return await ctx.repository.get(cls, cls.create_id(district, public_id), conn=ctx.conn)
     except AggregateNotFound:
         raise Rejected(RejectionReason.NOT_FOUND, f"no {what} {public_id}", public_id) from None
+
+
+async def _task(ctx: CommandContext, cmd: Any) -> Task:
+    """The task ``cmd`` addresses, once its caller is known to act for the task's party."""
+    task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+    ctx.authorise_party(cmd, task.parties, cmd.task_id)
+    return task
+
+
+async def _resolution(ctx: CommandContext, cmd: Any) -> Resolution:
+    """The resolution ``cmd`` addresses, once its caller is known to act for its council."""
+    resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+    ctx.authorise_party(cmd, resolution.parties, cmd.resolution_id)
+    return resolution
 
 
 async def _exists(ctx: CommandContext, cls: type[Aggregate], *key: str) -> bool:
@@ -83,6 +98,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         if await _exists(ctx, Resolution, cmd.district, cmd.resolution_id):
             raise Rejected(RejectionReason.ALREADY_EXISTS, f"resolution {cmd.resolution_id} exists",
                            cmd.resolution_id)
+        ctx.authorise_party(cmd, {Party.COUNCIL: cmd.council_id}, cmd.resolution_id)
         await projections.lock_council(ctx.conn, cmd.district, cmd.council_id)
         resolution = Resolution(
             district=cmd.district, resolution_id=cmd.resolution_id, proposal_id=cmd.proposal_id,
@@ -107,7 +123,10 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     @bus.handles(c.SetReminderPolicy)
     async def set_reminder_policy(cmd: c.SetReminderPolicy, ctx: CommandContext) -> str:
         if cmd.scope == c.PolicyScope.RESOLUTION:
-            await _load(ctx, Resolution, cmd.district, cmd.scope_id, "resolution")
+            resolution = await _load(ctx, Resolution, cmd.district, cmd.scope_id, "resolution")
+            ctx.authorise_party(cmd, resolution.parties, cmd.scope_id)
+        else:
+            ctx.authorise_party(cmd, {Party.COUNCIL: cmd.scope_id}, cmd.scope_id)
         values = dict(not_accepted_days=cmd.not_accepted_days, stall_days=cmd.stall_days,
                       deadline_warning_days=cmd.deadline_warning_days,
                       escalate_after_days=cmd.escalate_after_days, supervisor_id=cmd.supervisor_id)
@@ -123,6 +142,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     @bus.handles(c.AssignTask)
     async def assign_task(cmd: c.AssignTask, ctx: CommandContext) -> str:
         resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+        ctx.authorise_party(cmd, resolution.parties, cmd.resolution_id)
         if resolution.closed:
             raise Rejected(RejectionReason.INVALID_STATE, f"resolution {cmd.resolution_id} is closed",
                            cmd.resolution_id)
@@ -141,28 +161,28 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(c.AcceptTask)
     async def accept_task(cmd: c.AcceptTask, ctx: CommandContext) -> str:
-        task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+        task = await _task(ctx, cmd)
         task.accept(cmd.actor.id, ctx.clock.now())
         await _save(ctx, cmd, task)
         return cmd.task_id
 
     @bus.handles(c.ReportProgress)
     async def report_progress(cmd: c.ReportProgress, ctx: CommandContext) -> str:
-        task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+        task = await _task(ctx, cmd)
         task.report_progress(cmd.percent_complete, cmd.summary, _dumps(cmd.evidence), ctx.clock.now())
         await _save(ctx, cmd, task)
         return cmd.task_id
 
     @bus.handles(c.CompleteTask)
     async def complete_task(cmd: c.CompleteTask, ctx: CommandContext) -> str:
-        task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+        task = await _task(ctx, cmd)
         task.complete(cmd.summary, _dumps(cmd.evidence), ctx.clock.now())
         await _save(ctx, cmd, task)
         return cmd.task_id
 
     @bus.handles(c.EscalateTask)
     async def escalate_task(cmd: c.EscalateTask, ctx: CommandContext) -> str:
-        task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+        task = await _task(ctx, cmd)
         task.escalate(str(cmd.to_level), cmd.to_authority_id, cmd.reason)
         await _save(ctx, cmd, task)
         return cmd.task_id
@@ -173,20 +193,21 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
                        aspects=[str(a) for a in cmd.aspects], finding=str(cmd.finding), notes=cmd.notes,
                        evidence=_dumps(cmd.evidence))
         if cmd.task_id is None:
-            resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+            resolution = await _resolution(ctx, cmd)
             resolution.record_inspection(**details)
             await _save(ctx, cmd, resolution)
             return cmd.resolution_id
         task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
         if task.resolution_id != cmd.resolution_id:
             raise Rejected(RejectionReason.NOT_FOUND, f"no task {cmd.task_id} in {cmd.resolution_id}", cmd.task_id)
+        ctx.authorise_party(cmd, task.parties, cmd.task_id)
         task.inspect(**details, now=ctx.clock.now())
         await _save(ctx, cmd, task)
         return cmd.task_id
 
     @bus.handles(c.ScheduleFollowUpInspection)
     async def schedule_follow_up_inspection(cmd: c.ScheduleFollowUpInspection, ctx: CommandContext) -> str:
-        task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+        task = await _task(ctx, cmd)
         task.schedule_follow_up(cmd.inspection_id, cmd.scheduled_for, cmd.reason, ctx.clock.now())
         await _save(ctx, cmd, task)
         return cmd.task_id
@@ -194,7 +215,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     @bus.handles(c.AllocateFunds)
     async def allocate_funds(cmd: c.AllocateFunds, ctx: CommandContext) -> str:
         fund = await _load(ctx, Fund, cmd.district, cmd.fund_id, "fund")
-        resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+        resolution = await _resolution(ctx, cmd)
         if resolution.closed:
             raise Rejected(RejectionReason.INVALID_STATE, f"resolution {cmd.resolution_id} is closed",
                            cmd.allocation_id)
@@ -204,21 +225,18 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         if community_id and community_id != fund.community_id:
             raise Rejected(RejectionReason.INVALID_STATE,
                            f"fund {cmd.fund_id} belongs to another community than the resolution", cmd.allocation_id)
+        changed: list[Aggregate] = [fund]
         if cmd.task_id is not None:
             task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
             if task.resolution_id != cmd.resolution_id:
                 raise Rejected(RejectionReason.NOT_FOUND, f"no task {cmd.task_id} in {cmd.resolution_id}",
                                cmd.task_id)
-            if task.budget_fen is not None:
-                already = await ctx.conn.fetchval(
-                    "SELECT COALESCE(sum(amount_fen), 0) FROM ov_allocations WHERE district=$1 AND task_id=$2",
-                    cmd.district, cmd.task_id)
-                if already + cmd.amount_fen > task.budget_fen:
-                    raise Rejected(RejectionReason.OVER_BUDGET,
-                                   f"task {cmd.task_id} has a budget of {task.budget_fen} fen, {already} allocated",
-                                   cmd.allocation_id)
+            # The task's budget holds across funds because the task records the allocation
+            # too: both streams are appended with their expected versions in one transaction.
+            task.allocate(cmd.allocation_id, cmd.fund_id, cmd.amount_fen)
+            changed.append(task)
         fund.allocate(cmd.allocation_id, cmd.resolution_id, cmd.task_id, cmd.amount_fen, cmd.purpose)
-        await _save(ctx, cmd, fund)
+        await _save(ctx, cmd, *changed)
         return cmd.allocation_id
 
     @bus.handles(c.RecordSpending)
@@ -228,6 +246,10 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         if fund_id is None:
             raise Rejected(RejectionReason.NOT_FOUND, f"no allocation {cmd.allocation_id}", cmd.allocation_id)
         fund = await _load(ctx, Fund, cmd.district, fund_id, "fund")
+        task_id = fund.allocations.get(cmd.allocation_id, {}).get("task_id")
+        if task_id is not None:  # without a task, spend() refuses: every expenditure is a task's
+            task = await _load(ctx, Task, cmd.district, task_id, "task")
+            ctx.authorise_party(cmd, task.parties, cmd.expenditure_id)
         fund.spend(cmd.expenditure_id, cmd.allocation_id, cmd.amount_fen, cmd.payee, cmd.purpose,
                    cmd.receipt.model_dump(mode="json") if cmd.receipt else None)
         await _save(ctx, cmd, fund)
@@ -235,7 +257,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(c.RecordSatisfaction)
     async def record_satisfaction(cmd: c.RecordSatisfaction, ctx: CommandContext) -> str:
-        resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+        resolution = await _resolution(ctx, cmd)
         total, passed = await _task_counts(ctx, cmd.district, cmd.resolution_id)
         resolution.rate_satisfaction(cmd.rating_id, cmd.review_meeting_id, cmd.year, cmd.satisfied,
                                      cmd.basically_satisfied, cmd.dissatisfied, cmd.comments,
@@ -245,7 +267,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(c.CloseResolution)
     async def close_resolution(cmd: c.CloseResolution, ctx: CommandContext) -> str:
-        resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+        resolution = await _resolution(ctx, cmd)
         total, passed = await _task_counts(ctx, cmd.district, cmd.resolution_id)
         resolution.close(str(cmd.reason), cmd.summary, open_tasks=total - passed)
         await _save(ctx, cmd, resolution)
@@ -253,7 +275,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(c.RequestReconsultation)
     async def request_reconsultation(cmd: c.RequestReconsultation, ctx: CommandContext) -> str:
-        resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+        resolution = await _resolution(ctx, cmd)
         if cmd.task_id is not None:
             await _load(ctx, Task, cmd.district, cmd.task_id, "task")
         resolution.request_reconsultation(cmd.task_id, cmd.problem)

@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate, event
 
 from contracts.common import RejectionReason
 from contracts.oversight import ClosureReason, InspectionFinding, ReminderKind
+from contracts.permissions import Party
 from contracts.proposals import resolution_id_for  # the public rule; oversight names resolutions by it
 from yishi.commands import Rejected, within_horizon
 
@@ -99,6 +100,11 @@ class Resolution(Aggregate):
     @property
     def closed(self) -> bool:
         return self.closed_reason is not None
+
+    @property
+    def parties(self) -> dict[Party, str | None]:
+        """Whom the resolution's commands act for (:mod:`contracts.permissions`)."""
+        return {Party.COUNCIL: self.council_id}
 
     def _require_open(self) -> None:
         if self.closed:
@@ -196,8 +202,34 @@ class Task(Aggregate):
         self.inspection_ids: list[str] = []
         self.follow_ups: dict[str, datetime] = {}  # scheduled and not yet recorded
         self.fired: list[str] = []
+        self.allocations: dict[str, int] = {}  # allocation id → fen set aside by a fund
 
     # -- delivery ------------------------------------------------------------------
+
+    @property
+    def parties(self) -> dict[Party, str | None]:
+        """Whom the task's commands act for (:mod:`contracts.permissions`): its implementer
+        organisation delivers it, its resolution's council runs and inspects it."""
+        return {Party.IMPLEMENTER: self.implementer["id"], Party.COUNCIL: self.council_id}
+
+    @property
+    def allocated_fen(self) -> int:
+        """What funds have set aside for this task so far."""
+        return sum(self.__dict__.get("allocations", {}).values())  # streams older than allocations lack it
+
+    def allocate(self, allocation_id: str, fund_id: str, amount_fen: int) -> None:
+        """Record money a fund sets aside for the task, within the task's budget. Kept on
+        the task (not only the fund) so that allocations from two funds to one task are
+        checked against each other: both change this stream, and one of them loses."""
+        if self.budget_fen is not None and self.allocated_fen + amount_fen > self.budget_fen:
+            raise Rejected(RejectionReason.OVER_BUDGET,
+                           f"task {self.task_id} has a budget of {self.budget_fen} fen, {self.allocated_fen} allocated",
+                           allocation_id)
+        self._funds_allocated(self.task_id, allocation_id, fund_id, amount_fen)
+
+    @event("FundsAllocated")
+    def _funds_allocated(self, task_id: str, allocation_id: str, fund_id: str, amount_fen: int) -> None:
+        self.allocations = {**self.__dict__.get("allocations", {}), allocation_id: amount_fen}
 
     def _require(self, *statuses: str, doing: str) -> None:
         if self.status not in statuses:

@@ -14,6 +14,7 @@ import asyncpg
 
 from contracts import registry
 from contracts.common import Actor
+from contracts.oversight import PolicyScope, ReminderPolicySet
 from contracts.proposals import CouncilFormed
 from yishi.store import Metadata
 
@@ -106,12 +107,18 @@ async def _task(conn: asyncpg.Connection, district: str, task_id: str, assignmen
 
 
 async def _audit_own(conn: asyncpg.Connection, meta: Metadata, event: Any) -> None:
-    actor = Actor(id=meta.actor, role=meta.actor_role or "system")
+    actor = Actor(id=meta.actor, role=meta.actor_role or "system", seat_id=meta.actor_seat)
     model = to_contract(event, meta.district, actor, meta.occurred_at)
-    if model is None or not hasattr(model, "resolution_id"):
-        return  # policies and funds as such are not steps of a resolution
+    if model is None:
+        return
+    # A fund and a council's reminder policy belong to no one resolution: kept without
+    # one, the trail finds them through the resolution's allocations and council.
+    resolution_id = getattr(model, "resolution_id", None)
+    if isinstance(model, ReminderPolicySet) and model.scope == PolicyScope.RESOLUTION:
+        resolution_id = model.scope_id
     await insert_audit(conn, meta.district, "oversight", f"{event.originator_id}:{event.originator_version}",
-                       registry.type_name(type(model)), model, resolution_id=model.resolution_id, task_id=getattr(model, "task_id", None))
+                       registry.type_name(type(model)), model, resolution_id=resolution_id,
+                       task_id=getattr(model, "task_id", None))
 
 
 async def insert_audit(conn: asyncpg.Connection, district: str, source: str, message_id: str, type_name: str,

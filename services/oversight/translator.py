@@ -20,6 +20,7 @@ from eventsourcing.persistence import StoredEvent
 from contracts import oversight as c
 from contracts import registry
 from contracts.common import Actor, Contract
+from yishi.commands import recorded_actor
 from yishi.relay import Publication
 from yishi.repository import default_mapper
 from yishi.store import RecordedEvent
@@ -127,7 +128,7 @@ def to_contract(domain_event: Any, district: str, actor: Actor, occurred_at: dat
 
 def actor_of(metadata: dict[str, Any]) -> Actor:
     """The acting party as recorded in an event's metadata."""
-    return Actor(id=metadata["actor"], role=metadata.get("actor_role") or "system")
+    return recorded_actor(metadata)
 
 
 def translator() -> Callable[[RecordedEvent], Publication | None]:

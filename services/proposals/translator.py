@@ -13,9 +13,10 @@ from typing import Any
 from collections.abc import Callable
 
 from contracts import proposals as c
-from contracts.common import Actor, Contract, VoteMatter, VoteMatterKind
+from contracts.common import Contract, VoteMatter, VoteMatterKind
 from contracts.registry import encode
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
+from yishi.commands import recorded_actor
 from yishi.relay import Publication
 from yishi.repository import Repository
 from yishi.store import RecordedEvent
@@ -261,7 +262,7 @@ def _public(recorded: RecordedEvent) -> tuple[Contract, str] | None:
         return None
     model, fields = found
     meta = recorded.metadata
-    actor = Actor(id=meta["actor"], role=meta.get("actor_role") or "system", seat_id=_actor_seat(event))
+    actor = recorded_actor(meta, seat_id=_actor_seat(event))
     contract = model.model_validate(
         {
             "district": recorded.district,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from contracts.common import Actor, Role, VoteMatter, VoteTerms
+from contracts.common import VoteMatter, VoteTerms
 from contracts.registry import encode
 from contracts.voting import BallotAccepted, RecordedBallot, Tally, VoteClosed, VoteOpened
+from yishi.commands import recorded_actor
 from yishi.relay import Publication
 from yishi.store import RecordedEvent
 
@@ -22,7 +23,7 @@ def translate(event: RecordedEvent) -> Publication | None:
     state = json.loads(event.state)
     meta = event.metadata
     common = dict(district=event.district, occurred_at=datetime.fromisoformat(meta["occurred_at"]),
-                  actor=Actor(id=meta["actor"], role=meta.get("actor_role") or Role.SYSTEM))
+                  actor=recorded_actor(meta))
     subject = None
     if name == "Vote.Opened":
         # The vote's public id, not its stream's: the Kafka key and ce_subject.

@@ -437,7 +437,7 @@ async def test_the_reminder_job_skips_a_task_it_cannot_compute_and_keeps_firing(
         bus = r.ctx.consumers["commands"].handle.__self__
         monkeypatch.setattr(application, "within_horizon", lambda *args: None)
         reply = await bus.dispatch(far, command_id="seed-far-task", correlation_id="seed-far-task",
-                                   principal=Principal.of_actor(far.actor, d))
+                                   principal=Principal.of_actor(far.actor, d, acts_for=["council-1"]))
         assert isinstance(reply, CommandAccepted), reply
         monkeypatch.undo()
 
