@@ -18,7 +18,8 @@ ROUNDS = 6
 
 async def test_two_funds_cannot_overallocate_one_task_concurrently(servers):
     d = new_district()
-    async with running(spec(reminder_interval=60), servers, district=d, clock=ManualClock(T0)) as r:
+    async with running(spec(reminder_interval=60), servers, district=d, clock=ManualClock(T0),
+                       command_rate_limit="10000/second") as r:
         async def post(name: str, **fields):
             return await r.client.post(f"/{d}/commands/{name}", json={"district": d, "actor": OFFICIAL, **fields})
 
