@@ -385,7 +385,8 @@ async def test_rebuilt_read_models_answer_as_the_live_ones(service):
         return out
 
     live = await answers()
-    assert [p["proposal_id"] for p in live[6]] == ["p-http"] and [p["proposal_id"] for p in live[7]] == ["p-topic"]
+    assert [p["proposal_id"] for p in live[6]["items"]] == ["p-http"]
+    assert [p["proposal_id"] for p in live[7]["items"]] == ["p-topic"]
     assert live[4][0]["items"] == [] and live[3][0]["items"][0]["retired"] is True
     await r.ctx.pool.execute("DELETE FROM read_models")
     assert (await r.client.get(f"{base}/proposals/p-http")).status_code == 404
