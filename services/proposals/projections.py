@@ -170,7 +170,10 @@ class DecisionView(View):
 
 
 class HistoryEntry(View):
-    """One step of the proposal's course (raised, published, escalated, …)."""
+    """One step of the proposal's course, in order: raised, published, seconded,
+    objection_lodged, statement_made, vote_requested, the decision, escalated,
+    returned_for_reconsultation, withdrawn. Seconds stay here when an escalation clears
+    ``seconders`` for the new council."""
 
     what: str
     at: datetime
