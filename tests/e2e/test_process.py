@@ -112,8 +112,9 @@ async def test_escalation_to_the_parent_council(platform):
         assert proposal["history"][-1]["what"] == "escalated"
         assert proposal["history"][-1]["details"]["from_council_id"] == councils.community
         at_street = await api.get("proposals", "proposals", council_id=councils.street)
-        assert [p["proposal_id"] for p in at_street] == [proposal_id]
-        assert await api.get("proposals", "proposals", council_id=councils.community) == []
+        assert [p["proposal_id"] for p in at_street["items"]] == [proposal_id]
+        assert await api.get("proposals", "proposals", council_id=councils.community) == \
+            {"items": [], "next_cursor": None}
 
 
 async def test_two_districts_at_once_do_not_see_each_other(platform):
