@@ -9,8 +9,7 @@ items already there. ``limit`` is 1 to :data:`MAX_LIMIT` (default :data:`DEFAULT
 
 A route declares its key's types once, ``query: PageQuery = Depends(page_query(str))``;
 its projection reads ``query.fetch`` rows after ``query.after`` (``None``: from the
-first) and the route
-answers ``query.page(rows, key)``. A limit out of bounds or a cursor that is not one of
+first) and the route answers ``query.page(rows, key)``. A limit out of bounds or a cursor that is not one of
 this list's positions is refused like every invalid request: 422 problem details
 (``invalid_request``, the offending ``query.limit`` or ``query.cursor`` in ``errors``).
 """
