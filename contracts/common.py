@@ -5,9 +5,11 @@ Reading policy, deliberately different for the two directions of traffic:
 * **Events and replies are read tolerantly** (``extra="ignore"``, also on every nested
   value type): a consumer running older code ignores fields a newer producer added, so
   additive optional fields never need a version bump and never stop a consumer.
-* **Commands are strict at the top level** (``extra="forbid"``): a misspelt field in a
-  district system's command is rejected with ``invalid_command`` instead of being
-  silently dropped. Nested value types are shared with events and keep their policy.
+* **Commands are strict** (``extra="forbid"``): a misspelt field in a district system's
+  command is rejected with ``invalid_command`` instead of being silently dropped. Nested
+  value types are shared with events and keep their tolerant policy in the models; the
+  input edges (``registry.decode`` of a command, ``yishi.commands``' HTTP route) validate
+  commands with ``extra="forbid"``, so an unknown nested field is refused there too.
 
 Everything is frozen: a message is a fact or a request as it was sent. Money is an
 integer number of fen (分, 1/100 CNY) so sums are exact; times are timezone-aware.

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 from pydantic import ValidationError
+from pydantic.config import ExtraValues
 
 from contracts import notify, oversight, proposals, voting
 from contracts.common import CommandAccepted, CommandRejected, Contract, RejectionReason
@@ -263,6 +264,13 @@ def encode(model: Contract) -> Encoded:
     return Encoded(type_name, version, model.model_dump_json().encode())
 
 
+def input_extra(kind: Kind) -> ExtraValues | None:
+    """How unknown fields of a received body are met: a command's are refused at every
+    depth (a misspelt nested field, such as a vote's ``terms.quorum``, is never dropped);
+    events and replies keep their models' tolerant reading."""
+    return "forbid" if kind is Kind.COMMAND else None
+
+
 def decode(envelope: Envelope, kind: Kind | None = None) -> Contract:
     """The newest-version model of an envelope's body, upcast if it was written by older code.
 
@@ -276,7 +284,7 @@ def decode(envelope: Envelope, kind: Kind | None = None) -> Contract:
     if not 1 <= version <= found.latest:
         raise UnsupportedSchemaVersion(f"{what}: this code reads versions 1 to {found.latest}")
     try:
-        model = found.versions[version].model_validate_json(envelope.data)
+        model = found.versions[version].model_validate_json(envelope.data, extra=input_extra(found.kind))
     except ValidationError as exc:
         raise InvalidPayload.from_validation(what, exc) from exc
     if version < found.latest:

@@ -39,9 +39,12 @@ import asyncpg
 import stamina
 import structlog
 from fastapi import APIRouter, Depends, Header
+from fastapi import Request as HTTPRequest
+from fastapi.exceptions import RequestValidationError
 from limits import parse_many
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from pydantic import ValidationError
 
 from contracts import registry
 from contracts.common import ID_PATTERN, Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
@@ -412,9 +415,12 @@ class CommandBus:
         return router
 
     def _endpoint(self, model: type[Command], limiter: "RateLimit"):
-        async def endpoint(district: str, command: model,  # type: ignore[valid-type]
+        async def endpoint(request: HTTPRequest, district: str, command: model,  # type: ignore[valid-type]
                            idempotency_key: str | None = Header(default=None, max_length=200),
                            principal: Principal = Depends(authenticate)) -> Any:
+            unknown = unknown_fields(model, await request.json())
+            if unknown:
+                raise RequestValidationError(unknown)
             retry_after = await limiter.hit(principal)
             if retry_after is not None:
                 return problems.problem(429, "too many commands; slow down",
@@ -440,6 +446,18 @@ class CommandBus:
         endpoint.__annotations__["command"] = model  # a local class: FastAPI cannot resolve its name
         endpoint.__name__ = f"command_{model.__name__}"
         return endpoint
+
+
+def unknown_fields(model: type[Command], body: Any) -> list[dict[str, Any]]:
+    """The fields ``body`` names, at any depth, that ``model`` does not know, as FastAPI's
+    validation errors. FastAPI reads nested values as their models do, tolerantly (they
+    are shared with events): a misspelt nested field would be dropped without a word, so
+    the HTTP edge refuses it as the command topic does (:func:`contracts.registry.input_extra`)."""
+    try:
+        model.model_validate(body, extra=registry.input_extra(Kind.COMMAND))
+    except ValidationError as exc:
+        return [{**e, "loc": ("body", *e["loc"])} for e in exc.errors() if e["type"] == "extra_forbidden"]
+    return []
 
 
 class RateLimit:

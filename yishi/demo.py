@@ -389,8 +389,8 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
     await api.until("the stall reminder", "oversight", f"tasks/{task_id}", lambda t: t["last_reminder_at"])
     say.print(f"⏰ TaskStalled: no progress on {task_id} for 1 policy day; ReminderDue → {who(STAFF.id)}")
     if inbox is not None:
-        def reminders(rows: list[dict]) -> list[dict]:
-            return [r for r in rows if r["regarding_type"] == "ReminderDue" and r["status"] == "delivered"]
+        def reminders(page: dict) -> list[dict]:
+            return [r for r in page["items"] if r["regarding_type"] == "ReminderDue" and r["status"] == "delivered"]
 
         delivered = reminders(await api.until("the reminder's delivery", "notify", "deliveries", reminders,
                                               recipient_id=STAFF.id))

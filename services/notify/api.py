@@ -11,12 +11,14 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from contracts.notify import Channel, Language, QuietHours, RecipientKind
 from contracts.permissions import STAFF
+from services.notify import projections
 from services.notify.domain import DeliveryStatus
 from yishi.auth import Principal, authenticate
+from yishi.pagination import Page, PageQuery, page_query
 
 
 class SubscriptionView(BaseModel):
@@ -112,15 +114,17 @@ def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
             raise HTTPException(404, "no such subscription")
         return _subscription(row)
 
-    @router.get("/{district}/subscriptions", response_model=list[SubscriptionView], responses=_OWN_ONLY)
+    @router.get("/{district}/subscriptions", response_model=Page[SubscriptionView], responses=_OWN_ONLY)
     async def list_subscriptions(district: str, subscriber_id: str = Query(max_length=80),
-                                 principal: Principal = Depends(authenticate)) -> list[SubscriptionView]:
-        """A subscriber's subscriptions, active and cancelled (one's own, or anyone's for staff)."""
+                                 query: PageQuery = Depends(page_query(str)),
+                                 principal: Principal = Depends(authenticate)) -> dict:
+        """A subscriber's subscriptions, active and cancelled, by id, a page at a time (one's
+        own, or anyone's for staff)."""
         if not _may_see(principal, subscriber_id):
             raise HTTPException(403, "only staff may list other people's subscriptions")
-        rows = await pool().fetch("SELECT * FROM subscriptions WHERE district = $1 AND subscriber_id = $2 "
-                                  "ORDER BY subscription_id", district, subscriber_id)
-        return [_subscription(r) for r in rows]
+        rows = await projections.find_subscriptions(pool(), district, subscriber_id, after=query.after_value,
+                                                    limit=query.fetch)
+        return query.page([_subscription(r) for r in rows], lambda s: (s.subscription_id,))
 
     @router.get("/{district}/default-contacts/{party_id}", response_model=DefaultContactView,
                 responses={404: {"description": "No default contact for this party in this district."}})
@@ -148,24 +152,22 @@ def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
             raise HTTPException(404, "no such delivery")
         return _delivery(row)
 
-    @router.get("/{district}/deliveries", response_model=list[DeliveryView], responses=_OWN_ONLY)
+    @router.get("/{district}/deliveries", response_model=Page[DeliveryView], responses=_OWN_ONLY)
     async def list_deliveries(district: str, recipient_id: str | None = Query(default=None, max_length=80),
                               notification_id: str | None = Query(default=None, max_length=80),
                               status: DeliveryStatus | None = None,
-                              limit: int = Query(default=100, ge=1, le=1000),
-                              principal: Principal = Depends(authenticate)) -> list[DeliveryView]:
-        """Delivery history, newest first, filtered by recipient, notification or status.
-        Staff see everyone's; others must ask for their own (``recipient_id``)."""
+                              query: PageQuery = Depends(page_query(AwareDatetime, uuid.UUID)),
+                              principal: Principal = Depends(authenticate)) -> dict:
+        """Delivery history, newest first (then by id), a page at a time, filtered by
+        recipient, notification or status. Staff see everyone's; others must ask for their
+        own (``recipient_id``)."""
         if recipient_id is None and principal.roles.isdisjoint(STAFF) or \
                 recipient_id is not None and not _may_see(principal, recipient_id):
             raise HTTPException(403, "only staff may list other people's deliveries")
-        rows = await pool().fetch(
-            """
-            SELECT * FROM deliveries WHERE district = $1
-              AND ($2::text IS NULL OR recipient_id = $2) AND ($3::text IS NULL OR notification_id = $3)
-              AND ($4::text IS NULL OR status = $4)
-            ORDER BY requested_at DESC, delivery_id LIMIT $5
-            """, district, recipient_id, notification_id, status.value if status else None, limit)
-        return [_delivery(r) for r in rows]
+        rows = await projections.find_deliveries(
+            pool(), district, recipient_id=recipient_id, notification_id=notification_id,
+            status=status.value if status else None, after=query.after, limit=query.fetch)
+        page = query.page(rows, lambda r: (r["requested_at"], r["delivery_id"]))
+        return {**page, "items": [_delivery(r) for r in page["items"]]}
 
     return router

@@ -9,6 +9,7 @@ written by the consumers of other services' events, inside the inbox transaction
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -76,6 +77,35 @@ async def due_deliveries(pool: asyncpg.Pool, now: datetime, limit: int) -> list[
            OR (status = 'sending' AND claimed_until <= $1)
         ORDER BY next_attempt_at NULLS FIRST LIMIT $2
         """, now, limit)
+
+
+# -- queries ---------------------------------------------------------------------
+
+
+async def find_subscriptions(pool: asyncpg.Pool, district: str, subscriber_id: str, *, after: str | None,
+                             limit: int) -> list[asyncpg.Record]:
+    """A subscriber's subscriptions, active and cancelled, by id: at most ``limit`` after ``after``."""
+    return await pool.fetch(
+        "SELECT * FROM subscriptions WHERE district = $1 AND subscriber_id = $2 "
+        "AND ($3::text IS NULL OR subscription_id > $3) ORDER BY subscription_id LIMIT $4",
+        district, subscriber_id, after, limit)
+
+
+async def find_deliveries(pool: asyncpg.Pool, district: str, *, recipient_id: str | None,
+                          notification_id: str | None, status: str | None,
+                          after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[asyncpg.Record]:
+    """Deliveries newest first (then by id), optionally to one recipient, of one
+    notification or in one status: at most ``limit`` after the (requested_at, delivery_id)
+    ``after``."""
+    return await pool.fetch(
+        """
+        SELECT * FROM deliveries WHERE district = $1
+          AND ($2::text IS NULL OR recipient_id = $2) AND ($3::text IS NULL OR notification_id = $3)
+          AND ($4::text IS NULL OR status = $4)
+          AND ($5::timestamptz IS NULL OR requested_at < $5 OR (requested_at = $5 AND delivery_id > $6))
+        ORDER BY requested_at DESC, delivery_id LIMIT $7
+        """, district, recipient_id, notification_id, status, after[0] if after else None,
+        after[1] if after else None, limit)
 
 
 # -- audiences -------------------------------------------------------------------

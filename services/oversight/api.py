@@ -11,10 +11,13 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from contracts.common import Id
+from contracts.oversight import ImplementerKind
+from services.oversight import projections
+from yishi.pagination import Page, PageQuery, page_query
 from yishi.runtime import ServiceContext
 
 
@@ -57,8 +60,8 @@ class TaskView(BaseModel):
     reminders: list[ReminderView] = Field(description="Every reminder fired, oldest first.")
 
 
-class ResolutionView(BaseModel):
-    """A resolution with its tasks."""
+class ResolutionSummary(BaseModel):
+    """A resolution in a list."""
 
     resolution_id: str
     proposal_id: str
@@ -71,6 +74,11 @@ class ResolutionView(BaseModel):
     closed_reason: str | None
     registered_at: datetime
     closed_at: datetime | None
+
+
+class ResolutionView(ResolutionSummary):
+    """A resolution with its tasks."""
+
     tasks: list[TaskView]
 
 
@@ -192,6 +200,33 @@ def router(ctx: ServiceContext) -> APIRouter:
     """The query routes of oversight."""
     api = APIRouter(prefix="/{district}", tags=["oversight"],
                     responses={404: {"description": "No such record in this district."}})
+
+    by_id = page_query(str)
+
+    @api.get("/resolutions", response_model=Page[ResolutionSummary])
+    async def list_resolutions(district: str, status: Id | None = None, community_id: Id | None = None,
+                               council_id: Id | None = None, proposal_id: Id | None = None,
+                               query: PageQuery = Depends(by_id)) -> Any:
+        """The district's resolutions by id, a page at a time, optionally in one status
+        (``open``, ``closed``), of one community, council or proposal."""
+        rows = await projections.find_resolutions(
+            ctx.pool, district, status=status, community_id=community_id, council_id=council_id,
+            proposal_id=proposal_id, after=query.after_value, limit=query.fetch)
+        return query.page([dict(r) for r in rows], lambda r: (r["resolution_id"],))
+
+    @api.get("/tasks", response_model=Page[TaskView])
+    async def list_tasks(district: str, implementer_id: Id | None = None,
+                         implementer_kind: ImplementerKind | None = None, status: Id | None = None,
+                         resolution_id: Id | None = None, community_id: Id | None = None,
+                         query: PageQuery = Depends(by_id)) -> Any:
+        """The district's tasks by id, a page at a time, optionally of one implementer (or
+        kind of implementer), in one status (``assigned``, ``accepted``, ``completed``,
+        ``passed`` …), of one resolution or of one community's resolutions."""
+        rows = await projections.find_tasks(
+            ctx.pool, district, implementer_id=implementer_id, implementer_kind=implementer_kind, status=status,
+            resolution_id=resolution_id, community_id=community_id, after=query.after_value,
+            limit=query.fetch)
+        return query.page([dict(r) for r in rows], lambda r: (r["task_id"],))
 
     @api.get("/resolutions/{resolution_id}", response_model=ResolutionView)
     async def get_resolution(district: str, resolution_id: Id) -> Any:

@@ -159,6 +159,40 @@ async def record_reminder_outcome(conn: asyncpg.Connection, district: str, notif
     return (row["resolution_id"], row["task_id"]) if row else None
 
 
+# -- queries -------------------------------------------------------------------------------
+
+
+async def find_resolutions(pool: asyncpg.Pool, district: str, *, status: str | None, community_id: str | None,
+                           council_id: str | None, proposal_id: str | None, after: str | None,
+                           limit: int) -> list[asyncpg.Record]:
+    """``district``'s resolutions by id, at most ``limit`` after ``after``, optionally in one
+    status, of one community, council or proposal."""
+    return await pool.fetch(
+        """
+        SELECT * FROM ov_resolutions WHERE district = $1
+          AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR community_id = $3)
+          AND ($4::text IS NULL OR council_id = $4) AND ($5::text IS NULL OR proposal_id = $5)
+          AND ($6::text IS NULL OR resolution_id > $6)
+        ORDER BY resolution_id LIMIT $7
+        """, district, status, community_id, council_id, proposal_id, after, limit)
+
+
+async def find_tasks(pool: asyncpg.Pool, district: str, *, implementer_id: str | None,
+                     implementer_kind: str | None, status: str | None, resolution_id: str | None,
+                     community_id: str | None, after: str | None, limit: int) -> list[asyncpg.Record]:
+    """``district``'s tasks by id, at most ``limit`` after ``after``, optionally of one
+    implementer (or kind of implementer), in one status, of one resolution or of the
+    resolutions of one community."""
+    return await pool.fetch(
+        """
+        SELECT t.* FROM ov_tasks t JOIN ov_resolutions r USING (district, resolution_id) WHERE t.district = $1
+          AND ($2::text IS NULL OR t.implementer_id = $2) AND ($3::text IS NULL OR t.implementer_kind = $3)
+          AND ($4::text IS NULL OR t.status = $4) AND ($5::text IS NULL OR t.resolution_id = $5)
+          AND ($6::text IS NULL OR r.community_id = $6) AND ($7::text IS NULL OR t.task_id > $7)
+        ORDER BY t.task_id LIMIT $8
+        """, district, implementer_id, implementer_kind, status, resolution_id, community_id, after, limit)
+
+
 async def lock_council(conn: asyncpg.Connection, district: str, council_id: str) -> None:
     """Serialise, until the transaction ends, recording a council with registering its
     resolutions: otherwise a resolution registered while its council is being recorded

@@ -23,6 +23,7 @@ from services.proposals.projections import (
     SlateView,
 )
 from yishi.auth import Principal, authenticate
+from yishi.pagination import Page, PageQuery, page_query
 from yishi.repository import Repository
 from yishi.runtime import ServiceContext
 
@@ -47,10 +48,18 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
             raise HTTPException(404, f"no {kind} {public_id} in {district}")
         return doc
 
-    @api.get("/{district}/councils", response_model=list[CouncilView], summary="Councils of the district")
-    async def list_councils(district: str) -> list[dict]:
-        """Every council of the district, with its rules and seats."""
-        return await projections.find(ctx.pool, "council", served(district))
+    by_id = page_query(str)
+
+    async def page_of(kind: str, district: str, query: PageQuery, **filters: str | None) -> dict:
+        """A page of ``kind``'s documents, by id."""
+        docs = await projections.find(ctx.pool, kind, served(district), after=query.after_value,
+                                      limit=query.fetch, **filters)
+        return query.page(docs, lambda d: (d[f"{kind}_id"],))
+
+    @api.get("/{district}/councils", response_model=Page[CouncilView], summary="Councils of the district")
+    async def list_councils(district: str, query: PageQuery = Depends(by_id)) -> dict:
+        """The district's councils with their rules and seats, by id, a page at a time."""
+        return await page_of("council", district, query)
 
     @api.get(
         "/{district}/councils/{council_id}",
@@ -125,14 +134,17 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
         """A slate, its nominees and where it stands (publicised, voting, confirmed, rejected)."""
         return await one("slate", district, slate_id)
 
-    @api.get("/{district}/proposals", response_model=list[ProposalSummary], summary="Proposals")
+    @api.get("/{district}/proposals", response_model=Page[ProposalSummary], summary="Proposals")
     async def list_proposals(
-        district: str, status: ProposalStatus | None = Query(default=None), council_id: str | None = Query(default=None)
-    ) -> list[dict]:
-        """Proposals of the district, optionally of one council and in one status."""
-        return await projections.find(
-            ctx.pool, "proposal", served(district), council_id=council_id, status=status.value if status else None
-        )
+        district: str,
+        status: ProposalStatus | None = Query(default=None),
+        council_id: Id | None = Query(default=None),
+        query: PageQuery = Depends(by_id),
+    ) -> dict:
+        """Proposals of the district, optionally of one council and in one status, by id,
+        a page at a time."""
+        return await page_of("proposal", district, query, council_id=council_id,
+                             status=status.value if status else None)
 
     @api.get(
         "/{district}/proposals/{proposal_id}",

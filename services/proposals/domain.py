@@ -1000,12 +1000,17 @@ class Proposal(Aggregate):
     @event("MotionSeconded")
     def _seconded(self, proposal_id: str, council_id: str, member_id: str, seat_id: str, at: datetime) -> None:
         self.seconders.append({"member_id": member_id, "seat_id": seat_id, "at": at})
+        # The history keeps it when an escalation clears the seconders for the new council.
+        self.history.append({"what": "seconded", "at": at, "council_id": council_id, "member_id": member_id,
+                             "seat_id": seat_id})
 
     @event("ObjectionLodged")
     def _objection_lodged(
         self, proposal_id: str, council_id: str, objection_id: str, objector_id: str, grounds: str, at: datetime
     ) -> None:
         self.objections.append({"objection_id": objection_id, "objector_id": objector_id, "grounds": grounds, "at": at})
+        self.history.append({"what": "objection_lodged", "at": at, "objection_id": objection_id,
+                             "objector_id": objector_id})
 
     @event("StatementMade")
     def _statement_made(
@@ -1031,6 +1036,8 @@ class Proposal(Aggregate):
                 "at": at,
             }
         )
+        self.history.append({"what": "statement_made", "at": at, "statement_id": statement_id, "round": round,
+                             "step": step, "speaker_role": speaker_role, "speaker_id": speaker_id})
 
     @event("VoteRequested")
     def _vote_requested(

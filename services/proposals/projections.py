@@ -193,7 +193,10 @@ class DecisionView(View):
 
 
 class HistoryEntry(View):
-    """One step of the proposal's course (raised, published, escalated, …)."""
+    """One step of the proposal's course, in order: raised, published, seconded,
+    objection_lodged, statement_made, vote_requested, the decision, escalated,
+    returned_for_reconsultation, withdrawn. Seconds stay here when an escalation clears
+    ``seconders`` for the new council."""
 
     what: str
     at: datetime
@@ -351,15 +354,20 @@ async def get(pool: asyncpg.Pool, kind: str, district: str, public_id: str) -> d
 
 
 async def find(
-    pool: asyncpg.Pool, kind: str, district: str, *, council_id: str | None = None, status: str | None = None
+    pool: asyncpg.Pool, kind: str, district: str, *, council_id: str | None = None, status: str | None = None,
+    after: str | None = None, limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Documents of a kind in a district, optionally of one council and status, by id."""
+    """Documents of a kind in a district, optionally of one council and status, by id:
+    at most ``limit`` (all when ``None``) with an id after ``after``."""
     rows = await pool.fetch(
         "SELECT doc FROM read_models WHERE kind = $1 AND district = $2 "
-        "AND ($3::text IS NULL OR council_id = $3) AND ($4::text IS NULL OR status = $4) ORDER BY id",
+        "AND ($3::text IS NULL OR council_id = $3) AND ($4::text IS NULL OR status = $4) "
+        "AND ($5::text IS NULL OR id > $5) ORDER BY id LIMIT $6",
         kind,
         district,
         council_id,
         status,
+        after,
+        limit,
     )
     return [json.loads(r["doc"]) for r in rows]

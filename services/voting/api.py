@@ -7,16 +7,25 @@ district's votes are answered as not found.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from contracts.common import Id, VoteMatter, VoteTerms
+from contracts.common import Id, VoteMatter, VoteMatterKind, VoteTerms
 from contracts.voting import BallotChoice, Tally, VoteClosure, VoteOutcome
 from yishi.auth import Principal, authenticate
+from yishi.pagination import Page, PageQuery, page_query
 from yishi.runtime import ServiceContext
 from services.voting import projections
+
+
+class VoteStatus(StrEnum):
+    """Whether ballots are still taken."""
+
+    OPEN = "open"
+    CLOSED = "closed"
 
 
 class VoteResult(BaseModel):
@@ -38,7 +47,7 @@ class VoteView(BaseModel):
     council_id: str
     matter: VoteMatter
     terms: VoteTerms
-    status: str = Field(description="`open` or `closed`.")
+    status: VoteStatus
     opened_at: datetime
     turnout: int = Field(description="Electors who have voted so far.")
     result: VoteResult | None = None
@@ -80,13 +89,24 @@ def router(ctx: ServiceContext) -> APIRouter:
             raise HTTPException(404, f"no vote {vote_id} in {district}")
         return row
 
+    @api.get("", response_model=Page[VoteView])
+    async def list_votes(district: str, council_id: Id | None = None, status: VoteStatus | None = None,
+                         matter_kind: VoteMatterKind | None = None, matter_id: Id | None = None,
+                         query: PageQuery = Depends(page_query(str))) -> dict:
+        """The district's votes by id, a page at a time, optionally of one council, open
+        or closed, on one kind of matter or on one proposal or nomination (``matter_id``)."""
+        rows = await projections.find_votes(
+            ctx.pool, district, council_id=council_id, closed=None if status is None else status is VoteStatus.CLOSED,
+            matter_kind=matter_kind, matter_id=matter_id, after=query.after_value,
+            limit=query.fetch)
+        page = query.page(rows, lambda r: (r["public_id"],))
+        return {**page, "items": [_view(r, r["turnout"]) for r in page["items"]]}
+
     @api.get("/{vote_id}", response_model=VoteView, responses=_NOT_FOUND)
     async def get_vote(district: str, vote_id: Id) -> VoteView:
         """A vote with its terms, turnout and result."""
         row = await find(district, vote_id)
-        return VoteView(vote_id=vote_id, council_id=row["council_id"], matter=row["matter"], terms=row["terms"],
-                        status=_status(row), opened_at=row["opened_at"],
-                        turnout=await projections.turnout(ctx.pool, row["vote_id"]), result=row["result"])
+        return _view(row, await projections.turnout(ctx.pool, row["vote_id"]))
 
     @api.get("/{vote_id}/tally", response_model=TallyView, responses=_NOT_FOUND)
     async def get_tally(district: str, vote_id: Id) -> TallyView:
@@ -129,5 +149,11 @@ def router(ctx: ServiceContext) -> APIRouter:
     return api
 
 
-def _status(row: Any) -> str:
-    return "closed" if row["closed_at"] is not None else "open"
+def _status(row: Any) -> VoteStatus:
+    return VoteStatus.CLOSED if row["closed_at"] is not None else VoteStatus.OPEN
+
+
+def _view(row: dict[str, Any], turnout: int) -> VoteView:
+    """The view of a vote's row (its public id, not the stream id that keys the tables)."""
+    return VoteView(vote_id=row["public_id"], council_id=row["council_id"], matter=row["matter"], terms=row["terms"],
+                    status=_status(row), opened_at=row["opened_at"], turnout=turnout, result=row["result"])

@@ -173,8 +173,29 @@ async def vote_row(pool: asyncpg.Pool, district: str, vote_id: str) -> dict[str,
     the stream id that keys the other tables)."""
     row = await pool.fetchrow(
         "SELECT * FROM votes WHERE vote_id = $1 AND district = $2", vote_stream(district, vote_id), district)
-    if row is None:
-        return None
+    return _decoded(row) if row is not None else None
+
+
+async def find_votes(pool: asyncpg.Pool, district: str, *, council_id: str | None, closed: bool | None,
+                     matter_kind: str | None, matter_id: str | None, after: str | None,
+                     limit: int) -> list[dict[str, Any]]:
+    """``district``'s votes by public id, at most ``limit`` after ``after``, optionally of
+    one council, open or closed, on one kind of matter or one matter; each row decoded as
+    :func:`vote_row`'s, with its ``turnout``."""
+    rows = await pool.fetch(
+        """
+        SELECT v.*, (SELECT count(*) FROM participants p WHERE p.vote_id = v.vote_id) AS turnout
+        FROM votes v WHERE district = $1
+          AND ($2::text IS NULL OR council_id = $2)
+          AND ($3::boolean IS NULL OR (closed_at IS NOT NULL) = $3)
+          AND ($4::text IS NULL OR matter->>'kind' = $4) AND ($5::text IS NULL OR matter->>'id' = $5)
+          AND ($6::text IS NULL OR public_id > $6)
+        ORDER BY public_id LIMIT $7
+        """, district, council_id, closed, matter_kind, matter_id, after, limit)
+    return [_decoded(r) for r in rows]
+
+
+def _decoded(row: asyncpg.Record) -> dict[str, Any]:
     decoded = dict(row)
     for column in ("matter", "terms", "result"):
         if decoded[column] is not None:

@@ -58,7 +58,7 @@ async def test_full_process_from_raise_to_audit_trail(platform):
     # The reminder reached the implementer's webhook, signed with the platform's secret.
     async with Api(platform.urls, district, auth=acting()) as api:
         deliveries = await api.get("notify", "deliveries", recipient_id="staff-2201", status="delivered")
-    reminder_delivery = next(d for d in deliveries if d["regarding_type"] == "ReminderDue")
+    reminder_delivery = next(d for d in deliveries["items"] if d["regarding_type"] == "ReminderDue")
     headers, body = next((h, b) for h, b in platform.inbox.received
                          if reminder_delivery["delivery_id"].encode() in b)
     assert Webhook(platform.webhook_secret.encode()).verify(body, headers)["delivery_id"] == \
@@ -112,8 +112,9 @@ async def test_escalation_to_the_parent_council(platform):
         assert proposal["history"][-1]["what"] == "escalated"
         assert proposal["history"][-1]["details"]["from_council_id"] == councils.community
         at_street = await api.get("proposals", "proposals", council_id=councils.street)
-        assert [p["proposal_id"] for p in at_street] == [proposal_id]
-        assert await api.get("proposals", "proposals", council_id=councils.community) == []
+        assert [p["proposal_id"] for p in at_street["items"]] == [proposal_id]
+        assert await api.get("proposals", "proposals", council_id=councils.community) == \
+            {"items": [], "next_cursor": None}
 
 
 async def test_two_districts_at_once_do_not_see_each_other(platform):

@@ -125,11 +125,14 @@ READS: dict[str, dict[str, Read]] = {
         "/{district}/proposals/{proposal_id}": one("proposal_id"),
     },
     "voting": {
+        "/{district}/votes": many(),
         "/{district}/votes/{vote_id}": one("vote_id"),
         "/{district}/votes/{vote_id}/tally": one("vote_id"),
         "/{district}/votes/{vote_id}/receipts/{ballot_id}": one("vote_id", "ballot_id"),
     },
     "oversight": {
+        "/{district}/resolutions": many("community_id"),
+        "/{district}/tasks": many("resolution_id"),
         "/{district}/resolutions/{resolution_id}": one("resolution_id"),
         "/{district}/resolutions/{resolution_id}/audit": one("resolution_id"),
         "/{district}/tasks/{task_id}": one("task_id"),
@@ -625,7 +628,7 @@ async def seed_notify(w: World, mark: str, tag: str) -> None:
     await w.command("Subscribe", subscription(i["subscription_id"], i["subscriber_id"], address))
     await w.command("Subscribe", subscription(i["subscription_twin"], i["subscriber_id"], address + "/twin"))
     await w.command("RequestNotification", notice(i["notification_id"], i["subscriber_id"], f"{mark} notice"))
-    deliveries = (await w.client.get(f"/{w.a}/deliveries", params={"recipient_id": i["subscriber_id"]})).json()
+    deliveries = (await w.client.get(f"/{w.a}/deliveries", params={"recipient_id": i["subscriber_id"]})).json()["items"]
     assert len(deliveries) == 2, deliveries  # one per subscribed address
     i["delivery_id"] = deliveries[0]["delivery_id"]
 

@@ -53,6 +53,30 @@ async def test_errors_are_problem_details(servers):
         assert unreadable.status_code in (400, 422) and unreadable.headers["content-type"] == PROBLEM
 
 
+async def test_an_unknown_field_at_any_depth_is_refused_as_problem_details(servers):
+    """A misspelt field in a nested value (the vote's terms, its electorate, the actor) is
+    refused like one at the top: 422 problem details naming every offending field, and
+    nothing is opened; it is never silently dropped."""
+    from datetime import timedelta
+
+    from tests.integration.voting.test_concurrency import open_command
+
+    async with running(voting_spec(), servers) as r:
+        d = r.district
+        body = open_command(d, "v-typo", r.clock.now() + timedelta(days=1), 3).model_dump(mode="json")
+        body["actor"]["colour"] = "red"
+        body["terms"]["quorum"] = 10  # for quorum_percent
+        body["terms"]["electorate"]["members"] = 60
+        refused = await r.client.post(f"/{d}/commands/OpenVote", json=body)
+        problem = assert_problem(refused, 422, "invalid_command")
+        assert [(e["field"], e["type"]) for e in problem["errors"]] == [
+            ("body.actor.colour", "extra_forbidden"), ("body.terms.electorate.members", "extra_forbidden"),
+            ("body.terms.quorum", "extra_forbidden")]
+        assert "body.terms.quorum" in problem["detail"]
+        assert_problem(await r.client.get(f"/{d}/votes/v-typo"), 404, "not_found")
+        assert await r.ctx.pool.fetchval("SELECT count(*) FROM events WHERE district = $1", d) == 0
+
+
 async def test_a_district_not_served_here_is_not_found(servers):
     """A valid token of a district this deployment does not serve: its commands are not
     stored (no consumer here would ever read their events) and its reads find nothing."""

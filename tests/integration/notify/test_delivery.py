@@ -136,7 +136,7 @@ class World:
     async def deliveries(self, **query) -> list[dict]:
         response = await self.r.client.get(f"/{self.district}/deliveries", params=query)
         assert response.status_code == 200
-        return response.json()
+        return response.json()["items"]
 
     async def deliveries_settled(self, **query) -> list[dict]:
         """The deliveries once none is still pending or sending (the SMTP reply lands before the record)."""

@@ -228,6 +228,14 @@ async def test_proposal_raised_over_http_reaches_vote_requested(service, servers
     detail = (await r.client.get(f"/{r.district}/proposals/p-http")).json()
     assert detail["status"] == "voting" and [s["member_id"] for s in detail["seconders"]] == ["m1", "m2"]
     assert [s["step"] for s in detail["statements"]] == ["motion"]
+    # The history tells the whole course, seconds and statements included, in order.
+    assert [(h["what"], h["details"].get("member_id") or h["details"].get("statement_id"))
+            for h in detail["history"]] == [("raised", None), ("published", None), ("statement_made", "st-1"),
+                                            ("seconded", "m1"), ("seconded", "m2"), ("vote_requested", None)]
+    statement = detail["history"][2]["details"]
+    assert (statement["step"], statement["speaker_id"], statement["speaker_role"]) == \
+        ("motion", "resident-4211", "proposer")
+    assert detail["history"][3]["details"]["seat_id"] == member(1)["seat_id"]
     assert (await r.client.get(f"/{r.district}/proposals/nope")).status_code == 404
     assert (await r.client.get("/otherdistrict/proposals/p-http")).status_code == 404
     members = (await r.client.get(f"/{r.district}/councils/c-http/members")).json()
@@ -404,7 +412,8 @@ async def test_rebuilt_read_models_answer_as_the_live_ones(service):
         return out
 
     live = await answers()
-    assert [p["proposal_id"] for p in live[6]] == ["p-http"] and [p["proposal_id"] for p in live[7]] == ["p-topic"]
+    assert [p["proposal_id"] for p in live[6]["items"]] == ["p-http"]
+    assert [p["proposal_id"] for p in live[7]["items"]] == ["p-topic"]
     assert live[4][0]["items"] == [] and live[3][0]["items"][0]["retired"] is True
     await r.ctx.pool.execute("DELETE FROM read_models")
     assert (await r.client.get(f"{base}/proposals/p-http")).status_code == 404

@@ -48,6 +48,21 @@ def test_invalid_body_names_the_fields():
     assert str(caught.value).startswith("CastBallot v1: ")
 
 
+def test_a_command_naming_an_unknown_field_at_any_depth_is_invalid():
+    """Over the command topic as over HTTP: a misspelt nested field is refused, never
+    dropped (events, read tolerantly, keep ignoring what they do not know)."""
+    body = json.loads(registry.encode(examples.sample(voting.OpenVote)).data)
+    body["actor"]["colour"] = "red"
+    body["terms"]["quorum"] = 10  # for quorum_percent
+    body["terms"]["electorate"]["members"] = 60
+    with pytest.raises(InvalidPayload) as caught:
+        registry.decode(envelope(examples.sample(voting.OpenVote), data=json.dumps(body).encode()), Kind.COMMAND)
+    assert [loc for loc, _ in caught.value.errors] == ["actor.colour", "terms.electorate.members", "terms.quorum"]
+    event = json.loads(registry.encode(examples.sample(voting.VoteOpened)).data)
+    event["terms"]["quorum"] = 10
+    assert registry.decode(envelope(examples.sample(voting.VoteOpened), data=json.dumps(event).encode()))
+
+
 def test_a_body_from_another_district_is_invalid():
     with pytest.raises(InvalidPayload, match="ce_district"):
         registry.decode(envelope(examples.sample(voting.CloseVote), district="chaoyang"))

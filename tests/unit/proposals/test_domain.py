@@ -499,6 +499,23 @@ def test_escalate_to_the_parent_council_starts_afresh_there():
     rejects(R.INVALID_STATE, v.escalate, council=c, parent=street, reason="x", now=T0)
 
 
+def test_history_keeps_seconds_objections_and_statements_across_an_escalation():
+    street = council(council_id="c-street", level="street", members={"s-expert": "m7"})
+    c = council(parent=street)
+    p = published(c)
+    p.make_statement(statement_id="st-1", step="motion", speaker_role="proposer", speaker_id="resident-1",
+                     text="我提议。", now=T0 + DAY)
+    p.second(council=c, member_id="m1", now=T0 + DAY)
+    p.lodge_objection(objection_id="obj-1", objector_id="resident-2", grounds="占用绿地", now=T0 + DAY)
+    p.escalate(council=c, parent=street, reason="超出社区范围", now=T0 + 2 * DAY)
+    assert p.seconders == []  # the street council starts afresh …
+    steps = [(h["what"], h.get("member_id") or h.get("statement_id") or h.get("objection_id"), h.get("council_id"))
+             for h in replayed(p).history]
+    assert steps == [("raised", None, c.council_id), ("published", None, None), ("statement_made", "st-1", None),
+                     ("seconded", "m1", c.council_id), ("objection_lodged", "obj-1", None),
+                     ("escalated", None, "c-street")]  # … but the record keeps who seconded where
+
+
 def test_withdraw_only_by_the_proposer_before_the_vote():
     c = council()
     p = published(c)
