@@ -122,11 +122,13 @@ READS: dict[str, dict[str, Read]] = {
         "/{district}/nominations/{nomination_id}": one("nomination_id"),
         "/{district}/proposals": many("council_id"),
         "/{district}/proposals/{proposal_id}": one("proposal_id"),
+        "/{district}/clock": many(),
     },
     "voting": {
         "/{district}/votes/{vote_id}": one("vote_id"),
         "/{district}/votes/{vote_id}/tally": one("vote_id"),
         "/{district}/votes/{vote_id}/receipts/{ballot_id}": one("vote_id", "ballot_id"),
+        "/{district}/clock": many(),
     },
     "oversight": {
         "/{district}/resolutions/{resolution_id}": one("resolution_id"),
@@ -136,12 +138,14 @@ READS: dict[str, dict[str, Read]] = {
         "/{district}/communities/{community_id}/roadmap": many("community_id"),
         "/{district}/communities/{community_id}/reviews/{year}": many("community_id", "year"),
         "/{district}/statistics": many(),
+        "/{district}/clock": many(),
     },
     "notify": {
         "/{district}/subscriptions/{subscription_id}": one("subscription_id"),
         "/{district}/subscriptions": many("subscriber_id"),
         "/{district}/deliveries/{delivery_id}": one("delivery_id"),
         "/{district}/deliveries": many(recipient_id="subscriber_id"),
+        "/{district}/clock": many(),
     },
 }
 OPS = frozenset({"/healthz", "/readyz", "/healthz/kafka"})
