@@ -5,7 +5,8 @@
 
 Artefacts, all under ``contracts/``: ``schemas/<Type>/v<N>.json`` (JSON Schema 2020-12
 per type and version), ``asyncapi.yaml`` (AsyncAPI 3.0, every channel and message) and
-the generated sections of ``README.md`` (type catalogue and worked example). The
+the generated sections of ``README.md`` (permissions, preconditions and refusals, type
+catalogue and worked example). The
 AsyncAPI document is built from the registry rather than by faststream, whose generator
 needs live subscribers; building it here keeps it complete and byte-for-byte stable.
 """
@@ -263,7 +264,24 @@ def _permissions() -> str:
     return "\n".join(lines) + "\n"
 
 
-_SECTIONS = {"catalogue": _catalogue, "example": _example, "permissions": _permissions}
+def _preconditions() -> str:
+    from contracts.preconditions import EVERY_COMMAND, preconditions
+    from yishi.commands import HTTP_STATUS
+
+    lines = ["Any command, before its rules are checked (the command bus):", "",
+             "| reason | HTTP | when |", "|---|---|---|"]
+    lines += [f"| `{reason}` | {HTTP_STATUS.get(reason, 400)} | {when} |" for reason, when in EVERY_COMMAND]
+    lines += ["", "Then each command's own, in the order its rules check them:", "",
+              "| command | reason | HTTP | when |", "|---|---|---|---|"]
+    for service in SERVICES:
+        for name, refusals in preconditions(service).items():
+            lines += [f"| {f'`{name}` ({service})' if i == 0 else ''} | `{reason}` | {HTTP_STATUS.get(reason, 400)} "
+                      f"| {when} |" for i, (reason, when) in enumerate(refusals)]
+    return "\n".join(lines) + "\n"
+
+
+_SECTIONS = {"catalogue": _catalogue, "example": _example, "permissions": _permissions,
+             "preconditions": _preconditions}
 
 
 def readme(current: str) -> str:

@@ -7,6 +7,7 @@ import importlib
 import os
 import signal
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -73,6 +74,7 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
     """Run only the outbox relay of a service (the service process runs one too)."""
     from yishi import migrations
     from yishi import relay as relay_mod
+    from yishi.clock import from_settings
     from yishi.kafka import client_options
     from yishi.logging import configure_logging
     from yishi.store import EventStore
@@ -91,7 +93,7 @@ def relay_cmd(service: Annotated[str, typer.Argument(help="whose log to publish"
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            relay = relay_mod.Relay(EventStore(pool), settings.kafka_bootstrap, service,
+            relay = relay_mod.Relay(EventStore(pool, from_settings(settings)), settings.kafka_bootstrap, service,
                                     batch_size=settings.relay_batch_size, idle_wait=settings.relay_idle_wait_s,
                                     kafka_options=client_options(settings),
                                     takeover_grace=settings.relay_takeover_grace_s)
@@ -188,6 +190,9 @@ def run(
         env.update(issuer.settings())
     if demo:
         env.update(demo_story.service_env(env))
+    if float(env.get("YISHI_CLOCK_FACTOR", "1")) != 1 and not env.get("YISHI_CLOCK_EPOCH"):
+        # One epoch for every service and each restart: they all tell the same rehearsal time.
+        env["YISHI_CLOCK_EPOCH"] = datetime.now(timezone.utc).isoformat()
     stopping = False
 
     def stop(*_: object) -> None:
@@ -204,6 +209,9 @@ def run(
                                                            if stack else ""))
     table.add_row("identity provider", f"development issuer, keys {issuer.jwks_url} (tokens: yishi token --help)"
                   if issuer else env.get("YISHI_AUTH_ISSUER", ""))
+    if "YISHI_CLOCK_EPOCH" in env:
+        table.add_row("clock", f"rehearsal: {float(env.get('YISHI_CLOCK_FACTOR', '1')):g} × real time since "
+                      f"{env['YISHI_CLOCK_EPOCH']}")
     supervisor = Supervisor(ports, {**env, "YISHI_LOG_JSON": "false"},
                             say=lambda line: console.print(line, soft_wrap=True))
     try:
@@ -256,7 +264,7 @@ def demo_cmd(
     district: Annotated[str, typer.Option(help="a district the platform serves")] = "gulou",
 ) -> None:
     """Tell the demo story again to a platform started with `yishi run --demo` (it needs
-    that run's short reminder-policy day and notify's webhook channel)."""
+    that run's rehearsal clock and notify's webhook channel)."""
     from yishi import demo as demo_story
 
     try:

@@ -2,10 +2,12 @@
 through the services' public HTTP APIs and told as it goes.
 
 ``yishi run --demo`` starts the platform and then this story; ``yishi demo`` tells it to a
-platform already running. The story needs a short reminder policy day to show a stalled
-task within seconds (:func:`service_env` sets one for the processes ``yishi run`` starts),
-and notify's webhook channel to show the reminder delivered to a loopback receiver the
-demo runs itself (:class:`WebhookInbox`).
+platform already running. The story keeps real periods (a seven-day notice, a task
+stalled after a day without news) and needs the rehearsal clock to tell them within a
+minute (:func:`service_env` sets one for the processes ``yishi run`` starts: four weeks a
+minute), and notify's webhook channel to show the reminder delivered to a loopback
+receiver the demo runs itself (:class:`WebhookInbox`). Every time it sends is the
+platform's (``GET /{district}/clock``), never this machine's.
 
 Every step is a command (``POST /{district}/commands/{Type}``) followed by the query that
 shows its effect; a rejected command or an effect that does not show within the timeout
@@ -23,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -70,10 +72,16 @@ from yishi.auth import ActingAs, dev_issuer
 from yishi.names import SERVICES
 
 DEMO_DISTRICT = "gulou"
-POLICY_DAY_S = 2.0
-"""Seconds in a reminder-policy day for the demo's oversight process (a day elsewhere)."""
+REHEARSAL_FACTOR = 40_320
+"""How fast the demo platform's clock runs (``YISHI_CLOCK_FACTOR``): four weeks a minute, so
+the story's seven-day notice lasts 15 s and a day without news 2.1 s."""
+NOTICE_DAYS = 7
+"""The story's notice period: its council's rule (its proposal is publicised half a day longer)."""
+VOTE_DAYS = 30
+"""How long the story's vote stays open (it closes early, once every member has voted)."""
 NOTICE_S = 3.0
-"""How long the demo's proposals stay publicised before the vote (the council asks for 0 days)."""
+"""How long proposals stay publicised by default (the default council asks for 0 days): the
+variants the tests tell on a platform whose clock is the wall clock."""
 
 
 class DemoFailed(RuntimeError):
@@ -83,9 +91,9 @@ class DemoFailed(RuntimeError):
 
 def service_env(env: Mapping[str, str]) -> dict[str, str]:
     """Settings ``yishi run --demo`` adds for the services it starts, unless already set:
-    a short policy day (oversight), a webhook secret so notify can deliver, and quieter
-    logs so the story can be read."""
-    wanted = {"YISHI_OVERSIGHT_POLICY_DAY_S": str(POLICY_DAY_S),
+    the rehearsal clock (``yishi run`` gives it its epoch), a webhook secret so notify can
+    deliver, and quieter logs so the story can be read."""
+    wanted = {"YISHI_CLOCK_FACTOR": str(REHEARSAL_FACTOR),
               "YISHI_NOTIFY_WEBHOOK_SECRET": secrets.token_hex(16), "YISHI_LOG_LEVEL": "WARNING"}
     return {key: value for key, value in wanted.items() if key not in env}
 
@@ -141,6 +149,16 @@ class Api:
                 continue
             message = reply.get("message", reply) if isinstance(reply, dict) else reply
             raise DemoFailed(f"{name} was rejected ({response.status_code} {reason}): {message}")
+
+    async def clock(self) -> dict:
+        """The platform's clock (``GET /{district}/clock`` of proposals): ``now``, ``factor``, ``epoch``."""
+        response = await self._http.get(f"{self.urls['proposals']}/{self.district}/clock")
+        response.raise_for_status()
+        return response.json()
+
+    async def now(self) -> datetime:
+        """The platform's time, against which the deadlines a command carries are checked."""
+        return datetime.fromisoformat((await self.clock())["now"])
 
     async def get(self, service: str, path: str, **params: Any) -> Any | None:
         """``GET`` a query of ``service`` (``path`` below the district); None when not found."""
@@ -239,10 +257,6 @@ def member(member_id: str) -> Actor:
     return Actor(id=member_id, role=Role.COUNCIL_MEMBER, seat_id=seat)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 # --- the story, step by step -------------------------------------------------------------
 
 
@@ -264,19 +278,20 @@ class Deliberation:
     proposal: dict = field(default_factory=dict)
 
 
-async def form_councils(api: Api, tag: str, say: Console) -> Councils:
-    """The street council and the community council under it, its five members seated."""
+async def form_councils(api: Api, tag: str, say: Console, *, notice_period_days: int = 0) -> Councils:
+    """The street council and the community council under it (whose rules ask for
+    ``notice_period_days`` of notice), its five members seated."""
     street = f"council-hunanlu-{tag}"
     community = f"council-xikang-{tag}"
     await api.send(FormCouncil(district=api.district, actor=OFFICIAL, council_id=street, name="湖南路街道议事会",
                                level="street", area_id="hunanlu",
                                seats=(Seat(seat_id="seat-bs-01", kind=SeatKind.BUREAU_STAFF),)))
-    rules = CouncilRules(seconds_required=1, notice_period_days=0, quorum_percent=60)
+    rules = CouncilRules(seconds_required=1, notice_period_days=notice_period_days, quorum_percent=60)
     await api.send(FormCouncil(district=api.district, actor=WORKER, council_id=community, name="西康路社区议事会",
                                level="community", area_id="xikang", parent_council_id=street,
                                seats=tuple(Seat(seat_id=s, kind=k) for s, k, _ in MEMBERS), rules=rules))
     say.print(f"🏛  {who(WORKER.id)} forms [bold]西康路社区议事会[/bold] ({community}), under the street council "
-              f"{street}: seconds required 1, quorum 60%, simple majority")
+              f"{street}: seconds required 1, notice {notice_period_days} days, quorum 60%, simple majority")
     for seat_id, kind, member_id in MEMBERS:
         await api.send(SeatMember(district=api.district, actor=WORKER, council_id=community, seat_id=seat_id,
                                   member_id=member_id))
@@ -288,16 +303,17 @@ async def form_councils(api: Api, tag: str, say: Console) -> Councils:
 
 async def raise_and_deliberate(api: Api, councils: Councils, proposal_id: str, say: Console, *,
                                title: str = "在3号院增设电动自行车集中充电棚",
-                               summary: str = "在3号院东侧空地建设集中充电棚,设40个充电位,配烟感与自动断电装置。"
-                               ) -> None:
-    """Raise, publish, second, object, and hear all five steps of deliberation."""
+                               summary: str = "在3号院东侧空地建设集中充电棚,设40个充电位,配烟感与自动断电装置。",
+                               notice: timedelta = timedelta(seconds=NOTICE_S)) -> None:
+    """Raise, publish for ``notice`` of the platform's time, second, object, and hear all
+    five steps of deliberation."""
     await api.send(RaiseProposal(district=api.district, actor=member("member-wang"), proposal_id=proposal_id,
                                  council_id=councils.community, title=title, summary=summary))
     say.print(f"📝 {who('member-wang')} raises «{title}» ({proposal_id})")
-    notice_ends = _now() + timedelta(seconds=NOTICE_S)
+    notice_ends = await api.now() + notice
     await api.send(PublishProposal(district=api.district, actor=WORKER, proposal_id=proposal_id,
                                    form=ConsultationForm.COUNCIL, notice_ends_at=notice_ends))
-    say.print(f"📢 {who(WORKER.id)} publishes it (告知) until {notice_ends:%H:%M:%S} UTC")
+    say.print(f"📢 {who(WORKER.id)} publishes it (告知) until {notice_ends:%Y-%m-%d %H:%M:%S} UTC (platform time)")
     await api.send(SecondMotion(district=api.district, actor=member("member-li"), proposal_id=proposal_id))
     say.print(f"🙋 {who('member-li')} seconds the motion (附议)")
     grounds = "充电棚离住户窗户太近,有消防隐患。"
@@ -318,10 +334,12 @@ async def raise_and_deliberate(api: Api, councils: Councils, proposal_id: str, s
 
 
 async def vote(api: Api, councils: Councils, proposal_id: str, vote_id: str, say: Console, *,
-               ballots: Mapping[str, BallotChoice] = ADOPT, close_early: bool = False) -> Deliberation:
-    """Request the council's vote once notice is over, cast ``ballots``, close it early if
-    asked (everyone voting closes it by itself), and wait for the proposal's outcome."""
-    closes_at = _now() + timedelta(minutes=10)
+               ballots: Mapping[str, BallotChoice] = ADOPT, close_early: bool = False,
+               open_for: timedelta = timedelta(minutes=10)) -> Deliberation:
+    """Request the council's vote once notice is over, open for ``open_for`` of the
+    platform's time, cast ``ballots``, close it early if asked (everyone voting closes it
+    by itself), and wait for the proposal's outcome."""
+    closes_at = await api.now() + open_for
     roll = tuple(sorted(m for _, _, m in MEMBERS))
     terms = VoteTerms(question="是否同意建设集中充电棚?", closes_at=closes_at,
                       electorate=Electorate(kind=ElectorateKind.COUNCIL_MEMBERS, scope_id=councils.community,
@@ -367,8 +385,9 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
     await api.send(SetReminderPolicy(district=api.district, actor=WORKER, scope=PolicyScope.RESOLUTION,
                                      scope_id=resolution_id, not_accepted_days=30, stall_days=1,
                                      deadline_warning_days=7, escalate_after_days=30, supervisor_id=SUPERVISOR.id))
-    say.print("   reminder policy: a task without news for 1 day is stalled (in this demo a policy day lasts "
-              f"{POLICY_DAY_S:g} s when run with yishi run --demo)")
+    factor = (await api.clock())["factor"]
+    say.print("   reminder policy: a task without news for 1 day is stalled"
+              + (f" (on this platform's rehearsal clock a day lasts {86_400 / factor:.1f} s)" if factor > 1 else ""))
     task_id = f"task-{tag}-1"
     if inbox is not None:
         await api.send(Subscribe(district=api.district, actor=STAFF, subscription_id=f"sub-{tag}-staff",
@@ -380,7 +399,7 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
                               implementer=Implementer(kind=ImplementerKind.SOCIAL_ORGANISATION, id=IMPLEMENTER_ID,
                                                       name="鼓楼绿色家园服务中心"),
                               description="建设充电棚并完成消防验收。", acceptance_standards=standards,
-                              due_at=_now() + timedelta(days=60), budget_fen=8_600_000))
+                              due_at=await api.now() + timedelta(days=60), budget_fen=8_600_000))
     say.print(f"🧰 TaskAssigned: {task_id} to 鼓楼绿色家园服务中心, standards: {'; '.join(standards)}")
     await api.send(AcceptTask(district=api.district, actor=STAFF, task_id=task_id))
     await api.send(ReportProgress(district=api.district, actor=STAFF, task_id=task_id, percent_complete=40,
@@ -407,7 +426,7 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
     await api.until("the task passing inspection", "oversight", f"tasks/{task_id}", lambda t: t["status"] == "passed")
     say.print(f"🔍 InspectionRecorded: the five-person group led by {who(SUPERVISOR.id)} finds it satisfactory; "
               "the task passes")
-    year = _now().year
+    year = (await api.now()).year
     await api.send(RecordSatisfaction(district=api.district, actor=WORKER, rating_id=f"rating-{tag}",
                                       resolution_id=resolution_id, review_meeting_id=f"review-xikang-{year}",
                                       year=year, satisfied=58, basically_satisfied=9, dissatisfied=3))
@@ -441,14 +460,22 @@ async def audit(api: Api, resolution_id: str, say: Console) -> dict:
 async def tell(urls: Mapping[str, str], say: Console, *, district: str = DEMO_DISTRICT, timeout: float = 45.0,
                inbox: WebhookInbox | None = None, auth: httpx.Auth | None = None) -> dict:
     """The whole story, from a new council to the audit trail; returns the audit trail.
-    ``auth`` as for :class:`Api`."""
+    ``auth`` as for :class:`Api`. On a platform whose clock can run a seven-day notice out
+    within half the ``timeout`` (the rehearsal clock of ``yishi run --demo``), the council
+    asks for one and the vote stays open a month; on the wall clock, the tests' platforms,
+    it asks for none, the notice lasts seconds and the vote ten minutes."""
     tag = uuid.uuid4().hex[:6]  # fresh ids: the story can be told again on the same platform
     async with Api(urls, district, timeout=timeout, auth=auth) as api:
         say.rule(f"议事 demo in district {district}")
-        councils = await form_councils(api, tag, say)
+        factor = (await api.clock())["factor"]
+        real_periods = timedelta(days=NOTICE_DAYS).total_seconds() / factor <= timeout / 2
+        councils = await form_councils(api, tag, say, notice_period_days=NOTICE_DAYS if real_periods else 0)
         proposal_id = f"prop-xikang-{tag}"
-        await raise_and_deliberate(api, councils, proposal_id, say)
-        await vote(api, councils, proposal_id, f"vote-{tag}", say)
+        # Half a day more than the rule: at this speed the clock runs on while the command travels.
+        notice = timedelta(days=NOTICE_DAYS, hours=12) if real_periods else timedelta(seconds=NOTICE_S)
+        await raise_and_deliberate(api, councils, proposal_id, say, notice=notice)
+        await vote(api, councils, proposal_id, f"vote-{tag}", say,
+                   open_for=timedelta(days=VOTE_DAYS) if real_periods else timedelta(minutes=10))
         resolution_id = await deliver(api, councils, proposal_id, tag, say, inbox)
         trail = await audit(api, resolution_id, say)
         say.rule("the story is complete")

@@ -37,10 +37,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contracts import registry
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
+from yishi import clock as clocks
 from yishi import migrations, problems, tracing
 from yishi.audit.checkpoints import Checkpointer, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
-from yishi.clock import Clock, SystemClock
+from yishi.clock import Clock
 from yishi.ids import DerivedIds, IdSource
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
@@ -191,6 +192,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     and ``ids`` (the source of ids the platform chooses) are injected: tests pass theirs."""
     if not settings.database_url or not settings.kafka_bootstrap:
         raise ValueError("YISHI_DATABASE_URL and YISHI_KAFKA_BOOTSTRAP must be set to run a service")
+    clock = clock or clocks.from_settings(settings)  # refuses a rehearsal clock under a production issuer
     configure_logging(settings.log_level, settings.log_json)
     tracing.configure(spec.name)  # spans are recorded only with an OTLP endpoint (OTEL_* variables)
     kafka_security = security(settings)
@@ -198,11 +200,18 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     broker = KafkaBroker(bootstrap_servers(settings.kafka_bootstrap), acks="all", client_id=f"yishi-{spec.name}",
                          security=kafka_security, middlewares=[broker_middleware(spec.name)],
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
-    clock = clock or SystemClock()
     verifier = TokenVerifier(settings)
     ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock),
                          verifier=verifier, ids=ids or DerivedIds())
     spec.wire(ctx)
+
+    @ctx.router.get("/{district}/clock", tags=["clock"])
+    async def clock_now(district: str) -> dict[str, Any]:
+        """The platform's time: ``now`` on this service's clock, the rehearsal clock's
+        ``factor`` (1: the wall clock) and ``epoch`` (``YISHI_CLOCK_*``). Deadlines a
+        client sends (a notice's end, a vote's close) are measured against ``now``."""
+        return {"now": clock.now().isoformat(), "factor": settings.clock_factor,
+                "epoch": settings.clock_epoch.isoformat() if settings.clock_epoch else None}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

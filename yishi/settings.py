@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "YISHI_"
@@ -101,6 +101,15 @@ class Settings(BaseSettings):
         default="20/second;600/minute", description="Commands one caller may send over HTTP to one service "
         "instance (the `limits` notation; several limits separated by ';'). Exceeded: 429 with Retry-After. "
         "Counted per replica: a caller may send the setting × the number of replicas in all.")
+    clock_factor: float = Field(
+        default=1.0, ge=1, le=10_000_000, description="How many times as fast as real time the platform's "
+        "clock runs, for staging and training (1: the wall clock); see yishi/clock.py.")
+    clock_epoch: AwareDatetime | None = Field(
+        default=None, description="When the rehearsal clock starts running fast (it tells the wall clock's "
+        "time then); the same for every service. Required with a factor; `yishi run` sets it to its start.")
+    clock_rehearsal_issuers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Issuers (besides development ones on .localhost or loopback) "
+        "under which a rehearsal clock may run, comma-separated: staging or training providers.")
 
     @model_validator(mode="after")
     def _refuse_unknown_variables(self) -> "Settings":
@@ -115,7 +124,7 @@ class Settings(BaseSettings):
         parse_many(value)  # raises ValueError on a malformed limit
         return value
 
-    @field_validator("districts", "auth_algorithms", mode="before")
+    @field_validator("districts", "auth_algorithms", "clock_rehearsal_issuers", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -74,7 +74,9 @@ async def _wait_ready(urls: dict[str, str], procs: dict[str, subprocess.Popen], 
 
 
 @pytest.fixture(scope="module")
-async def platform(servers, tmp_path_factory) -> AsyncIterator[Platform]:
+async def platform(servers, tmp_path_factory, request) -> AsyncIterator[Platform]:
+    """The platform of one module; a module's ``PLATFORM_ENV`` (e.g. a rehearsal clock) adds
+    to or overrides the settings every service gets."""
     run = uuid.uuid4().hex[:8]
     databases = {name: f"e2e_{run}_{name}" for name in SERVICES}
     admin = await asyncpg.connect(servers.database_url)
@@ -97,7 +99,8 @@ async def platform(servers, tmp_path_factory) -> AsyncIterator[Platform]:
                        "YISHI_HTTP_PORT": urls[name].rsplit(":", 1)[1], "YISHI_CONSUMER_GROUP_PREFIX": f"e2e{run}",
                        "YISHI_LOG_JSON": "false", "YISHI_LOG_LEVEL": "INFO", "YISHI_RELAY_IDLE_WAIT_S": "0.01",
                        "YISHI_OVERSIGHT_POLICY_DAY_S": str(POLICY_DAY_S), "YISHI_NOTIFY_WEBHOOK_SECRET": secret,
-                       "YISHI_NOTIFY_WORKER_INTERVAL_S": "0.1", **auth_env()}
+                       "YISHI_NOTIFY_WORKER_INTERVAL_S": "0.1", **auth_env(),
+                       **getattr(request.module, "PLATFORM_ENV", {})}
                 await migrations.upgrade(env["YISHI_DATABASE_URL"], name, migrations.locations(name))
                 with open(logs / name, "w") as log:
                     procs[name] = subprocess.Popen([sys.executable, "-m", "yishi.cli", "serve", name], env=env,
