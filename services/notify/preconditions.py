@@ -18,6 +18,12 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
         (R.NOT_FOUND, "the subscription does not exist"),
         (R.NOT_AUTHORISED, "the actor is neither the subscriber nor staff"),
     ),
+    "SetDefaultContact": (
+        (R.INVALID_COMMAND, "the address is not valid for the channel"),
+    ),
+    "RemoveDefaultContact": (
+        (R.NOT_FOUND, "the party has no default contact (never set, or removed)"),
+    ),
     "RequestNotification": (
         (R.INVALID_COMMAND, "the template or its values do not fit (unknown template, a missing value)"),
     ),

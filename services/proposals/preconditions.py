@@ -31,6 +31,13 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
         (R.INVALID_STATE, "the seat is not a resident representative seat, or is not vacant"),
         (R.DUPLICATE, "the nominee already holds a seat of the council"),
     ),
+    "NominateSlate": (
+        (R.ALREADY_EXISTS, "the slate id is taken"),
+        (R.NOT_FOUND, "the council does not exist"),
+        (R.INVALID_COMMAND, "the slate names a seat or a nominee twice; the notice period ends in the past"),
+        (R.INVALID_STATE, "a seat is not a resident representative seat, or is not vacant"),
+        (R.DUPLICATE, "a nominee already holds a seat of the council"),
+    ),
     "PubliciseNomination": (
         (R.NOT_FOUND, "the nomination does not exist"),
         (R.INVALID_STATE, "the nomination is already publicised or decided"),
@@ -81,13 +88,18 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
                            "is (the proposer, a seconder, an objector …)"),
     ),
     "RequestVote": (
-        (R.NOT_FOUND, "the proposal or nomination, or its council, does not exist"),
+        (R.NOT_FOUND, "the proposal, nomination or slate, or its council, does not exist"),
         (R.INVALID_STATE, "the matter is before another council; the proposal is not published (or the "
                           "nomination not publicised); its notice period has not ended; the motion has not been "
                           "presented this round (a `MakeStatement` of step `motion`); it has fewer seconds than "
                           "the council's `seconds_required`; the council has no seated members"),
         (R.ALREADY_EXISTS, "the vote id was already requested"),
         (R.DEADLINE_PASSED, "the vote would close in the past"),
+        (R.INVALID_COMMAND, "a proposal's council-members electorate names another council, or another "
+                            "electorate (a residents' meeting) comes without its roll"),
+        (R.COUNCIL_RULE, "a proposal's terms break its council's voting rules: the electorate is not the "
+                         "seated members, the quorum is below the council's, the majority is less strict, "
+                         "or the council requires a secret ballot (contracts/README.md, \"Voting rules\")"),
     ),
     "EscalateProposal": (
         (R.NOT_FOUND, "the proposal, its council or the council above it does not exist"),

@@ -13,6 +13,8 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
         (R.NOT_AUTHORISED, "the actor's role does not convene votes"),
         (R.INVALID_COMMAND, "`closes_at` is in the past, or not after `opens_at`; an approval vote lists fewer "
                             "than two distinct options, or another vote lists options"),
+        (R.VOTE_REQUESTED_THROUGH_PROPOSALS, "the matter is a proposal, a nomination or a slate: their votes are "
+                                             "opened by the proposals service from `RequestVote`"),
     ),
     "CastBallot": (
         (R.NOT_FOUND, "the vote does not exist"),

@@ -65,14 +65,14 @@ async def test_an_unknown_field_at_any_depth_is_refused_as_problem_details(serve
         d = r.district
         body = open_command(d, "v-typo", r.clock.now() + timedelta(days=1), 3).model_dump(mode="json")
         body["actor"]["colour"] = "red"
-        body["terms"]["quorum"] = 10  # for quorum_percent
+        body["terms"]["quorum_pct"] = 10  # for quorum_percent
         body["terms"]["electorate"]["members"] = 60
         refused = await r.client.post(f"/{d}/commands/OpenVote", json=body)
         problem = assert_problem(refused, 422, "invalid_command")
         assert [(e["field"], e["type"]) for e in problem["errors"]] == [
             ("body.actor.colour", "extra_forbidden"), ("body.terms.electorate.members", "extra_forbidden"),
-            ("body.terms.quorum", "extra_forbidden")]
-        assert "body.terms.quorum" in problem["detail"]
+            ("body.terms.quorum_pct", "extra_forbidden")]
+        assert "body.terms.quorum_pct" in problem["detail"]
         assert_problem(await r.client.get(f"/{d}/votes/v-typo"), 404, "not_found")
         assert await r.ctx.pool.fetchval("SELECT count(*) FROM events WHERE district = $1", d) == 0
 

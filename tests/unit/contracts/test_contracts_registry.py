@@ -53,13 +53,13 @@ def test_a_command_naming_an_unknown_field_at_any_depth_is_invalid():
     dropped (events, read tolerantly, keep ignoring what they do not know)."""
     body = json.loads(registry.encode(examples.sample(voting.OpenVote)).data)
     body["actor"]["colour"] = "red"
-    body["terms"]["quorum"] = 10  # for quorum_percent
+    body["terms"]["quorum_pct"] = 10  # for quorum_percent
     body["terms"]["electorate"]["members"] = 60
     with pytest.raises(InvalidPayload) as caught:
         registry.decode(envelope(examples.sample(voting.OpenVote), data=json.dumps(body).encode()), Kind.COMMAND)
-    assert [loc for loc, _ in caught.value.errors] == ["actor.colour", "terms.electorate.members", "terms.quorum"]
+    assert [loc for loc, _ in caught.value.errors] == ["actor.colour", "terms.electorate.members", "terms.quorum_pct"]
     event = json.loads(registry.encode(examples.sample(voting.VoteOpened)).data)
-    event["terms"]["quorum"] = 10
+    event["terms"]["quorum_pct"] = 10
     assert registry.decode(envelope(examples.sample(voting.VoteOpened), data=json.dumps(event).encode()))
 
 
