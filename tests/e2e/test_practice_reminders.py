@@ -84,8 +84,8 @@ async def test_stalled_task_reminds_its_implementer_by_default_webhook_and_shows
             ("failed", "no_recipient"), ("failed", "no_recipient")]
 
         subscriptions = await api.get("notify", "subscriptions", subscriber_id=STAFF.id)
-        assert subscriptions == []
-        delivered = await api.get("notify", "deliveries", recipient_id=STAFF.id, status="delivered")
+        assert subscriptions["items"] == []
+        delivered = (await api.get("notify", "deliveries", recipient_id=STAFF.id, status="delivered"))["items"]
         reminders = [d for d in delivered if d["regarding_type"] == "ReminderDue"]
         assert len(reminders) == 1 and reminders[0]["address"] == platform.inbox.url
         received = [(h, b) for h, b in platform.inbox.received

@@ -112,7 +112,7 @@ async def test_omitted_ids_are_chosen_by_the_platform_and_named_in_the_reply(ser
     # A caller that chooses its id still may; the reply then names no chosen id.
     chosen = await post(r, "RaiseProposal", body | {"proposal_id": "p-mine"})
     assert (chosen["subject"], chosen["ids"]) == ("p-mine", {})
-    listed = [p["proposal_id"] for p in await get(r, f"proposals?council_id={council_id}")]
+    listed = [p["proposal_id"] for p in (await get(r, f"proposals?council_id={council_id}"))["items"]]
     assert listed == ["p-mine", "proposal-1", "proposal-2"]
 
     ends = r.clock.now() + timedelta(days=7)
