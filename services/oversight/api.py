@@ -37,8 +37,8 @@ class ReminderView(BaseModel):
                                                    "``no_recipient``: no subscription and no default contact.")
 
 
-class TaskView(BaseModel):
-    """A task as delivered so far."""
+class TaskSummary(BaseModel):
+    """A task as delivered so far (as listed)."""
 
     task_id: str
     resolution_id: str
@@ -57,6 +57,11 @@ class TaskView(BaseModel):
     completed_at: datetime | None
     passed_at: datetime | None
     last_reminder_at: datetime | None
+
+
+class TaskView(TaskSummary):
+    """A task as delivered so far, with its reminders."""
+
     reminders: list[ReminderView] = Field(description="Every reminder fired, oldest first.")
 
 
@@ -214,7 +219,7 @@ def router(ctx: ServiceContext) -> APIRouter:
             proposal_id=proposal_id, after=query.after_value, limit=query.fetch)
         return query.page([dict(r) for r in rows], lambda r: (r["resolution_id"],))
 
-    @api.get("/tasks", response_model=Page[TaskView])
+    @api.get("/tasks", response_model=Page[TaskSummary])
     async def list_tasks(district: str, implementer_id: Id | None = None,
                          implementer_kind: ImplementerKind | None = None, status: Id | None = None,
                          resolution_id: Id | None = None, community_id: Id | None = None,

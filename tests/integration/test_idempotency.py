@@ -215,9 +215,21 @@ async def test_resend_storm_leaves_no_connection_in_a_transaction(servers):
         await asyncio.wait_for(asyncio.gather(*(caller(n) for n in range(callers))), seconds + 60)
         assert not mismatches
         assert await turnout(r, "storm") == len(accepted) > 0
-        stuck = await r.ctx.pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
-            f"yishi-{r.ctx.settings.db_schema}")
-        assert stuck == 0
+
+        async def in_transaction() -> set[tuple]:
+            rows = await r.ctx.pool.fetch(
+                "SELECT pid, xact_start FROM pg_stat_activity"
+                " WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+                f"yishi-{r.ctx.settings.db_schema}")
+            return {tuple(row) for row in rows}
+
+        # The sealer or the relay may be between two statements of one transaction at this
+        # instant (a busy machine shows it); a transaction a request left behind stays.
+        seen = await in_transaction()
+
+        async def none_left() -> bool:
+            return not seen & await in_transaction()
+
+        await eventually(none_left, timeout=30)
         ready = await r.client.get("/readyz")
         assert ready.status_code == 200, ready.text

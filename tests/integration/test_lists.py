@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contracts import registry
-from contracts.common import Actor
+from contracts.common import Actor, CommandAccepted
 from contracts.proposals import CouncilFormed
+from contracts.voting import OpenVote
 from services.notify.main import spec as notify_spec
 from services.notify.settings import NotifySettings
 from services.oversight.main import spec as oversight_spec
 from services.proposals.main import spec as proposals_spec
+from services.voting.application import PLATFORM, create_bus
 from services.voting.main import spec as voting_spec
 from tests.support.service import eventually, new_district, running
 from yishi.clock import ManualClock
@@ -188,17 +190,26 @@ async def test_votes_are_listed_filtered_and_paged(servers):
                        command_rate_limit="1000/second") as svc:
         c = svc.client
 
-        async def open_vote(district: str, vote_id: str, council: str, kind: str = "proposal") -> None:
-            await accepted(c, district, "OpenVote", {
+        bus = create_bus(svc.ctx.store, svc.ctx.clock)
+
+        async def open_vote(district: str, vote_id: str, council: str, kind: str = "question") -> None:
+            body = {
                 "actor": WORKER, "vote_id": vote_id, "council_id": council,
                 "matter": {"kind": kind, "id": f"m-{vote_id}"},
                 "terms": {"question": f"{district} {vote_id}?", "method": "online", "majority": "simple",
                           "electorate": {"kind": "council_members", "scope_id": council, "size": 1,
                                          "roll": ["voter-1"]},
-                          "quorum_percent": 50, "secrecy": "open", "closes_at": (T0 + timedelta(days=2)).isoformat()}})
+                          "quorum_percent": 50, "secrecy": "open", "closes_at": (T0 + timedelta(days=2)).isoformat()}}
+            if kind == "question":
+                await accepted(c, district, "OpenVote", body)
+                return
+            # A nomination's vote is opened by the platform, from the proposals service's VoteRequested.
+            reply = await bus.dispatch(OpenVote.model_validate({"district": district, **body}),
+                                       command_id=f"open-{vote_id}", correlation_id=vote_id, principal=PLATFORM)
+            assert isinstance(reply, CommandAccepted), reply
 
         for n in range(1, 6):
-            await open_vote(a, f"v-{n}", "c-1" if n <= 3 else "c-2", "nomination" if n == 5 else "proposal")
+            await open_vote(a, f"v-{n}", "c-1" if n <= 3 else "c-2", "nomination" if n == 5 else "question")
         await open_vote(b, "v-1", "c-1")
         # Everyone on the roll voted: v-2 closes.
         await accepted(c, a, "CastBallot", {"actor": {"id": "voter-1", "role": "resident"}, "vote_id": "v-2",
@@ -226,7 +237,7 @@ async def test_votes_are_listed_filtered_and_paged(servers):
         assert await ids(status="closed") == ["v-2"]
         every = [v["vote_id"] for v in (await c.get(f"/{a}/votes", params={"limit": 200})).json()["items"]]
         assert every == sorted(every) and set(seen) == set(every) - {i for i in every if i.startswith("v-0")}
-        assert await ids(status="open", council_id="c-1", matter_kind="proposal") == \
+        assert await ids(status="open", council_id="c-1", matter_kind="question") == \
             [i for i in every if i not in ("v-2", "v-4", "v-5")]
         assert await ids(matter_kind="nomination") == ["v-5"]
         assert await ids(matter_id="m-v-3") == ["v-3"]

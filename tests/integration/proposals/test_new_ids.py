@@ -140,7 +140,7 @@ async def test_concurrent_resends_without_an_id_create_one_thing_under_one_id(se
     assert [response.status_code for response in responses] == [200] * 8
     replies = [response.json() for response in responses]
     assert len({reply["ids"]["proposal_id"] for reply in replies}) == 1, replies
-    listed = await get(r, "proposals?council_id=c-race")
+    listed = (await get(r, "proposals?council_id=c-race"))["items"]
     assert [p["proposal_id"] for p in listed] == [replies[0]["ids"]["proposal_id"]]
 
 
