@@ -30,7 +30,8 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -208,7 +209,7 @@ class CommandBus:
     async def _dispatch(self, command: Command, type_name: str, command_id: str, correlation_id: str,
                         principal: Principal, conn: asyncpg.Connection | None, key: str | None) -> Reply:
         identity = CommandIdentity(command.district, principal.subject, type_name, key or command_id)
-        request = Request(command, command_id, correlation_id, fingerprint(command))
+        request = Request(command, type_name, command_id, correlation_id, fingerprint(command))
         # Someone else changed the aggregate, or answered this very command, first: the
         # next attempt sees what they committed (and replays their reply). stamina backs
         # off (10 ms doubling, with jitter), logs each retry and counts it in
@@ -217,11 +218,7 @@ class CommandBus:
             async for attempt in stamina.retry_context(on=ConcurrencyError, attempts=self.retries + 1, timeout=None,
                                                        wait_initial=0.01, wait_max=0.1, wait_jitter=0.01):
                 with attempt:
-                    if conn is not None:
-                        async with conn.transaction():  # a savepoint inside the caller's transaction
-                            return await self._dispatch_once(request, identity, principal, conn)
-                    async with self.store.pool.acquire() as own, own.transaction():
-                        return await self._dispatch_once(request, identity, principal, own)
+                    return await self._dispatch_once(request, identity, principal, conn)
         except ConcurrencyError:
             pass
         # Kept apart from the command's identity: a resend of the same command runs again.
@@ -229,7 +226,20 @@ class CommandBus:
             RejectionReason.CONFLICT, "the addressed record kept changing; retry the same command"))
 
     async def _dispatch_once(self, request: "Request", identity: "CommandIdentity", principal: Principal,
-                             conn: asyncpg.Connection) -> Reply:
+                             conn: asyncpg.Connection | None) -> Reply:
+        """One attempt, in a transaction of its own (a savepoint inside ``conn``'s): the
+        handler runs in it and the reply is recorded in it. A handler's refusal rolls the
+        attempt back, so nothing it wrote is kept, and is recorded in a second one; the
+        accepted path, the common one, pays for one transaction and no savepoint."""
+        try:
+            async with _transaction(self.store.pool, conn) as tx:
+                return await self._run(request, identity, principal, tx)
+        except _Refused as refused:
+            async with _transaction(self.store.pool, conn) as tx:
+                return await self._record(request, identity.stream, tx, refused.rejection)
+
+    async def _run(self, request: "Request", identity: "CommandIdentity", principal: Principal,
+                   conn: asyncpg.Connection) -> Reply:
         command = request.command
         denied = authorise(principal, command)
         if denied is not None:
@@ -251,22 +261,20 @@ class CommandBus:
                 subject=reply.subject))
         handler = self.handlers.get(type(command))
         if handler is None:
-            outcome: str | Rejected = Rejected(RejectionReason.UNKNOWN_COMMAND,
-                                               f"{self.service} does not handle {type(command).__name__}")
-        else:
-            ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                                 request.correlation_id)
-            try:
-                async with conn.transaction():  # rejected commands keep nothing they wrote
-                    outcome = await handler(command, ctx)
-            except Rejected as exc:
-                outcome = exc
-            except asyncpg.DataError as exc:
-                # A value the database cannot hold (NUL in text, out of range): the same
-                # on every attempt, so it is the command's fault, answered as such.
-                outcome = Rejected(RejectionReason.INVALID_COMMAND,
-                                   f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")
-        return await self._record(request, identity.stream, conn, outcome)
+            raise _Refused(Rejected(RejectionReason.UNKNOWN_COMMAND,
+                                    f"{self.service} does not handle {type(command).__name__}"))
+        ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
+                             request.correlation_id)
+        try:
+            subject = await handler(command, ctx)
+        except Rejected as exc:
+            raise _Refused(exc) from None
+        except asyncpg.DataError as exc:
+            # A value the database cannot hold (NUL in text, out of range): the same
+            # on every attempt, so it is the command's fault, answered as such.
+            raise _Refused(Rejected(RejectionReason.INVALID_COMMAND,
+                                    f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")) from None
+        return await self._record(request, identity.stream, conn, subject)
 
     async def _stored_reply(self, stream: str, conn: asyncpg.Connection) -> tuple[str | None, Reply] | None:
         """The reply stored in ``stream`` with the fingerprint of its request, if any."""
@@ -286,7 +294,7 @@ class CommandBus:
     async def _record(self, request: "Request", stream: str, conn: asyncpg.Connection | None,
                       outcome: str | Rejected) -> Reply:
         command = request.command
-        type_name = registry.encode(command).type
+        type_name = request.type_name
         common = dict(district=command.district, actor=command.actor, occurred_at=self.clock.now(),
                       correlation_id=request.correlation_id, command_type=type_name)
         if isinstance(outcome, Rejected):
@@ -459,9 +467,37 @@ class Request:
     """One command as sent: the body, its ids and the body's fingerprint."""
 
     command: Command
+    type_name: str
     command_id: str
     correlation_id: str
     fingerprint: str
+
+
+class _Refused(Exception):
+    """A handler's rejection on its way out of the attempt's transaction (which it rolls
+    back), to be recorded in the next."""
+
+    def __init__(self, rejection: Rejected) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None):
+    """A transaction on ``conn`` (a savepoint inside its own), else on a connection of
+    ``pool`` held for it alone."""
+    return _nested(conn) if conn is not None else _pooled(pool)
+
+
+@asynccontextmanager
+async def _nested(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    async with conn.transaction():
+        yield conn
+
+
+@asynccontextmanager
+async def _pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
 
 
 def fingerprint(command: Command) -> str:
@@ -484,6 +520,6 @@ def _once_stream() -> str:
 async def record_reply(store: EventStore, stream: str, reply: Reply, meta: Metadata,
                        *, conn: asyncpg.Connection | None) -> None:
     """Store a reply as the only event of ``stream``."""
-    name = registry.encode(reply).type
+    name = registry.type_name(type(reply))
     await store.append(stream, 0,
                        [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta, conn=conn)
