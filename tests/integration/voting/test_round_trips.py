@@ -31,8 +31,7 @@ BALLOT_ROUND_TRIPS = [
     "the vote's lock, shared",
     "the vote's and the voter's ballot streams, in one read",
     "the ballot's event appended",
-    "participants",
-    "open_ballots",
+    "the voter registered (participants) and the ballot recorded (open_ballots), in one statement",
     "the reply appended",
     "COMMIT",
 ]
@@ -77,7 +76,7 @@ def statements(exporter) -> list[str]:
             and s.attributes.get("db.system") == "postgresql"]
 
 
-async def test_a_new_ballot_costs_nine_round_trips(voting, exporter):
+async def test_a_new_ballot_costs_eight_round_trips(voting, exporter):
     await ballot(voting, "resident-1", "k-1")  # asyncpg's statement cache warm
     exporter.clear()
     await ballot(voting, "resident-2", "k-2")
