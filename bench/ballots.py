@@ -20,7 +20,8 @@ and sent then whatever became of the earlier ones, over a pool of keep-alive
 connections large enough never to hold a request back for long. Latency is measured
 from each request's *scheduled* send time, so time a request spent waiting to be sent
 counts (no coordinated omission); the client's own lag (sent minus scheduled) is
-reported so a slow client shows. The client is a few lines of HTTP/1.1 on asyncio
+reported so a slow client shows. Between phases the run waits until the servers are idle
+again (requests the client gave up on are still served). The client is a few lines of HTTP/1.1 on asyncio
 streams rather than httpx: on two shared cores httpx's own cost per request would be the
 bottleneck before either server.
 
@@ -55,6 +56,7 @@ from pathlib import Path
 
 import asyncpg
 import orjson
+import psutil
 
 from bench._common import drop_schema, emit, fresh_schema, say, servers
 from yishi.auth import LocalIssuer
@@ -253,6 +255,20 @@ async def ready(process: Process, timeout: float = 120.0) -> None:
     raise RuntimeError(f"{process.name} not ready within {timeout:.0f} s; see {process.log}")
 
 
+async def settle(*processes: Process, busy: float = 25.0, timeout: float = 30.0) -> None:
+    """Wait (up to ``timeout`` s) until each of ``processes`` uses under ``busy`` % of a core
+    over a second: requests a client gave up on are still being served, and would burden
+    the next phase."""
+    watched = [psutil.Process(p.proc.pid) for p in processes]
+    for w in watched:
+        w.cpu_percent(None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        if all(w.cpu_percent(None) < busy for w in watched):
+            return
+
+
 class KafkaWatch:
     """Reads ``{district}.voting.events`` from the start: when each ballot arrived, less
     its ``occurred_at``."""
@@ -383,6 +399,7 @@ async def run(args, srv) -> dict:
                     if target == "ballots":
                         sent += len(samples)
                         await collect(phase, watch, ov, district, tag, args.drain)
+                    await settle(*((voting, oversight) if target == "ballots" else (floor,)))
                     row = phase.row()
                     say("    " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "offered"))
                     if not warm:
