@@ -21,15 +21,17 @@ connections large enough never to hold a request back for long. Latency is measu
 from each request's *scheduled* send time, so time a request spent waiting to be sent
 counts (no coordinated omission); the client's own lag (sent minus scheduled) is
 reported so a slow client shows. Between phases the run waits until the servers are idle
-again (requests the client gave up on are still served). The client is a few lines of HTTP/1.1 on asyncio
-streams rather than httpx: on two shared cores httpx's own cost per request would be the
-bottleneck before either server.
+again (requests the client gave up on are still served). The client is a few lines of
+HTTP/1.1 on asyncio streams rather than httpx: on two shared cores httpx's own cost per
+request would be the bottleneck before either server.
 
 Per phase: HTTP p50 / p99 / p99.9 (all requests; a request unanswered within
-``--timeout`` counts as an error at that latency), errors, achieved rate; for ballots
-also *kafka* (the ballot's ``occurred_at``, just before its commit, to its arrival at a
-consumer of ``{district}.voting.events`` in this process: the relay's commit-to-Kafka
-latency plus one fetch) and *e2e* (scheduled send to oversight's inbox row for it).
+``--timeout`` counts as an error at that latency), errors, achieved rate, the server
+process's CPU per request (a figure a busy machine disturbs less than latency) and the
+PostgreSQL backends'; for ballots also *kafka* (the ballot's ``occurred_at``, just
+before its commit, to its arrival at a consumer of ``{district}.voting.events`` in this
+process: the relay's commit-to-Kafka latency plus one fetch) and *e2e* (scheduled send
+to oversight's inbox row for it).
 
 Last output line: JSON with ``max_rate_p99_under_100ms`` (the highest offered rate
 whose HTTP p99 stayed under 100 ms with no error), ``floor_max_rate`` (the same for the
@@ -58,7 +60,7 @@ import asyncpg
 import orjson
 import psutil
 
-from bench._common import drop_schema, emit, fresh_schema, say, servers
+from bench._common import children_cpu, drop_schema, emit, fresh_schema, say, servers
 from yishi.auth import LocalIssuer
 from yishi.names import events_topic
 
@@ -168,6 +170,16 @@ def pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def _per(seconds: float | None, count: int) -> float | None:
+    return None if seconds is None or not count else round(1000 * seconds / count, 2)
+
+
+def cpu(process: "Process") -> float:
+    """CPU seconds ``process`` has used so far."""
+    times = psutil.Process(process.proc.pid).cpu_times()
+    return times.user + times.system
+
+
 def ms(value: float | None) -> float | None:
     return None if value is None else round(1000 * value, 1)
 
@@ -181,6 +193,8 @@ class Phase:
     samples: list[Sample]
     kafka: list[float] = field(default_factory=list)
     e2e: list[float] = field(default_factory=list)
+    cpu_s: float | None = None  # the server process's CPU seconds over the phase (and what it left to finish)
+    db_cpu_s: float | None = None  # the PostgreSQL backends' (embedded server only)
 
     @property
     def errors(self) -> int:
@@ -196,7 +210,9 @@ class Phase:
         out = {"offered": self.offered, "achieved": round(ok / span, 1) if span > 0 else 0.0,
                "requests": len(self.samples), "p50": ms(pct(latencies, 0.5)), "p99": ms(pct(latencies, 0.99)),
                "p999": ms(pct(latencies, 0.999)), "errors": self.errors,
-               "client_lag_p99": ms(pct(lag, 0.99)), "client_lag_max": ms(max(lag))}
+               "client_lag_p99": ms(pct(lag, 0.99)), "client_lag_max": ms(max(lag)),
+               "cpu_ms_per_request": _per(self.cpu_s, len(self.samples)),
+               "db_cpu_ms_per_request": _per(self.db_cpu_s, len(self.samples))}
         if self.target == "ballots":
             out.update(kafka_p50=ms(pct(self.kafka, 0.5)), kafka_p99=ms(pct(self.kafka, 0.99)),
                        visible=len(self.e2e), e2e_p50=ms(pct(self.e2e, 0.5)), e2e_p99=ms(pct(self.e2e, 0.99)))
@@ -394,12 +410,16 @@ async def run(args, srv) -> dict:
                     client[target].close()  # fresh connections per phase
                     say(f"{'warm-up ' if warm else ''}{target}: {rate:g}/s for {seconds:g} s")
                     make = floor_request if target == "floor" else ballot(tag)
+                    server = voting if target == "ballots" else floor
+                    cpu0, db0 = cpu(server), children_cpu(srv.postgres_pid)
                     samples = await open_loop(client[target], rate, seconds, make, args.timeout)
                     phase = Phase(target, rate, samples)
                     if target == "ballots":
                         sent += len(samples)
                         await collect(phase, watch, ov, district, tag, args.drain)
                     await settle(*((voting, oversight) if target == "ballots" else (floor,)))
+                    db1 = children_cpu(srv.postgres_pid)
+                    phase.cpu_s, phase.db_cpu_s = cpu(server) - cpu0, None if db0 is None else db1 - db0
                     row = phase.row()
                     say("    " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "offered"))
                     if not warm:
@@ -463,18 +483,21 @@ async def main(args) -> None:
         fr, br = f.row(), b.row()
         rows.append(br)
         fr, br = ({k: "-" for k in ("achieved", "p50", "p99", "p999", "errors", "kafka_p99", "e2e_p99",
-                                    "client_lag_p99")} | r for r in (fr, br))
+                                    "client_lag_p99", "cpu_ms_per_request")} | r for r in (fr, br))
         table.append([f"{b.offered:g}", f"{br['achieved']}", f"{br['p50']}", f"{br['p99']}", f"{br['p999']}",
                       str(br["errors"]), f"{br['kafka_p99']}", f"{br['e2e_p99']}", f"{br['client_lag_p99']}",
-                      f"{fr['achieved']}", f"{fr['p50']}", f"{fr['p99']}", f"{fr['p999']}", str(fr["errors"])])
+                      f"{br['cpu_ms_per_request']}", f"{fr['achieved']}", f"{fr['p50']}", f"{fr['p99']}",
+                      f"{fr['p999']}", str(fr["errors"]), f"{fr['cpu_ms_per_request']}"])
     emit("Ballots over HTTP, open loop (ms from scheduled send)",
          ["offered/s", "achieved", "p50", "p99", "p99.9", "errors", "kafka p99", "e2e p99", "client lag p99",
-          "floor ach.", "floor p50", "floor p99", "floor p99.9", "floor err"],
+          "cpu ms/req", "floor ach.", "floor p50", "floor p99", "floor p99.9", "floor err", "floor cpu ms/req"],
          table,
          [f"voting and oversight as `yishi serve` processes, floor = uvicorn + token check + one INSERT "
           f"transaction; {out['voters']} voters on {out['votes']} {'secret' if args.secret else 'open'} votes; "
           f"database: {database}; broker: {broker}. kafka = occurred_at to arrival at a consumer of the voting "
-          "events topic; e2e = scheduled send to oversight's inbox row for the ballot.",
+          "events topic; e2e = scheduled send to oversight's inbox row for the ballot; cpu ms/req = the server "
+          "process's CPU (voting's, all its work included) per request, db_cpu_ms_per_request in the JSON the "
+          "PostgreSQL backends' (all of them: for ballots also oversight's and the relay's).",
           f"highest rate with p99 < 100 ms and no error: ballots {best:g}/s, floor {floor_best:g}/s"
           + (" (the highest rate tried: the true limit may be higher)" if best == max(args.rates) else "")],
          {"bench": "ballots", "max_rate_p99_under_100ms": best, "floor_max_rate": floor_best,
