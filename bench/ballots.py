@@ -27,8 +27,8 @@ request would be the bottleneck before either server.
 
 Per phase: HTTP p50 / p99 / p99.9 (all requests; a request unanswered within
 ``--timeout`` counts as an error at that latency), errors, achieved rate, the server
-process's CPU per request (a figure a busy machine disturbs less than latency) and the
-PostgreSQL backends'; for ballots also *kafka* (the ballot's ``occurred_at``, just
+process's CPU per request, less what it uses idle (a figure a busy machine disturbs less
+than latency) and the PostgreSQL backends'; for ballots also *kafka* (the ballot's ``occurred_at``, just
 before its commit, to its arrival at a consumer of ``{district}.voting.events`` in this
 process: the relay's commit-to-Kafka latency plus one fetch) and *e2e* (scheduled send
 to oversight's inbox row for it).
@@ -285,6 +285,19 @@ async def settle(*processes: Process, busy: float = 25.0, timeout: float = 30.0)
             return
 
 
+async def idle_cpu(*processes: Process, postgres: int | None, seconds: float) -> dict[str, float]:
+    """CPU seconds per second each of ``processes`` (and the PostgreSQL backends, ``db``)
+    uses while no request comes: subtracted from each phase's CPU."""
+    before = {p.name: cpu(p) for p in processes}
+    db = children_cpu(postgres)
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    wall = time.monotonic() - started
+    rates = {p.name: (cpu(p) - before[p.name]) / wall for p in processes}
+    rates["db"] = 0.0 if db is None else (children_cpu(postgres) - db) / wall
+    return rates
+
+
 class KafkaWatch:
     """Reads ``{district}.voting.events`` from the start: when each ballot arrived, less
     its ``occurred_at``."""
@@ -377,6 +390,8 @@ async def run(args, srv) -> dict:
         say(f"{votes} votes open; {args.connections} client connections per target")
         watch = KafkaWatch(srv.kafka_bootstrap, events_topic(district, "voting"))
         await watch.start()
+        idle = await idle_cpu(voting, floor, postgres=srv.postgres_pid, seconds=args.idle)
+        say("idle CPU, % of a core: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in idle.items()))
 
         ballot_path = f"/{district}/commands/CastBallot"
         sent = 0  # ballots so far: the k-th is voter k mod voters on vote k div voters
@@ -411,7 +426,7 @@ async def run(args, srv) -> dict:
                     say(f"{'warm-up ' if warm else ''}{target}: {rate:g}/s for {seconds:g} s")
                     make = floor_request if target == "floor" else ballot(tag)
                     server = voting if target == "ballots" else floor
-                    cpu0, db0 = cpu(server), children_cpu(srv.postgres_pid)
+                    cpu0, db0, wall0 = cpu(server), children_cpu(srv.postgres_pid), time.monotonic()
                     samples = await open_loop(client[target], rate, seconds, make, args.timeout)
                     phase = Phase(target, rate, samples)
                     if target == "ballots":
@@ -419,7 +434,10 @@ async def run(args, srv) -> dict:
                         await collect(phase, watch, ov, district, tag, args.drain)
                     await settle(*((voting, oversight) if target == "ballots" else (floor,)))
                     db1 = children_cpu(srv.postgres_pid)
-                    phase.cpu_s, phase.db_cpu_s = cpu(server) - cpu0, None if db0 is None else db1 - db0
+                    # Less what the server burns idle (its relay's poll, timers, health checks) meanwhile.
+                    wall = time.monotonic() - wall0
+                    phase.cpu_s = max(0.0, cpu(server) - cpu0 - idle[server.name] * wall)
+                    phase.db_cpu_s = None if db0 is None else max(0.0, db1 - db0 - idle["db"] * wall)
                     row = phase.row()
                     say("    " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "offered"))
                     if not warm:
@@ -496,7 +514,8 @@ async def main(args) -> None:
           f"transaction; {out['voters']} voters on {out['votes']} {'secret' if args.secret else 'open'} votes; "
           f"database: {database}; broker: {broker}. kafka = occurred_at to arrival at a consumer of the voting "
           "events topic; e2e = scheduled send to oversight's inbox row for the ballot; cpu ms/req = the server "
-          "process's CPU (voting's, all its work included) per request, db_cpu_ms_per_request in the JSON the "
+          "process's CPU per request, less its idle CPU (for voting: relay, timer, health checks), "
+          "db_cpu_ms_per_request in the JSON the "
           "PostgreSQL backends' (all of them: for ballots also oversight's and the relay's).",
           f"highest rate with p99 < 100 ms and no error: ballots {best:g}/s, floor {floor_best:g}/s"
           + (" (the highest rate tried: the true limit may be higher)" if best == max(args.rates) else "")],
@@ -521,6 +540,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                                                                "(default 10 s)")
     p.add_argument("--drain", type=float, default=15.0, help="how long to wait for ballots to reach oversight "
                                                              "without progress (default 15 s)")
+    p.add_argument("--idle", type=float, default=5.0, help="seconds the servers' idle CPU is measured, to be "
+                                                          "subtracted from each phase's (default 5)")
     p.add_argument("--secret", action="store_true", help="secret votes (default: open)")
     return p.parse_args(argv)
 
