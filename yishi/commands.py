@@ -30,7 +30,9 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -42,8 +44,6 @@ from fastapi import APIRouter, Depends, Header
 from fastapi import Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
 from limits import parse_many
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import ValidationError
 
 from contracts import registry
@@ -250,7 +250,7 @@ class CommandBus:
         # are the same on every attempt and resend.
         sent = fingerprint(command)
         command, chosen = choose_ids(command, identity.stream, self.ids)
-        request = Request(command, command_id, correlation_id, sent, chosen)
+        request = Request(command, type_name, command_id, correlation_id, sent, chosen)
         # Someone else changed the aggregate, or answered this very command, first: the
         # next attempt sees what they committed (and replays their reply). stamina backs
         # off (10 ms doubling, with jitter), logs each retry and counts it in
@@ -259,11 +259,7 @@ class CommandBus:
             async for attempt in stamina.retry_context(on=ConcurrencyError, attempts=self.retries + 1, timeout=None,
                                                        wait_initial=0.01, wait_max=0.1, wait_jitter=0.01):
                 with attempt:
-                    if conn is not None:
-                        async with conn.transaction():  # a savepoint inside the caller's transaction
-                            return await self._dispatch_once(request, identity, principal, conn)
-                    async with self.store.pool.acquire() as own, own.transaction():
-                        return await self._dispatch_once(request, identity, principal, own)
+                    return await self._dispatch_once(request, identity, principal, conn)
         except ConcurrencyError:
             pass
         # Kept apart from the command's identity: a resend of the same command runs again.
@@ -271,7 +267,20 @@ class CommandBus:
             RejectionReason.CONFLICT, "the addressed record kept changing; retry the same command"))
 
     async def _dispatch_once(self, request: "Request", identity: "CommandIdentity", principal: Principal,
-                             conn: asyncpg.Connection) -> Reply:
+                             conn: asyncpg.Connection | None) -> Reply:
+        """One attempt, in a transaction of its own (a savepoint inside ``conn``'s): the
+        handler runs in it and the reply is recorded in it. A handler's refusal rolls the
+        attempt back, so nothing it wrote is kept, and is recorded in a second one; the
+        accepted path, the common one, pays for one transaction and no savepoint."""
+        try:
+            async with _transaction(self.store.pool, conn) as tx:
+                return await self._run(request, identity, principal, tx)
+        except _Refused as refused:
+            async with _transaction(self.store.pool, conn) as tx:
+                return await self._record(request, identity.stream, tx, refused.rejection)
+
+    async def _run(self, request: "Request", identity: "CommandIdentity", principal: Principal,
+                   conn: asyncpg.Connection) -> Reply:
         command = request.command
         denied = authorise(principal, command)
         if denied is not None:
@@ -293,22 +302,20 @@ class CommandBus:
                 subject=reply.subject))
         handler = self.handlers.get(type(command))
         if handler is None:
-            outcome: str | Rejected = Rejected(RejectionReason.UNKNOWN_COMMAND,
-                                               f"{self.service} does not handle {type(command).__name__}")
-        else:
-            ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                                 request.correlation_id, principal)
-            try:
-                async with conn.transaction():  # rejected commands keep nothing they wrote
-                    outcome = await handler(command, ctx)
-            except Rejected as exc:
-                outcome = exc
-            except asyncpg.DataError as exc:
-                # A value the database cannot hold (NUL in text, out of range): the same
-                # on every attempt, so it is the command's fault, answered as such.
-                outcome = Rejected(RejectionReason.INVALID_COMMAND,
-                                   f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")
-        return await self._record(request, identity.stream, conn, outcome)
+            raise _Refused(Rejected(RejectionReason.UNKNOWN_COMMAND,
+                                    f"{self.service} does not handle {type(command).__name__}"))
+        ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
+                             request.correlation_id, principal)
+        try:
+            subject = await handler(command, ctx)
+        except Rejected as exc:
+            raise _Refused(exc) from None
+        except asyncpg.DataError as exc:
+            # A value the database cannot hold (NUL in text, out of range): the same
+            # on every attempt, so it is the command's fault, answered as such.
+            raise _Refused(Rejected(RejectionReason.INVALID_COMMAND,
+                                    f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")) from None
+        return await self._record(request, identity.stream, conn, subject)
 
     async def _stored_reply(self, stream: str, conn: asyncpg.Connection) -> tuple[str | None, Reply] | None:
         """The reply stored in ``stream`` with the fingerprint of its request, if any."""
@@ -328,7 +335,7 @@ class CommandBus:
     async def _record(self, request: "Request", stream: str, conn: asyncpg.Connection | None,
                       outcome: str | Rejected) -> Reply:
         command = request.command
-        type_name = registry.encode(command).type
+        type_name = request.type_name
         common = dict(district=command.district, actor=command.actor, occurred_at=self.clock.now(),
                       correlation_id=request.correlation_id, command_type=type_name)
         if isinstance(outcome, Rejected):
@@ -461,19 +468,44 @@ def unknown_fields(model: type[Command], body: Any) -> list[dict[str, Any]]:
 
 
 class RateLimit:
-    """Per-caller command limits of one service instance (``limits``' moving window, in
-    memory: with N replicas a caller gets up to N times the limit)."""
+    """Per-caller command limits of one service instance: for each limit (``limits``
+    notation) a moving window of the caller's last commands, in memory (with N replicas a
+    caller gets up to N times the limit). Constant work per command: ``limits``' own
+    memory storage swept every caller's window, a thread hop each, after every command,
+    which on a vote with thousands of voters cost more than the ballot itself."""
 
-    def __init__(self, spec: str) -> None:
-        self.limits = parse_many(spec)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+    SWEEP_S = 10.0
+    """How often callers whose windows are all past are forgotten."""
+
+    def __init__(self, spec: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = [(item.amount, float(item.get_expiry())) for item in parse_many(spec)]
+        self.longest = max(expiry for _, expiry in self.limits)
+        self.clock = clock
+        self.windows: dict[tuple[str, str], list[deque[float]]] = {}
+        self.swept = clock()
 
     async def hit(self, principal: Principal) -> int | None:
-        """Count one command; None when allowed, else the seconds to wait."""
-        for limit in self.limits:
-            if not await self.limiter.hit(limit, principal.district or "", principal.subject):
-                stats = await self.limiter.get_window_stats(limit, principal.district or "", principal.subject)
-                return max(1, int(stats.reset_time - time.time()) + 1)
+        """Count one command; None when allowed, else the seconds to wait (a refused
+        command is not counted)."""
+        now = self.clock()
+        if now - self.swept > self.SWEEP_S:
+            self.swept = now
+            self.windows = {key: w for key, w in self.windows.items()
+                            if any(hits and hits[-1] > now - self.longest for hits in w)}
+        key = (principal.district or "", principal.subject)
+        windows = self.windows.get(key)
+        if windows is None:
+            windows = self.windows[key] = [deque() for _ in self.limits]
+        wait = 0.0
+        for (amount, expiry), hits in zip(self.limits, windows):
+            while hits and hits[0] <= now - expiry:
+                hits.popleft()
+            if len(hits) >= amount:
+                wait = max(wait, hits[-amount] + expiry - now)
+        if wait > 0:
+            return max(1, int(wait) + 1)
+        for hits in windows:
+            hits.append(now)
         return None
 
 
@@ -517,11 +549,39 @@ class Request:
     and the fingerprint of the body as sent."""
 
     command: Command
+    type_name: str
     command_id: str
     correlation_id: str
     fingerprint: str
     chosen_ids: dict[str, str]
     """The new ids the platform chose for the fields the sender left out (:mod:`yishi.ids`)."""
+
+
+class _Refused(Exception):
+    """A handler's rejection on its way out of the attempt's transaction (which it rolls
+    back), to be recorded in the next."""
+
+    def __init__(self, rejection: Rejected) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None):
+    """A transaction on ``conn`` (a savepoint inside its own), else on a connection of
+    ``pool`` held for it alone."""
+    return _nested(conn) if conn is not None else _pooled(pool)
+
+
+@asynccontextmanager
+async def _nested(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    async with conn.transaction():
+        yield conn
+
+
+@asynccontextmanager
+async def _pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
 
 
 def fingerprint(command: Command) -> str:
@@ -544,6 +604,6 @@ def _once_stream() -> str:
 async def record_reply(store: EventStore, stream: str, reply: Reply, meta: Metadata,
                        *, conn: asyncpg.Connection | None) -> None:
     """Store a reply as the only event of ``stream``."""
-    name = registry.encode(reply).type
+    name = registry.type_name(type(reply))
     await store.append(stream, 0,
                        [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta, conn=conn)

@@ -93,6 +93,34 @@ class Repository:
             raise AggregateNotFound(f"no aggregate with id {stream_id}")
         return aggregate
 
+    async def get_each(self, *wanted: tuple[type[BaseAggregate], str], conn: asyncpg.Connection | None = None
+                       ) -> list[Any]:
+        """Several aggregates, each ``(cls, id)`` as :meth:`get` loads it (None when not
+        found), their streams read in one statement: one round trip instead of one each."""
+        if self.snapshot_every:  # a snapshot to look for first, per stream
+            return [await self._get_or_none(cls, stream_id, conn) for cls, stream_id in wanted]
+        streams = await self.store.read_streams([str(stream_id) for _, stream_id in wanted], conn=conn)
+        return [self._replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
+
+    async def _get_or_none(self, cls: type[A], stream_id: str, conn: asyncpg.Connection | None) -> A | None:
+        try:
+            return await self.get(cls, stream_id, conn=conn)
+        except AggregateNotFound:
+            return None
+
+    def _replayed(self, cls: type[A], events: Sequence[RecordedEvent]) -> A | None:
+        """The ``cls`` that ``events`` (a whole stream) make; None for an empty stream or
+        one that holds no ``cls``."""
+        if not events:
+            return None
+        try:
+            aggregate = self._origin(cls, events[0]).mutate(None)
+        except AggregateNotFound:
+            return None
+        for event in events[1:]:
+            aggregate = self.to_domain_event(event).mutate(aggregate)
+        return aggregate
+
     def _origin(self, cls: type[A], stored: RecordedEvent | Snapshot) -> Any:
         """The first row read of a stream (its creation event, or a snapshot) as a domain
         event, if it makes a ``cls``; otherwise :class:`AggregateNotFound`.

@@ -53,8 +53,12 @@ async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
     """The vote, or ``not_found`` (also for another district's vote)."""
     vote = await _find_vote(ctx, district, vote_id)
     if vote is None:
-        raise Rejected(RejectionReason.NOT_FOUND, f"no vote {vote_id} in {district}", vote_id)
+        raise _no_vote(district, vote_id)
     return vote
+
+
+def _no_vote(district: str, vote_id: str) -> Rejected:
+    return Rejected(RejectionReason.NOT_FOUND, f"no vote {vote_id} in {district}", vote_id)
 
 
 async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:
@@ -86,20 +90,20 @@ async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:
 async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
     """Accept the actor's ballot: once per voter (replaced where the vote allows it),
     only while the vote is open. Returns the vote id, never anything of the choice."""
-    await projections.lock_for_ballot(ctx.conn, vote_stream(cmd.district, cmd.vote_id))
-    vote = await _load_vote(ctx, cmd.district, cmd.vote_id)
+    stream, voter = vote_stream(cmd.district, cmd.vote_id), cmd.actor.id
+    await projections.lock_for_ballot(ctx.conn, stream)
+    # The vote and the voter's ballot in one read, after the lock: it sees every close before it.
+    vote, ballot = await ctx.repository.get_each((Vote, stream), (Ballot, ballot_stream(cmd.district, cmd.vote_id,
+                                                                                        voter)), conn=ctx.conn)
+    if vote is None:
+        raise _no_vote(cmd.district, cmd.vote_id)
     now = ctx.clock.now()
-    voter = cmd.actor.id
     vote.check_ballot(voter, cmd.choice, cmd.approvals, now)
     choice = str(cmd.choice)
     approvals = list(cmd.approvals) if cmd.approvals is not None else None
     # A secret ballot's stream holds participation only; choice and receipt go elsewhere.
     recorded = (None, None, None) if vote.secret else (cmd.ballot_id, choice, approvals)
     receipt = projections.receipt_hash(cmd.district, cmd.vote_id, voter, cmd.ballot_id) if vote.secret else None
-    try:
-        ballot = await ctx.repository.get(Ballot, ballot_stream(cmd.district, cmd.vote_id, voter), conn=ctx.conn)
-    except AggregateNotFound:
-        ballot = None
     if ballot is None:
         ballot = Ballot.cast(district=cmd.district, vote_id=cmd.vote_id, voter_id=voter, ballot_id=recorded[0],
                              choice=recorded[1], approvals=recorded[2], now=now)

@@ -76,18 +76,22 @@ async def vote_closed(conn: asyncpg.Connection, vote: Vote) -> None:
                        vote.id, datetime.fromisoformat(vote.result["closed_at"]), json.dumps(vote.result))
 
 
+_REGISTER_VOTER = "WITH registered AS (INSERT INTO participants (vote_id, voter_id) VALUES ($1, $2)) "
+
+
 async def ballot_cast(conn: asyncpg.Connection, vote: Vote, ballot: Ballot, *, choice: str,
                       approvals: list[str] | None, receipt: bytes | None, replaced: bool) -> bool:
     """Record a ballot (or its replacement). For secret votes the choice goes, without
     the voter, to ``pending_choices`` under ``receipt``. Returns ``False`` when a secret
     ballot's receipt is unusable: taken by another ballot, or (for a replacement) unknown."""
-    if not replaced:
-        await conn.execute("INSERT INTO participants (vote_id, voter_id) VALUES ($1, $2)", vote.id, ballot.voter_id)
+    # A first ballot adds its voter to the register in the statement that records it (one
+    # round trip): a data-modifying WITH runs whether or not the statement reads it.
+    register = "" if replaced else _REGISTER_VOTER
     if not vote.secret:
         await conn.execute(
-            "INSERT INTO open_ballots (vote_id, voter_id, ballot_id, choice, approvals) VALUES ($1, $2, $3, $4, $5) "
-            "ON CONFLICT (vote_id, voter_id) DO UPDATE SET ballot_id = EXCLUDED.ballot_id, choice = EXCLUDED.choice, "
-            "approvals = EXCLUDED.approvals",
+            register + "INSERT INTO open_ballots (vote_id, voter_id, ballot_id, choice, approvals) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vote_id, voter_id) DO UPDATE SET ballot_id = EXCLUDED.ballot_id, "
+            "choice = EXCLUDED.choice, approvals = EXCLUDED.approvals",
             vote.id, ballot.voter_id, ballot.ballot_id, choice, approvals,
         )
         return True
@@ -99,9 +103,13 @@ async def ballot_cast(conn: asyncpg.Connection, vote: Vote, ballot: Ballot, *, c
             "SELECT (SELECT count(*) FROM p) + (SELECT count(*) FROM s)", receipt, vote.id)
         if not removed:
             return False
-    inserted = await conn.fetchval(
-        "INSERT INTO pending_choices (receipt, vote_id, choice, approvals) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING RETURNING true", receipt, vote.id, choice, approvals)
+        inserted = await conn.fetchval(
+            "INSERT INTO pending_choices (receipt, vote_id, choice, approvals) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT DO NOTHING RETURNING true", receipt, vote.id, choice, approvals)
+    else:
+        inserted = await conn.fetchval(
+            register + "INSERT INTO pending_choices (receipt, vote_id, choice, approvals) VALUES ($3, $1, $4, $5) "
+            "ON CONFLICT DO NOTHING RETURNING true", vote.id, ballot.voter_id, receipt, choice, approvals)
     return bool(inserted)
 
 
