@@ -51,7 +51,7 @@ async def voting(servers, exporter):
     async with running(voting_spec(), servers, clock=ManualClock(T0)) as r:
         opened = await r.client.post(f"/{r.district}/commands/OpenVote", json={
             "district": r.district, "actor": WORKER, "vote_id": "vote-1", "council_id": "c-1",
-            "matter": {"kind": "proposal", "id": "p-1"},
+            "matter": {"kind": "question", "id": "q-1"},
             "terms": {"question": "?", "method": "online", "majority": "simple", "quorum_percent": 50,
                       "secrecy": "open", "closes_at": (T0 + timedelta(days=1)).isoformat(),
                       "electorate": {"kind": "residents_meeting", "scope_id": "community-1", "size": 100}}})
