@@ -8,6 +8,9 @@ re-sends at most the last unconfirmed batch (at-least-once; consumers de-duplica
 ``ce_id``) and never skips an event. Broker failures are retried with backoff and a
 fresh producer, forever: the relay recovers by itself.
 
+An idle relay waits for the store's notification that events committed (LISTEN on a
+connection of its own, :class:`CommitListener`), and polls the log as a fallback.
+
 One relay per service publishes; others (replicas) stand by. The publisher holds a
 session advisory lock and is fenced, so that one whose lock session died (terminated,
 timed out, its connection cut) stops publishing instead of racing its successor:
@@ -48,7 +51,7 @@ from contracts.envelope import Envelope, binary_headers, rfc3339_text
 from yishi.failures import RetryPolicy, retried, sleep_or_stop
 from yishi.kafka import ensure_topics, new_producer, supports_idempotence
 from yishi.names import events_topic, source
-from yishi.store import EventStore, LogCursor, RecordedEvent
+from yishi.store import LOG_CHANNEL, EventStore, LogCursor, RecordedEvent
 
 log = structlog.get_logger("yishi.relay")
 _PARTITIONER = DefaultPartitioner()
@@ -68,6 +71,8 @@ LAG_EVENTS = Gauge("yishi_relay_lag_events", "Committed events after the relay's
                    "by the broker (counted up to a million)", ["service"])
 LAG_SECONDS = Gauge("yishi_relay_lag_seconds", "Age of the oldest event after the relay's stored cursor "
                     "(0 when the relay has caught up)", ["service"])
+WAKEUPS = Counter("yishi_relay_wakeups_total", "Times the idle relay read the log again: notified of a commit "
+                  "(LISTEN/NOTIFY) or at the end of its poll interval", ["service", "by"])
 PUBLISH_SECONDS = Histogram("yishi_relay_publish_seconds", "Time from sending a batch to the broker until it "
                             "acknowledged every message of it", ["service"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -97,7 +102,9 @@ class RelayFenced(Exception):
 # What ends a relay's turn (it stands by and tries the lock again). asyncpg raises
 # InternalClientError ("another operation is in progress") when a query meets a session
 # whose backend was just terminated.
-_LOST = (RelayFenced, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+_DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+_LOST = (RelayFenced, *_DATABASE_ERRORS, OSError)
+_LISTEN_TIMEOUT_S = 5.0  # at most this long waiting for a pool connection to LISTEN on
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +171,101 @@ def kafka_message(event: RecordedEvent, service: str, publication: Publication) 
     return subject.encode(), headers, publication.data
 
 
+class CommitListener:
+    """LISTENs, on a connection of its own taken from the pool, to the channel the
+    store's appends notify on commit (:data:`yishi.store.LOG_CHANNEL`), so that an idle
+    relay reads the log as soon as new events commit instead of at its next poll.
+
+    The poll stays the fallback: a notification can be lost (the connection dropped) or
+    come early (the events are held back behind an older transaction still open, see
+    ``EventStore.read_log``). A connection that dropped is replaced at the next wait, and
+    that wait returns at once, so that what committed while nobody listened is read.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, service: str) -> None:
+        self.pool = pool
+        self.service = service
+        self._conn: asyncpg.Connection | None = None
+        self._channel: str | None = None
+        self._committed = asyncio.Event()
+        self._failed = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether its connection is open and LISTENing."""
+        if self._conn is None:
+            return False
+        try:
+            return not self._conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took back a connection that closed: its session is gone
+            return False
+
+    def _notified(self, *_args: object) -> None:
+        self._committed.set()
+
+    async def listen(self, timeout: float = _LISTEN_TIMEOUT_S) -> bool:
+        """LISTEN if not listening (waiting at most ``timeout`` for a pool connection);
+        True when it started listening now. A failure is logged and leaves the relay
+        polling."""
+        if self.listening:
+            return False
+        await self.close()
+        try:
+            conn = await self.pool.acquire(timeout=timeout)
+        except (OSError, asyncio.TimeoutError, *_DATABASE_ERRORS) as exc:
+            return self._cannot_listen(exc)
+        try:
+            self._channel = await conn.fetchval(f"SELECT {LOG_CHANNEL}")
+            await conn.add_listener(self._channel, self._notified)
+        except BaseException as exc:
+            await self._release(conn)
+            if isinstance(exc, (OSError, *_DATABASE_ERRORS)):
+                return self._cannot_listen(exc)
+            raise
+        self._conn, self._failed = conn, False
+        return True
+
+    def _cannot_listen(self, exc: BaseException) -> bool:
+        if not self._failed:  # once per outage: the relay tries again at every idle wait
+            log.warning("relay cannot listen for commits; polling", service=self.service, error=repr(exc))
+        self._failed = True
+        return False
+
+    def clear(self) -> None:
+        """Forget notifications so far: call before reading the log, so that a commit
+        during the read wakes the next :meth:`wait`."""
+        self._committed.clear()
+
+    async def wait(self, stop: asyncio.Event, timeout: float) -> str | None:
+        """Until a commit is notified (``"notify"``), ``timeout`` passes (``"poll"``) or
+        ``stop`` is set (None); at once (``"listen"``) when it had to LISTEN again."""
+        if await self.listen(min(timeout, _LISTEN_TIMEOUT_S)):
+            return "listen"
+        stopping = asyncio.ensure_future(stop.wait())
+        committed = asyncio.ensure_future(self._committed.wait())
+        try:
+            await asyncio.wait((stopping, committed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            committed.cancel()
+        if stop.is_set():
+            return None
+        return "notify" if self._committed.is_set() else "poll"
+
+    async def close(self) -> None:
+        """Stop listening and give the connection back."""
+        listening, conn, self._conn = self.listening, self._conn, None
+        if conn is not None:
+            if listening:
+                with contextlib.suppress(OSError, *_DATABASE_ERRORS):
+                    await conn.remove_listener(self._channel, self._notified)  # UNLISTEN: the pool keeps sessions
+            await self._release(conn)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        with contextlib.suppress(OSError, *_DATABASE_ERRORS):
+            await self.pool.release(conn)
+
+
 class Relay:
     """Publishes one service's log to Kafka; run one per service (an advisory lock
     keeps a second instance idle until the first dies, and fencing stops the first once
@@ -182,7 +284,7 @@ class Relay:
         *,
         name: str = "kafka",
         batch_size: int = 500,
-        idle_wait: float = 0.05,
+        idle_wait: float = 0.5,
         max_backoff: float = 5.0,
         kafka_options: dict | None = None,
         takeover_grace: float = 5.0,
@@ -206,6 +308,14 @@ class Relay:
         self._topics: set[str] = set()
         self._offsets: dict = {}
         self._saving: asyncio.Task | None = None
+        self._commits: CommitListener | None = None  # while publishing
+        # How the idle relay came to read the log again (see _idle).
+        self.wakeups = {"notify": 0, "poll": 0, "listen": 0}
+
+    @property
+    def listening(self) -> bool:
+        """Whether the relay is LISTENing for commits (it polls meanwhile either way)."""
+        return self._commits is not None and self._commits.listening
 
     async def position(self) -> LogCursor:
         """The cursor after the last event confirmed by the broker."""
@@ -415,6 +525,7 @@ class Relay:
             if not await lock_conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK_KEY})", self.name):
                 await sleep_or_stop(stop, 1.0)  # another instance relays; stand by
                 return
+            self._commits = CommitListener(self.store.pool, self.service)
             try:
                 await self._relay_under_lock(lock_conn, stop)
             except BaseException:
@@ -422,6 +533,8 @@ class Relay:
                     lock_conn.terminate()
                 raise
             finally:
+                commits, self._commits = self._commits, None
+                await commits.close()
                 await self.flush()
             await lock_conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", self.name)
 
@@ -430,10 +543,14 @@ class Relay:
         if cursor is None:
             return
         self.active = True
+        if self._commits is not None:
+            await self._commits.listen()  # before the first read: no commit after it goes unnoticed
         log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position,
-                 epoch=self._epoch)
+                 epoch=self._epoch, listening=self.listening)
         backoff = RetryPolicy(backoff_initial=0.1, backoff_max=self.max_backoff).transient_delay
         while not stop.is_set():
+            if self._commits is not None:
+                self._commits.clear()
             batch = await retried(lambda: self.publish_batch(cursor, lock_conn), stop, backoff,
                                   retry=lambda exc: isinstance(exc, (KafkaError, asyncio.TimeoutError)),
                                   before_sleep=self._publish_failed)
@@ -441,7 +558,19 @@ class Relay:
                 return
             count, cursor = batch
             if count < self.batch_size:
-                await sleep_or_stop(stop, self.idle_wait)
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for more events: until the store notifies a commit, else for the poll
+        interval (``idle_wait``); counted in :attr:`wakeups` and ``yishi_relay_wakeups_total``."""
+        if self._commits is None:
+            await sleep_or_stop(stop, self.idle_wait)
+            by = None if stop.is_set() else "poll"
+        else:
+            by = await self._commits.wait(stop, self.idle_wait)
+        if by is not None:
+            self.wakeups[by] += 1
+            WAKEUPS.labels(self.service, by).inc()
 
     async def _publish_failed(self, state) -> None:
         """Count and log a failed batch, drop the producer, and surface a fenced cursor
