@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import structlog
@@ -122,6 +122,31 @@ class Publication:
 
 
 Translator = Callable[[RecordedEvent], Publication | None]
+
+
+class _Batch(NamedTuple):
+    """Events read from the log and the messages built of the public ones."""
+
+    events: list[RecordedEvent]
+    outgoing: list[tuple[str, tuple[bytes, list, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadAhead:
+    """The next batch, being read (over ``conn``) and built since ``started`` (loop time)."""
+
+    cursor: LogCursor
+    conn: Any
+    started: float
+    task: asyncio.Task
+
+
+async def _drop_read_ahead(ahead: _ReadAhead | None) -> None:
+    """Wait for a batch read ahead that will not be sent, and drop it (and its error)."""
+    if ahead is not None:
+        await asyncio.wait([ahead.task])
+        if not ahead.task.cancelled():
+            ahead.task.exception()
 
 _CLASS_VERSION = re.compile(rb'"class_version":(\d+)')
 
@@ -308,6 +333,7 @@ class Relay:
         self._topics: set[str] = set()
         self._offsets: dict = {}
         self._saving: asyncio.Task | None = None
+        self._ahead: _ReadAhead | None = None  # the next batch, read while the broker acknowledges one
         self._commits: CommitListener | None = None  # while publishing
         # How the idle relay came to read the log again (see _idle).
         self.wakeups = {"notify": 0, "poll": 0, "listen": 0}
@@ -383,6 +409,9 @@ class Relay:
         return self._producer
 
     async def _drop_producer(self) -> None:
+        """Close the producer, and drop the batch read ahead (its read is waited for)."""
+        ahead, self._ahead = self._ahead, None
+        await _drop_read_ahead(ahead)
         producer, self._producer = self._producer, None
         self._topics.clear()  # a restarted broker may have lost them
         if producer is not None:
@@ -455,8 +484,12 @@ class Relay:
         if self._epoch is None:
             await self.claim(conn)
         epoch = self._epoch
-        async with asyncio.timeout(self.batch_timeout):
-            events = await self._publish(cursor, conn)
+        ahead = await self._take_read_ahead(cursor, conn)
+        # A batch read ahead counts its time from its read: read to stored cursor stays
+        # within batch_timeout, which the takeover grace relies on.
+        started = ahead.started if ahead is not None else asyncio.get_running_loop().time()
+        async with asyncio.timeout_at(started + self.batch_timeout):
+            events = await self._publish(cursor, conn, ahead)
         if not events:
             return 0, cursor
         new_cursor = events[-1].cursor
@@ -466,21 +499,44 @@ class Relay:
         LAST_POSITION.labels(self.service).set(events[-1].position)
         return len(events), new_cursor
 
-    async def _publish(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> list[RecordedEvent]:
-        """Read, send and confirm the batch after ``cursor``, then wait for the previous
-        batch's cursor to be stored; return the events read."""
+    async def _prepare(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _Batch:
+        """Read the batch after ``cursor`` and build its messages."""
         events = await self.store.read_log(cursor, self.batch_size, conn)
-        if not events:
-            await self.flush()
-            return events
         outgoing = []
         for event in events:
             publication = self.translate(event)
-            if publication is None:
-                SKIPPED.labels(self.service).inc()
-                continue
-            topic = publication.topic or events_topic(event.district, self.service)
-            outgoing.append((topic, kafka_message(event, self.service, publication)))
+            if publication is not None:
+                topic = publication.topic or events_topic(event.district, self.service)
+                outgoing.append((topic, kafka_message(event, self.service, publication)))
+        return _Batch(events, outgoing)
+
+    async def _take_read_ahead(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _ReadAhead | None:
+        """The batch read ahead if it starts at ``cursor`` (over ``conn``); one read from
+        elsewhere (the batch before it failed and is sent again) is waited for and dropped."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.cursor == cursor and ahead.conn is conn:
+            return ahead
+        await _drop_read_ahead(ahead)
+        return None
+
+    async def _publish(self, cursor: LogCursor, conn: asyncpg.Connection | None,
+                       ahead: _ReadAhead | None = None) -> list[RecordedEvent]:
+        """Read (unless read ahead), send and confirm the batch after ``cursor``, then
+        wait for the previous batch's cursor to be stored; return the events read.
+
+        When the batch is full, the next one is read and built while the broker
+        acknowledges this one (it is sent only after): the database read and the
+        translation no longer add to each batch's time.
+        """
+        events, outgoing = await (ahead.task if ahead is not None else self._prepare(cursor, conn))
+        if not events:
+            await self.flush()
+            return events
+        if len(events) == self.batch_size:
+            after = events[-1].cursor
+            self._ahead = _ReadAhead(after, conn, asyncio.get_running_loop().time(),
+                                     asyncio.create_task(self._prepare(after, conn)))
+        SKIPPED.labels(self.service).inc(len(events) - len(outgoing))
         if outgoing:
             producer = await self._ensure_producer()
             new_topics = {t for t, _ in outgoing} - self._topics
@@ -533,6 +589,8 @@ class Relay:
                     lock_conn.terminate()
                 raise
             finally:
+                ahead, self._ahead = self._ahead, None
+                await _drop_read_ahead(ahead)  # its read must end before the session is unlocked or closed
                 commits, self._commits = self._commits, None
                 await commits.close()
                 await self.flush()
