@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from yishi.clock import Clock, SystemClock
 from yishi.tracing import trace_fields
@@ -185,7 +186,7 @@ class RecordedEvent:
     @cached_property
     def metadata(self) -> dict[str, Any]:
         raw = self.metadata_json
-        return json.loads(raw) if isinstance(raw, str) else raw
+        return orjson.loads(raw) if isinstance(raw, str) else raw
 
     @property
     def cursor(self) -> LogCursor:

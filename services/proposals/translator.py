@@ -8,6 +8,7 @@ on, the same for all events of one stream, so one aggregate's events stay in ord
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 from collections.abc import Callable
@@ -228,6 +229,13 @@ def _actor_seat(event: Any) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _actor(actor_id: str, role: str, seat_id: str | None) -> Actor:
+    """The (frozen) public actor; the same few people act again and again, so replays
+    and the relay validate each once."""
+    return Actor(id=actor_id, role=role, seat_id=seat_id)
+
+
 def _public(recorded: RecordedEvent) -> tuple[Contract, str] | None:
     """The public model of a stored domain event and its subject, or None."""
     event = _decoder.to_domain_event(recorded)
@@ -236,7 +244,7 @@ def _public(recorded: RecordedEvent) -> tuple[Contract, str] | None:
         return None
     model, fields = found
     meta = recorded.metadata
-    actor = Actor(id=meta["actor"], role=meta.get("actor_role") or "system", seat_id=_actor_seat(event))
+    actor = _actor(meta["actor"], meta.get("actor_role") or "system", _actor_seat(event))
     contract = model.model_validate(
         {
             "district": recorded.district,
