@@ -511,10 +511,13 @@ class Relay:
         return _Batch(events, outgoing)
 
     async def _take_read_ahead(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _ReadAhead | None:
-        """The batch read ahead if it starts at ``cursor`` (over ``conn``); one read from
-        elsewhere (the batch before it failed and is sent again) is waited for and dropped."""
+        """The batch read ahead if it starts at ``cursor`` (over ``conn``) and is at most
+        half a ``batch_timeout`` old, so that at least that much of its time is left to
+        send it: one read from elsewhere (the batch before it failed and is sent again),
+        or behind a slow acknowledgement, is waited for and dropped (and read again)."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.cursor == cursor and ahead.conn is conn:
+        if (ahead is not None and ahead.cursor == cursor and ahead.conn is conn
+                and asyncio.get_running_loop().time() - ahead.started <= self.batch_timeout / 2):
             return ahead
         await _drop_read_ahead(ahead)
         return None
