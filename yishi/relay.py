@@ -104,6 +104,7 @@ class RelayFenced(Exception):
 # whose backend was just terminated.
 _DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 _LOST = (RelayFenced, *_DATABASE_ERRORS, OSError)
+_BUILD_SLICE = 250  # events translated between two turns of the event loop (see Relay._prepare)
 _LISTEN_TIMEOUT_S = 5.0  # at most this long waiting for a pool connection to LISTEN on
 
 
@@ -500,10 +501,16 @@ class Relay:
         return len(events), new_cursor
 
     async def _prepare(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _Batch:
-        """Read the batch after ``cursor`` and build its messages."""
+        """Read the batch after ``cursor`` and build its messages.
+
+        A batch read ahead is built while the producer sends the one before on the same
+        event loop: building pauses every ``_BUILD_SLICE`` events so that the producer's
+        sender is never held up for a whole batch's translation."""
         events = await self.store.read_log(cursor, self.batch_size, conn)
         outgoing = []
-        for event in events:
+        for n, event in enumerate(events, 1):
+            if n % _BUILD_SLICE == 0:
+                await asyncio.sleep(0)
             publication = self.translate(event)
             if publication is not None:
                 topic = publication.topic or events_topic(event.district, self.service)
