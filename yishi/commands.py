@@ -25,6 +25,7 @@ of concurrent callers (resending or not) cannot exhaust the pool into a standsti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -196,8 +197,14 @@ class CommandContext:
 def recorded_actor(metadata: Mapping[str, Any], seat_id: str | None = None) -> Actor:
     """The actor of a stored event as :meth:`CommandContext.meta` recorded it: id, role
     and the seat acted from (``seat_id`` for events stored before the seat was kept)."""
-    return Actor(id=metadata["actor"], role=metadata.get("actor_role") or Role.SYSTEM,
-                 seat_id=metadata.get("actor_seat") or seat_id)
+    return _actor(metadata["actor"], metadata.get("actor_role") or Role.SYSTEM, metadata.get("actor_seat") or seat_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _actor(actor_id: str, role: str, seat_id: str | None) -> Actor:
+    """The (frozen) public actor; the same few people act again and again, so replays
+    and the relay validate each once."""
+    return Actor(id=actor_id, role=role, seat_id=seat_id)
 
 
 Handler = Callable[[Any, CommandContext], Awaitable[str]]

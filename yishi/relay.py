@@ -8,6 +8,9 @@ re-sends at most the last unconfirmed batch (at-least-once; consumers de-duplica
 ``ce_id``) and never skips an event. Broker failures are retried with backoff and a
 fresh producer, forever: the relay recovers by itself.
 
+An idle relay waits for the store's notification that events committed (LISTEN on a
+connection of its own, :class:`CommitListener`), and polls the log as a fallback.
+
 One relay per service publishes; others (replicas) stand by. The publisher holds a
 session advisory lock and is fenced, so that one whose lock session died (terminated,
 timed out, its connection cut) stops publishing instead of racing its successor:
@@ -36,7 +39,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import structlog
@@ -48,7 +51,7 @@ from contracts.envelope import Envelope, binary_headers, rfc3339_text
 from yishi.failures import RetryPolicy, retried, sleep_or_stop
 from yishi.kafka import ensure_topics, new_producer, supports_idempotence
 from yishi.names import events_topic, source
-from yishi.store import EventStore, LogCursor, RecordedEvent
+from yishi.store import LOG_CHANNEL, EventStore, LogCursor, RecordedEvent
 
 log = structlog.get_logger("yishi.relay")
 _PARTITIONER = DefaultPartitioner()
@@ -68,6 +71,8 @@ LAG_EVENTS = Gauge("yishi_relay_lag_events", "Committed events after the relay's
                    "by the broker (counted up to a million)", ["service"])
 LAG_SECONDS = Gauge("yishi_relay_lag_seconds", "Age of the oldest event after the relay's stored cursor "
                     "(0 when the relay has caught up)", ["service"])
+WAKEUPS = Counter("yishi_relay_wakeups_total", "Times the idle relay read the log again: notified of a commit "
+                  "(LISTEN/NOTIFY) or at the end of its poll interval", ["service", "by"])
 PUBLISH_SECONDS = Histogram("yishi_relay_publish_seconds", "Time from sending a batch to the broker until it "
                             "acknowledged every message of it", ["service"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -97,7 +102,10 @@ class RelayFenced(Exception):
 # What ends a relay's turn (it stands by and tries the lock again). asyncpg raises
 # InternalClientError ("another operation is in progress") when a query meets a session
 # whose backend was just terminated.
-_LOST = (RelayFenced, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+_DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+_LOST = (RelayFenced, *_DATABASE_ERRORS, OSError)
+_BUILD_SLICE = 250  # events translated between two turns of the event loop (see Relay._prepare)
+_LISTEN_TIMEOUT_S = 5.0  # at most this long waiting for a pool connection to LISTEN on
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,31 @@ class Publication:
 
 
 Translator = Callable[[RecordedEvent], Publication | None]
+
+
+class _Batch(NamedTuple):
+    """Events read from the log and the messages built of the public ones."""
+
+    events: list[RecordedEvent]
+    outgoing: list[tuple[str, tuple[bytes, list, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadAhead:
+    """The next batch, being read (over ``conn``) and built since ``started`` (loop time)."""
+
+    cursor: LogCursor
+    conn: Any
+    started: float
+    task: asyncio.Task
+
+
+async def _drop_read_ahead(ahead: _ReadAhead | None) -> None:
+    """Wait for a batch read ahead that will not be sent, and drop it (and its error)."""
+    if ahead is not None:
+        await asyncio.wait([ahead.task])
+        if not ahead.task.cancelled():
+            ahead.task.exception()
 
 _CLASS_VERSION = re.compile(rb'"class_version":(\d+)')
 
@@ -164,6 +197,101 @@ def kafka_message(event: RecordedEvent, service: str, publication: Publication) 
     return subject.encode(), headers, publication.data
 
 
+class CommitListener:
+    """LISTENs, on a connection of its own taken from the pool, to the channel the
+    store's appends notify on commit (:data:`yishi.store.LOG_CHANNEL`), so that an idle
+    relay reads the log as soon as new events commit instead of at its next poll.
+
+    The poll stays the fallback: a notification can be lost (the connection dropped) or
+    come early (the events are held back behind an older transaction still open, see
+    ``EventStore.read_log``). A connection that dropped is replaced at the next wait, and
+    that wait returns at once, so that what committed while nobody listened is read.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, service: str) -> None:
+        self.pool = pool
+        self.service = service
+        self._conn: asyncpg.Connection | None = None
+        self._channel: str | None = None
+        self._committed = asyncio.Event()
+        self._failed = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether its connection is open and LISTENing."""
+        if self._conn is None:
+            return False
+        try:
+            return not self._conn.is_closed()
+        except asyncpg.InterfaceError:  # the pool took back a connection that closed: its session is gone
+            return False
+
+    def _notified(self, *_args: object) -> None:
+        self._committed.set()
+
+    async def listen(self, timeout: float = _LISTEN_TIMEOUT_S) -> bool:
+        """LISTEN if not listening (waiting at most ``timeout`` for a pool connection);
+        True when it started listening now. A failure is logged and leaves the relay
+        polling."""
+        if self.listening:
+            return False
+        await self.close()
+        try:
+            conn = await self.pool.acquire(timeout=timeout)
+        except (OSError, asyncio.TimeoutError, *_DATABASE_ERRORS) as exc:
+            return self._cannot_listen(exc)
+        try:
+            self._channel = await conn.fetchval(f"SELECT {LOG_CHANNEL}")
+            await conn.add_listener(self._channel, self._notified)
+        except BaseException as exc:
+            await self._release(conn)
+            if isinstance(exc, (OSError, *_DATABASE_ERRORS)):
+                return self._cannot_listen(exc)
+            raise
+        self._conn, self._failed = conn, False
+        return True
+
+    def _cannot_listen(self, exc: BaseException) -> bool:
+        if not self._failed:  # once per outage: the relay tries again at every idle wait
+            log.warning("relay cannot listen for commits; polling", service=self.service, error=repr(exc))
+        self._failed = True
+        return False
+
+    def clear(self) -> None:
+        """Forget notifications so far: call before reading the log, so that a commit
+        during the read wakes the next :meth:`wait`."""
+        self._committed.clear()
+
+    async def wait(self, stop: asyncio.Event, timeout: float) -> str | None:
+        """Until a commit is notified (``"notify"``), ``timeout`` passes (``"poll"``) or
+        ``stop`` is set (None); at once (``"listen"``) when it had to LISTEN again."""
+        if await self.listen(min(timeout, _LISTEN_TIMEOUT_S)):
+            return "listen"
+        stopping = asyncio.ensure_future(stop.wait())
+        committed = asyncio.ensure_future(self._committed.wait())
+        try:
+            await asyncio.wait((stopping, committed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            committed.cancel()
+        if stop.is_set():
+            return None
+        return "notify" if self._committed.is_set() else "poll"
+
+    async def close(self) -> None:
+        """Stop listening and give the connection back."""
+        listening, conn, self._conn = self.listening, self._conn, None
+        if conn is not None:
+            if listening:
+                with contextlib.suppress(OSError, *_DATABASE_ERRORS):
+                    await conn.remove_listener(self._channel, self._notified)  # UNLISTEN: the pool keeps sessions
+            await self._release(conn)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        with contextlib.suppress(OSError, *_DATABASE_ERRORS):
+            await self.pool.release(conn)
+
+
 class Relay:
     """Publishes one service's log to Kafka; run one per service (an advisory lock
     keeps a second instance idle until the first dies, and fencing stops the first once
@@ -182,7 +310,7 @@ class Relay:
         *,
         name: str = "kafka",
         batch_size: int = 500,
-        idle_wait: float = 0.05,
+        idle_wait: float = 0.5,
         max_backoff: float = 5.0,
         kafka_options: dict | None = None,
         takeover_grace: float = 5.0,
@@ -206,6 +334,15 @@ class Relay:
         self._topics: set[str] = set()
         self._offsets: dict = {}
         self._saving: asyncio.Task | None = None
+        self._ahead: _ReadAhead | None = None  # the next batch, read while the broker acknowledges one
+        self._commits: CommitListener | None = None  # while publishing
+        # How the idle relay came to read the log again (see _idle).
+        self.wakeups = {"notify": 0, "poll": 0, "listen": 0}
+
+    @property
+    def listening(self) -> bool:
+        """Whether the relay is LISTENing for commits (it polls meanwhile either way)."""
+        return self._commits is not None and self._commits.listening
 
     async def position(self) -> LogCursor:
         """The cursor after the last event confirmed by the broker."""
@@ -273,6 +410,9 @@ class Relay:
         return self._producer
 
     async def _drop_producer(self) -> None:
+        """Close the producer, and drop the batch read ahead (its read is waited for)."""
+        ahead, self._ahead = self._ahead, None
+        await _drop_read_ahead(ahead)
         producer, self._producer = self._producer, None
         self._topics.clear()  # a restarted broker may have lost them
         if producer is not None:
@@ -345,8 +485,12 @@ class Relay:
         if self._epoch is None:
             await self.claim(conn)
         epoch = self._epoch
-        async with asyncio.timeout(self.batch_timeout):
-            events = await self._publish(cursor, conn)
+        ahead = await self._take_read_ahead(cursor, conn)
+        # A batch read ahead counts its time from its read: read to stored cursor stays
+        # within batch_timeout, which the takeover grace relies on.
+        started = ahead.started if ahead is not None else asyncio.get_running_loop().time()
+        async with asyncio.timeout_at(started + self.batch_timeout):
+            events = await self._publish(cursor, conn, ahead)
         if not events:
             return 0, cursor
         new_cursor = events[-1].cursor
@@ -356,21 +500,53 @@ class Relay:
         LAST_POSITION.labels(self.service).set(events[-1].position)
         return len(events), new_cursor
 
-    async def _publish(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> list[RecordedEvent]:
-        """Read, send and confirm the batch after ``cursor``, then wait for the previous
-        batch's cursor to be stored; return the events read."""
+    async def _prepare(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _Batch:
+        """Read the batch after ``cursor`` and build its messages.
+
+        A batch read ahead is built while the producer sends the one before on the same
+        event loop: building pauses every ``_BUILD_SLICE`` events so that the producer's
+        sender is never held up for a whole batch's translation."""
         events = await self.store.read_log(cursor, self.batch_size, conn)
+        outgoing = []
+        for n, event in enumerate(events, 1):
+            if n % _BUILD_SLICE == 0:
+                await asyncio.sleep(0)
+            publication = self.translate(event)
+            if publication is not None:
+                topic = publication.topic or events_topic(event.district, self.service)
+                outgoing.append((topic, kafka_message(event, self.service, publication)))
+        return _Batch(events, outgoing)
+
+    async def _take_read_ahead(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _ReadAhead | None:
+        """The batch read ahead if it starts at ``cursor`` (over ``conn``) and is at most
+        half a ``batch_timeout`` old, so that at least that much of its time is left to
+        send it: one read from elsewhere (the batch before it failed and is sent again),
+        or behind a slow acknowledgement, is waited for and dropped (and read again)."""
+        ahead, self._ahead = self._ahead, None
+        if (ahead is not None and ahead.cursor == cursor and ahead.conn is conn
+                and asyncio.get_running_loop().time() - ahead.started <= self.batch_timeout / 2):
+            return ahead
+        await _drop_read_ahead(ahead)
+        return None
+
+    async def _publish(self, cursor: LogCursor, conn: asyncpg.Connection | None,
+                       ahead: _ReadAhead | None = None) -> list[RecordedEvent]:
+        """Read (unless read ahead), send and confirm the batch after ``cursor``, then
+        wait for the previous batch's cursor to be stored; return the events read.
+
+        When the batch is full, the next one is read and built while the broker
+        acknowledges this one (it is sent only after): the database read and the
+        translation no longer add to each batch's time.
+        """
+        events, outgoing = await (ahead.task if ahead is not None else self._prepare(cursor, conn))
         if not events:
             await self.flush()
             return events
-        outgoing = []
-        for event in events:
-            publication = self.translate(event)
-            if publication is None:
-                SKIPPED.labels(self.service).inc()
-                continue
-            topic = publication.topic or events_topic(event.district, self.service)
-            outgoing.append((topic, kafka_message(event, self.service, publication)))
+        if len(events) == self.batch_size:
+            after = events[-1].cursor
+            self._ahead = _ReadAhead(after, conn, asyncio.get_running_loop().time(),
+                                     asyncio.create_task(self._prepare(after, conn)))
+        SKIPPED.labels(self.service).inc(len(events) - len(outgoing))
         if outgoing:
             producer = await self._ensure_producer()
             new_topics = {t for t, _ in outgoing} - self._topics
@@ -415,6 +591,7 @@ class Relay:
             if not await lock_conn.fetchval(f"SELECT pg_try_advisory_lock({_LOCK_KEY})", self.name):
                 await sleep_or_stop(stop, 1.0)  # another instance relays; stand by
                 return
+            self._commits = CommitListener(self.store.pool, self.service)
             try:
                 await self._relay_under_lock(lock_conn, stop)
             except BaseException:
@@ -422,6 +599,10 @@ class Relay:
                     lock_conn.terminate()
                 raise
             finally:
+                ahead, self._ahead = self._ahead, None
+                await _drop_read_ahead(ahead)  # its read must end before the session is unlocked or closed
+                commits, self._commits = self._commits, None
+                await commits.close()
                 await self.flush()
             await lock_conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})", self.name)
 
@@ -430,10 +611,14 @@ class Relay:
         if cursor is None:
             return
         self.active = True
+        if self._commits is not None:
+            await self._commits.listen()  # before the first read: no commit after it goes unnoticed
         log.info("relay started", service=self.service, tx_id=cursor.tx_id, position=cursor.position,
-                 epoch=self._epoch)
+                 epoch=self._epoch, listening=self.listening)
         backoff = RetryPolicy(backoff_initial=0.1, backoff_max=self.max_backoff).transient_delay
         while not stop.is_set():
+            if self._commits is not None:
+                self._commits.clear()
             batch = await retried(lambda: self.publish_batch(cursor, lock_conn), stop, backoff,
                                   retry=lambda exc: isinstance(exc, (KafkaError, asyncio.TimeoutError)),
                                   before_sleep=self._publish_failed)
@@ -441,7 +626,19 @@ class Relay:
                 return
             count, cursor = batch
             if count < self.batch_size:
-                await sleep_or_stop(stop, self.idle_wait)
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for more events: until the store notifies a commit, else for the poll
+        interval (``idle_wait``); counted in :attr:`wakeups` and ``yishi_relay_wakeups_total``."""
+        if self._commits is None:
+            await sleep_or_stop(stop, self.idle_wait)
+            by = None if stop.is_set() else "poll"
+        else:
+            by = await self._commits.wait(stop, self.idle_wait)
+        if by is not None:
+            self.wakeups[by] += 1
+            WAKEUPS.labels(self.service, by).inc()
 
     async def _publish_failed(self, state) -> None:
         """Count and log a failed batch, drop the producer, and surface a fenced cursor

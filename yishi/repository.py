@@ -8,11 +8,13 @@ aggregate cannot both win.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 from eventsourcing.domain import (
     Aggregate,
     BaseAggregate,
@@ -39,10 +41,45 @@ class AggregateNotFound(LookupError):
     """No aggregate of the requested class is stored under the requested id."""
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+class _OrjsonTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, decoding with orjson: the same objects, about three
+    times faster (each replay, translation and aggregate load decodes every event)."""
+
+    def decode(self, data: bytes) -> Any:
+        # orjson reads integers beyond 64 bits as floats, and refuses NaN and lone
+        # surrogates: such states (and any with 19 digits in a row) are decoded as the
+        # library decodes them.
+        if _LONG_DIGITS.search(data) is not None:
+            return super().decode(data)
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return super().decode(data)
+        return self._revive(obj) if b'"_type_"' in data and type(obj) in (dict, list) else obj
+
+    def _revive(self, obj: Any) -> Any:
+        """What the library's ``object_hook`` makes of each object, innermost first: a
+        ``{"_type_": …, "_data_": …}`` object becomes the value it encodes."""
+        if type(obj) is dict:
+            for key, value in obj.items():
+                kind = type(value)
+                if kind is dict or kind is list:
+                    obj[key] = self._revive(value)
+            return self._decode_obj(obj) if len(obj) == 2 and "_type_" in obj else obj
+        for i, value in enumerate(obj):
+            kind = type(value)
+            if kind is dict or kind is list:
+                obj[i] = self._revive(value)
+        return obj
+
+
 def default_mapper(*extra_transcodings: Any) -> Mapper:
     """The one encoding of domain events: the library's JSON transcoder with UUIDs,
     datetimes and decimals, plus any service-specific transcodings."""
-    transcoder = JSONTranscoder()
+    transcoder = _OrjsonTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr(), *extra_transcodings):
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)

@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
-    relay_idle_wait_s: float = Field(default=0.05, gt=0, description="Poll interval when the log is idle.")
+    relay_idle_wait_s: float = Field(default=0.5, gt=0, description="Poll interval when the log is idle: the "
+                                     "fallback, as commits wake the relay (LISTEN/NOTIFY).")
     relay_takeover_grace_s: float = Field(
         default=5.0, gt=0, description="How long a relay that takes the lock over waits before it claims the "
         "cursor, so that its predecessor can store its last batch's; a batch must be published within half of it.")

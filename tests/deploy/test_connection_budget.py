@@ -24,9 +24,10 @@ from yishi.settings import Settings
 # service) and a psql session or two. PostgreSQL's superuser_reserved_connections
 # (3 by default) come on top, read from the cluster.
 OPERATIONS_RESERVE = 15
-# Fewest connections a pod works with: the relay's lock session, two job leaders
-# (notify's delivery worker and vote reminder) and one for commands and consumers.
-POOL_FLOOR = 4
+# Fewest connections a pod works with: the relay's lock session and its LISTEN for
+# commits, two job leaders (notify's delivery worker and vote reminder) and one for
+# commands and consumers.
+POOL_FLOOR = 5
 
 
 def pods_at_most(hpa: Obj, deployment: Obj) -> int:

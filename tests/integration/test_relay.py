@@ -205,3 +205,61 @@ async def test_relays_of_services_sharing_a_database_run_side_by_side(servers):
             schema = await pool.fetchval("SELECT current_schema()")
             await pool.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await pool.close()
+
+
+async def test_an_idle_relay_is_woken_by_the_commit_not_by_its_poll(pool, servers):
+    """The store's appends NOTIFY on commit and the relay LISTENs: with a poll interval of
+    an hour, every append is still published, and no poll ever happened."""
+    store, district = EventStore(pool), new_district()
+    relay = Relay(store, servers.kafka_bootstrap, "proposals", idle_wait=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+
+    async def listening():
+        return relay.active and relay.listening
+
+    try:
+        await wait_until(listening, timeout=60)
+        for n in range(3):
+            await store.append(f"woken-{n}", 0, numbered(n, 1, 2), meta(district))
+            head = await store.head()
+            await wait_until(lambda: _position_at_least(relay, head), timeout=60)
+        assert relay.wakeups["poll"] == 0
+        assert relay.wakeups["notify"] >= 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    check_complete_and_ordered(await read_topic(servers.kafka_bootstrap, f"{district}.proposals.events", 6), 3, 2)
+
+
+async def test_with_its_listener_killed_the_relay_polls_then_listens_again(pool, servers, schema_name):
+    store, district = EventStore(pool), new_district()
+    relay = Relay(store, servers.kafka_bootstrap, "proposals", idle_wait=5.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+
+    async def listening():
+        return relay.active and relay.listening
+
+    async def published(stream: int) -> None:
+        await store.append(f"polled-{stream}", 0, numbered(stream, 1, 2), meta(district))
+        head = await store.head()
+        await wait_until(lambda: _position_at_least(relay, head), timeout=60)
+
+    try:
+        await wait_until(listening, timeout=60)
+        listener = await pool.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'",
+            f"yishi-{schema_name}")
+        before = dict(relay.wakeups)
+        assert await pool.fetchval("SELECT pg_terminate_backend($1)", listener)
+        await published(0)  # committed while nobody listens: the poll finds it
+        assert relay.wakeups["poll"] > before["poll"]
+        assert relay.wakeups["notify"] == before["notify"]
+        await wait_until(listening, timeout=60)  # a new LISTEN, after the poll
+        assert relay.wakeups["listen"] == before["listen"] + 1
+        await published(1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    check_complete_and_ordered(await read_topic(servers.kafka_bootstrap, f"{district}.proposals.events", 4), 2, 2)

@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 
 from contracts.registry import REGISTRY
-from yishi.audit.sources import PublicEvent, kafka_events, public_stored_events, stored_events, to_public, translator
+from yishi.audit.sources import PublicEvent, kafka_events, public_stored_batches, stored_events, to_public, translator
 from yishi.audit.views import AuditView
 from yishi.commands import REPLY_TOPIC_PREFIX
 from yishi.repository import Repository
@@ -140,7 +140,8 @@ async def audit_view_from_stores(pools: dict[str, asyncpg.Pool], *, district: st
     """The audit view from the services' stores (``service -> pool``)."""
     with Replayer(as_of, progress) as replayer:
         for service, pool in pools.items():
-            await replayer.feed_async(public_stored_events(pool, service, district=district, upto=as_of.position))
+            async for events in public_stored_batches(pool, service, district=district, upto=as_of.position):
+                replayer.feed(events)
         return replayer.done()
 
 

@@ -63,14 +63,24 @@ async def count_stored(pool: asyncpg.Pool, *, district: str | None = None, upto:
     return await pool.fetchval(_COUNT, district, upto)
 
 
+async def stored_batches(
+    pool: asyncpg.Pool, *, district: str | None = None, upto: int | None = None, batch: int = 5000
+) -> AsyncIterator[list[RecordedEvent]]:
+    """A service's stored events in log order, up to position ``upto``, read with a
+    server-side cursor from one consistent snapshot, ``batch`` at a time."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        cursor = await conn.cursor(_LOG, district, upto)
+        while rows := await cursor.fetch(batch):
+            yield [RecordedEvent.from_row(row) for row in rows]
+
+
 async def stored_events(
     pool: asyncpg.Pool, *, district: str | None = None, upto: int | None = None, batch: int = 5000
 ) -> AsyncIterator[RecordedEvent]:
-    """A service's stored events in log order, up to position ``upto``, streamed with a
-    server-side cursor from one consistent snapshot."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(_LOG, district, upto, prefetch=batch):
-            yield RecordedEvent.from_row(row)
+    """:func:`stored_batches`, one event at a time."""
+    async for events in stored_batches(pool, district=district, upto=upto, batch=batch):
+        for event in events:
+            yield event
 
 
 def to_public(service: str, translate: Translator, event: RecordedEvent) -> PublicEvent | None:
@@ -85,14 +95,15 @@ def to_public(service: str, translate: Translator, event: RecordedEvent) -> Publ
                        datetime.fromisoformat(event.metadata["occurred_at"]), event.position)
 
 
-async def public_stored_events(
+async def public_stored_batches(
     pool: asyncpg.Pool, service: str, *, district: str | None = None, upto: int | None = None
-) -> AsyncIterator[PublicEvent | None]:
-    """:func:`to_public` of each of :func:`stored_events` (None for unpublished ones, so
-    callers can count progress over every stored row)."""
+) -> AsyncIterator[list[PublicEvent | None]]:
+    """:func:`to_public` of each of :func:`stored_batches` (None for unpublished ones, so
+    callers can count progress over every stored row), a batch at a time: a replay
+    spends no per-event steps of asynchronous iteration."""
     translate = translator(service)
-    async for event in stored_events(pool, district=district, upto=upto):
-        yield to_public(service, translate, event)
+    async for events in stored_batches(pool, district=district, upto=upto):
+        yield [to_public(service, translate, event) for event in events]
 
 
 def events_topic_matches(topic: str, service: str, districts: Iterable[str] | None) -> bool:
