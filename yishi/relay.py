@@ -8,8 +8,9 @@ re-sends at most the last unconfirmed batch (at-least-once; consumers de-duplica
 ``ce_id``) and never skips an event. Broker failures are retried with backoff and a
 fresh producer, forever: the relay recovers by itself.
 
-An idle relay waits for the store's notification that events committed (LISTEN on a
-connection of its own, :class:`CommitListener`), and polls the log as a fallback.
+An idle relay waits for the notification that events were appended (LISTEN on a
+connection of its own, :class:`CommitListener`; sent once the appending connection is
+back in the pool, see :mod:`yishi.db`), and polls the log as a fallback.
 
 One relay per service publishes; others (replicas) stand by. The publisher holds a
 session advisory lock and is fenced, so that one whose lock session died (terminated,
@@ -51,7 +52,8 @@ from contracts.envelope import Envelope, binary_headers, rfc3339_text
 from yishi.failures import RetryPolicy, retried, sleep_or_stop
 from yishi.kafka import ensure_topics, new_producer, supports_idempotence
 from yishi.names import events_topic, source
-from yishi.store import LOG_CHANNEL, EventStore, LogCursor, RecordedEvent
+from yishi.db import LOG_CHANNEL
+from yishi.store import EventStore, LogCursor, RecordedEvent
 
 log = structlog.get_logger("yishi.relay")
 _PARTITIONER = DefaultPartitioner()
@@ -199,7 +201,7 @@ def kafka_message(event: RecordedEvent, service: str, publication: Publication) 
 
 class CommitListener:
     """LISTENs, on a connection of its own taken from the pool, to the channel the
-    store's appends notify on commit (:data:`yishi.store.LOG_CHANNEL`), so that an idle
+    pool notifies after appends (:data:`yishi.db.LOG_CHANNEL`), so that an idle
     relay reads the log as soon as new events commit instead of at its next poll.
 
     The poll stays the fallback: a notification can be lost (the connection dropped) or

@@ -35,19 +35,14 @@ import asyncpg
 import orjson
 
 from yishi.clock import Clock, SystemClock
+from yishi.db import mark_appended
 from yishi.tracing import trace_fields
 
 GENESIS = bytes(32)
 
 # Tables: yishi/migrations/versions (the platform's migrations).
 
-# The channel every append notifies in its own statement, so that a relay LISTENing on it
-# wakes when the events commit (NOTIFY is delivered on commit, and PostgreSQL folds the
-# identical notifications of one transaction into one). One channel per service schema;
-# PostgreSQL's channel names hold 63 bytes.
-LOG_CHANNEL = "left('yishi.log.' || current_schema(), 63)"
-
-_APPEND = f"""
+_APPEND = """
 WITH RECURSIVE
     batch AS (
         SELECT * FROM unnest($3::int[], $4::uuid[], $5::text[], $6::bytea[], $7::jsonb[], $8::bytea[])
@@ -58,29 +53,23 @@ WITH RECURSIVE
         SELECT $2::int, COALESCE((SELECT hash FROM head), $9::bytea)
         UNION ALL
         SELECT b.version, sha256(c.hash || b.digest) FROM chain c JOIN batch b ON b.version = c.version + 1
-    ),
-    appended AS (
+    )
 INSERT INTO events (stream_id, version, event_id, district, topic, state, metadata, hash)
 SELECT $1, b.version, b.event_id, $10, b.topic, b.state, b.metadata, c.hash
 FROM batch b JOIN chain c USING (version)
 WHERE $2 = 0 OR EXISTS (SELECT 1 FROM head)
 ORDER BY b.version
 RETURNING position
-    )
-SELECT position FROM appended, pg_notify({LOG_CHANNEL}, '') ORDER BY position
 """
 
 # The common case, one event, without the recursive chain over a batch: the same hash
 # chain in a cheaper plan (about a quarter less database CPU per append).
-_APPEND_ONE = f"""
-WITH appended AS (
+_APPEND_ONE = """
 INSERT INTO events (stream_id, version, event_id, district, topic, state, metadata, hash)
 SELECT $1, $2::int + 1, $3, $4, $5, $6, $7::jsonb, sha256(prev.hash || $8::bytea)
 FROM (SELECT hash FROM events WHERE stream_id = $1 AND version = $2
       UNION ALL SELECT $9::bytea WHERE $2 = 0) AS prev
 RETURNING position
-)
-SELECT position FROM appended, pg_notify({LOG_CHANNEL}, '')
 """
 
 # In RecordedEvent's field order.
@@ -326,8 +315,10 @@ class EventStore:
             if conn is None:
                 async with self.pool.acquire() as c:
                     rows = await c.fetch(sql, *args)
+                    mark_appended(c)
             else:
                 rows = await conn.fetch(sql, *args)
+                mark_appended(conn)
         except asyncpg.UniqueViolationError as exc:
             if "event_id" in (exc.constraint_name or ""):
                 raise StoreError(f"an event id in this batch was already stored: {exc.detail}") from exc
