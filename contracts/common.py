@@ -199,10 +199,15 @@ Id = Annotated[
 class PlatformChosen:
     """Marks a command's field that names what the command creates: the caller may
     choose the id (for idempotency of its own) or leave it out, and the platform then
-    chooses one and names it in the reply (:mod:`yishi.ids`)."""
+    chooses one and names it in the reply (:mod:`yishi.ids`). ``derive``, when given,
+    computes the omitted id from the command itself (a public rule such as
+    ``resolution_id_for``) instead of drawing a new one."""
+
+    def __init__(self, derive: Callable[[Any], str] | None = None) -> None:
+        self.derive = derive
 
     def __repr__(self) -> str:
-        return "PlatformChosen()"
+        return f"PlatformChosen(derive={self.derive!r})" if self.derive else "PlatformChosen()"
 
 
 NewId = Annotated[
@@ -214,10 +219,10 @@ NewId = Annotated[
 """The type of a command's new id; declare it with ``= None``."""
 
 
-def new_id_fields(model: type[BaseModel]) -> tuple[str, ...]:
-    """The fields of ``model`` marked :data:`NewId`."""
-    return tuple(name for name, info in model.model_fields.items()
-                 if any(isinstance(m, PlatformChosen) for m in info.metadata))
+def new_id_fields(model: type[BaseModel]) -> dict[str, PlatformChosen]:
+    """The fields of ``model`` marked :data:`NewId` (or :class:`PlatformChosen`), with their mark."""
+    return {name: mark for name, info in model.model_fields.items()
+            for mark in info.metadata if isinstance(mark, PlatformChosen)}
 
 
 Title = Annotated[

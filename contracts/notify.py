@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from contracts.common import Command, Event, Id, Storable, Text, TypeName, Value, on_input
+from contracts.common import Command, Event, Id, NewId, Storable, Text, TypeName, Value, on_input
 
 
 class Channel(StrEnum):
@@ -105,7 +105,7 @@ class NotificationFailed(Event):
 class RequestNotification(Command):
     """Ask for a notification to be sent."""
 
-    notification_id: Id
+    notification_id: NewId = None
     recipients: tuple[Recipient, ...] = Field(min_length=1)
     channels: tuple[Channel, ...] = Field(min_length=1)
     template: Template
@@ -166,7 +166,7 @@ class Subscribe(Command):
     follow, narrowed to ``council_ids`` and ``proposal_ids`` when given.
     """
 
-    subscription_id: Id
+    subscription_id: NewId = None
     subscriber: Recipient = Field(description="A person or a system (kind ``person`` or ``system``).")
     channel: Channel
     address: Address

@@ -23,11 +23,14 @@ from contracts.common import (
     Id,
     JsonInteger,
     Moment,
+    NewId,
     Percent,
+    PlatformChosen,
     Text,
     Title,
     Value,
 )
+from contracts.proposals import resolution_id_for
 
 
 Year = Annotated[int, Field(ge=2000, le=2200), JsonInteger]
@@ -302,10 +305,22 @@ class ReminderPolicySet(Event):
     supervisor_id: Id | None = None
 
 
+ResolutionId = Annotated[
+    Id | None,
+    PlatformChosen(derive=lambda command: resolution_id_for(command.proposal_id)),
+    Field(description="The new resolution's id; chosen by the caller, or left out (or null) and then derived from "
+          "the proposal as for an adopted one (`res-` + `proposal_id`, `contracts.proposals.resolution_id_for`), "
+          "named in the reply's `ids`: a proposal has one resolution, whoever registers it."),
+]
+"""A registered resolution's id: derived from its proposal rather than drawn, so the
+resolution a district registers and the one oversight registers on the proposal's
+adoption are the same record (the second is then not registered again)."""
+
+
 class RegisterResolution(Command):
     """Register a resolution directly (adopted proposals are registered on ``ProposalDecided``)."""
 
-    resolution_id: Id
+    resolution_id: ResolutionId = None
     proposal_id: Id
     council_id: Id
     catalogue_item_id: Id | None = None
@@ -317,7 +332,7 @@ class RegisterResolution(Command):
 class EstablishFund(Command):
     """Set up a community's micro-project fund for one year (one fund per community and year)."""
 
-    fund_id: Id
+    fund_id: NewId = None
     community_id: Id
     year: Year
     amount_fen: Fen
@@ -338,7 +353,7 @@ class SetReminderPolicy(Command):
 class AssignTask(Command):
     """Assign part of a resolution to an implementer."""
 
-    task_id: Id
+    task_id: NewId = None
     resolution_id: Id
     implementer: Implementer
     description: Text
@@ -365,7 +380,7 @@ class ReportProgress(Command):
 class AllocateFunds(Command):
     """Set money aside from a fund for a resolution or one of its tasks."""
 
-    allocation_id: Id
+    allocation_id: NewId = None
     resolution_id: Id
     task_id: Id | None = None
     fund_id: Id
@@ -376,7 +391,7 @@ class AllocateFunds(Command):
 class RecordSpending(Command):
     """Record money spent from an allocation."""
 
-    expenditure_id: Id
+    expenditure_id: NewId = None
     allocation_id: Id
     amount_fen: Fen
     payee: Title
@@ -404,7 +419,7 @@ class CompleteTask(Command):
 class RecordInspection(Command):
     """Record an inspection of a resolution or one of its tasks."""
 
-    inspection_id: Id
+    inspection_id: NewId = None
     resolution_id: Id
     task_id: Id | None = None
     inspector_ids: tuple[Id, ...] = Field(min_length=1)
@@ -417,7 +432,7 @@ class RecordInspection(Command):
 class ScheduleFollowUpInspection(Command):
     """Schedule an inspection after a task's completion."""
 
-    inspection_id: Id
+    inspection_id: NewId = None
     task_id: Id
     scheduled_for: Moment
     reason: Text
@@ -426,7 +441,7 @@ class ScheduleFollowUpInspection(Command):
 class RecordSatisfaction(Command):
     """Record the satisfaction counts of a yearly review meeting for one resolution."""
 
-    rating_id: Id
+    rating_id: NewId = None
     resolution_id: Id
     review_meeting_id: Id
     year: Year

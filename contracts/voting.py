@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from contracts.common import Command, Count, Event, Id, Value, VoteMatter, VoteTerms
+from contracts.common import Command, Count, Event, Id, NewId, Value, VoteMatter, VoteTerms
 
 
 class BallotChoice(StrEnum):
@@ -102,7 +102,7 @@ class OpenVote(Command):
     """Open a vote on a question directly (matter kind ``question``); a proposal's or a
     nomination's vote opens on its ``VoteRequested`` (``RequestVote``), never this way."""
 
-    vote_id: Id
+    vote_id: NewId = None
     council_id: Id
     matter: VoteMatter
     terms: VoteTerms
@@ -112,6 +112,10 @@ class CastBallot(Command):
     """Cast the actor's ballot; one per voter, rejected after the vote closes."""
 
     vote_id: Id
+    # Not a NewId: for a secret vote the ballot id is the voter's receipt, which only the
+    # voter may know and keep (reading the receipt needs it). A platform-chosen one would be
+    # derived from the voter's own command and named in a reply stored and published on the
+    # replies topic, readable by others than the voter.
     ballot_id: Id = Field(description="Chosen by the sender, so a resent ballot is recognised. For secret votes "
                           "it is the voter's receipt: choose it at random and keep it.")
     choice: BallotChoice

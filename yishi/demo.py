@@ -35,7 +35,7 @@ from rich.table import Table
 
 from contracts import registry
 from contracts.common import Actor, Command, Electorate, ElectorateKind, Role, VoteMatter, VoteMatterKind, VoteTerms
-from contracts.notify import Channel, Recipient, RecipientKind, Subscribe
+from contracts.notify import Channel, SetDefaultContact
 from contracts.oversight import (
     AcceptTask,
     AssignTask,
@@ -375,11 +375,15 @@ async def vote(api: Api, councils: Councils, proposal_id: str, vote_id: str, say
     return Deliberation(proposal_id, vote_id, closed, proposal)
 
 
-async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say: Console,
-                  inbox: WebhookInbox | None) -> str:
+async def deliver(api: Api, councils: Councils, proposal_id: str, say: Console, inbox: WebhookInbox | None) -> str:
     """The resolution's task, through a stall and its reminder, to completion, inspection
-    and the residents' rating. Returns the resolution id."""
-    resolution_id = f"res-{proposal_id}"  # oversight names a proposal's resolution so
+    and the residents' rating. Returns the resolution id.
+
+    The ids of what the story creates from here on are the platform's, named in each
+    reply (``ids``); the resolution's is named by the adopted proposal."""
+    proposal = await api.until("the proposal naming its resolution", "proposals", f"proposals/{proposal_id}",
+                               lambda p: p["resolution_id"])
+    resolution_id = proposal["resolution_id"]
     await api.until("the resolution's registration", "oversight", f"resolutions/{resolution_id}")
     say.print(f"📜 ResolutionRegistered: {resolution_id}")
     await api.send(SetReminderPolicy(district=api.district, actor=WORKER, scope=PolicyScope.RESOLUTION,
@@ -388,18 +392,21 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
     factor = (await api.clock())["factor"]
     say.print("   reminder policy: a task without news for 1 day is stalled"
               + (f" (on this platform's rehearsal clock a day lasts {86_400 / factor:.1f} s)" if factor > 1 else ""))
-    task_id = f"task-{tag}-1"
     if inbox is not None:
-        await api.send(Subscribe(district=api.district, actor=STAFF, subscription_id=f"sub-{tag}-staff",
-                                 subscriber=Recipient(kind=RecipientKind.PERSON, id=STAFF.id),
-                                 channel=Channel.WEBHOOK, address=inbox.url))
-        say.print(f"   {who(STAFF.id)} subscribes to notices by webhook ({inbox.url})")
+        # The staff subscribe to nothing: the district's directory of default contacts
+        # reaches them through their organisation's gateway (services/notify/README.md).
+        await api.send(SetDefaultContact(district=api.district, actor=WORKER, party_id=IMPLEMENTER_ID,
+                                         channel=Channel.WEBHOOK, address=inbox.url))
+        say.print(f"   {who(WORKER.id)} lists 鼓楼绿色家园服务中心's webhook ({inbox.url}) in the district's "
+                  "directory of default contacts")
     standards = ("40个充电位全部可用", "通过消防验收", "距住户窗户不少于8米")
-    await api.send(AssignTask(district=api.district, actor=WORKER, task_id=task_id, resolution_id=resolution_id,
-                              implementer=Implementer(kind=ImplementerKind.SOCIAL_ORGANISATION, id=IMPLEMENTER_ID,
-                                                      name="鼓楼绿色家园服务中心"),
-                              description="建设充电棚并完成消防验收。", acceptance_standards=standards,
-                              due_at=await api.now() + timedelta(days=60), budget_fen=8_600_000))
+    assigned = await api.send(AssignTask(
+        district=api.district, actor=WORKER, resolution_id=resolution_id,
+        implementer=Implementer(kind=ImplementerKind.SOCIAL_ORGANISATION, id=IMPLEMENTER_ID,
+                                name="鼓楼绿色家园服务中心"),
+        description="建设充电棚并完成消防验收。", acceptance_standards=standards,
+        due_at=await api.now() + timedelta(days=60), budget_fen=8_600_000))
+    task_id = assigned["ids"]["task_id"]
     say.print(f"🧰 TaskAssigned: {task_id} to 鼓楼绿色家园服务中心, standards: {'; '.join(standards)}")
     await api.send(AcceptTask(district=api.district, actor=STAFF, task_id=task_id))
     await api.send(ReportProgress(district=api.district, actor=STAFF, task_id=task_id, percent_complete=40,
@@ -419,17 +426,17 @@ async def deliver(api: Api, councils: Councils, proposal_id: str, tag: str, say:
                                 summary="充电棚投入使用,40个充电位全部可用,已通过消防验收。"))
     say.print(f"✅ TaskCompleted: {who(STAFF.id)} declares {task_id} done")
     inspectors = (SUPERVISOR.id, "supervisor-02", "supervisor-03", "supervisor-04", "supervisor-05")
-    await api.send(RecordInspection(district=api.district, actor=SUPERVISOR, inspection_id=f"insp-{tag}-1",
-                                    resolution_id=resolution_id, task_id=task_id, inspector_ids=inspectors,
+    await api.send(RecordInspection(district=api.district, actor=SUPERVISOR, resolution_id=resolution_id,
+                                    task_id=task_id, inspector_ids=inspectors,
                                     aspects=(InspectionAspect.QUALITY, InspectionAspect.SPENDING),
                                     finding=InspectionFinding.SATISFACTORY, notes="符合三项验收标准。"))
     await api.until("the task passing inspection", "oversight", f"tasks/{task_id}", lambda t: t["status"] == "passed")
     say.print(f"🔍 InspectionRecorded: the five-person group led by {who(SUPERVISOR.id)} finds it satisfactory; "
               "the task passes")
     year = (await api.now()).year
-    await api.send(RecordSatisfaction(district=api.district, actor=WORKER, rating_id=f"rating-{tag}",
-                                      resolution_id=resolution_id, review_meeting_id=f"review-xikang-{year}",
-                                      year=year, satisfied=58, basically_satisfied=9, dissatisfied=3))
+    await api.send(RecordSatisfaction(district=api.district, actor=WORKER, resolution_id=resolution_id,
+                                      review_meeting_id=f"review-xikang-{year}", year=year, satisfied=58,
+                                      basically_satisfied=9, dissatisfied=3))
     say.print("⭐ SatisfactionRated at the yearly review: 58 satisfied, 9 basically satisfied, 3 dissatisfied")
     return resolution_id
 
@@ -476,7 +483,7 @@ async def tell(urls: Mapping[str, str], say: Console, *, district: str = DEMO_DI
         await raise_and_deliberate(api, councils, proposal_id, say, notice=notice)
         await vote(api, councils, proposal_id, f"vote-{tag}", say,
                    open_for=timedelta(days=VOTE_DAYS) if real_periods else timedelta(minutes=10))
-        resolution_id = await deliver(api, councils, proposal_id, tag, say, inbox)
+        resolution_id = await deliver(api, councils, proposal_id, say, inbox)
         trail = await audit(api, resolution_id, say)
         say.rule("the story is complete")
         return trail

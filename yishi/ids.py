@@ -9,7 +9,8 @@ The id is drawn from the service's injected :class:`IdSource` with a *seed* made
 command's identity (district, caller, type, idempotency key: see
 :class:`yishi.commands.CommandIdentity`) and the field: a resend under the same key, a
 retry after a concurrent change and a redelivered Kafka message all get the same id, so
-the thing is never created twice under two names.
+the thing is never created twice under two names. A field whose mark derives its id
+from the command (a resolution's from its proposal) gets that id instead.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class SequentialIds:
 def choose_ids(command: C, identity: str, source: IdSource) -> tuple[C, dict[str, str]]:
     """``command`` with every omitted new id filled in from ``source``, seeded by the
     command's ``identity`` (a stable digest of it), and the ids chosen by field."""
-    chosen = {name: source.new_id(name.removesuffix("_id"), f"{identity}\x1f{name}")
-              for name in new_id_fields(type(command)) if getattr(command, name) is None}
+    chosen = {name: mark.derive(command) if mark.derive else source.new_id(name.removesuffix("_id"),
+                                                                          f"{identity}\x1f{name}")
+              for name, mark in new_id_fields(type(command)).items() if getattr(command, name) is None}
     return (command.model_copy(update=chosen) if chosen else command), chosen

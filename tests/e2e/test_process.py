@@ -58,6 +58,10 @@ async def test_full_process_from_raise_to_audit_trail(platform):
     # The reminder reached the implementer's webhook, signed with the platform's secret.
     async with Api(platform.urls, district, auth=acting()) as api:
         deliveries = await api.get("notify", "deliveries", recipient_id="staff-2201", status="delivered")
+        # The staff subscribed to nothing: their organisation's entry in the district's
+        # directory of default contacts reached them.
+        assert (await api.get("notify", "subscriptions", subscriber_id="staff-2201"))["items"] == []
+        assert (await api.get("notify", "default-contacts/org-green-home"))["address"] == platform.inbox.url
     reminder_delivery = next(d for d in deliveries["items"] if d["regarding_type"] == "ReminderDue")
     headers, body = next((h, b) for h, b in platform.inbox.received
                          if reminder_delivery["delivery_id"].encode() in b)
