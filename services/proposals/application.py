@@ -56,12 +56,14 @@ async def load(ctx: CommandContext, cls: type[A], district: str, public_id: str)
         raise Rejected(RejectionReason.NOT_FOUND, f"{_NAMES[cls]} {public_id} does not exist", public_id) from None
 
 
-async def addressed(ctx: CommandContext, cmd: Command, cls: type[A], public_id: str) -> A:
+async def addressed(ctx: CommandContext, cmd: Command, cls: type[A], public_id: str,
+                    subject: str | None = None) -> A:
     """The council's record ``cmd`` addresses (a council, a nomination, a slate, a
     proposal), once its caller is known to act for that council (a scoped role's
-    ``acts_for``, :data:`contracts.permissions.PARTIES`); ``not_found`` first."""
+    ``acts_for``, :data:`contracts.permissions.PARTIES`); ``not_found`` first. A refusal
+    names ``subject`` (default ``public_id``)."""
     record = await load(ctx, cls, cmd.district, public_id)
-    ctx.authorise_party(cmd, {Party.COUNCIL: record.council_id}, public_id)  # type: ignore[attr-defined]
+    ctx.authorise_party(cmd, {Party.COUNCIL: record.council_id}, subject or public_id)  # type: ignore[attr-defined]
     return record
 
 
@@ -128,7 +130,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     @bus.handles(NominateRepresentative)
     async def nominate_representative(cmd: NominateRepresentative, ctx: CommandContext) -> str:
         await ensure_new(ctx, Nomination, cmd.district, cmd.nomination_id)
-        council = await addressed(ctx, cmd, Council, cmd.council_id)
+        council = await addressed(ctx, cmd, Council, cmd.council_id, cmd.nomination_id)
         nomination = Nomination.nominate(
             district=cmd.district,
             nomination_id=cmd.nomination_id,
@@ -144,7 +146,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     @bus.handles(NominateSlate)
     async def nominate_slate(cmd: NominateSlate, ctx: CommandContext) -> str:
         await ensure_new(ctx, Slate, cmd.district, cmd.slate_id)
-        council = await addressed(ctx, cmd, Council, cmd.council_id)
+        council = await addressed(ctx, cmd, Council, cmd.council_id, cmd.slate_id)
         slate = Slate.nominate(
             district=cmd.district,
             slate_id=cmd.slate_id,
