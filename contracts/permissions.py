@@ -14,13 +14,17 @@ seat: the token's ``acts_for`` claim (name configurable, ``YISHI_AUTH_ACTS_FOR_C
 lists the ids of the implementer organisations and councils the person acts for; the
 value ``*`` (:data:`ANY_PARTY`) stands for every party of the district (district-wide
 staff). A command listed in :data:`PARTIES` acts on a record of one party (a task's
-implementer organisation, a resolution's council): a caller in a scoped role may send
-it only for a party their token lists, else ``not_authorised`` (403, a recorded
-``CommandRejected``). The record names the party, so the check runs once the record is
-loaded (:func:`yishi.commands.authorise_party`, the one shared check every handler of
-such a command calls), judged by :func:`acts_for` here. **A token without the claim acts
-for no party**: it may still send every command not in :data:`PARTIES`, but none that
-is (an implementer's token must name its organisation). Other roles are not scoped:
+implementer organisation; the council of a resolution, a proposal, a nomination, a
+slate or a vote, or the council a seat is on; for ``FormCouncil`` the parent council,
+so a top-level council is formed by district-wide staff): a caller in a scoped role
+may send it only for a party their token lists, else ``not_authorised`` (403, a
+recorded ``CommandRejected``). The record names the party, so the check runs once the
+record is loaded (:func:`yishi.commands.authorise_party`, the one shared check each
+service's loader of the addressed record calls), judged by :func:`acts_for` here. The
+platform's own commands (a ``VoteRequested`` opening its vote, the closing timer) are
+not checked. **A token without the claim acts for no party**: it may still send every
+command not in :data:`PARTIES`, but none that is (an implementer's token must name
+its organisation). Other roles are not scoped:
 officials, district administrators and integrations act district-wide, council members
 from their seats, residents and experts for themselves.
 
@@ -138,8 +142,23 @@ _PARTIES: dict[str, Party] = {
     "RecordSatisfaction": Party.COUNCIL,
     "CloseResolution": Party.COUNCIL,
     "RequestReconsultation": Party.COUNCIL,
-    # Not yet: EstablishFund (a community's fund, no council's), and the councils' own
-    # commands in proposals and voting (PublishProposal, RequestVote, OpenVote, …).
+    # proposals and voting: a council's chair and community workers run its own record
+    # (its seats, nominations, proposals, votes); FormCouncil's is the parent council
+    "FormCouncil": Party.COUNCIL,
+    "SeatMember": Party.COUNCIL,
+    "UnseatMember": Party.COUNCIL,
+    "NominateRepresentative": Party.COUNCIL,
+    "NominateSlate": Party.COUNCIL,
+    "PubliciseNomination": Party.COUNCIL,
+    "PublishProposal": Party.COUNCIL,
+    "RequestVote": Party.COUNCIL,
+    "EscalateProposal": Party.COUNCIL,
+    "ReturnProposalForReconsultation": Party.COUNCIL,
+    "OpenVote": Party.COUNCIL,
+    "CloseVote": Party.COUNCIL,
+    # Not checked: EstablishFund and the catalogue (a community's, no council's; the street
+    # government's list), MakeStatement (consultation hears anyone the table lets speak,
+    # an implementer for their organisation), CastBallot (the roll decides).
 }
 
 PARTIES: MappingProxyType[str, Party] = MappingProxyType(_PARTIES)

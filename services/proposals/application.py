@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from eventsourcing.domain import Aggregate
 
 from contracts.common import Command, RejectionReason, VoteMatterKind
+from contracts.permissions import Party
 from contracts.proposals import (
     AddCatalogueItem,
     DefineCatalogueCategory,
@@ -55,6 +56,17 @@ async def load(ctx: CommandContext, cls: type[A], district: str, public_id: str)
         raise Rejected(RejectionReason.NOT_FOUND, f"{_NAMES[cls]} {public_id} does not exist", public_id) from None
 
 
+async def addressed(ctx: CommandContext, cmd: Command, cls: type[A], public_id: str,
+                    subject: str | None = None) -> A:
+    """The council's record ``cmd`` addresses (a council, a nomination, a slate, a
+    proposal), once its caller is known to act for that council (a scoped role's
+    ``acts_for``, :data:`contracts.permissions.PARTIES`); ``not_found`` first. A refusal
+    names ``subject`` (default ``public_id``)."""
+    record = await load(ctx, cls, cmd.district, public_id)
+    ctx.authorise_party(cmd, {Party.COUNCIL: record.council_id}, subject or public_id)  # type: ignore[attr-defined]
+    return record
+
+
 async def load_optional(ctx: CommandContext, cls: type[A], district: str, public_id: str | None) -> A | None:
     """Like :func:`load`, but ``None`` for no id."""
     return None if public_id is None else await load(ctx, cls, district, public_id)
@@ -82,6 +94,9 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     async def form_council(cmd: FormCouncil, ctx: CommandContext) -> str:
         await ensure_new(ctx, Council, cmd.district, cmd.council_id)
         parent = await load_optional(ctx, Council, cmd.district, cmd.parent_council_id)
+        # A council is set up for the council above it; a top-level one (no parent) by
+        # district-wide staff only (a scoped role's ``acts_for`` "*").
+        ctx.authorise_party(cmd, {Party.COUNCIL: cmd.parent_council_id}, cmd.council_id)
         council = Council.form(
             district=cmd.district,
             council_id=cmd.council_id,
@@ -98,14 +113,14 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(SeatMember)
     async def seat_member(cmd: SeatMember, ctx: CommandContext) -> str:
-        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        council = await addressed(ctx, cmd, Council, cmd.council_id)
         council.seat(seat_id=cmd.seat_id, member_id=cmd.member_id, term_ends_at=cmd.term_ends_at, now=ctx.clock.now())
         await save(ctx, cmd, council)
         return cmd.council_id
 
     @bus.handles(UnseatMember)
     async def unseat_member(cmd: UnseatMember, ctx: CommandContext) -> str:
-        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        council = await addressed(ctx, cmd, Council, cmd.council_id)
         council.unseat(seat_id=cmd.seat_id, member_id=cmd.member_id, reason=cmd.reason, now=ctx.clock.now())
         await save(ctx, cmd, council)
         return cmd.council_id
@@ -115,7 +130,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     @bus.handles(NominateRepresentative)
     async def nominate_representative(cmd: NominateRepresentative, ctx: CommandContext) -> str:
         await ensure_new(ctx, Nomination, cmd.district, cmd.nomination_id)
-        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        council = await addressed(ctx, cmd, Council, cmd.council_id, cmd.nomination_id)
         nomination = Nomination.nominate(
             district=cmd.district,
             nomination_id=cmd.nomination_id,
@@ -131,7 +146,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     @bus.handles(NominateSlate)
     async def nominate_slate(cmd: NominateSlate, ctx: CommandContext) -> str:
         await ensure_new(ctx, Slate, cmd.district, cmd.slate_id)
-        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        council = await addressed(ctx, cmd, Council, cmd.council_id, cmd.slate_id)
         slate = Slate.nominate(
             district=cmd.district,
             slate_id=cmd.slate_id,
@@ -145,7 +160,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(PubliciseNomination)
     async def publicise_nomination(cmd: PubliciseNomination, ctx: CommandContext) -> str:
-        nomination = await load(ctx, Nomination, cmd.district, cmd.nomination_id)
+        nomination = await addressed(ctx, cmd, Nomination, cmd.nomination_id)
         nomination.publicise(notice_ends_at=cmd.notice_ends_at, now=ctx.clock.now())
         await save(ctx, cmd, nomination)
         return cmd.nomination_id
@@ -214,7 +229,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(PublishProposal)
     async def publish_proposal(cmd: PublishProposal, ctx: CommandContext) -> str:
-        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal = await addressed(ctx, cmd, Proposal, cmd.proposal_id)
         council = await load(ctx, Council, cmd.district, proposal.council_id)
         proposal.publish(
             council=council,
@@ -265,13 +280,13 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         now = ctx.clock.now()
         matter: Any
         if cmd.matter.kind == VoteMatterKind.PROPOSAL:
-            matter = await load(ctx, Proposal, cmd.district, cmd.matter.id)
+            matter = await addressed(ctx, cmd, Proposal, cmd.matter.id)
             council = await load(ctx, Council, cmd.district, matter.council_id)
             _check_council(cmd, matter.council_id)
             matter.request_vote(council=council, vote_id=cmd.vote_id, terms=cmd.terms, now=now)
         else:
             confirmed = Slate if cmd.matter.kind == VoteMatterKind.SLATE else Nomination
-            matter = await load(ctx, confirmed, cmd.district, cmd.matter.id)
+            matter = await addressed(ctx, cmd, confirmed, cmd.matter.id)
             _check_council(cmd, matter.council_id)
             matter.request_vote(
                 vote_id=cmd.vote_id, terms=cmd.terms.model_dump(mode="json"), closes_at=cmd.terms.closes_at, now=now
@@ -281,7 +296,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(EscalateProposal)
     async def escalate_proposal(cmd: EscalateProposal, ctx: CommandContext) -> str:
-        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal = await addressed(ctx, cmd, Proposal, cmd.proposal_id)
         council = await load(ctx, Council, cmd.district, proposal.council_id)
         parent = await load_optional(ctx, Council, cmd.district, council.parent_council_id)
         proposal.escalate(council=council, parent=parent, reason=cmd.reason, now=ctx.clock.now())
@@ -297,7 +312,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
 
     @bus.handles(ReturnProposalForReconsultation)
     async def return_proposal_for_reconsultation(cmd: ReturnProposalForReconsultation, ctx: CommandContext) -> str:
-        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal = await addressed(ctx, cmd, Proposal, cmd.proposal_id)
         proposal.return_for_reconsultation(reason=cmd.reason, now=ctx.clock.now())
         await save(ctx, cmd, proposal)
         return cmd.proposal_id

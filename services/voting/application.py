@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 
 from contracts.common import Actor, CommandAccepted, RejectionReason, Role, VoteMatterKind
+from contracts.permissions import Party
 from contracts.voting import CastBallot, CloseVote, OpenVote
 from yishi.auth import Principal
 from yishi.clock import Clock
@@ -49,11 +50,13 @@ async def _find_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote |
         return None
 
 
-async def _load_vote(ctx: CommandContext, district: str, vote_id: str) -> Vote:
-    """The vote, or ``not_found`` (also for another district's vote)."""
-    vote = await _find_vote(ctx, district, vote_id)
+async def _load_vote(ctx: CommandContext, cmd: CloseVote) -> Vote:
+    """The vote ``cmd`` addresses, or ``not_found`` (also for another district's vote),
+    once its caller is known to act for the vote's council (``acts_for``)."""
+    vote = await _find_vote(ctx, cmd.district, cmd.vote_id)
     if vote is None:
-        raise _no_vote(district, vote_id)
+        raise _no_vote(cmd.district, cmd.vote_id)
+    ctx.authorise_party(cmd, {Party.COUNCIL: vote.council_id}, cmd.vote_id)
     return vote
 
 
@@ -74,6 +77,7 @@ async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:
                        f"a vote on {cmd.matter.kind} {cmd.matter.id} is requested with RequestVote (proposals "
                        "service), which checks it against the council's rules and takes its result; OpenVote opens "
                        "votes on a matter of kind question", cmd.vote_id)
+    ctx.authorise_party(cmd, {Party.COUNCIL: cmd.council_id}, cmd.vote_id)
     existing = await _find_vote(ctx, cmd.district, cmd.vote_id)
     if existing is not None:
         if existing.terms == cmd.terms and existing.council_id == cmd.council_id:
@@ -136,7 +140,7 @@ async def _resent(ctx: CommandContext, vote: Vote, ballot: Ballot, cmd: CastBall
 async def close_vote(cmd: CloseVote, ctx: CommandContext) -> str:
     """Close and count a vote: by its convener at any time, by the platform when it is due."""
     await projections.lock_for_close(ctx.conn, vote_stream(cmd.district, cmd.vote_id))
-    vote = await _load_vote(ctx, cmd.district, cmd.vote_id)
+    vote = await _load_vote(ctx, cmd)
     now = ctx.clock.now()
     closed_by = vote.closure(cmd.actor.id, cmd.actor.role, now, await projections.turnout(ctx.conn, vote.id))
     if vote.secret:

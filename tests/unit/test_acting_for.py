@@ -46,6 +46,22 @@ def test_a_scoped_role_acts_only_for_the_listed_party_of_the_record():
     assert acts_for("MakeStatement", Role.IMPLEMENTER, frozenset(), TASK)  # a command without a party
 
 
+def test_a_council_s_chair_and_workers_act_for_it_in_proposals_and_voting():
+    council = {Party.COUNCIL: "council-1"}
+    for name in ("SeatMember", "PublishProposal", "RequestVote", "EscalateProposal", "OpenVote", "CloseVote"):
+        for role in (Role.COMMUNITY_WORKER, Role.CHAIR):
+            if role in PERMISSIONS[name]:
+                assert acts_for(name, role, {"council-1"}, council), (name, role)
+                assert not acts_for(name, role, {"council-2"}, council), (name, role)
+                assert not acts_for(name, role, frozenset(), council), (name, role)
+        assert acts_for(name, Role.OFFICIAL, frozenset(), council)  # district-wide
+    # A council with no parent is set up by district-wide staff only.
+    assert not acts_for("FormCouncil", Role.COMMUNITY_WORKER, {"council-1"}, {Party.COUNCIL: None})
+    assert acts_for("FormCouncil", Role.COMMUNITY_WORKER, {ANY_PARTY}, {Party.COUNCIL: None})
+    # Speech and ballots are not scoped: an implementer speaks, a chair votes as an elector.
+    assert "MakeStatement" not in PARTIES and "CastBallot" not in PARTIES
+
+
 def test_the_shared_check_refuses_with_not_authorised_and_spares_the_platform():
     staff = Actor(id="staff-1", role=Role.IMPLEMENTER)
     accept = AcceptTask(district="gulou", actor=staff, task_id="task-1")
