@@ -53,9 +53,10 @@ from rich.console import Console
 from contracts import registry
 from contracts.common import Actor, Role
 from contracts.envelope import Envelope
-from contracts.registry import Kind
 from contracts.oversight import AcceptTask, AssignTask, Implementer, ImplementerKind, PolicyScope, \
     ReportProgress, SetReminderPolicy
+from contracts.permissions import ANY_PARTY
+from contracts.registry import Kind
 from contracts.proposals import RaiseProposal
 from contracts.voting import BallotChoice, CastBallot, OpenVote
 from yishi import demo, migrations
@@ -405,7 +406,9 @@ class Load:
         sent.status = "unanswered"
 
     async def _send_kafka(self, sent: Sent, deadline: float) -> None:
-        token = self.platform.issuer.for_actor(sent.model.actor.model_dump(mode="json"), sent.district)
+        # The load's people act for the whole district, as over HTTP (ActingAs).
+        token = self.platform.issuer.for_actor(sent.model.actor.model_dump(mode="json"), sent.district,
+                                               acts_for=[ANY_PARTY])
         envelope = registry.to_envelope(sent.model, id=sent.key, source=f"/chaos/{sent.district}", subject=sent.effect,
                                         time=datetime.now(timezone.utc), correlation_id=sent.key, token=token)
         key, headers, value = envelope.to_kafka()
