@@ -124,7 +124,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
     In production topics come from Strimzi ``KafkaTopic`` resources and creation may be
     denied; that is not an error here, publishing then tells whether the topic exists.
     A topic created here has a replica on each broker, up to :data:`MAX_REPLICATION`: with
-    one only, the loss of its broker would take its partitions with it.
+    one only, the loss of its broker would take its partitions with it. It returns once
+    the topics it created have a leader for every partition (a few seconds at most).
     """
     wanted = sorted(set(topics))
     if not wanted:
@@ -134,6 +135,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
+        created = list(missing)
         replicas = await _replication(admin) if missing else 1
         for attempt in range(5):
             if not missing:
@@ -146,6 +148,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
                            if entry[1] == _INVALID_REPLICATION_FACTOR or errors.for_code(entry[1]).retriable]
                 if missing:
                     await asyncio.sleep(0.5 * (attempt + 1))
+        await _until_led(admin, [t for t in created if t not in missing])
     except KafkaError:
         pass
     finally:
@@ -153,6 +156,21 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int =
 
 
 _INVALID_REPLICATION_FACTOR = 38
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topics: list[str], attempts: int = 20) -> None:
+    """Wait (a few seconds at most) until the brokers' metadata shows each topic just
+    created with a leader for every partition: a topic's creation is answered before
+    every broker has it, and a client using it at once would be told it does not exist
+    (a replica count read then comes back empty)."""
+    for attempt in range(attempts):
+        if not topics:
+            return
+        described = await admin.describe_topics(topics)
+        topics = [d["topic"] for d in described
+                  if d["error_code"] or not d["partitions"] or any(p["leader"] < 0 for p in d["partitions"])]
+        if topics:
+            await asyncio.sleep(0.05 * (attempt + 1))
 
 
 async def _replication(admin: AIOKafkaAdminClient) -> int:
