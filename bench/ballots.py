@@ -373,7 +373,7 @@ async def run(args, srv) -> dict:
         phases += [(rate, args.seconds) for rate in args.rates]
         total = sum(int(rate * seconds) for rate, seconds in phases)
         votes = math.ceil(total / voters)
-        worker = issuer.mint("worker-1", district, ["community_worker"])
+        worker = issuer.mint("worker-1", district, ["community_worker"], acts_for=["council-1"])
         closes = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
         for v in range(votes):
             body = orjson.dumps({
