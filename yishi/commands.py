@@ -35,7 +35,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -59,9 +58,10 @@ from yishi.ids import DerivedIds, IdSource, choose_ids
 from yishi.inbox import Poison
 from yishi.jsonbody import LimitedJSONRoute
 from yishi.logging import bound_correlation
-from yishi.repository import Repository
 from yishi.names import replies_topic
 from yishi.relay import Publication, Translator
+from yishi.repository import Repository
+from yishi.rules import Rejected
 from yishi.store import ConcurrencyError, EventStore, Metadata, NewEvent, RecordedEvent
 from yishi.tracing import command_span
 
@@ -104,30 +104,6 @@ COMMAND_RESPONSES: dict[int | str, dict] = {
 }
 """The documented error answers of every command endpoint; each body is problem details
 (:mod:`yishi.problems`), a rejection's carrying its ``CommandRejected`` reply."""
-
-
-class Rejected(Exception):
-    """A command breaks a rule; nothing it did is kept."""
-
-    def __init__(self, reason: RejectionReason, message: str, subject: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.subject = subject
-
-
-HORIZON = timedelta(days=5 * 366)
-"""How far ahead a deadline may lie: a notice period's end, a session, a vote's opening
-and closing, a task's due date. Five years covers any real council term or building
-project; a date beyond it is a typo (or 9999-12-31), and refused rather than stored."""
-
-
-def within_horizon(when: datetime, now: datetime, field: str, subject: str | None = None) -> None:
-    """Raise ``invalid_command`` when ``when`` lies beyond :data:`HORIZON` from ``now``."""
-    latest = now + HORIZON
-    if when > latest:
-        raise Rejected(RejectionReason.INVALID_COMMAND,
-                       f"{field} may be at most five years ahead: {latest.date().isoformat()} at the latest", subject)
 
 
 def authorise(principal: Principal, command: Command) -> Rejected | None:

@@ -35,8 +35,9 @@ from services.notify.domain import DefaultContact, Delivery, Notification, Subsc
 from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateError, Templates
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext, Rejected
+from yishi.commands import CommandBus, CommandContext
 from yishi.repository import Repository
+from yishi.rules import Rejected
 from yishi.store import Metadata
 
 SYSTEM_ACTOR = "yishi-notify"

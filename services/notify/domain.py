@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from eventsourcing.domain import Aggregate, event
 
 from contracts.common import RejectionReason
-from yishi.commands import Rejected
+from yishi.rules import Rejected
 
 NAMESPACE = uuid.UUID("6f1f3b0e-2d63-4c5e-9a40-2f3c7b9d6a11")
 

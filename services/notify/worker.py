@@ -24,9 +24,9 @@ from services.notify.application import Notifier, targets_from
 from services.notify.channels import Message, RateLimiter, SendFailed
 from services.notify.consumers import local_time
 from services.notify.domain import Backoff, Delivery, DeliveryStatus, source_notification_id
-from yishi.commands import Rejected
 from yishi.metrics import DELIVERIES, TIMERS_FIRED
 from yishi.repository import Repository
+from yishi.rules import Rejected
 from yishi.store import ConcurrencyError
 
 log = structlog.get_logger("yishi.notify.worker")

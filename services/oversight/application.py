@@ -17,8 +17,9 @@ from contracts.envelope import Envelope
 from contracts.permissions import Party
 from contracts.proposals import Decision, ProposalDecided
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext, Rejected, within_horizon
+from yishi.commands import CommandBus, CommandContext
 from yishi.repository import AggregateNotFound, Repository
+from yishi.rules import Rejected, within_horizon
 from yishi.store import Metadata
 
 from services.oversight import projections

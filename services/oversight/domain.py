@@ -24,7 +24,7 @@ from contracts.common import RejectionReason
 from contracts.oversight import ClosureReason, InspectionFinding, ReminderKind
 from contracts.permissions import Party
 from contracts.proposals import resolution_id_for  # the public rule; oversight names resolutions by it
-from yishi.commands import Rejected, within_horizon
+from yishi.rules import Rejected, within_horizon
 
 _NAMESPACE = uuid.UUID("6f1d2c1e-6b0a-4d8e-9a52-0b7c3f1e0a17")
 

@@ -33,8 +33,9 @@ from contracts.proposals import (
 from services.proposals import projections
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext, Rejected
+from yishi.commands import CommandBus, CommandContext
 from yishi.repository import AggregateNotFound, Repository
+from yishi.rules import Rejected
 
 A = TypeVar("A", bound=Aggregate)
 

@@ -14,8 +14,8 @@ from contracts.oversight import ReconsultationRequested
 from contracts.voting import VoteClosed
 from services.proposals import projections
 from services.proposals.domain import Council, Nomination, Proposal, Slate
-from yishi.commands import Rejected
 from yishi.repository import AggregateNotFound, Repository
+from yishi.rules import Rejected
 from yishi.runtime import ServiceContext
 from yishi.store import Metadata
 

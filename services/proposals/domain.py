@@ -3,7 +3,7 @@ consultation catalogue, and proposals with their deliberation record.
 
 Aggregates are pure and synchronous: the time comes in as an argument (``now``), other
 aggregates a rule depends on (a proposal's council) are passed in, read only. Public
-methods validate and raise :class:`yishi.commands.Rejected`; the private ``@event``
+methods validate and raise :class:`yishi.rules.Rejected`; the private ``@event``
 methods only record and apply, because their bodies run again on every replay.
 
 Aggregate ids are derived from the district and the public id (:func:`stream_id`), so
@@ -33,7 +33,7 @@ from contracts.common import (
 )
 from contracts.proposals import DeliberationStep, SeatKind, SpeakerRole, resolution_id_for
 from contracts.voting import VoteOutcome
-from yishi.commands import Rejected, within_horizon
+from yishi.rules import Rejected, within_horizon
 
 _NAMESPACE = uuid.UUID("5b0e8f3c-4f7e-4d7a-9a57-2f1a3c0b9e11")
 

@@ -14,11 +14,12 @@ from contracts.permissions import Party
 from contracts.voting import CastBallot, CloseVote, OpenVote
 from yishi.auth import Principal
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext, Rejected
+from yishi.commands import CommandBus, CommandContext
 from yishi.failures import RetryPolicy
 from yishi.jobs import JobItems, every
 from yishi.metrics import TIMERS_FIRED
 from yishi.repository import AggregateNotFound, Repository
+from yishi.rules import Rejected
 from yishi.store import EventStore
 from services.voting import projections
 from services.voting.domain import Ballot, Vote, ballot_stream, vote_stream

@@ -23,7 +23,7 @@ from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggre
 
 from contracts.common import MajorityRule, RejectionReason, Role, Secrecy, VoteTerms
 from contracts.voting import BallotChoice, VoteClosure, VoteOutcome
-from yishi.commands import Rejected, within_horizon
+from yishi.rules import Rejected, within_horizon
 
 # Roles that may convene (open or close) a vote besides its own convener.
 CONVENING_ROLES = frozenset({Role.COMMUNITY_WORKER, Role.CHAIR, Role.OFFICIAL})

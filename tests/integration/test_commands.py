@@ -13,9 +13,10 @@ from tests.support.auth import acting, auth_settings
 from tests.support.kafka import read_topic
 from yishi.auth import Principal, TokenVerifier
 from yishi.clock import ManualClock
-from yishi.commands import CommandBus, Rejected, with_replies
+from yishi.commands import CommandBus, with_replies
 from yishi.relay import Relay
 from yishi.repository import Repository
+from yishi.rules import Rejected
 from yishi.settings import Settings
 from yishi.store import EventStore
 

@@ -214,10 +214,10 @@ async def test_a_bad_value_on_a_command_topic_is_rejected_and_the_next_command_p
 
 async def test_a_deadline_beyond_the_horizon_is_refused(servers):
     """Within the contracts' years, a deadline may still lie at most five years ahead
-    (yishi.commands.HORIZON), measured by the service's clock: 422 naming the field."""
+    (yishi.rules.HORIZON), measured by the service's clock: 422 naming the field."""
     from services.voting.main import spec as voting_spec
     from tests.integration.voting.test_concurrency import open_command
-    from yishi.commands import HORIZON
+    from yishi.rules import HORIZON
 
     async with running(voting_spec(), servers, clock=ManualClock(T0)) as r:
         far = open_command(r.district, "v-far", T0 + HORIZON + timedelta(days=1), 3)

@@ -12,7 +12,8 @@ from contracts.oversight import AcceptTask, RecordInspection
 from contracts.permissions import ANY_PARTY, PARTIES, PERMISSIONS, SCOPED_ROLES, Party, acts_for
 from yishi.auth import Principal, Unauthenticated, dev_issuer, principal_from_claims
 from yishi.cli import app
-from yishi.commands import Rejected, authorise_party
+from yishi.commands import authorise_party
+from yishi.rules import Rejected
 from yishi.settings import Settings
 
 CLAIMS = {"sub": "staff-1", "district": "gulou", "roles": ["implementer"]}

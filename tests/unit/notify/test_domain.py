@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.notify.domain import Backoff, Delivery, DeliveryStatus, after_quiet_hours, delivery_uuid
-from yishi.commands import Rejected
+from yishi.rules import Rejected
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
 BACKOFF = Backoff(timedelta(seconds=30), timedelta(hours=1), rng=lambda: 0.5)

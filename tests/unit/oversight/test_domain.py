@@ -12,8 +12,8 @@ from hypothesis import given, strategies as st
 from contracts.common import RejectionReason
 from contracts.oversight import ReminderKind
 from services.oversight.domain import Authority, Fund, Policy, Resolution, Task, resolution_id_for
-from yishi.commands import Rejected
 from yishi.repository import default_mapper
+from yishi.rules import Rejected
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
 POLICY = Policy(not_accepted_days=3, stall_days=10, deadline_warning_days=5, escalate_after_days=2,

@@ -9,8 +9,8 @@ import pytest
 
 from contracts.common import RejectionReason
 from services.oversight.domain import Task
-from yishi.commands import Rejected
 from yishi.repository import default_mapper
+from yishi.rules import Rejected
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
 

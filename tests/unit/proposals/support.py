@@ -10,7 +10,7 @@ import pytest
 from contracts.common import RejectionReason, VoteTerms
 from contracts.proposals import CouncilRules
 from services.proposals.domain import Council, Proposal
-from yishi.commands import Rejected
+from yishi.rules import Rejected
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from services.proposals.domain import STEPS, Proposal, ProposalStatus
 from tests.unit.proposals.support import DAY, T0, council, proposal, terms_for
-from yishi.commands import Rejected
+from yishi.rules import Rejected
 
 STREET = council(council_id="c-street", level="street", members={"s-expert": "m7", "s-unit": "m8"})
 COMMUNITY = council(parent=STREET, seconds_required=2, notice_period_days=3)

@@ -10,8 +10,8 @@ from hypothesis import given, strategies as st
 from contracts.common import MajorityRule, RejectionReason, Role, VoteTerms
 from contracts.voting import BallotChoice, VoteClosure, VoteOutcome
 from services.voting.domain import Ballot, Tally, Vote, ballot_stream, decide
-from yishi.commands import HORIZON, Rejected
 from yishi.repository import default_mapper
+from yishi.rules import HORIZON, Rejected
 
 NOW = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
 
@@ -109,7 +109,7 @@ def test_opening_rules():
 
 
 def test_a_vote_closes_within_the_horizon():
-    """Five years ahead is the furthest a deadline may lie (yishi.commands.HORIZON)."""
+    """Five years ahead is the furthest a deadline may lie (yishi.rules.HORIZON)."""
     assert open_vote(terms(closes_at=(NOW + HORIZON).isoformat())).terms.closes_at == NOW + HORIZON
     with pytest.raises(Rejected) as far:
         open_vote(terms(closes_at=(NOW + HORIZON + timedelta(seconds=1)).isoformat()))
