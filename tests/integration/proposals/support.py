@@ -19,6 +19,8 @@ from yishi.ids import SequentialIds
 from yishi.kafka import new_producer
 
 T0 = datetime(2026, 4, 1, 1, 0, tzinfo=timezone.utc)
+WORKER = {"id": "worker-0102", "role": "community_worker"}
+RESIDENT = {"id": "resident-4211", "role": "resident"}
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -64,3 +66,11 @@ async def vote_closes(r, vote_id: str, council_id: str, kind: str, matter_id: st
         "tally": {"in_favour": in_favour, "against": against, "abstain": 0}, "electorate_size": 60,
         "turnout_percent": 88.33, "quorum_met": True, "outcome": outcome})
     await publish(r, closed, vote_id, f"session-{vote_id}", f"{r.district}.voting.events")
+
+
+async def council_of_representatives(r, council_id: str, seats: int = 9) -> None:
+    await post(r, "FormCouncil", {
+        "actor": WORKER, "council_id": council_id, "name": "西康社区居民议事会", "level": "community",
+        "area_id": "xikang",
+        "seats": [{"seat_id": f"rr-{n}", "kind": "resident_representative"} for n in range(1, seats + 1)]
+        + [{"seat_id": "unit-1", "kind": "local_unit"}]})

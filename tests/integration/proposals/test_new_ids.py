@@ -12,14 +12,13 @@ import pytest
 
 from contracts import proposals as c
 from contracts.registry import decode, topic
-from tests.integration.proposals.support import get, post, publish, service, vote_closes  # noqa: F401 (service: a fixture)
+from tests.integration.proposals.support import (  # noqa: F401 (service: a fixture)
+    RESIDENT, WORKER, council_of_representatives, get, post, publish, service, vote_closes,
+)
 from tests.support.kafka import read_topic
 from tests.support.service import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-WORKER = {"id": "worker-0102", "role": "community_worker"}
-RESIDENT = {"id": "resident-4211", "role": "resident"}
 
 
 def council_terms(closes_at: datetime) -> dict:
@@ -28,14 +27,6 @@ def council_terms(closes_at: datetime) -> dict:
             "electorate": {"kind": "council_members", "scope_id": "c-res", "size": 2, "roll": ["m1", "m2"]},
             "method": "show_of_hands", "majority": "simple", "quorum_percent": 50, "secrecy": "open",
             "closes_at": closes_at.isoformat()}
-
-
-async def council_of_representatives(r, council_id: str, seats: int = 9) -> None:
-    await post(r, "FormCouncil", {
-        "actor": WORKER, "council_id": council_id, "name": "西康社区居民议事会", "level": "community",
-        "area_id": "xikang",
-        "seats": [{"seat_id": f"rr-{n}", "kind": "resident_representative"} for n in range(1, seats + 1)]
-        + [{"seat_id": "unit-1", "kind": "local_unit"}]})
 
 
 async def test_omitted_ids_are_chosen_by_the_platform_and_named_in_the_reply(service):

@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 import pytest
 
 from contracts.registry import decode
-from tests.integration.proposals.support import get, post, service, vote_closes  # noqa: F401 (service: a fixture)
+from tests.integration.proposals.support import (  # noqa: F401 (service: a fixture)
+    RESIDENT, WORKER, council_of_representatives, get, post, service, vote_closes,
+)
 from tests.support.kafka import read_topic
 from tests.support.service import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-WORKER = {"id": "worker-0102", "role": "community_worker"}
-RESIDENT = {"id": "resident-4211", "role": "resident"}
 NINE = range(1, 10)
 
 
@@ -26,14 +26,6 @@ def meeting_terms(closes_at: datetime) -> dict:
             "electorate": {"kind": "residents_meeting", "scope_id": "xikang", "size": 60},
             "method": "paper_ballot", "majority": "simple", "quorum_percent": 50, "secrecy": "secret",
             "closes_at": closes_at.isoformat()}
-
-
-async def council_of_representatives(r, council_id: str, seats: int = 9) -> None:
-    await post(r, "FormCouncil", {
-        "actor": WORKER, "council_id": council_id, "name": "西康社区居民议事会", "level": "community",
-        "area_id": "xikang",
-        "seats": [{"seat_id": f"rr-{n}", "kind": "resident_representative"} for n in range(1, seats + 1)]
-        + [{"seat_id": "unit-1", "kind": "local_unit"}]})
 
 
 def slate(council_id: str, slate_id: str | None, notice_ends_at: datetime, people=NINE, **extra) -> dict:
