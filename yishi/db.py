@@ -32,14 +32,18 @@ class Connection(asyncpg.Connection):
 
     appended = False
 
+    def note_appended(self) -> None:
+        """Events were appended on this connection (told to the relay on release)."""
+        self.appended = True
+
 
 def mark_appended(conn: object) -> None:
-    """Note that events were appended on ``conn`` (a pooled :class:`Connection`; others,
-    such as a test's own connection, are not followed and leave the relay to its poll)."""
-    if isinstance(conn, asyncpg.pool.PoolConnectionProxy):
-        conn = conn._con
-    if isinstance(conn, Connection):
-        conn.appended = True
+    """Note that events were appended on ``conn``: a pooled :class:`Connection`, reached
+    through the pool's proxy, which forwards the call. Others, such as a test's own
+    connection, are not followed and leave the relay to its poll."""
+    note = getattr(conn, "note_appended", None)
+    if note is not None:
+        note()
 
 
 class CommitNotifier:
