@@ -266,7 +266,7 @@ def _permissions() -> str:
 
 def _preconditions() -> str:
     from contracts.preconditions import EVERY_COMMAND, preconditions
-    from yishi.commands import HTTP_STATUS
+    from yishi.command_http import HTTP_STATUS
 
     lines = ["Any command, before its rules are checked (the command bus):", "",
              "| reason | HTTP | when |", "|---|---|---|"]

@@ -29,34 +29,26 @@ import functools
 import hashlib
 import json
 import re
-import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
 import stamina
 import structlog
-from fastapi import APIRouter, Depends, Header
-from fastapi import Request as HTTPRequest
-from fastapi.exceptions import RequestValidationError
-from limits import parse_many
-from pydantic import ValidationError
+from eventsourcing.domain import Aggregate
 
 from contracts import registry
 from contracts.common import ID_PATTERN, Actor, Command, CommandAccepted, CommandRejected, RejectionReason, Role
 from contracts.permissions import PARTIES, Party, acts_for, allowed
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
-from yishi import problems
-from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated, authenticate
+from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated
 from yishi.clock import Clock
 from yishi.ids import DerivedIds, IdSource, choose_ids
 from yishi.inbox import Poison
-from yishi.jsonbody import LimitedJSONRoute
 from yishi.logging import bound_correlation
 from yishi.names import replies_topic
 from yishi.relay import Publication, Translator
@@ -68,43 +60,10 @@ from yishi.tracing import command_span
 log = structlog.get_logger("yishi.commands")
 
 C = TypeVar("C", bound=Command)
+A = TypeVar("A", bound=Aggregate)
 REPLY_TOPIC_PREFIX = "contract:"
 """Stored events whose topic starts with this hold a public contract body as they are
 (replies); the relay publishes them without a translator."""
-
-HTTP_STATUS: dict[RejectionReason, int] = {
-    RejectionReason.UNKNOWN_COMMAND: 404,
-    RejectionReason.UNSUPPORTED_SCHEMA_VERSION: 422,
-    RejectionReason.INVALID_COMMAND: 422,
-    RejectionReason.WRONG_DISTRICT: 404,  # another district's ids are answered as not found
-    RejectionReason.NOT_AUTHORISED: 403,
-    RejectionReason.NOT_FOUND: 404,
-    RejectionReason.ALREADY_EXISTS: 409,
-    RejectionReason.INVALID_STATE: 409,
-    RejectionReason.DUPLICATE: 409,
-    RejectionReason.NOT_ELIGIBLE: 403,
-    RejectionReason.DEADLINE_PASSED: 409,
-    RejectionReason.OVER_BUDGET: 422,
-    RejectionReason.CONFLICT: 409,
-    RejectionReason.IDEMPOTENCY_KEY_REUSED: 422,
-    RejectionReason.COUNCIL_RULE: 409,
-    RejectionReason.VOTE_REQUESTED_THROUGH_PROPOSALS: 409,
-}
-
-
-COMMAND_RESPONSES: dict[int | str, dict] = {
-    400: {"description": "The body could not be read."},
-    403: {"description": "The caller may not send this command (recorded as CommandRejected)."},
-    404: {"description": "Not found (another district's too), or the command names what does not exist."},
-    409: {"description": "The command does not fit the state of what it addresses, or is a duplicate."},
-    413: {"description": "The body is larger than YISHI_MAX_BODY_BYTES."},
-    422: {"description": "The body is not a valid command, a value is out of bounds, the command was rejected "
-                         "so, or its Idempotency-Key was used before for another request."},
-    429: {"description": "More commands than YISHI_COMMAND_RATE_LIMIT allows; retry after Retry-After seconds."},
-}
-"""The documented error answers of every command endpoint; each body is problem details
-(:mod:`yishi.problems`), a rejection's carrying its ``CommandRejected`` reply."""
-
 
 def authorise(principal: Principal, command: Command) -> Rejected | None:
     """The one authorisation check of every command (see :mod:`contracts.permissions`):
@@ -141,9 +100,26 @@ def authorise_party(principal: Principal, command: Command, record: dict[Party, 
                        f"do not list among those a {role} acts for (acts_for)", subject)
 
 
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What one :meth:`CommandContext.save` wrote, for the service's read models."""
+
+    meta: Metadata
+    aggregates: Sequence[Aggregate]
+    events: Sequence[Any]
+    """The domain events saved, in order (every aggregate's, one after the other)."""
+
+
+Projection = Callable[[asyncpg.Connection, Saved], Awaitable[None]]
+"""A service's read models, updated from what a command saved in the command's own
+transaction, so queries never see events without their rows."""
+
+
 @dataclass
 class CommandContext:
-    """What a handler works with: one transaction, the repository, the clock, the ids."""
+    """What a handler works with: one transaction, the repository, the clock, the ids,
+    and the four steps every handler is made of (:meth:`load` or :meth:`find`,
+    :meth:`ensure_new`, then :meth:`save`)."""
 
     conn: asyncpg.Connection
     repository: Repository
@@ -154,6 +130,7 @@ class CommandContext:
     principal: Principal
     """Who sent the command (already authorised); ``platform`` for the platform's own. Checks
     that need the record (:meth:`authorise_party`) read it."""
+    project: Projection | None = field(default=None, repr=False)
 
     def authorise_party(self, command: Command, record: dict[Party, str | None], subject: str | None = None) -> None:
         """:func:`authorise_party` for this command's caller."""
@@ -165,9 +142,39 @@ class CommandContext:
                         correlation_id=self.correlation_id, causation_id=self.command_id,
                         occurred_at=self.clock.now())
 
-    async def save(self, command: Command, *aggregates: Any) -> None:
-        """Save aggregates changed by ``command`` in this command's transaction."""
-        await self.repository.save(*aggregates, meta=self.meta(command.actor, command.district), conn=self.conn)
+    async def find(self, cls: type[A], *key: str) -> A | None:
+        """The ``cls`` whose id ``cls.create_id(*key)`` names (the district first, so another
+        district's is never found), or None."""
+        return (await self.repository.get_each((cls, cls.create_id(*key)), conn=self.conn))[0]
+
+    async def load(self, cls: type[A], *key: str) -> A:
+        """Like :meth:`find`, but a missing one is refused with ``not_found`` naming the
+        last part of ``key`` (the public id)."""
+        found = await self.find(cls, *key)
+        if found is None:
+            raise Rejected(RejectionReason.NOT_FOUND, f"{noun(cls)} {key[-1]} does not exist", key[-1])
+        return found
+
+    async def ensure_new(self, cls: type[Aggregate], *key: str) -> None:
+        """Refuse a command creating a ``cls`` whose id is taken with ``already_exists`` (the
+        same command resent is answered by the bus from its reply, before this)."""
+        if await self.repository.exists(cls.create_id(*key), conn=self.conn):
+            raise Rejected(RejectionReason.ALREADY_EXISTS, f"{noun(cls)} {key[-1]} already exists", key[-1])
+
+    async def save(self, command: Command, *aggregates: Any) -> Saved:
+        """Save the aggregates ``command`` changed, and the service's read models of them,
+        in this command's transaction."""
+        meta = self.meta(command.actor, command.district)
+        saved = Saved(meta, aggregates, await self.repository.save(*aggregates, meta=meta, conn=self.conn))
+        if self.project is not None and saved.events:
+            await self.project(self.conn, saved)
+        return saved
+
+
+def noun(cls: type) -> str:
+    """What a refusal calls a ``cls``: its ``NOUN``, else its name in words
+    (``CatalogueItem``: "catalogue item")."""
+    return getattr(cls, "NOUN", None) or re.sub(r"(?<!^)(?=[A-Z])", " ", cls.__name__).lower()
 
 
 def recorded_actor(metadata: Mapping[str, Any], seat_id: str | None = None) -> Actor:
@@ -188,14 +195,27 @@ Reply = CommandAccepted | CommandRejected
 
 
 class CommandBus:
-    """One handler per command type of a service."""
+    """One handler per command type of a service, and its read models (``project``).
 
-    def __init__(self, service: str, repository: Repository, clock: Clock, *, retries: int = 3) -> None:
+    The public commands are served over HTTP and the command topics; an *internal* one
+    (:meth:`handles` with ``internal=True``) is what the platform itself decides, in
+    reaction to another service's event (:meth:`react`) or on a timer, and is sent by the
+    platform only. Either way its refusal is a recorded ``CommandRejected``.
+    """
+
+    def __init__(self, service: str, repository: Repository, clock: Clock, *, retries: int = 3,
+                 project: Projection | None = None) -> None:
         self.service = service
         self.repository = repository
         self.clock = clock
         self.retries = retries
+        self.project = project
         self.handlers: dict[type[Command], Handler] = {}
+        self.internal: set[type[Command]] = set()
+        self.platform = Principal.of_platform(service)
+        """The service itself, sending the commands its timers and reactions decide."""
+        self.system_actor = Actor(id=self.platform.subject, role=Role.SYSTEM)
+        """The actor of those commands, recorded with what they cause."""
         self.verifier: TokenVerifier | None = None  # set by ServiceContext.serve_commands
         self.ids: IdSource = DerivedIds()  # the service's own, set by ServiceContext.serve_commands
 
@@ -203,14 +223,35 @@ class CommandBus:
     def store(self) -> EventStore:
         return self.repository.store
 
-    def handles(self, model: type[C]) -> Callable[[Handler], Handler]:
-        """Decorator: register the handler of ``model``."""
+    def handles(self, model: type[C], *, internal: bool = False) -> Callable[[Handler], Handler]:
+        """Decorator: register the handler of ``model``; an ``internal`` command is the
+        platform's own (not a public contract, not served to callers)."""
         def register(handler: Handler) -> Handler:
             if model in self.handlers:
                 raise ValueError(f"{model.__name__} already has a handler")
             self.handlers[model] = handler
+            if internal:
+                self.internal.add(model)
             return handler
         return register
+
+    @property
+    def public_commands(self) -> list[type[Command]]:
+        """The commands callers may send (over HTTP and the command topics)."""
+        return [model for model in self.handlers if model not in self.internal]
+
+    def type_name(self, model: type[Command]) -> str:
+        """A command's name in its replies: the contract's, or an internal command's class name."""
+        return model.__name__ if model in self.internal else registry.type_name(model)
+
+    async def react(self, command: Command, envelope: Envelope, conn: asyncpg.Connection) -> Reply:
+        """Handle the command the platform decided on from another service's event
+        ``envelope``, in the consumer's inbox transaction ``conn``. The command is the
+        platform's own (:attr:`platform`); what it causes is caused by the event and shares
+        its correlation id; its identity is the event's id, so a redelivered event is
+        answered from the recorded reply and changes nothing."""
+        return await self.dispatch(command, command_id=envelope.id, correlation_id=envelope.correlation_id,
+                                   principal=self.platform, conn=conn, key=f"event:{envelope.id}")
 
     async def dispatch(self, command: Command, *, command_id: str, correlation_id: str, principal: Principal,
                        conn: asyncpg.Connection | None = None, key: str | None = None) -> Reply:
@@ -221,7 +262,7 @@ class CommandBus:
         default ``command_id``) is the caller's idempotency key. A concurrent change to
         the same aggregate is retried (``retries`` times) before answering ``conflict``.
         """
-        type_name = registry.type_name(type(command))
+        type_name = self.type_name(type(command))
         with command_span(type_name, correlation_id, command.district), bound_correlation(correlation_id):
             return await self._dispatch(command, type_name, command_id, correlation_id, principal, conn, key)
 
@@ -288,7 +329,7 @@ class CommandBus:
             raise _Refused(Rejected(RejectionReason.UNKNOWN_COMMAND,
                                     f"{self.service} does not handle {type(command).__name__}"))
         ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                             request.correlation_id, principal)
+                             request.correlation_id, principal, self.project)
         try:
             subject = await handler(command, ctx)
         except Rejected as exc:
@@ -382,115 +423,6 @@ class CommandBus:
                 actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
                 causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
         return Poison(message)
-
-    def router(self, prefix: str = "/{district}/commands", rate_limit: str = "20/second") -> APIRouter:
-        """``POST /{district}/commands/{Type}`` for every command this bus handles.
-
-        The body is the command; ``Idempotency-Key`` makes retries safe (the first
-        reply is returned again). Rejections map to 4xx with the reply in a problem
-        details body (:func:`yishi.problems.rejection`). Each
-        caller may send ``rate_limit`` commands (``limits`` notation) to this instance.
-        Callers authenticate with a bearer token (:func:`yishi.auth.authenticate`; the
-        app's ``state.verifier`` checks it).
-        """
-        router = APIRouter(prefix=prefix, tags=["commands"], route_class=LimitedJSONRoute)
-        limiter = RateLimit(rate_limit)
-        for model in self.handlers:
-            router.add_api_route(
-                f"/{registry.type_name(model)}", self._endpoint(model, limiter), methods=["POST"],
-                response_model=CommandAccepted, status_code=200,
-                responses=COMMAND_RESPONSES,
-                summary=(model.__doc__ or model.__name__).strip().splitlines()[0],
-            )
-        return router
-
-    def _endpoint(self, model: type[Command], limiter: "RateLimit"):
-        async def endpoint(request: HTTPRequest, district: str, command: model,  # type: ignore[valid-type]
-                           idempotency_key: str | None = Header(default=None, max_length=200),
-                           principal: Principal = Depends(authenticate)) -> Any:
-            unknown = unknown_fields(model, await request.json())
-            if unknown:
-                raise RequestValidationError(unknown)
-            retry_after = await limiter.hit(principal)
-            if retry_after is not None:
-                return problems.problem(429, "too many commands; slow down",
-                                        headers={"Retry-After": str(retry_after)})
-            if command.district != district:
-                # Answered in the documented reply shape, but not recorded: the command
-                # never reached a district it names.
-                return problems.rejection(CommandRejected(
-                    district=command.district, actor=command.actor, occurred_at=self.clock.now(),
-                    correlation_id=str(uuid.uuid4()), command_type=registry.type_name(model),
-                    reason=RejectionReason.WRONG_DISTRICT,
-                    message="the command's district differs from the district in its path"),
-                    HTTP_STATUS[RejectionReason.WRONG_DISTRICT])
-            # The key scopes the command's identity only: ids and the correlation id of what
-            # it causes are the platform's own, so callers sharing a key share nothing.
-            command_id = str(uuid.uuid4())
-            reply = await self.dispatch(command, command_id=command_id, correlation_id=command_id,
-                                        principal=principal,
-                                        key=f"http:{idempotency_key}" if idempotency_key else None)
-            if isinstance(reply, CommandRejected):
-                return problems.rejection(reply, HTTP_STATUS.get(reply.reason, 400))
-            return reply
-        endpoint.__annotations__["command"] = model  # a local class: FastAPI cannot resolve its name
-        endpoint.__name__ = f"command_{model.__name__}"
-        return endpoint
-
-
-def unknown_fields(model: type[Command], body: Any) -> list[dict[str, Any]]:
-    """The fields ``body`` names, at any depth, that ``model`` does not know, as FastAPI's
-    validation errors. FastAPI reads nested values as their models do, tolerantly (they
-    are shared with events): a misspelt nested field would be dropped without a word, so
-    the HTTP edge refuses it as the command topic does (:func:`contracts.registry.input_extra`)."""
-    try:
-        model.model_validate(body, extra=registry.input_extra(Kind.COMMAND))
-    except ValidationError as exc:
-        return [{**e, "loc": ("body", *e["loc"])} for e in exc.errors() if e["type"] == "extra_forbidden"]
-    return []
-
-
-class RateLimit:
-    """Per-caller command limits of one service instance: for each limit (``limits``
-    notation) a moving window of the caller's last commands, in memory (with N replicas a
-    caller gets up to N times the limit). Constant work per command: ``limits``' own
-    memory storage swept every caller's window, a thread hop each, after every command,
-    which on a vote with thousands of voters cost more than the ballot itself."""
-
-    SWEEP_S = 10.0
-    """How often callers whose windows are all past are forgotten."""
-
-    def __init__(self, spec: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limits = [(item.amount, float(item.get_expiry())) for item in parse_many(spec)]
-        self.longest = max(expiry for _, expiry in self.limits)
-        self.clock = clock
-        self.windows: dict[tuple[str, str], list[deque[float]]] = {}
-        self.swept = clock()
-
-    async def hit(self, principal: Principal) -> int | None:
-        """Count one command; None when allowed, else the seconds to wait (a refused
-        command is not counted)."""
-        now = self.clock()
-        if now - self.swept > self.SWEEP_S:
-            self.swept = now
-            self.windows = {key: w for key, w in self.windows.items()
-                            if any(hits and hits[-1] > now - self.longest for hits in w)}
-        key = (principal.district or "", principal.subject)
-        windows = self.windows.get(key)
-        if windows is None:
-            windows = self.windows[key] = [deque() for _ in self.limits]
-        wait = 0.0
-        for (amount, expiry), hits in zip(self.limits, windows):
-            while hits and hits[0] <= now - expiry:
-                hits.popleft()
-            if len(hits) >= amount:
-                wait = max(wait, hits[-amount] + expiry - now)
-        if wait > 0:
-            return max(1, int(wait) + 1)
-        for hits in windows:
-            hits.append(now)
-        return None
-
 
 def with_replies(translate: Translator, service: str) -> Translator:
     """A relay translator that publishes stored replies to the service's replies topic

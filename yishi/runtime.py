@@ -35,6 +35,7 @@ from faststream.kafka.security import parse_security
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts import registry
+from contracts.common import Actor, Command
 from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi import clock as clocks
@@ -43,6 +44,7 @@ from yishi.audit.checkpoints import Checkpointer, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock
 from yishi.ids import DerivedIds, IdSource
+from yishi.command_http import command_router
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
 from yishi.failures import RetryPolicy, classify, retried, sleep_or_stop
@@ -61,6 +63,8 @@ Background = Callable[[asyncio.Event, asyncpg.Pool], Awaitable[None]]
 """A background job: called with the stop event and the service's pool (see :func:`yishi.jobs.every`,
 which runs one replica's steps at a time)."""
 EventHandler = Callable[[Any, Envelope, asyncpg.Connection], Awaitable[Any]]
+Reaction = Callable[[Any, Actor], Command | None]
+"""An event of another service (its public model) to the command it asks of this one."""
 
 #: How a consumer group's partitions are shared among a service's replicas: sticky. Measured by
 #: ``bench/run rebalance`` (Apache Kafka 4.1, replica processes of one subscriber, 6 partitions,
@@ -110,8 +114,8 @@ class ServiceContext:
         service's command topics, with replies on its replies topics."""
         bus.verifier = self.verifier
         bus.ids = self.ids
-        self.router.include_router(bus.router(rate_limit=self.settings.command_rate_limit))
-        self.command_types = frozenset(registry.type_name(model) for model in bus.handlers)
+        self.router.include_router(command_router(bus, rate_limit=self.settings.command_rate_limit))
+        self.command_types = frozenset(registry.type_name(model) for model in bus.public_commands)
         self.consume("commands", self.topics(self.service, commands_topic), bus.handle_envelope, deduplicate=False,
                      refuse=bus.refuse_unreadable)
 
@@ -134,6 +138,22 @@ class ServiceContext:
 
         self.subscriptions[name] = (service, frozenset(handlers))
         self.consume(name, self.topics(service), handle, accepts=accepts)
+
+    def react(self, name: str, service: str, bus: CommandBus, reactions: dict[str, Reaction]) -> None:
+        """Turn ``service``'s public events into this service's commands: ``reactions`` maps
+        a type name to ``reaction(model, actor)``, which returns the command the event asks
+        for, sent by ``actor`` (the bus's :attr:`~yishi.commands.CommandBus.system_actor`),
+        or None when it asks for none. Each is dispatched on ``bus`` as the platform's
+        own (:meth:`yishi.commands.CommandBus.react`), in the inbox transaction: its
+        refusal is a recorded ``CommandRejected``, never only a log line."""
+        def handler(reaction: Reaction) -> EventHandler:
+            async def handle(model: Any, envelope: Envelope, conn: asyncpg.Connection) -> None:
+                command = reaction(model, bus.system_actor)
+                if command is not None:
+                    await bus.react(command, envelope, conn)
+            return handle
+
+        self.on_events(name, service, {type_name: handler(r) for type_name, r in reactions.items()})
 
     def consume(self, name: str, topics: Sequence[str], handle: Handler, *, retry_delay: float = 1.0,
                 accepts: Callable[[Envelope], bool] | None = None, deduplicate: bool = True,

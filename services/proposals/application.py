@@ -1,11 +1,12 @@
 """Command handlers of the proposals service: one per command, each loads the
 aggregates it needs, calls one rule and saves, with the read models updated in the
-same transaction (:func:`services.proposals.projections.update`)."""
+same transaction (:func:`services.proposals.projections.project`, the bus's hook)."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import structlog
 from eventsourcing.domain import Aggregate
 
 from contracts.common import Command, RejectionReason, VoteMatterKind
@@ -31,30 +32,15 @@ from contracts.proposals import (
     WithdrawProposal,
 )
 from services.proposals import projections
+from services.proposals.consumers import ReturnForReconsultation, TakeVoteResult
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
 from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext
-from yishi.repository import AggregateNotFound, Repository
+from yishi.repository import Repository
 from yishi.rules import Rejected
 
 A = TypeVar("A", bound=Aggregate)
-
-_NAMES = {
-    Council: "council",
-    Nomination: "nomination",
-    Slate: "slate",
-    CatalogueCategory: "catalogue category",
-    CatalogueItem: "catalogue item",
-    Proposal: "proposal",
-}
-
-
-async def load(ctx: CommandContext, cls: type[A], district: str, public_id: str) -> A:
-    """The aggregate ``public_id`` of ``district``; ``not_found`` when there is none."""
-    try:
-        return await ctx.repository.get(cls, cls.create_id(district, public_id), conn=ctx.conn)
-    except AggregateNotFound:
-        raise Rejected(RejectionReason.NOT_FOUND, f"{_NAMES[cls]} {public_id} does not exist", public_id) from None
+log = structlog.get_logger("yishi.proposals")
 
 
 async def addressed(ctx: CommandContext, cmd: Command, cls: type[A], public_id: str,
@@ -63,37 +49,25 @@ async def addressed(ctx: CommandContext, cmd: Command, cls: type[A], public_id: 
     proposal), once its caller is known to act for that council (a scoped role's
     ``acts_for``, :data:`contracts.permissions.PARTIES`); ``not_found`` first. A refusal
     names ``subject`` (default ``public_id``)."""
-    record = await load(ctx, cls, cmd.district, public_id)
+    record = await ctx.load(cls, cmd.district, public_id)
     ctx.authorise_party(cmd, {Party.COUNCIL: record.council_id}, subject or public_id)  # type: ignore[attr-defined]
     return record
 
 
 async def load_optional(ctx: CommandContext, cls: type[A], district: str, public_id: str | None) -> A | None:
-    """Like :func:`load`, but ``None`` for no id."""
-    return None if public_id is None else await load(ctx, cls, district, public_id)
-
-
-async def ensure_new(ctx: CommandContext, cls: type[Aggregate], district: str, public_id: str) -> None:
-    """Reject a create command whose id is taken (a resent command is answered by the bus)."""
-    if await ctx.repository.exists(cls.create_id(district, public_id), conn=ctx.conn):
-        raise Rejected(RejectionReason.ALREADY_EXISTS, f"{_NAMES[cls]} {public_id} already exists", public_id)
-
-
-async def save(ctx: CommandContext, command: Command, *aggregates: Aggregate) -> None:
-    """Save the aggregates' new events and their read models, in the command's transaction."""
-    await ctx.save(command, *aggregates)
-    await projections.update(ctx.conn, *aggregates)
+    """Like :meth:`CommandContext.load`, but ``None`` for no id."""
+    return None if public_id is None else await ctx.load(cls, district, public_id)
 
 
 def build_bus(repository: Repository, clock: Clock) -> CommandBus:
     """The proposals service's command bus with every handler registered."""
-    bus = CommandBus("proposals", repository, clock)
+    bus = CommandBus("proposals", repository, clock, project=projections.project)
 
     # -- councils and members --
 
     @bus.handles(FormCouncil)
     async def form_council(cmd: FormCouncil, ctx: CommandContext) -> str:
-        await ensure_new(ctx, Council, cmd.district, cmd.council_id)
+        await ctx.ensure_new(Council, cmd.district, cmd.council_id)
         parent = await load_optional(ctx, Council, cmd.district, cmd.parent_council_id)
         # A council is set up for the council above it; a top-level one (no parent) by
         # district-wide staff only (a scoped role's ``acts_for`` "*").
@@ -109,28 +83,28 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             rules=cmd.rules.model_dump(mode="json"),
             now=ctx.clock.now(),
         )
-        await save(ctx, cmd, council)
+        await ctx.save(cmd, council)
         return cmd.council_id
 
     @bus.handles(SeatMember)
     async def seat_member(cmd: SeatMember, ctx: CommandContext) -> str:
         council = await addressed(ctx, cmd, Council, cmd.council_id)
         council.seat(seat_id=cmd.seat_id, member_id=cmd.member_id, term_ends_at=cmd.term_ends_at, now=ctx.clock.now())
-        await save(ctx, cmd, council)
+        await ctx.save(cmd, council)
         return cmd.council_id
 
     @bus.handles(UnseatMember)
     async def unseat_member(cmd: UnseatMember, ctx: CommandContext) -> str:
         council = await addressed(ctx, cmd, Council, cmd.council_id)
         council.unseat(seat_id=cmd.seat_id, member_id=cmd.member_id, reason=cmd.reason, now=ctx.clock.now())
-        await save(ctx, cmd, council)
+        await ctx.save(cmd, council)
         return cmd.council_id
 
     # -- representatives --
 
     @bus.handles(NominateRepresentative)
     async def nominate_representative(cmd: NominateRepresentative, ctx: CommandContext) -> str:
-        await ensure_new(ctx, Nomination, cmd.district, cmd.nomination_id)
+        await ctx.ensure_new(Nomination, cmd.district, cmd.nomination_id)
         council = await addressed(ctx, cmd, Council, cmd.council_id, cmd.nomination_id)
         nomination = Nomination.nominate(
             district=cmd.district,
@@ -141,12 +115,12 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             route=cmd.route,
             now=ctx.clock.now(),
         )
-        await save(ctx, cmd, nomination)
+        await ctx.save(cmd, nomination)
         return cmd.nomination_id
 
     @bus.handles(NominateSlate)
     async def nominate_slate(cmd: NominateSlate, ctx: CommandContext) -> str:
-        await ensure_new(ctx, Slate, cmd.district, cmd.slate_id)
+        await ctx.ensure_new(Slate, cmd.district, cmd.slate_id)
         council = await addressed(ctx, cmd, Council, cmd.council_id, cmd.slate_id)
         slate = Slate.nominate(
             district=cmd.district,
@@ -156,21 +130,21 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             notice_ends_at=cmd.notice_ends_at,
             now=ctx.clock.now(),
         )
-        await save(ctx, cmd, slate)
+        await ctx.save(cmd, slate)
         return cmd.slate_id
 
     @bus.handles(PubliciseNomination)
     async def publicise_nomination(cmd: PubliciseNomination, ctx: CommandContext) -> str:
         nomination = await addressed(ctx, cmd, Nomination, cmd.nomination_id)
         nomination.publicise(notice_ends_at=cmd.notice_ends_at, now=ctx.clock.now())
-        await save(ctx, cmd, nomination)
+        await ctx.save(cmd, nomination)
         return cmd.nomination_id
 
     # -- catalogue --
 
     @bus.handles(DefineCatalogueCategory)
     async def define_catalogue_category(cmd: DefineCatalogueCategory, ctx: CommandContext) -> str:
-        await ensure_new(ctx, CatalogueCategory, cmd.district, cmd.category_id)
+        await ctx.ensure_new(CatalogueCategory, cmd.district, cmd.category_id)
         category = CatalogueCategory(
             district=cmd.district,
             category_id=cmd.category_id,
@@ -179,13 +153,13 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             description=cmd.description,
             at=ctx.clock.now(),
         )
-        await save(ctx, cmd, category)
+        await ctx.save(cmd, category)
         return cmd.category_id
 
     @bus.handles(AddCatalogueItem)
     async def add_catalogue_item(cmd: AddCatalogueItem, ctx: CommandContext) -> str:
-        await ensure_new(ctx, CatalogueItem, cmd.district, cmd.item_id)
-        await load(ctx, CatalogueCategory, cmd.district, cmd.category_id)
+        await ctx.ensure_new(CatalogueItem, cmd.district, cmd.item_id)
+        await ctx.load(CatalogueCategory, cmd.district, cmd.category_id)
         item = CatalogueItem(
             district=cmd.district,
             item_id=cmd.item_id,
@@ -195,22 +169,22 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             description=cmd.description,
             at=ctx.clock.now(),
         )
-        await save(ctx, cmd, item)
+        await ctx.save(cmd, item)
         return cmd.item_id
 
     @bus.handles(RetireCatalogueItem)
     async def retire_catalogue_item(cmd: RetireCatalogueItem, ctx: CommandContext) -> str:
-        item = await load(ctx, CatalogueItem, cmd.district, cmd.item_id)
+        item = await ctx.load(CatalogueItem, cmd.district, cmd.item_id)
         item.retire(reason=cmd.reason, now=ctx.clock.now())
-        await save(ctx, cmd, item)
+        await ctx.save(cmd, item)
         return cmd.item_id
 
     # -- proposals --
 
     @bus.handles(RaiseProposal)
     async def raise_proposal(cmd: RaiseProposal, ctx: CommandContext) -> str:
-        await ensure_new(ctx, Proposal, cmd.district, cmd.proposal_id)
-        council = await load(ctx, Council, cmd.district, cmd.council_id)
+        await ctx.ensure_new(Proposal, cmd.district, cmd.proposal_id)
+        council = await ctx.load(Council, cmd.district, cmd.council_id)
         item = await load_optional(ctx, CatalogueItem, cmd.district, cmd.catalogue_item_id)
         proposal = Proposal.raise_proposal(
             district=cmd.district,
@@ -225,13 +199,13 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             attachments=[a.model_dump(mode="json") for a in cmd.attachments],
             now=ctx.clock.now(),
         )
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     @bus.handles(PublishProposal)
     async def publish_proposal(cmd: PublishProposal, ctx: CommandContext) -> str:
         proposal = await addressed(ctx, cmd, Proposal, cmd.proposal_id)
-        council = await load(ctx, Council, cmd.district, proposal.council_id)
+        council = await ctx.load(Council, cmd.district, proposal.council_id)
         proposal.publish(
             council=council,
             form=cmd.form,
@@ -239,29 +213,29 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             session_at=cmd.session_at,
             now=ctx.clock.now(),
         )
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     @bus.handles(SecondMotion)
     async def second_motion(cmd: SecondMotion, ctx: CommandContext) -> str:
-        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
-        council = await load(ctx, Council, cmd.district, proposal.council_id)
+        proposal = await ctx.load(Proposal, cmd.district, cmd.proposal_id)
+        council = await ctx.load(Council, cmd.district, proposal.council_id)
         proposal.second(council=council, member_id=cmd.actor.id, now=ctx.clock.now())
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     @bus.handles(LodgeObjection)
     async def lodge_objection(cmd: LodgeObjection, ctx: CommandContext) -> str:
-        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal = await ctx.load(Proposal, cmd.district, cmd.proposal_id)
         proposal.lodge_objection(
             objection_id=cmd.objection_id, objector_id=cmd.actor.id, grounds=cmd.grounds, now=ctx.clock.now()
         )
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     @bus.handles(MakeStatement)
     async def make_statement(cmd: MakeStatement, ctx: CommandContext) -> str:
-        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal = await ctx.load(Proposal, cmd.district, cmd.proposal_id)
         proposal.make_statement(
             statement_id=cmd.statement_id,
             step=cmd.step,
@@ -270,7 +244,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             text=cmd.text,
             now=ctx.clock.now(),
         )
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     @bus.handles(RequestVote)
@@ -282,7 +256,7 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         matter: Any
         if cmd.matter.kind == VoteMatterKind.PROPOSAL:
             matter = await addressed(ctx, cmd, Proposal, cmd.matter.id)
-            council = await load(ctx, Council, cmd.district, matter.council_id)
+            council = await ctx.load(Council, cmd.district, matter.council_id)
             _check_council(cmd, matter.council_id)
             matter.request_vote(council=council, vote_id=cmd.vote_id, terms=cmd.terms, now=now)
         else:
@@ -292,33 +266,82 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
             matter.request_vote(
                 vote_id=cmd.vote_id, terms=cmd.terms.model_dump(mode="json"), closes_at=cmd.terms.closes_at, now=now
             )
-        await save(ctx, cmd, matter)
+        await ctx.save(cmd, matter)
         return cmd.matter.id
 
     @bus.handles(EscalateProposal)
     async def escalate_proposal(cmd: EscalateProposal, ctx: CommandContext) -> str:
         proposal = await addressed(ctx, cmd, Proposal, cmd.proposal_id)
-        council = await load(ctx, Council, cmd.district, proposal.council_id)
+        council = await ctx.load(Council, cmd.district, proposal.council_id)
         parent = await load_optional(ctx, Council, cmd.district, council.parent_council_id)
         proposal.escalate(council=council, parent=parent, reason=cmd.reason, now=ctx.clock.now())
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     @bus.handles(WithdrawProposal)
     async def withdraw_proposal(cmd: WithdrawProposal, ctx: CommandContext) -> str:
-        proposal = await load(ctx, Proposal, cmd.district, cmd.proposal_id)
+        proposal = await ctx.load(Proposal, cmd.district, cmd.proposal_id)
         proposal.withdraw(actor_id=cmd.actor.id, reason=cmd.reason, now=ctx.clock.now())
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     @bus.handles(ReturnProposalForReconsultation)
     async def return_proposal_for_reconsultation(cmd: ReturnProposalForReconsultation, ctx: CommandContext) -> str:
         proposal = await addressed(ctx, cmd, Proposal, cmd.proposal_id)
         proposal.return_for_reconsultation(reason=cmd.reason, now=ctx.clock.now())
-        await save(ctx, cmd, proposal)
+        await ctx.save(cmd, proposal)
+        return cmd.proposal_id
+
+    # -- the platform's own, in reaction to other services' events (:mod:`.consumers`) --
+
+    @bus.handles(TakeVoteResult, internal=True)
+    async def take_vote_result(cmd: TakeVoteResult, ctx: CommandContext) -> str:
+        """Decide the proposal, nomination or slate the vote was about; a confirmed
+        nomination or slate seats its nominees."""
+        now = ctx.clock.now()
+        matter = cmd.matter
+        if matter.kind == VoteMatterKind.PROPOSAL:
+            proposal = await ctx.load(Proposal, cmd.district, matter.id)
+            if not proposal.close_vote(vote_id=cmd.vote_id, outcome=cmd.outcome, tally=cmd.tally, now=now):
+                raise _not_waiting(cmd)
+            await ctx.save(cmd, proposal)
+            return matter.id
+        slate = matter.kind == VoteMatterKind.SLATE
+        confirmed: Any = await ctx.load(Slate if slate else Nomination, cmd.district, matter.id)
+        if not confirmed.close_vote(vote_id=cmd.vote_id, outcome=cmd.outcome, now=now):
+            raise _not_waiting(cmd)
+        changed: list[Aggregate] = [confirmed]
+        if confirmed.outcome == "adopted":
+            council = await ctx.load(Council, cmd.district, confirmed.council_id)
+            nominees = confirmed.nominees if slate else [
+                {"seat_id": confirmed.seat_id, "nominee_id": confirmed.nominee_id}]
+            for nominee in nominees:
+                try:
+                    council.seat(seat_id=nominee["seat_id"], member_id=nominee["nominee_id"], term_ends_at=None,
+                                 now=now, by_nomination=True)
+                except Rejected as exc:
+                    # The confirmation stands on record; the seat was taken in the meantime.
+                    log.warning("confirmed nominee could not be seated", matter_id=matter.id,
+                                nominee_id=nominee["nominee_id"], reason=exc.message)
+            changed.append(council)
+        await ctx.save(cmd, *changed)
+        return matter.id
+
+    @bus.handles(ReturnForReconsultation, internal=True)
+    async def return_for_reconsultation(cmd: ReturnForReconsultation, ctx: CommandContext) -> str:
+        """Return the adopted proposal to deliberation because of a problem in delivery."""
+        proposal = await ctx.load(Proposal, cmd.district, cmd.proposal_id)
+        proposal.return_for_reconsultation(reason=cmd.problem, resolution_id=cmd.resolution_id, now=ctx.clock.now())
+        await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
     return bus
+
+
+def _not_waiting(cmd: TakeVoteResult) -> Rejected:
+    return Rejected(RejectionReason.INVALID_STATE,
+                    f"{cmd.matter.kind} {cmd.matter.id} is not waiting for the result of vote {cmd.vote_id}",
+                    cmd.matter.id)
 
 
 def _check_council(cmd: RequestVote, council_id: str) -> None:

@@ -14,8 +14,9 @@ def wire(ctx: ServiceContext) -> None:
     """Commands over HTTP and the command topic, reactions to votes and reconsultation
     requests, and the queries."""
     repository = Repository(ctx.store)
-    ctx.serve_commands(build_bus(repository, ctx.clock))
-    consumers.wire(ctx, repository)
+    bus = build_bus(repository, ctx.clock)
+    ctx.serve_commands(bus)
+    consumers.wire(ctx, bus)
     ctx.router.include_router(api.router(ctx, repository))
 
 

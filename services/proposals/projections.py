@@ -37,6 +37,7 @@ from services.proposals.domain import (
     ProposalStatus,
     Slate,
 )
+from yishi.commands import Saved
 from yishi.repository import Repository
 from yishi.store import RecordedEvent
 
@@ -292,6 +293,12 @@ def _fields(model: type[View], state: dict[str, Any], exclude: frozenset[str] | 
     """The aggregate attributes the view declares, except those it builds itself."""
     built = {"seats", "rules", "items"} | set(exclude)
     return {name: state[name] for name in model.model_fields if name in state and name not in built}
+
+
+async def project(conn: asyncpg.Connection, saved: Saved) -> None:
+    """The bus's hook (:class:`yishi.commands.Projection`): the read models of what a
+    command saved, in its transaction."""
+    await update(conn, *saved.aggregates)
 
 
 async def update(conn: asyncpg.Connection, *aggregates: Aggregate) -> None:

@@ -13,6 +13,7 @@ from tests.support.auth import acting, auth_settings
 from tests.support.kafka import read_topic
 from yishi.auth import Principal, TokenVerifier
 from yishi.clock import ManualClock
+from yishi.command_http import command_router
 from yishi.commands import CommandBus, with_replies
 from yishi.relay import Relay
 from yishi.repository import Repository
@@ -113,7 +114,7 @@ async def test_http_rejection_carries_reason_and_message(pool):
     bus = make_bus(pool)
     app = FastAPI()
     app.state.verifier = TokenVerifier(Settings(**auth_settings()))
-    app.include_router(bus.router())
+    app.include_router(command_router(bus))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
                                  auth=acting()) as client:
         body = open_vote(question="Forbidden again").model_dump(mode="json")

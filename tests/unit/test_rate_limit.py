@@ -1,4 +1,4 @@
-"""The per-caller command limit of the HTTP edge (``yishi.commands.RateLimit``)."""
+"""The per-caller command limit of the HTTP edge (``yishi.command_http.RateLimit``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from contracts.common import Role
 from yishi.auth import Principal
-from yishi.commands import RateLimit
+from yishi.command_http import RateLimit
 
 pytestmark = pytest.mark.asyncio
 
