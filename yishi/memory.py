@@ -20,7 +20,8 @@ PostgreSQL store guarantees, this one does the same way:
 
 The tamper-evidence steps (:meth:`EventStore.seal`, :meth:`EventStore.verify`) are
 PostgreSQL only. SQL is not understood: a handler that writes a projection with
-``conn.execute`` needs PostgreSQL.
+``conn.execute`` needs PostgreSQL. Values PostgreSQL cannot hold (a NUL in text, which the
+command bus answers as ``invalid_command``) are stored here as they are.
 """
 
 from __future__ import annotations
@@ -153,9 +154,6 @@ class MemoryConnection:
         events = [e for f in self._frames for e in f.events]
         return events, [s for f in self._frames for s in f.snapshots]
 
-    def _holds(self, key: _Key) -> bool:
-        return any(key in f.keys for f in self._frames)
-
     def _release_all(self) -> None:
         """Given back to the pool: roll back what is open (as asyncpg does)."""
         while self._frames:
@@ -243,7 +241,7 @@ class MemoryEventStore(EventStore):
             if len(stream) != expected_version:
                 raise ConcurrencyError(stream_id, expected_version)
             if len({e.event_id for e in events}) < len(events) or any(
-                    e.event_id in self._event_ids or conn._holds(("event", e.event_id)) for e in events):
+                    e.event_id in self._event_ids or self._keys.get(("event", e.event_id)) is conn for e in events):
                 raise StoreError("an event id in this batch was already stored")
             # A key another open transaction wrote: wait until it is released (that
             # transaction or savepoint ended), as a unique index does, then look again.
