@@ -156,6 +156,8 @@ async def test_a_rolled_back_transaction_leaves_nothing(store):
                 await store.append("s", 0, events(2), meta(), conn=conn)
                 await store.save_snapshot(Snapshot("s", 2, "t:S", b"{}"), conn=conn)
                 assert len(await store.read_stream("s", conn=conn)) == 2, "the transaction sees its own events"
+                assert (await store.latest_snapshot("s", conn=conn)).version == 2
+                assert await store.latest_snapshot("s") is None
                 raise RuntimeError("the handler failed")
     assert await store.read_stream("s") == []
     assert await store.latest_snapshot("s") is None
