@@ -15,7 +15,8 @@ from eventsourcing.domain import Aggregate
 
 from tests.support.store import Counter, Tally, events, meta
 from yishi.repository import AggregateNotFound, Repository
-from yishi.store import ConcurrencyError, LogCursor, NewEvent, Snapshot, StoreError
+from yishi.store import (GENESIS, ConcurrencyError, LogCursor, NewEvent, Snapshot, StoreError, canonical_metadata,
+                         chain_hash, event_digest)
 
 
 async def test_append_and_read_stream(store):
@@ -147,6 +148,19 @@ async def test_recorded_events_carry_what_was_appended(store):
     assert (occurred_at, correlation_id, causation_id) == ("2026-05-01T00:00:00+00:00",
                                                            stored[0].metadata["correlation_id"], None)
     assert await store.head() == positions[-1]
+
+
+async def test_each_event_hash_chains_to_the_previous_of_its_stream(store):
+    """The hash :meth:`EventStore.verify` recomputes: each event's digest chained to the
+    previous event's hash of its stream, from the genesis."""
+    await store.append("s", 0, events(2), meta())
+    await store.append("s", 2, events(1), meta())
+    previous = GENESIS
+    for e in await store.read_stream("s"):
+        digest = event_digest(e.stream_id, e.version, e.event_id, e.district, e.topic, e.state,
+                              canonical_metadata(e.metadata))
+        assert e.hash == chain_hash(previous, digest), f"v{e.version} does not chain"
+        previous = e.hash
 
 
 async def test_a_rolled_back_transaction_leaves_nothing(store):
