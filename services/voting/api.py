@@ -19,6 +19,7 @@ from yishi.auth import Principal, authenticate
 from yishi.pagination import Page, PageQuery, page_query
 from yishi.runtime import ServiceContext
 from services.voting import projections
+from services.voting.ballot_box import PostgresBallotBox, receipt_hash
 
 
 class VoteStatus(StrEnum):
@@ -80,8 +81,9 @@ _RECEIPT_NOT_FOUND = {404: {"description": "No such vote in this district; for a
 
 
 def router(ctx: ServiceContext) -> APIRouter:
-    """The query routes, reading the service's read models through ``ctx.pool``."""
+    """The query routes, reading the service's read models and its ballot box through ``ctx.pool``."""
     api = APIRouter(prefix="/{district}/votes", tags=["votes"])
+    box = PostgresBallotBox()
 
     async def find(district: str, vote_id: str) -> Any:
         row = await projections.vote_row(ctx.pool, district, vote_id)
@@ -106,7 +108,7 @@ def router(ctx: ServiceContext) -> APIRouter:
     async def get_vote(district: str, vote_id: Id) -> VoteView:
         """A vote with its terms, turnout and result."""
         row = await find(district, vote_id)
-        return _view(row, await projections.turnout(ctx.pool, row["vote_id"]))
+        return _view(row, await box.turnout(ctx.pool, row["vote_id"]))
 
     @api.get("/{vote_id}/tally", response_model=TallyView, responses=_NOT_FOUND)
     async def get_tally(district: str, vote_id: Id) -> TallyView:
@@ -117,11 +119,11 @@ def router(ctx: ServiceContext) -> APIRouter:
         elif row["secret"]:
             tally = None
         else:
-            counted = await projections.tally(ctx.pool, row["vote_id"], secret=False)
+            counted = await box.tally(ctx.pool, row["vote_id"], secret=False)
             tally = Tally(in_favour=counted.in_favour, against=counted.against, abstain=counted.abstain,
                           approvals=counted.approvals if row["terms"].get("options") else None)
         return TallyView(vote_id=vote_id, status=_status(row),
-                         turnout=await projections.turnout(ctx.pool, row["vote_id"]),
+                         turnout=await box.turnout(ctx.pool, row["vote_id"]),
                          electorate_size=row["electorate_size"], tally=tally)
 
     @api.get("/{vote_id}/receipts/{ballot_id}", response_model=ReceiptView, responses=_RECEIPT_NOT_FOUND)
@@ -135,16 +137,15 @@ def router(ctx: ServiceContext) -> APIRouter:
         ballots are public (``VoteClosed`` lists them), so their receipts are too."""
         row = await find(district, vote_id)
         if row["secret"]:
-            found = await projections.recorded_choice(
-                ctx.pool, row["vote_id"], projections.receipt_hash(district, vote_id, principal.subject, ballot_id))
+            found = await box.recorded(ctx.pool, row["vote_id"],
+                                       receipt_hash(district, vote_id, principal.subject, ballot_id))
             if found is None:
                 raise HTTPException(404, f"no ballot of {principal.subject} with this receipt in vote {vote_id}")
         else:
-            found = await projections.open_choice(ctx.pool, row["vote_id"], ballot_id)
+            found = await box.open_choice(ctx.pool, row["vote_id"], ballot_id)
         return ReceiptView(vote_id=vote_id, recorded=found is not None,
                            counted=found is not None and row["result"] is not None,
-                           choice=found["choice"] if found else None,
-                           approvals=list(found["approvals"]) if found and found["approvals"] is not None else None)
+                           choice=found.choice if found else None, approvals=found.approvals if found else None)
 
     return api
 

@@ -7,7 +7,8 @@ stream version:
 * :class:`Ballot` — one small stream per (vote, voter). Creating it appends at
   expected version 0, so "one person, one vote" holds in the database even when the
   same voter sends ballots concurrently. For secret votes it records participation
-  only, never the choice.
+  only, never the choice: :meth:`Ballot.cast` and :meth:`Ballot.replace` decide that
+  (the choice goes to the ballot box, :mod:`services.voting.ballot_box`).
 
 Counting (:func:`decide`) is a pure function of the terms and the tally.
 """
@@ -121,6 +122,11 @@ def decide(terms: VoteTerms, electorate_size: int, tally: Tally) -> Result:
 class Vote(NamedAggregate):
     """A vote: who may vote, how it is counted, and when it is open."""
 
+    @staticmethod
+    def create_id(district: str, vote_id: str) -> str:
+        """The vote's stream (:func:`vote_stream`)."""
+        return vote_stream(district, vote_id)
+
     @classmethod
     def open(cls, *, vote_id: str, district: str, council_id: str, matter: dict[str, Any], terms: VoteTerms,
              convener_id: str, convener_role: str, now: datetime) -> Vote:
@@ -139,7 +145,7 @@ class Vote(NamedAggregate):
                            vote_id)
         if not approval and terms.options:
             raise Rejected(RejectionReason.INVALID_COMMAND, "options are only for approval votes", vote_id)
-        return cls._create(cls.Opened, id=vote_stream(district, vote_id), vote_id=vote_id, district=district,
+        return cls._create(cls.Opened, id=cls.create_id(district, vote_id), vote_id=vote_id, district=district,
                            council_id=council_id, matter=matter,
                            terms=terms.model_dump(mode="json"), convener_id=convener_id, opened_at=now)
 
@@ -263,12 +269,18 @@ class Ballot(NamedAggregate):
     """One voter's ballot on one vote. Secret votes record participation only: the
     choice, the ballot id (the voter's receipt) and the approvals stay ``None``."""
 
+    @staticmethod
+    def create_id(district: str, vote_id: str, voter_id: str) -> str:
+        """The ballot's stream (:func:`ballot_stream`)."""
+        return ballot_stream(district, vote_id, voter_id)
+
     @classmethod
-    def cast(cls, *, district: str, vote_id: str, voter_id: str, ballot_id: str | None, choice: str | None,
-             approvals: list[str] | None, now: datetime) -> Ballot:
-        """A first ballot of ``voter_id`` on ``vote_id``."""
-        return cls._create(cls.Cast, id=ballot_stream(district, vote_id, voter_id), vote_id=vote_id,
-                           voter_id=voter_id, ballot_id=ballot_id, choice=choice, approvals=approvals, cast_at=now)
+    def cast(cls, *, vote: Vote, voter_id: str, ballot_id: str, choice: str, approvals: list[str] | None,
+             now: datetime) -> Ballot:
+        """A first ballot of ``voter_id`` on ``vote`` (checked with :meth:`Vote.check_ballot`);
+        on a secret vote it records that the voter voted, nothing of what or how."""
+        return cls._create(cls.Cast, id=cls.create_id(vote.district, vote.vote_id, voter_id), vote_id=vote.vote_id,
+                           voter_id=voter_id, **_recorded(vote, ballot_id, choice, approvals), cast_at=now)
 
     class Cast(NamedAggregate.Created):
         vote_id: str
@@ -289,12 +301,13 @@ class Ballot(NamedAggregate):
         """Whether this open ballot is exactly what was sent (a resent command)."""
         return (self.ballot_id, self.choice, self.approvals) == (ballot_id, choice, approvals)
 
-    def replace(self, *, changes_allowed: bool, ballot_id: str | None, choice: str | None,
-                approvals: list[str] | None, now: datetime) -> None:
-        """Replace the ballot where the vote allows it; otherwise a second ballot is a duplicate."""
-        if not changes_allowed:
+    def replace(self, *, vote: Vote, ballot_id: str, choice: str, approvals: list[str] | None,
+                now: datetime) -> None:
+        """Replace the ballot where ``vote`` allows it; otherwise a second ballot is a
+        duplicate. On a secret vote the replacement too records participation only."""
+        if not vote.changes_allowed:
             raise Rejected(RejectionReason.DUPLICATE, "this voter has already voted", self.vote_id)
-        self._replaced(vote_id=self.vote_id, ballot_id=ballot_id, choice=choice, approvals=approvals, replaced_at=now)
+        self._replaced(vote_id=self.vote_id, **_recorded(vote, ballot_id, choice, approvals), replaced_at=now)
 
     @event("Replaced")
     def _replaced(self, vote_id: str, ballot_id: str | None, choice: str | None, approvals: list[str] | None,
@@ -302,3 +315,12 @@ class Ballot(NamedAggregate):
         self.ballot_id = ballot_id
         self.choice = choice
         self.approvals = approvals
+
+
+def _recorded(vote: Vote, ballot_id: str, choice: str, approvals: list[str] | None) -> dict[str, Any]:
+    """What a ballot's stream keeps of what was sent: all of it on an open vote (it is
+    published, and counted from the ballot box), none of it on a secret one (the choice
+    is in the ballot box only, under the receipt's hash, apart from the voter)."""
+    if vote.secret:
+        return {"ballot_id": None, "choice": None, "approvals": None}
+    return {"ballot_id": ballot_id, "choice": choice, "approvals": approvals}

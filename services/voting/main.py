@@ -5,7 +5,7 @@ from __future__ import annotations
 from yishi.runtime import ServiceContext, ServiceSpec
 from services.voting import api
 from services.voting.application import closing_timer, create_bus
-from services.voting.consumers import on_vote_requested
+from services.voting import consumers
 from services.voting.translator import translate
 
 
@@ -14,7 +14,7 @@ def wire(ctx: ServiceContext) -> None:
     bus = create_bus(ctx.store, ctx.clock)
     ctx.serve_commands(bus)
     ctx.router.include_router(api.router(ctx))
-    ctx.on_events("vote-requests", "proposals", {"VoteRequested": on_vote_requested(bus)})
+    consumers.wire(ctx, bus)
     ctx.background.append(closing_timer(bus, ctx.clock, policy=ctx.retry_policy))
 
 

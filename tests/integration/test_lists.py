@@ -20,7 +20,7 @@ from services.notify.main import spec as notify_spec
 from services.notify.settings import NotifySettings
 from services.oversight.main import spec as oversight_spec
 from services.proposals.main import spec as proposals_spec
-from services.voting.application import PLATFORM, create_bus
+from services.voting.application import create_bus
 from services.voting.main import spec as voting_spec
 from tests.support.service import eventually, new_district, running
 from yishi.clock import ManualClock
@@ -205,7 +205,7 @@ async def test_votes_are_listed_filtered_and_paged(servers):
                 return
             # A nomination's vote is opened by the platform, from the proposals service's VoteRequested.
             reply = await bus.dispatch(OpenVote.model_validate({"district": district, **body}),
-                                       command_id=f"open-{vote_id}", correlation_id=vote_id, principal=PLATFORM)
+                                       command_id=f"open-{vote_id}", correlation_id=vote_id, principal=bus.platform)
             assert isinstance(reply, CommandAccepted), reply
 
         for n in range(1, 6):

@@ -165,13 +165,14 @@ def test_close_once_and_who_may_close():
 
 def test_secret_ballot_records_participation_only_and_replays():
     mapper = default_mapper()
-    ballot = Ballot.cast(district="gulou", vote_id="vote-1", voter_id="m1", ballot_id=None, choice=None,
-                         approvals=None, now=NOW)
+    once, changeable = open_vote(terms(secrecy="secret")), open_vote(terms(secrecy="secret", ballot_changes_allowed=True))
+    ballot = Ballot.cast(vote=once, voter_id="m1", ballot_id="b-1", choice="in_favour", approvals=None, now=NOW)
     assert ballot.id == ballot_stream("gulou", "vote-1", "m1") != ballot_stream("gulou", "vote-1", "m2")
     with pytest.raises(Rejected) as twice:
-        ballot.replace(changes_allowed=False, ballot_id=None, choice=None, approvals=None, now=NOW)
+        ballot.replace(vote=once, ballot_id="b-1", choice="against", approvals=None, now=NOW)
     assert twice.value.reason is RejectionReason.DUPLICATE
-    ballot.replace(changes_allowed=True, ballot_id=None, choice=None, approvals=None, now=NOW)
+    ballot.replace(vote=changeable, ballot_id="b-1", choice="against", approvals=None, now=NOW)
+    assert (ballot.ballot_id, ballot.choice, ballot.approvals) == (None, None, None)
     stored = [mapper.to_stored_event(e) for e in ballot.collect_events()]
     assert all(b"in_favour" not in s.state and b"against" not in s.state for s in stored)
     replayed = None

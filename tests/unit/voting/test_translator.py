@@ -39,9 +39,9 @@ def test_open_vote_publishes_terms_ballots_and_who_voted_how():
     assert opened.vote_id == "vote-1" and opened.terms == terms()
     assert closed.outcome is VoteOutcome.ADOPTED and closed.tally.in_favour == 6 and closed.electorate_size == 10
     assert closed.closed_by is VoteClosure.CONVENER and closed.ballots[0].voter_id == "m1"
-    ballot = Ballot.cast(district="gulou", vote_id="vote-1", voter_id="m1", ballot_id="b-1", choice="against",
-                         approvals=None, now=NOW)
-    ballot.replace(changes_allowed=True, ballot_id="b-2", choice="in_favour", approvals=None, now=NOW)
+    changeable = open_vote(terms(ballot_changes_allowed=True))
+    ballot = Ballot.cast(vote=changeable, voter_id="m1", ballot_id="b-1", choice="against", approvals=None, now=NOW)
+    ballot.replace(vote=changeable, ballot_id="b-2", choice="in_favour", approvals=None, now=NOW)
     cast, replaced = (published(e) for e in recorded(ballot.collect_events(), "m1", "council_member"))
     assert (cast.ballot_id, cast.choice, cast.replaced, cast.actor.id) == ("b-1", "against", False, "m1")
     assert (replaced.ballot_id, replaced.choice, replaced.replaced) == ("b-2", "in_favour", True)
@@ -52,8 +52,7 @@ def test_secret_vote_publishes_no_choice_and_no_receipt():
     vote.close(Tally(6, 1, 0), VoteClosure.DEADLINE, NOW, ballots=[{"voter_id": "m1", "choice": "in_favour"}])
     closed = published(recorded(vote.collect_events())[1])
     assert closed.ballots is None and closed.tally.in_favour == 6
-    ballot = Ballot.cast(district="gulou", vote_id="vote-1", voter_id="m1", ballot_id=None, choice=None,
-                         approvals=None, now=NOW)
+    ballot = Ballot.cast(vote=vote, voter_id="m1", ballot_id="b-1", choice="in_favour", approvals=None, now=NOW)
     event = recorded(ballot.collect_events(), "m1", "council_member")[0]
     accepted = published(event)
     assert accepted.choice is None and accepted.ballot_id == event.stream_id and accepted.actor.id == "m1"

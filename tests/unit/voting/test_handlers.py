@@ -1,0 +1,275 @@
+"""Every voting command handler, through the command bus, on the memory event store and the
+memory ballot box (no PostgreSQL, no broker): what each accepts, what it refuses and
+why, what a secret ballot records, resends and replacements, and the timer's close."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from contracts.common import Actor, CommandAccepted, CommandRejected, RejectionReason, Role
+from contracts.envelope import Envelope
+from contracts.proposals import VoteRequested
+from contracts.registry import to_envelope
+from contracts.voting import BallotChoice, CastBallot, CloseVote, OpenVote
+from services.voting.application import close_due, create_bus
+from services.voting.ballot_box import MemoryBallotBox, receipt_hash
+from services.voting.consumers import vote_requested
+from services.voting.domain import Ballot, Vote
+from yishi.auth import Principal
+from yishi.clock import ManualClock
+from yishi.commands import CommandBus, Reply
+from yishi.memory import MemoryEventStore
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+D = "gulou"
+WORKER = Actor(id="worker-1", role=Role.COMMUNITY_WORKER)
+ROLL = ["m1", "m2", "m3"]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def box() -> MemoryBallotBox:
+    return MemoryBallotBox(seed=7)
+
+
+@pytest.fixture
+def bus(clock: ManualClock, box: MemoryBallotBox) -> CommandBus:
+    return create_bus(MemoryEventStore(clock), clock, box=box, project=None)
+
+
+def open_vote(vote_id: str = "v-1", *, kind: str = "question", **terms) -> OpenVote:
+    return OpenVote.model_validate({
+        "district": D, "actor": WORKER.model_dump(), "vote_id": vote_id, "council_id": "council-1",
+        "matter": {"kind": kind, "id": f"q-{vote_id}"},
+        "terms": {"question": "在3号院增设充电棚?", "method": "online", "majority": "simple", "quorum_percent": 50,
+                  "secrecy": "open", "closes_at": (T0 + timedelta(days=1)).isoformat(),
+                  "electorate": {"kind": "council_members", "scope_id": "council-1", "size": len(ROLL),
+                                 "roll": ROLL}, **terms}})
+
+
+def ballot(voter: str, ballot_id: str, choice: str = "in_favour", vote_id: str = "v-1") -> CastBallot:
+    return CastBallot(district=D, actor=Actor(id=voter, role=Role.RESIDENT), vote_id=vote_id, ballot_id=ballot_id,
+                      choice=BallotChoice(choice))
+
+
+def close(vote_id: str = "v-1", actor: Actor = WORKER) -> CloseVote:
+    return CloseVote(district=D, actor=actor, vote_id=vote_id)
+
+
+async def send(bus: CommandBus, command, *, acts_for: tuple[str, ...] = ("*",),
+               principal: Principal | None = None) -> Reply:
+    """``command`` from its actor (acting for every council), under a new idempotency key."""
+    return await bus.dispatch(command, command_id=str(uuid.uuid4()), correlation_id="c",
+                              principal=principal or Principal.of_actor(command.actor, D, acts_for=acts_for))
+
+
+async def accepted(bus: CommandBus, command, **kw) -> CommandAccepted:
+    reply = await send(bus, command, **kw)
+    assert isinstance(reply, CommandAccepted), reply
+    return reply
+
+
+async def refused(bus: CommandBus, command, reason: RejectionReason, **kw) -> CommandRejected:
+    reply = await send(bus, command, **kw)
+    assert isinstance(reply, CommandRejected) and reply.reason is reason, reply
+    return reply
+
+
+async def topics(bus: CommandBus, stream: str) -> list[str]:
+    return [e.topic.rsplit(":", 1)[-1] for e in await bus.store.read_stream(stream)]
+
+
+def ballot_stream(voter: str, vote_id: str = "v-1") -> str:
+    return Ballot.create_id(D, vote_id, voter)
+
+
+VOTE = Vote.create_id(D, "v-1")
+
+
+# -- OpenVote -------------------------------------------------------------------
+
+
+async def test_open_vote_is_accepted_once_and_again_on_the_same_terms(bus):
+    assert (await accepted(bus, open_vote())).subject == "v-1"
+    assert (await accepted(bus, open_vote())).subject == "v-1"  # a new key, the same vote: no change
+    assert await topics(bus, VOTE) == ["Vote.Opened"]
+    vote = await bus.repository.get(Vote, VOTE)
+    assert (vote.vote_id, vote.council_id, vote.convener_id, vote.terms) == ("v-1", "council-1", "worker-1",
+                                                                             open_vote().terms)
+
+
+async def test_open_vote_refusals(bus):
+    await accepted(bus, open_vote())
+    taken = await refused(bus, open_vote(quorum_percent=60), RejectionReason.ALREADY_EXISTS)
+    assert (taken.subject, taken.message) == ("v-1", "vote id v-1 is already used")
+    await refused(bus, open_vote("v-2", closes_at=T0.isoformat()), RejectionReason.INVALID_COMMAND)
+    await refused(bus, open_vote("v-3", kind="proposal"), RejectionReason.VOTE_REQUESTED_THROUGH_PROPOSALS)
+    await refused(bus, open_vote("v-4"), RejectionReason.NOT_AUTHORISED, acts_for=("council-9",))
+    assert await topics(bus, Vote.create_id(D, "v-4")) == []
+
+
+async def test_the_platform_opens_a_proposals_vote_from_vote_requested_once(bus):
+    """The reaction to ``VoteRequested``: the requester's ``OpenVote`` on the proposal,
+    sent by the platform; the event delivered again is answered from the recorded reply."""
+    command = open_vote(kind="proposal")
+    event = VoteRequested(district=D, actor=command.actor, occurred_at=T0, vote_id="v-1", council_id="council-1",
+                          matter=command.matter, terms=command.terms)
+    envelope: Envelope = to_envelope(event, id=str(uuid.uuid4()), source=f"/yishi/{D}/proposals", subject="p-1",
+                                     time=T0, correlation_id="session-1")
+    async with bus.store.pool.acquire() as conn:
+        for _ in range(2):
+            async with conn.transaction():
+                reply = await bus.react(vote_requested(event, bus.system_actor), envelope, conn)
+            assert isinstance(reply, CommandAccepted) and reply.subject == "v-1"
+    assert await topics(bus, VOTE) == ["Vote.Opened"]
+    assert (await bus.repository.get(Vote, VOTE)).convener_id == "worker-1"
+
+
+# -- CastBallot -----------------------------------------------------------------
+
+
+async def test_an_open_ballot_is_recorded_with_its_choice_and_counted(bus, box):
+    await accepted(bus, open_vote())
+    assert (await accepted(bus, ballot("m1", "b-1", "against"))).subject == "v-1"
+    stored = await bus.repository.get(Ballot, ballot_stream("m1"))
+    assert (stored.voter_id, stored.ballot_id, stored.choice) == ("m1", "b-1", "against")
+    assert await box.turnout(None, VOTE) == 1
+    assert await box.open_ballots(None, VOTE) == [{"voter_id": "m1", "choice": "against", "approvals": None}]
+
+
+async def test_a_secret_ballot_records_participation_only(bus, box):
+    await accepted(bus, open_vote(secrecy="secret"))
+    await accepted(bus, ballot("m1", "rcpt-1", "against"))
+    (event,) = await bus.store.read_stream(ballot_stream("m1"))
+    assert b"against" not in event.state and b"rcpt-1" not in event.state
+    stored = await bus.repository.get(Ballot, ballot_stream("m1"))
+    assert (stored.voter_id, stored.ballot_id, stored.choice, stored.approvals) == ("m1", None, None, None)
+    # The choice is in the box, under the receipt's hash only, waiting to be mixed.
+    assert box.pending[VOTE] == {receipt_hash(D, "v-1", "m1", "rcpt-1"): box.pending[VOTE][
+        receipt_hash(D, "v-1", "m1", "rcpt-1")]}
+    assert (await box.recorded(None, VOTE, receipt_hash(D, "v-1", "m1", "rcpt-1"))).choice == "against"
+    assert await box.turnout(None, VOTE) == 1 and VOTE not in box.open
+
+
+@pytest.mark.parametrize("secrecy", ["open", "secret"])
+async def test_a_resent_ballot_changes_nothing_and_another_is_a_duplicate(bus, box, secrecy):
+    await accepted(bus, open_vote(secrecy=secrecy))
+    await accepted(bus, ballot("m1", "b-1", "in_favour"))
+    await accepted(bus, ballot("m1", "b-1", "in_favour"))  # the same ballot under a new key
+    duplicate = await refused(bus, ballot("m1", "b-2", "against"), RejectionReason.DUPLICATE)
+    assert duplicate.message == "this voter has already voted"
+    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast"]
+    assert await box.turnout(None, VOTE) == 1
+
+
+async def test_an_open_ballot_is_replaced_where_the_vote_allows_it(bus, box):
+    await accepted(bus, open_vote(ballot_changes_allowed=True))
+    await accepted(bus, ballot("m1", "b-1", "in_favour"))
+    await accepted(bus, ballot("m1", "b-2", "against"))
+    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast", "Ballot.Replaced"]
+    assert (await bus.repository.get(Ballot, ballot_stream("m1"))).ballot_id == "b-2"
+    assert await box.open_ballots(None, VOTE) == [{"voter_id": "m1", "choice": "against", "approvals": None}]
+    assert await box.turnout(None, VOTE) == 1
+
+
+async def test_a_secret_ballot_is_replaced_with_its_first_receipt_only(bus, box):
+    await accepted(bus, open_vote(secrecy="secret", ballot_changes_allowed=True))
+    await accepted(bus, ballot("m1", "rcpt-1", "in_favour"))
+    other = await refused(bus, ballot("m1", "rcpt-2", "against"), RejectionReason.INVALID_STATE)
+    assert other.message == "a secret ballot is replaced by sending it again with its first ballot_id"
+    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast"]
+    await accepted(bus, ballot("m1", "rcpt-1", "against"))
+    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast", "Ballot.Replaced"]
+    assert [c.choice for c in box.pending[VOTE].values()] == ["against"]
+    assert all(b"against" not in e.state for e in await bus.store.read_stream(ballot_stream("m1")))
+
+
+async def test_cast_ballot_refusals(bus, clock):
+    missing = await refused(bus, ballot("m1", "b-1", vote_id="v-9"), RejectionReason.NOT_FOUND)
+    assert (missing.subject, missing.message) == ("v-9", "no vote v-9 in gulou")
+    await accepted(bus, open_vote())
+    await accepted(bus, open_vote("v-later", opens_at=(T0 + timedelta(hours=1)).isoformat()))
+    await refused(bus, ballot("m1", "b-1", vote_id="v-later"), RejectionReason.INVALID_STATE)
+    await refused(bus, ballot("stranger", "b-1"), RejectionReason.NOT_ELIGIBLE)
+    with_approvals = ballot("m1", "b-1").model_copy(update={"approvals": ("east",)})
+    await refused(bus, with_approvals, RejectionReason.INVALID_COMMAND)
+    clock.advance(timedelta(days=2))
+    await refused(bus, ballot("m1", "b-1"), RejectionReason.DEADLINE_PASSED)
+    assert await topics(bus, ballot_stream("m1")) == []
+
+
+# -- CloseVote ------------------------------------------------------------------
+
+
+async def test_the_convener_closes_an_open_vote_counting_who_voted_how(bus):
+    await accepted(bus, open_vote())
+    await accepted(bus, ballot("m1", "b-1", "in_favour"))
+    await accepted(bus, ballot("m2", "b-2", "against"))
+    await accepted(bus, ballot("m3", "b-3", "in_favour"))
+    assert (await accepted(bus, close())).subject == "v-1"
+    vote = await bus.repository.get(Vote, VOTE)
+    assert vote.closed and vote.result["outcome"] == "adopted" and vote.result["closed_by"] == "convener"
+    assert vote.result["tally"] == {"in_favour": 2, "against": 1, "abstain": 0, "approvals": None}
+    assert vote.result["turnout_percent"] == 100.0 and vote.result["quorum_met"]
+    (closed,) = [e for e in await bus.store.read_stream(VOTE) if e.topic.endswith("Vote.Closed")]
+    assert b'"voter_id":"m2"' in closed.state.replace(b" ", b"")
+
+
+async def test_closing_a_secret_vote_mixes_and_counts_its_choices(bus, box):
+    await accepted(bus, open_vote(secrecy="secret"))
+    await accepted(bus, ballot("m1", "r-1", "against"))
+    await accepted(bus, ballot("m2", "r-2", "against"))
+    await accepted(bus, close())
+    vote = await bus.repository.get(Vote, VOTE)
+    assert vote.result["tally"] == {"in_favour": 0, "against": 2, "abstain": 0, "approvals": None}
+    assert vote.result["outcome"] == "rejected" and not box.pending[VOTE] and len(box.mixed[VOTE]) == 2
+    (closed,) = [e for e in await bus.store.read_stream(VOTE) if e.topic.endswith("Vote.Closed")]
+    assert b"m1" not in closed.state and b'"ballots":null' in closed.state.replace(b" ", b"")
+
+
+async def test_close_vote_refusals(bus):
+    missing = await refused(bus, close("v-9"), RejectionReason.NOT_FOUND)
+    assert (missing.subject, missing.message) == ("v-9", "no vote v-9 in gulou")
+    await accepted(bus, open_vote())
+    await refused(bus, close(), RejectionReason.NOT_AUTHORISED, acts_for=("council-9",))
+    await refused(bus, close(actor=Actor(id="m1", role=Role.RESIDENT)), RejectionReason.NOT_AUTHORISED)
+    await accepted(bus, close())
+    again = await refused(bus, close(), RejectionReason.INVALID_STATE)
+    assert again.message == "the vote is already closed"
+    assert await topics(bus, VOTE) == ["Vote.Opened", "Vote.Closed"]
+
+
+# -- the closing timer's close --------------------------------------------------
+
+
+async def test_the_timer_closes_a_vote_at_its_closing_time_only(bus, clock):
+    await accepted(bus, open_vote())
+    await accepted(bus, ballot("m1", "b-1"))
+    early = await close_due(bus, D, "v-1")
+    assert isinstance(early, CommandRejected) and early.reason is RejectionReason.INVALID_STATE
+    assert early.actor == bus.system_actor and early.message == "the vote is not due to close"
+    clock.advance(timedelta(days=1))
+    assert isinstance(await close_due(bus, D, "v-1"), CommandAccepted)
+    vote = await bus.repository.get(Vote, VOTE)
+    assert vote.result["closed_by"] == "deadline" and vote.result["outcome"] == "no_quorum"
+    (closed,) = [e for e in await bus.store.read_stream(VOTE) if e.topic.endswith("Vote.Closed")]
+    assert closed.metadata["actor"] == "yishi-voting" and closed.metadata["correlation_id"] == "timer-v-1-close"
+
+
+async def test_the_timer_closes_a_vote_once_everyone_voted_unless_ballots_may_change(bus):
+    await accepted(bus, open_vote())
+    await accepted(bus, open_vote("v-2", ballot_changes_allowed=True))
+    for voter in ROLL:
+        await accepted(bus, ballot(voter, f"b-{voter}"))
+        await accepted(bus, ballot(voter, f"b-{voter}", vote_id="v-2"))
+    assert isinstance(await close_due(bus, D, "v-1"), CommandAccepted)
+    assert (await bus.repository.get(Vote, VOTE)).result["closed_by"] == "all_voted"
+    changeable = await close_due(bus, D, "v-2")
+    assert isinstance(changeable, CommandRejected) and changeable.reason is RejectionReason.INVALID_STATE
