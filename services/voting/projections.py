@@ -5,9 +5,10 @@
   closing timer derives due work from it, so timers survive restarts. It follows the
   vote's events alone, so it can be rebuilt from the log.
 
-Who has voted, and how, is not a read model: it is the ballot box's
-(:mod:`services.voting.ballot_box`), write-side state that the log cannot rebuild; the
-queries here join its register (``participants``) for turnout.
+Who has voted, and how, is not here: it is the ballot box's
+(:mod:`services.voting.ballot_box`), write-side state that the log cannot rebuild (a
+secret ballot's choice is not in it). The queries here join its register
+(``participants``) for turnout.
 
 Every table keys a vote by its stream id (``Vote.id``, see
 :func:`services.voting.domain.vote_stream`), which is scoped by district: two districts'
