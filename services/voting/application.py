@@ -68,12 +68,12 @@ def create_bus(store: EventStore, clock: Clock, *, box: BallotBox | None = None,
     async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
         """Accept the actor's ballot: once per voter (replaced where the vote allows it),
         only while the vote is open. Returns the vote id, never anything of the choice."""
-        voter = cmd.actor.id
-        await box.lock_for_ballot(ctx.conn, Vote.create_id(cmd.district, cmd.vote_id))
-        # The vote and the voter's ballot in one read, after the lock: it sees every close before it.
+        voter, stream = cmd.actor.id, Vote.create_id(cmd.district, cmd.vote_id)
+        await box.lock_for_ballot(ctx.conn, stream)
+        # The vote and the voter's ballot in one read (not two ctx.find), after the lock: it
+        # sees every close before it.
         vote, ballot = await ctx.repository.get_each(
-            (Vote, Vote.create_id(cmd.district, cmd.vote_id)),
-            (Ballot, Ballot.create_id(cmd.district, cmd.vote_id, voter)), conn=ctx.conn)
+            (Vote, stream), (Ballot, Ballot.create_id(cmd.district, cmd.vote_id, voter)), conn=ctx.conn)
         if vote is None:
             raise _no_vote(cmd.district, cmd.vote_id)
         now = ctx.clock.now()

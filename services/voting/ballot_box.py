@@ -42,7 +42,7 @@ from typing import Any
 from contracts.common import RejectionReason
 from yishi.rules import Rejected
 from yishi.store import ConcurrencyError
-from services.voting.domain import Tally, Vote
+from services.voting.domain import Ballot, Tally, Vote
 
 # Tables: services/voting/migrations (Alembic branch voting).
 
@@ -74,11 +74,13 @@ class BallotBox(ABC):
     async def cast(self, conn: Any, vote: Vote, voter_id: str, ballot_id: str, choice: str,
                    approvals: list[str] | None, *, first: bool) -> None:
         """Put ``voter_id``'s ballot in the box: their ``first`` on ``vote``, else the
-        replacement of their ballot. Refuses, writing nothing, a secret ballot whose
-        receipt (``ballot_id``) is taken (``already_exists``), and a secret replacement
-        sent with another receipt than its first (``invalid_state``). Raises
-        :class:`ConcurrencyError` when a first ballot finds its voter already registered:
-        another of theirs was saved since the caller read their ballot stream."""
+        replacement of their ballot. Called before the ballot is saved, it refuses a
+        secret ballot whose receipt (``ballot_id``) is taken (``already_exists``), and a
+        secret replacement sent with another receipt than its first (``invalid_state``);
+        nothing of a refused ballot is kept (what a statement wrote is rolled back with
+        the command). Raises :class:`ConcurrencyError` when a first ballot finds its voter
+        already registered: another of theirs was saved since the caller read their
+        ballot stream, and the command is tried again."""
         if not vote.secret:
             put = await self._put_open(conn, vote.id, voter_id, ballot_id, Choice(choice, approvals), first=first)
         elif first:
@@ -94,7 +96,7 @@ class BallotBox(ABC):
                 raise Rejected(RejectionReason.INVALID_STATE,
                                "a secret ballot is replaced by sending it again with its first ballot_id", vote.vote_id)
         if not put:
-            raise ConcurrencyError(vote.id, 0)
+            raise ConcurrencyError(Ballot.create_id(vote.district, vote.vote_id, voter_id), 0)
 
     @staticmethod
     def receipt(vote: Vote, voter_id: str, ballot_id: str) -> bytes:
