@@ -2,7 +2,7 @@
 
 Own events go through :func:`apply` (called by every writer: command handlers, the
 ProposalDecided consumer and the reminder scheduler). Other services' events reach the
-audit trail through :func:`record_consumed` inside the consumer's inbox transaction.
+audit trail through :func:`insert_audit` inside the consumer's inbox transaction.
 """
 
 from __future__ import annotations
