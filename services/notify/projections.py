@@ -4,6 +4,7 @@
 transaction as their events (``save_subscription``, ``save_delivery``). The audience
 tables (council members, proposals, votes and ballots, tasks and their people) are
 written by the consumers of other services' events, inside the inbox transaction.
+The HTTP API's queries are functions here too (``-- queries``), so ``api.py`` holds no SQL.
 """
 
 from __future__ import annotations

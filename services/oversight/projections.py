@@ -3,6 +3,8 @@
 Own events go through :func:`apply` (called by every writer: command handlers, the
 ProposalDecided consumer and the reminder scheduler). Other services' events reach the
 audit trail through :func:`insert_audit` inside the consumer's inbox transaction.
+Every question the HTTP API asks of them is a function here too (``-- queries``), so
+``api.py`` holds no SQL.
 """
 
 from __future__ import annotations
