@@ -18,7 +18,6 @@ import asyncio
 import asyncpg
 import structlog
 
-from yishi.names import check_service
 
 log = structlog.get_logger(__name__)
 
@@ -116,9 +115,4 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
     )
     notifier.pool = pool
     return pool
-
-
-async def service_pool(dsn: str, service: str, **kwargs: int) -> asyncpg.Pool:
-    """The pool of one of the four services (schema = service name)."""
-    return await create_pool(dsn, check_service(service), **kwargs)
 
