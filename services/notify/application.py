@@ -113,16 +113,16 @@ class Notifier:
 
     async def notify(self, ctx: CommandContext, command: Command, *, notification_id: str, template: str,
                      params: Mapping[str, str], regarding: tuple[str, str] | None, targets: Iterable[Target],
-                     expires_at: datetime | None = None, required: Iterable[Recipient] = ()) -> int:
-        """Record the notice ``command`` asks for and its deliveries; returns how many
-        deliveries were created (0 when there is nobody to reach or the notice was recorded
-        before). A template that does not fit is refused (``invalid_command``).
+                     expires_at: datetime | None = None, required: Iterable[Recipient] = ()) -> None:
+        """Record the notice ``command`` asks for and its deliveries (nothing when there is
+        nobody to reach or the notice was recorded before: the same notification id never
+        fans out twice). A template that does not fit is refused (``invalid_command``).
 
         ``required`` are the recipients the notice is for (a reminder's): one of them with
         no target is recorded as a failure (``NotificationFailed``, ``no_recipient``),
         never dropped in silence; anyone else without a target is simply not addressed."""
         if await ctx.find(Notification, command.district, notification_id) is not None:
-            return 0
+            return
         try:
             recorded = self.fan_out(district=command.district, notification_id=notification_id, template=template,
                                     params=params, regarding=regarding, targets=targets, now=ctx.clock.now(),
@@ -131,7 +131,6 @@ class Notifier:
             raise Rejected(RejectionReason.INVALID_COMMAND, str(exc), notification_id) from None
         if recorded:
             await ctx.save(command, *recorded)
-        return len(recorded) - 1 if recorded else 0
 
     def fan_out(self, *, district: str, notification_id: str, template: str, params: Mapping[str, str],
                 regarding: tuple[str, str] | None, targets: Iterable[Target], now: datetime,
