@@ -5,9 +5,6 @@ question of :class:`services.notify.audience.Audience` asked of both."""
 
 from __future__ import annotations
 
-import uuid
-
-import asyncpg
 import pytest
 
 from contracts.common import Actor, CommandAccepted, Role
@@ -19,7 +16,6 @@ from services.notify.templates import default_templates
 from yishi import migrations
 from yishi.auth import Principal
 from yishi.clock import ManualClock
-from yishi.db import create_pool
 from yishi.memory import MemoryEventStore
 from yishi.repository import Repository
 from yishi.store import EventStore
@@ -69,10 +65,8 @@ QUESTIONS = {
 
 
 @pytest.fixture
-async def audiences(servers):
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    await migrations.upgrade(servers.database_url, schema, migrations.locations("notify"))
-    pool = await create_pool(servers.database_url, schema, max_size=4)
+async def audiences(servers, schema_name, pool):
+    await migrations.upgrade(servers.database_url, schema_name, migrations.locations("notify"))  # notify's tables
     memory = InMemoryAudience()
     settings = NotifySettings(webhook_secret="audience")
     channels = ("email", "webhook", "notice_board")
@@ -81,30 +75,22 @@ async def audiences(servers):
                        Notifier(PostgresAudience(), default_templates(), settings, channels)),
              build_bus(Repository(MemoryEventStore()), clock,
                        Notifier(memory, default_templates(), settings, channels), project=memory.project)]
-    try:
-        for n, command in enumerate(COMMANDS):
-            for bus in buses:
-                reply = await bus.dispatch(command, command_id=f"cmd-{n}", correlation_id=f"cmd-{n}",
-                                           principal=Principal.of_actor(WORKER, D, acts_for=["*"]))
-                assert isinstance(reply, CommandAccepted), reply
-        # The copies of other services' facts, as notify's consumers keep them.
-        await pool.executemany("INSERT INTO council_members VALUES ($1, $2, $3)",
-                               [(D, "c-1", m) for m in ("m-dir", "m-1", "m-none")])
-        await pool.executemany("INSERT INTO task_people VALUES ($1, $2, $3, $4, $5)",
-                               [(D, "task-1", "res-1", "org-1", "implementer"),
-                                (D, "task-1", "res-1", "staff-1", "implementer_staff")])
-        await pool.execute("INSERT INTO supervisors VALUES ($1, $2, $3)", D, "res-1", "sup-1")
-        memory.councils[D, "c-1"] = ["m-dir", "m-1", "m-none"]
-        memory.tasks[D, "task-1"] = TaskPeople(implementer="org-1", staff={"staff-1"}, inspectors={"sup-1"})
-        async with pool.acquire() as conn:
-            yield conn, memory
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(servers.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+    for n, command in enumerate(COMMANDS):
+        for bus in buses:
+            reply = await bus.dispatch(command, command_id=f"cmd-{n}", correlation_id=f"cmd-{n}",
+                                       principal=Principal.of_actor(WORKER, D, acts_for=["*"]))
+            assert isinstance(reply, CommandAccepted), reply
+    # The copies of other services' facts, as notify's consumers keep them.
+    await pool.executemany("INSERT INTO council_members VALUES ($1, $2, $3)",
+                           [(D, "c-1", m) for m in ("m-dir", "m-1", "m-none")])
+    await pool.executemany("INSERT INTO task_people VALUES ($1, $2, $3, $4, $5)",
+                           [(D, "task-1", "res-1", "org-1", "implementer"),
+                            (D, "task-1", "res-1", "staff-1", "implementer_staff")])
+    await pool.execute("INSERT INTO supervisors VALUES ($1, $2, $3)", D, "res-1", "sup-1")
+    memory.councils[D, "c-1"] = ["m-dir", "m-1", "m-none"]
+    memory.tasks[D, "task-1"] = TaskPeople(implementer="org-1", staff={"staff-1"}, inspectors={"sup-1"})
+    async with pool.acquire() as conn:
+        yield conn, memory
 
 
 async def test_the_in_memory_audience_answers_every_question_as_the_tables_do(audiences):
