@@ -326,6 +326,17 @@ async def test_take_vote_result_on_a_nomination_refused(h):
     assert "rr-1" not in (await h.load(Council, D, "c-1")).holders
 
 
+@covers(TakeVoteResult, "refused")
+async def test_the_platforms_own_commands_are_refused_to_anyone_else(h):
+    await council(h)
+    await nomination_voting(h, "n-1", "rr-1", "resident-1", "v-1")
+    taken = result(h, "nomination", "n-1", "adopted").model_copy(update={"actor": WORKER})
+    await h.refused(taken, "not_authorised", None)
+    # Not even by someone claiming to be the platform's actor, without its credentials.
+    await h.refused(result(h, "nomination", "n-1", "adopted"), "not_authorised", None)
+    assert (await h.load(Nomination, D, "n-1")).status == "voting"
+
+
 # -- the catalogue --
 
 
