@@ -309,12 +309,10 @@ class CommandBus:
     async def _run(self, request: "Request", identity: "CommandIdentity", principal: Principal,
                    conn: asyncpg.Connection) -> Reply:
         command = request.command
-        if type(command) in self.internal and not principal.platform:
-            # Not in the permission table, as no caller may send it.
-            denied: Rejected | None = Rejected(RejectionReason.NOT_AUTHORISED,
-                                               f"{request.type_name} is the platform's own command")
-        else:
-            denied = authorise(principal, command)
+        # An internal command is in no permission table (it is no contract): the
+        # platform's alone, refused to any caller before the table is looked at.
+        denied = (Rejected(RejectionReason.NOT_AUTHORISED, f"{request.type_name} is the platform's own command")
+                  if type(command) in self.internal and not principal.platform else authorise(principal, command))
         if denied is not None:
             # Recorded apart from the identity's reply: nothing stored under the identity is
             # looked at, or handed out, before the caller is authorised. A resend of the
