@@ -383,3 +383,36 @@ async def test_a_notice_is_the_platform_s_own_and_refused_to_a_caller():
     assert await n.refused(notice(people=("m-1",)), principal=Principal.of_actor(WORKER, D, acts_for=["*"])) == (
         RejectionReason.NOT_AUTHORISED, None)
     assert await n.notification("n-ev") is None
+
+
+# -- every handler has its tests ------------------------------------------------------
+
+TESTED = {
+    Subscribe: {"accepted": test_subscribe_records_the_subscription_and_a_resend_changes_nothing,
+                "resent": test_subscribe_records_the_subscription_and_a_resend_changes_nothing,
+                "refused": test_subscribe_refusals},
+    Unsubscribe: {"accepted": test_unsubscribe_cancels_once_and_the_subscriber_is_no_longer_reached,
+                  "resent": test_unsubscribe_cancels_once_and_the_subscriber_is_no_longer_reached,
+                  "refused": test_unsubscribe_refusals},
+    SetDefaultContact: {"accepted": test_set_default_contact_records_changes_only,
+                        "resent": test_set_default_contact_records_changes_only,
+                        "refused": test_set_default_contact_refuses_an_address_of_another_form},
+    RemoveDefaultContact: {"accepted": test_remove_default_contact_takes_the_party_out_once,
+                           "resent": test_remove_default_contact_takes_the_party_out_once,
+                           "refused": test_remove_default_contact_takes_the_party_out_once},
+    RequestNotification: {
+        "accepted": test_request_notification_reaches_people_councils_systems_and_the_boards,
+        "resent": test_request_notification_reaches_people_councils_systems_and_the_boards,
+        "refused": test_request_notification_refuses_a_template_that_does_not_fit_and_records_nothing},
+    GiveNotice: {"accepted": test_a_notice_reaches_the_council_s_members_its_followers_and_the_boards,
+                 "resent": test_a_notice_redelivered_under_its_event_is_answered_from_its_reply,
+                 "refused": test_a_notice_that_cannot_be_rendered_is_refused_and_records_nothing},
+}
+"""Which test of this module shows each handler accepting, answering a resend from its
+stored reply, and refusing."""
+
+
+def test_every_handler_of_the_bus_is_tested_here():
+    assert set(Notify().bus.handlers) == set(TESTED)
+    assert {model.__name__: sorted(aspects) for model, aspects in TESTED.items()} == {
+        model.__name__: ["accepted", "refused", "resent"] for model in TESTED}
