@@ -12,7 +12,8 @@
 The delivery worker does not go through the bus: claims and outcomes are not anyone's
 requests but the steps of one send, with the channel's I/O between them; a claim that
 lost a race (another worker, a lapsed lease) is simply skipped, not a refusal to answer,
-and a reply per step would triple what each attempt stores and publishes.
+and a reply beside each claim and outcome would double what every attempt stores and
+publishes, for no caller to read.
 """
 
 from __future__ import annotations
