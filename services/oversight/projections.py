@@ -1,8 +1,9 @@
 """Read models of oversight, written in the same transaction as the events they reflect.
 
-Own events go through :func:`apply` (called by every writer: command handlers, the
-ProposalDecided consumer and the reminder scheduler). Other services' events reach the
-audit trail through :func:`record_consumed` inside the consumer's inbox transaction.
+Own events go through :func:`project`, the command bus's hook (so every command's,
+including the ``ProposalDecided`` reaction's) and the reminder scheduler's. Other
+services' events reach the audit trail through :func:`insert_audit` and the councils
+through :func:`record_council`, inside the consumer's inbox transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contracts import registry
 from contracts.common import Actor
 from contracts.oversight import PolicyScope, ReminderPolicySet
 from contracts.proposals import CouncilFormed
+from yishi.commands import Saved
 from yishi.store import Metadata
 
 from services.oversight.domain import Fund, ReminderPolicy, Resolution, Task
@@ -24,10 +26,11 @@ from services.oversight.translator import to_contract
 # Tables: services/oversight/migrations (Alembic branch oversight).
 
 
-async def apply(conn: asyncpg.Connection, meta: Metadata, events: list[Any]) -> None:
-    """Update the read models for ``events`` just saved with ``meta``, on ``conn``."""
+async def project(conn: asyncpg.Connection, saved: Saved) -> None:
+    """Update the read models for the events just saved, on ``conn``."""
+    meta = saved.meta
     d = meta.district
-    for e in events:
+    for e in saved.events:
         match e:
             case Resolution.Registered():
                 await conn.execute(
