@@ -1,15 +1,21 @@
 """Oversight command handlers, one per command: load, call the aggregate, save.
 
-Every save goes through :meth:`yishi.commands.CommandContext.save`, which also updates
-the read models (:func:`services.oversight.projections.project`, the bus's hook) in the
-same transaction, so queries and the scheduler never see events without their rows.
+The rules are the aggregates' (:mod:`services.oversight.domain`); a handler only loads
+what they need and saves what they changed. Every save goes through
+:meth:`yishi.commands.CommandContext.save`, which also updates the read models
+(:func:`services.oversight.projections.project`, the bus's hook) in the same
+transaction, so queries and the scheduler never see events without their rows.
+
+What a handler reads from outside the event store comes through :class:`Facts`: what
+oversight learns of councils from the proposals service's events, and records stored
+before the write side kept them itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from eventsourcing.domain import Aggregate
+import asyncpg
 
 from contracts import oversight as c
 from contracts.common import RejectionReason
@@ -17,11 +23,45 @@ from contracts.permissions import Party
 from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext, Projection
 from yishi.repository import Repository
-from yishi.rules import Rejected, within_horizon
+from yishi.rules import Rejected
 
 from services.oversight import projections
 from services.oversight.consumers import RegisterDecidedResolution
-from services.oversight.domain import Fund, ReminderPolicy, Resolution, Task, resolution_id_for
+from services.oversight.domain import (
+    FUND_OF_ALLOCATION,
+    FUND_OF_YEAR,
+    Claim,
+    Fund,
+    ReminderPolicy,
+    Resolution,
+    Task,
+    resolution_id_for,
+    year_key,
+)
+
+
+class Facts(Protocol):
+    """What the handlers read besides the event store (the PostgreSQL read models in the
+    service, :class:`services.oversight.projections.ReadModelFacts`; a fake in tests)."""
+
+    async def lock_council(self, conn: asyncpg.Connection, district: str, council_id: str) -> None:
+        """Serialise registering a council's resolution with recording the council."""
+
+    async def community_of(self, conn: asyncpg.Connection, district: str, council_id: str) -> str | None:
+        """The community of a council, as the proposals service's ``CouncilFormed`` told
+        it (None: not known yet)."""
+
+    async def fund_of_year(self, conn: asyncpg.Connection, district: str, community_id: str,
+                           year: int) -> str | None:
+        """The fund a community has for ``year``, for funds established before the year
+        was claimed on the write side."""
+
+    async def fund_of_allocation(self, conn: asyncpg.Connection, district: str, allocation_id: str) -> str | None:
+        """The fund of an allocation made before allocation ids were claimed."""
+
+    async def task_ids_of(self, conn: asyncpg.Connection, district: str, resolution_id: str) -> list[str]:
+        """The tasks of a resolution registered before resolutions recorded their tasks."""
+
 
 async def _task(ctx: CommandContext, cmd: Any) -> Task:
     """The task ``cmd`` addresses, once its caller is known to act for the task's party."""
@@ -41,35 +81,51 @@ def _dumps(items: Any) -> list[dict]:
     return [i.model_dump(mode="json") for i in items]
 
 
-def build_bus(repository: Repository, clock: Clock, *,
-              project: Projection | None = projections.project) -> CommandBus:
+def build_bus(repository: Repository, clock: Clock, *, project: Projection | None = projections.project,
+              facts: Facts | None = None) -> CommandBus:
     """The oversight command bus with every handler registered; ``project`` keeps the
-    read models (None: none, for tests of the handlers alone)."""
+    read models (None: none, for tests of the handlers alone), ``facts`` is what the
+    handlers read besides the event store (by default the read models)."""
     bus = CommandBus("oversight", repository, clock, project=project)
+    known: Facts = facts or projections.ReadModelFacts()
+
+    async def tasks_of(ctx: CommandContext, resolution: Resolution) -> list[Task]:
+        """Every task of ``resolution``, from their streams."""
+        ids = resolution.task_ids
+        if ids is None:  # registered before resolutions recorded their tasks
+            ids = await known.task_ids_of(ctx.conn, resolution.district, resolution.resolution_id)
+        found = await ctx.repository.get_each(*((Task, Task.create_id(resolution.district, i)) for i in ids),
+                                              conn=ctx.conn)
+        return [task for task in found if task is not None]
+
+    async def register(ctx: CommandContext, cmd: Any, resolution_id: str, vote_id: str | None,
+                       budget_fen: int | None) -> str:
+        """Register a resolution of ``cmd.council_id``, with the community the council is
+        known to belong to so far."""
+        await known.lock_council(ctx.conn, cmd.district, cmd.council_id)
+        resolution = Resolution.register(
+            district=cmd.district, resolution_id=resolution_id, proposal_id=cmd.proposal_id,
+            council_id=cmd.council_id, vote_id=vote_id, catalogue_item_id=cmd.catalogue_item_id,
+            community_id=await known.community_of(ctx.conn, cmd.district, cmd.council_id),
+            title=cmd.title, text=cmd.text, budget_fen=budget_fen)
+        await ctx.save(cmd, resolution)
+        return resolution_id
 
     @bus.handles(c.RegisterResolution)
     async def register_resolution(cmd: c.RegisterResolution, ctx: CommandContext) -> str:
         await ctx.ensure_new(Resolution, cmd.district, cmd.resolution_id)
         ctx.authorise_party(cmd, {Party.COUNCIL: cmd.council_id}, cmd.resolution_id)
-        await projections.lock_council(ctx.conn, cmd.district, cmd.council_id)
-        resolution = Resolution(
-            district=cmd.district, resolution_id=cmd.resolution_id, proposal_id=cmd.proposal_id,
-            council_id=cmd.council_id, vote_id=None, catalogue_item_id=cmd.catalogue_item_id,
-            community_id=await projections.community_of(ctx.conn, cmd.district, cmd.council_id),
-            title=cmd.title, text=cmd.text, budget_fen=cmd.budget_fen)
-        await ctx.save(cmd, resolution)
-        return cmd.resolution_id
+        return await register(ctx, cmd, cmd.resolution_id, None, cmd.budget_fen)
 
     @bus.handles(c.EstablishFund)
     async def establish_fund(cmd: c.EstablishFund, ctx: CommandContext) -> str:
-        taken = await ctx.conn.fetchval(
-            "SELECT fund_id FROM ov_funds WHERE district=$1 AND (fund_id=$2 OR (community_id=$3 AND year=$4))",
-            cmd.district, cmd.fund_id, cmd.community_id, cmd.year)
-        if taken or await ctx.repository.exists(Fund.create_id(cmd.district, cmd.fund_id), conn=ctx.conn):
-            raise Rejected(RejectionReason.ALREADY_EXISTS,
-                           f"fund {taken or cmd.fund_id} exists (one fund per community and year)", cmd.fund_id)
-        await ctx.save(cmd, Fund(district=cmd.district, fund_id=cmd.fund_id, community_id=cmd.community_id,
-                                   year=cmd.year, amount_fen=cmd.amount_fen))
+        await ctx.ensure_new(Fund, cmd.district, cmd.fund_id)
+        claim = await ctx.find(Claim, cmd.district, FUND_OF_YEAR, year_key(cmd.community_id, cmd.year))
+        taken_by = claim.owner_id if claim is not None else await known.fund_of_year(
+            ctx.conn, cmd.district, cmd.community_id, cmd.year)
+        fund, year = Fund.establish(district=cmd.district, fund_id=cmd.fund_id, community_id=cmd.community_id,
+                                    year=cmd.year, amount_fen=cmd.amount_fen, year_taken_by=taken_by)
+        await ctx.save(cmd, fund, year)
         return cmd.fund_id
 
     @bus.handles(c.SetReminderPolicy)
@@ -92,21 +148,11 @@ def build_bus(repository: Repository, clock: Clock, *,
 
     @bus.handles(c.AssignTask)
     async def assign_task(cmd: c.AssignTask, ctx: CommandContext) -> str:
-        resolution = await ctx.load(Resolution, cmd.district, cmd.resolution_id)
-        ctx.authorise_party(cmd, resolution.parties, cmd.resolution_id)
-        if resolution.closed:
-            raise Rejected(RejectionReason.INVALID_STATE, f"resolution {cmd.resolution_id} is closed",
-                           cmd.resolution_id)
+        resolution = await _resolution(ctx, cmd)
         await ctx.ensure_new(Task, cmd.district, cmd.task_id)
-        now = ctx.clock.now()
-        if cmd.due_at <= now:
-            raise Rejected(RejectionReason.DEADLINE_PASSED, "the deadline must be in the future", cmd.task_id)
-        within_horizon(cmd.due_at, now, "due_at", cmd.task_id)
-        task = Task(district=cmd.district, task_id=cmd.task_id, resolution_id=cmd.resolution_id,
-                    council_id=resolution.council_id, implementer=cmd.implementer.model_dump(mode="json"),
-                    description=cmd.description, acceptance_standards=list(cmd.acceptance_standards),
-                    due_at=cmd.due_at, budget_fen=cmd.budget_fen, assigned_at=now)
-        await ctx.save(cmd, task)
+        task = resolution.assign_task(cmd.task_id, cmd.implementer.model_dump(mode="json"), cmd.description,
+                                      list(cmd.acceptance_standards), cmd.due_at, cmd.budget_fen, ctx.clock.now())
+        await ctx.save(cmd, resolution, task)
         return cmd.task_id
 
     @bus.handles(c.AcceptTask)
@@ -148,8 +194,7 @@ def build_bus(repository: Repository, clock: Clock, *,
             await ctx.save(cmd, resolution)
             return cmd.resolution_id
         task = await ctx.load(Task, cmd.district, cmd.task_id)
-        if task.resolution_id != cmd.resolution_id:
-            raise Rejected(RejectionReason.NOT_FOUND, f"no task {cmd.task_id} in {cmd.resolution_id}", cmd.task_id)
+        task.require_resolution(cmd.resolution_id)
         ctx.authorise_party(cmd, task.parties, cmd.task_id)
         task.inspect(**details, now=ctx.clock.now())
         await ctx.save(cmd, task)
@@ -166,35 +211,26 @@ def build_bus(repository: Repository, clock: Clock, *,
     async def allocate_funds(cmd: c.AllocateFunds, ctx: CommandContext) -> str:
         fund = await ctx.load(Fund, cmd.district, cmd.fund_id)
         resolution = await _resolution(ctx, cmd)
-        if resolution.closed:
-            raise Rejected(RejectionReason.INVALID_STATE, f"resolution {cmd.resolution_id} is closed",
-                           cmd.allocation_id)
-        community_id = await ctx.conn.fetchval(  # the read model: it learns late-arriving councils
-            "SELECT community_id FROM ov_resolutions WHERE district=$1 AND resolution_id=$2",
-            cmd.district, cmd.resolution_id)
-        if community_id and community_id != fund.community_id:
-            raise Rejected(RejectionReason.INVALID_STATE,
-                           f"fund {cmd.fund_id} belongs to another community than the resolution", cmd.allocation_id)
-        changed: list[Aggregate] = [fund]
-        if cmd.task_id is not None:
-            task = await ctx.load(Task, cmd.district, cmd.task_id)
-            if task.resolution_id != cmd.resolution_id:
-                raise Rejected(RejectionReason.NOT_FOUND, f"no task {cmd.task_id} in {cmd.resolution_id}",
-                               cmd.task_id)
-            # The task's budget holds across funds because the task records the allocation
-            # too: both streams are appended with their expected versions in one transaction.
-            task.allocate(cmd.allocation_id, cmd.fund_id, cmd.amount_fen)
-            changed.append(task)
-        fund.allocate(cmd.allocation_id, cmd.resolution_id, cmd.task_id, cmd.amount_fen, cmd.purpose)
-        await ctx.save(cmd, *changed)
+        task = None if cmd.task_id is None else await ctx.load(Task, cmd.district, cmd.task_id)
+        # A resolution registered before its council was known learns its community from
+        # the council's CouncilFormed, a fact of the proposals service kept in a projection.
+        community = resolution.community_id or await known.community_of(ctx.conn, cmd.district,
+                                                                         resolution.council_id)
+        claim = await ctx.find(Claim, cmd.district, FUND_OF_ALLOCATION, cmd.allocation_id)
+        allocation = fund.allocate(cmd.allocation_id, cmd.amount_fen, cmd.purpose, resolution=resolution, task=task,
+                                   resolution_community=community,
+                                   taken_by=claim.owner_id if claim is not None else None)
+        await ctx.save(cmd, fund, *([task] if task is not None else []), allocation)
         return cmd.allocation_id
 
     @bus.handles(c.RecordSpending)
     async def record_spending(cmd: c.RecordSpending, ctx: CommandContext) -> str:
-        fund_id = await ctx.conn.fetchval("SELECT fund_id FROM ov_allocations WHERE district=$1 AND allocation_id=$2",
-                                          cmd.district, cmd.allocation_id)
+        claim = await ctx.find(Claim, cmd.district, FUND_OF_ALLOCATION, cmd.allocation_id)
+        fund_id = claim.owner_id if claim is not None else await known.fund_of_allocation(
+            ctx.conn, cmd.district, cmd.allocation_id)
         if fund_id is None:
-            raise Rejected(RejectionReason.NOT_FOUND, f"no allocation {cmd.allocation_id}", cmd.allocation_id)
+            raise Rejected(RejectionReason.NOT_FOUND, f"allocation {cmd.allocation_id} does not exist",
+                           cmd.allocation_id)
         fund = await ctx.load(Fund, cmd.district, fund_id)
         task_id = fund.allocations.get(cmd.allocation_id, {}).get("task_id")
         if task_id is not None:  # without a task, spend() refuses: every expenditure is a task's
@@ -208,18 +244,16 @@ def build_bus(repository: Repository, clock: Clock, *,
     @bus.handles(c.RecordSatisfaction)
     async def record_satisfaction(cmd: c.RecordSatisfaction, ctx: CommandContext) -> str:
         resolution = await _resolution(ctx, cmd)
-        total, passed = await _task_counts(ctx, cmd.district, cmd.resolution_id)
         resolution.rate_satisfaction(cmd.rating_id, cmd.review_meeting_id, cmd.year, cmd.satisfied,
                                      cmd.basically_satisfied, cmd.dissatisfied, cmd.comments,
-                                     tasks_delivered=total > 0 and total == passed)
+                                     tasks=await tasks_of(ctx, resolution))
         await ctx.save(cmd, resolution)
         return cmd.resolution_id
 
     @bus.handles(c.CloseResolution)
     async def close_resolution(cmd: c.CloseResolution, ctx: CommandContext) -> str:
         resolution = await _resolution(ctx, cmd)
-        total, passed = await _task_counts(ctx, cmd.district, cmd.resolution_id)
-        resolution.close(str(cmd.reason), cmd.summary, open_tasks=total - passed)
+        resolution.close(str(cmd.reason), cmd.summary, tasks=await tasks_of(ctx, resolution))
         await ctx.save(cmd, resolution)
         return cmd.resolution_id
 
@@ -242,20 +276,6 @@ def build_bus(repository: Repository, clock: Clock, *,
         ``already_exists``, recorded."""
         resolution_id = resolution_id_for(cmd.proposal_id)
         await ctx.ensure_new(Resolution, cmd.district, resolution_id)
-        await projections.lock_council(ctx.conn, cmd.district, cmd.council_id)
-        resolution = Resolution(
-            district=cmd.district, resolution_id=resolution_id, proposal_id=cmd.proposal_id,
-            council_id=cmd.council_id, vote_id=cmd.vote_id, catalogue_item_id=cmd.catalogue_item_id,
-            community_id=await projections.community_of(ctx.conn, cmd.district, cmd.council_id),
-            title=cmd.title, text=cmd.text, budget_fen=None)
-        await ctx.save(cmd, resolution)
-        return resolution_id
+        return await register(ctx, cmd, resolution_id, cmd.vote_id, None)
 
     return bus
-
-
-async def _task_counts(ctx: CommandContext, district: str, resolution_id: str) -> tuple[int, int]:
-    row = await ctx.conn.fetchrow(
-        "SELECT count(*) AS total, count(*) FILTER (WHERE status = 'passed') AS passed FROM ov_tasks"
-        " WHERE district=$1 AND resolution_id=$2", district, resolution_id)
-    return row["total"], row["passed"]

@@ -196,6 +196,35 @@ async def find_tasks(pool: asyncpg.Pool, district: str, *, implementer_id: str |
         """, district, implementer_id, implementer_kind, status, resolution_id, community_id, after, limit)
 
 
+class ReadModelFacts:
+    """What the command handlers read from these read models (:class:`services.oversight.
+    application.Facts`): the councils, which oversight knows only from the proposals
+    service's ``CouncilFormed``, and the records stored before the write side kept them
+    itself (a fund's year and an allocation's fund before their claims, a resolution's
+    tasks before it recorded them). Written in the same transaction as their events, so
+    they do not lag behind the write side."""
+
+    async def lock_council(self, conn: asyncpg.Connection, district: str, council_id: str) -> None:
+        await lock_council(conn, district, council_id)
+
+    async def community_of(self, conn: asyncpg.Connection, district: str, council_id: str) -> str | None:
+        return await community_of(conn, district, council_id)
+
+    async def fund_of_year(self, conn: asyncpg.Connection, district: str, community_id: str,
+                           year: int) -> str | None:
+        return await conn.fetchval("SELECT fund_id FROM ov_funds WHERE district=$1 AND community_id=$2 AND year=$3",
+                                   district, community_id, year)
+
+    async def fund_of_allocation(self, conn: asyncpg.Connection, district: str, allocation_id: str) -> str | None:
+        return await conn.fetchval("SELECT fund_id FROM ov_allocations WHERE district=$1 AND allocation_id=$2",
+                                   district, allocation_id)
+
+    async def task_ids_of(self, conn: asyncpg.Connection, district: str, resolution_id: str) -> list[str]:
+        rows = await conn.fetch("SELECT task_id FROM ov_tasks WHERE district=$1 AND resolution_id=$2"
+                                " ORDER BY task_id", district, resolution_id)
+        return [row["task_id"] for row in rows]
+
+
 async def lock_council(conn: asyncpg.Connection, district: str, council_id: str) -> None:
     """Serialise, until the transaction ends, recording a council with registering its
     resolutions: otherwise a resolution registered while its council is being recorded
