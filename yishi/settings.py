@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "YISHI_"
 # The only YISHI_* variables that are not settings, read by the embedded stack of
-# `yishi run` and the tests (yishi/embedded.py) and by the developer scripts (scripts/).
+# `yishi run` and the tests (yishi/embedded/) and by the developer scripts (scripts/).
 NOT_SETTINGS = frozenset({"YISHI_EMBEDDED_KAFKA", "YISHI_KAFKA_CLASSPATH_FILE",
                           "YISHI_LOCK_TOOLS", "YISHI_INDEX_JSON_API"})
 

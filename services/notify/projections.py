@@ -4,6 +4,7 @@
 transaction as their events (``save_subscription``, ``save_delivery``). The audience
 tables (council members, proposals, votes and ballots, tasks and their people) are
 written by the consumers of other services' events, inside the inbox transaction.
+The HTTP API's queries are functions here too (``-- queries``), so ``api.py`` holds no SQL.
 """
 
 from __future__ import annotations
@@ -80,6 +81,24 @@ async def due_deliveries(pool: asyncpg.Pool, now: datetime, limit: int) -> list[
 
 
 # -- queries ---------------------------------------------------------------------
+
+
+async def subscription(pool: asyncpg.Pool, district: str, subscription_id: str) -> asyncpg.Record | None:
+    """One subscription of ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM subscriptions WHERE district = $1 AND subscription_id = $2",
+                               district, subscription_id)
+
+
+async def default_contact(pool: asyncpg.Pool, district: str, party_id: str) -> asyncpg.Record | None:
+    """A party's default contact in ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM default_contacts WHERE district = $1 AND party_id = $2",
+                               district, party_id)
+
+
+async def delivery(pool: asyncpg.Pool, district: str, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    """One delivery of ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM deliveries WHERE district = $1 AND delivery_id = $2",
+                               district, delivery_id)
 
 
 async def find_subscriptions(pool: asyncpg.Pool, district: str, subscriber_id: str, *, after: str | None,

@@ -1,5 +1,5 @@
 """The proposals service's commands: what each needs, and its refusals, in the order the
-rules (``domain.py``, ``application.py``) check them. Rendered into contracts/README.md by
+rules (``domain/``, ``application.py``) check them. Rendered into contracts/README.md by
 ``python -m contracts.generate`` (see :mod:`contracts.preconditions`)."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import time
 import asyncpg
 import psutil
 
-from tests.integration.test_store import events, meta
+from tests.support.store import events, meta
 from yishi.store import EventStore
 
 

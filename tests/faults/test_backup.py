@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.integration.test_store import events, meta
+from tests.support.store import events, meta
 from yishi import migrations
 from yishi.backup import (BackupError, archive_current_wal, base_backup, consistent_after, prepare_restore,
                           wait_recovered)

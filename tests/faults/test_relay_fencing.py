@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from contracts.envelope import Envelope
-from tests.integration.test_store import meta
+from tests.support.store import meta
 from tests.support.kafka import read_whole_topic
 from yishi.db import create_pool
 from yishi.kafka import ensure_topics

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from tests.integration.test_relay import numbered
-from tests.integration.test_store import meta
+from tests.support.store import meta
 from tests.support.kafka import read_topic
 from tests.support.service import new_district
 from yishi.embedded import EmbeddedApacheKafka, EmbeddedTansu, kafka_engine

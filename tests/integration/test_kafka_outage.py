@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.voting.main import spec as voting_spec
 from tests.integration.test_relay import numbered
-from tests.integration.test_store import meta
+from tests.support.store import meta
 from tests.integration.voting.test_concurrency import open_command
 from tests.support.kafka import read_topic
 from tests.support.service import eventually, new_district, running

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.integration.test_store import meta
+from tests.support.store import meta
 from tests.support.kafka import read_topic, versions_by_stream
 from tests.support.service import new_district
 from yishi.relay import Relay, RelayFenced

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_store import events, meta
+from tests.support.store import events, meta
 from yishi.store import EventStore
 
 

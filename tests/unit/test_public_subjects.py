@@ -54,7 +54,7 @@ def recorded(*aggregates: Any) -> list[RecordedEvent]:
 
 
 def aggregate_of(event: RecordedEvent) -> str:
-    """``Proposal`` for ``services.proposals.domain:Proposal.Decided``."""
+    """``Proposal`` for ``services.proposals.domain.proposal:Proposal.Decided``."""
     return event.topic.rsplit(":", 1)[-1].split(".", 1)[0]
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.integration.test_store import events, meta
+from tests.support.store import events, meta
 from yishi.audit.checkpoints import Checkpointer, public_bytes
 from yishi.audit.verify import canonical_metadata, verify_store
 from yishi.store import GENESIS, EventStore, chain_hash, event_digest

@@ -24,7 +24,7 @@ def raised(service: str) -> set[RejectionReason]:
     """The reasons ``service``'s own code names (``RejectionReason.X``; ``within_horizon``
     refuses ``invalid_command``), its preconditions left out."""
     found = set()
-    for path in (ROOT / "services" / service).rglob("*.py"):  # a domain package too
+    for path in (ROOT / "services" / service).rglob("*.py"):  # with a package domain (proposals)
         if path.name == "preconditions.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
