@@ -1,10 +1,11 @@
 """Read models of oversight, written in the same transaction as the events they reflect.
 
-Own events go through :func:`apply` (called by every writer: command handlers, the
-ProposalDecided consumer and the reminder scheduler). Other services' events reach the
-audit trail through :func:`insert_audit` inside the consumer's inbox transaction.
-Every question the HTTP API asks of them is a function here too (``-- queries``), so
-``api.py`` holds no SQL.
+Own events go through :func:`project`, the command bus's hook (so every command's,
+including the ``ProposalDecided`` reaction's) and the reminder scheduler's. Other
+services' events reach the audit trail through :func:`insert_audit` and the councils
+through :func:`record_council`, inside the consumer's inbox transaction. Every question
+the HTTP API asks of them is a function here too (``-- queries``), so ``api.py`` holds
+no SQL; what the command handlers read of them is :class:`ReadModelFacts`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contracts import registry
 from contracts.common import Actor
 from contracts.oversight import PolicyScope, ReminderPolicySet
 from contracts.proposals import CouncilFormed
+from yishi.commands import Saved
 from yishi.store import Metadata
 
 from services.oversight.domain import Fund, ReminderPolicy, Resolution, Task
@@ -26,10 +28,11 @@ from services.oversight.translator import to_contract
 # Tables: services/oversight/migrations (Alembic branch oversight).
 
 
-async def apply(conn: asyncpg.Connection, meta: Metadata, events: list[Any]) -> None:
-    """Update the read models for ``events`` just saved with ``meta``, on ``conn``."""
+async def project(conn: asyncpg.Connection, saved: Saved) -> None:
+    """Update the read models for the events just saved, on ``conn``."""
+    meta = saved.meta
     d = meta.district
-    for e in events:
+    for e in saved.events:
         match e:
             case Resolution.Registered():
                 await conn.execute(
@@ -364,3 +367,35 @@ async def community_of(conn: asyncpg.Connection, district: str, council_id: str)
         SELECT area_id FROM up WHERE level = 'community' ORDER BY depth LIMIT 1
         """, district, council_id)
     return row["area_id"] if row else None
+
+
+# -- what the command handlers read ----------------------------------------------------
+
+
+class ReadModelFacts:
+    """What the command handlers read from these read models (:class:`services.oversight.
+    application.Facts`): the councils, which oversight knows only from the proposals
+    service's ``CouncilFormed``, and the records stored before the write side kept them
+    itself (a fund's year and an allocation's fund before their claims, a resolution's
+    tasks before it recorded them). Written in the same transaction as their events, so
+    they do not lag behind the write side."""
+
+    async def lock_council(self, conn: asyncpg.Connection, district: str, council_id: str) -> None:
+        await lock_council(conn, district, council_id)
+
+    async def community_of(self, conn: asyncpg.Connection, district: str, council_id: str) -> str | None:
+        return await community_of(conn, district, council_id)
+
+    async def fund_of_year(self, conn: asyncpg.Connection, district: str, community_id: str,
+                           year: int) -> str | None:
+        return await conn.fetchval("SELECT fund_id FROM ov_funds WHERE district=$1 AND community_id=$2 AND year=$3",
+                                   district, community_id, year)
+
+    async def fund_of_allocation(self, conn: asyncpg.Connection, district: str, allocation_id: str) -> str | None:
+        return await conn.fetchval("SELECT fund_id FROM ov_allocations WHERE district=$1 AND allocation_id=$2",
+                                   district, allocation_id)
+
+    async def task_ids_of(self, conn: asyncpg.Connection, district: str, resolution_id: str) -> list[str]:
+        rows = await conn.fetch("SELECT task_id FROM ov_tasks WHERE district=$1 AND resolution_id=$2"
+                                " ORDER BY task_id", district, resolution_id)
+        return [row["task_id"] for row in rows]
