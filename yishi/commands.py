@@ -21,6 +21,9 @@ back to the caller it was made for.
 Every read and write of one command goes through the one connection of its transaction:
 a handler never waits for a second pooled connection while it holds one, so any number
 of concurrent callers (resending or not) cannot exhaust the pool into a standstill.
+
+(About 500 lines on purpose: identity, authorisation, the handler's context and the recorded
+reply are one mechanism, read together; its HTTP edge is :mod:`yishi.command_http`.)
 """
 
 from __future__ import annotations
@@ -306,7 +309,10 @@ class CommandBus:
     async def _run(self, request: "Request", identity: "CommandIdentity", principal: Principal,
                    conn: asyncpg.Connection) -> Reply:
         command = request.command
-        denied = authorise(principal, command)
+        # An internal command is in no permission table (it is no contract): the
+        # platform's alone, refused to any caller before the table is looked at.
+        denied = (Rejected(RejectionReason.NOT_AUTHORISED, f"{request.type_name} is the platform's own command")
+                  if type(command) in self.internal and not principal.platform else authorise(principal, command))
         if denied is not None:
             # Recorded apart from the identity's reply: nothing stored under the identity is
             # looked at, or handed out, before the caller is authorised. A resend of the

@@ -13,6 +13,9 @@ Every step is a command (``POST /{district}/commands/{Type}``) followed by the q
 shows its effect; a rejected command or an effect that does not show within the timeout
 stops the story with :class:`DemoFailed`, naming the step. The end-to-end tests tell the
 same story (and its variants) through these functions.
+
+(Over 500 lines on purpose: it is one story, told top to bottom, with its cast and its
+small HTTP client beside it.)
 """
 
 from __future__ import annotations

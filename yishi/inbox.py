@@ -118,11 +118,6 @@ class Inbox:
         PROCESSED.labels(self.consumer).inc()
         return True
 
-    async def seen(self, message_id: str, *, source: str = "") -> bool:
-        return bool(await self.pool.fetchval(
-            "SELECT true FROM inbox WHERE consumer = $1 AND source = $2 AND message_id = $3",
-            self.consumer, source, message_id))
-
 
 Handler = Callable[[Envelope, asyncpg.Connection], Awaitable[Any]]
 Refusal = Callable[[Envelope, str, asyncpg.Connection], Awaitable[Any]]

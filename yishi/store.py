@@ -26,7 +26,7 @@ import hashlib
 import json
 import uuid
 from functools import cached_property
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -490,8 +490,3 @@ class EventStore:
                 problems.extend(Problem(r["position"], f"event at position {r['position']} was inserted "
                                         "into the sealed part of the log") for r in rows)
         return VerifyReport(events_checked=checked, sealed=sealed, problems=sorted(problems, key=lambda p: p.position))
-
-
-def new_events(pairs: Iterable[tuple[str, bytes]]) -> list[NewEvent]:
-    """Shorthand for tests and tools: ``NewEvent``s from ``(topic, state)`` pairs."""
-    return [NewEvent(topic, state) for topic, state in pairs]

@@ -108,8 +108,7 @@ def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
     async def get_subscription(district: str, subscription_id: str,
                                principal: Principal = Depends(authenticate)) -> SubscriptionView:
         """One subscription (the subscriber's own, or any for staff)."""
-        row = await pool().fetchrow("SELECT * FROM subscriptions WHERE district = $1 AND subscription_id = $2",
-                                    district, subscription_id)
+        row = await projections.subscription(pool(), district, subscription_id)
         if row is None or not _may_see(principal, row["subscriber_id"]):
             raise HTTPException(404, "no such subscription")
         return _subscription(row)
@@ -131,8 +130,7 @@ def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
     async def get_default_contact(district: str, party_id: str,
                                   principal: Principal = Depends(authenticate)) -> DefaultContactView:
         """A party's default contact (the party's own, or any for staff)."""
-        row = await pool().fetchrow("SELECT * FROM default_contacts WHERE district = $1 AND party_id = $2",
-                                    district, party_id)
+        row = await projections.default_contact(pool(), district, party_id)
         if row is None or not _may_see(principal, party_id):
             raise HTTPException(404, "no default contact")
         return DefaultContactView(**{k: v for k, v in dict(row).items() if k != "district"})
@@ -146,8 +144,7 @@ def build_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
             key = uuid.UUID(delivery_id)
         except ValueError:
             raise HTTPException(404, "no such delivery") from None
-        row = await pool().fetchrow("SELECT * FROM deliveries WHERE district = $1 AND delivery_id = $2",
-                                    district, key)
+        row = await projections.delivery(pool(), district, key)
         if row is None or not _may_see(principal, row["recipient_id"]):
             raise HTTPException(404, "no such delivery")
         return _delivery(row)

@@ -2,25 +2,29 @@
 
 :class:`Notifier` turns one notice (a template, its parameters, its targets) into a
 ``Notification`` and one ``Delivery`` per recipient, channel and address, rendered in
-each recipient's language, in the caller's transaction. Ids are derived from the source,
-so the same source can never fan out twice.
+each recipient's language; the handler saves them in the command's transaction, with the
+deliveries' rows (:func:`services.notify.projections.project`, the bus's hook). Who is
+reached, and how, is asked of an :class:`~services.notify.audience.Audience`. Ids are
+derived from the source, so the same source can never fan out twice.
+
+Besides the public commands, the platform's own :class:`GiveNotice` is what another
+service's event (:mod:`services.notify.consumers`) or the vote reminder's timer
+(:mod:`services.notify.worker`) asks for.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, time
 
-import asyncpg
+from eventsourcing.domain import Aggregate
+from pydantic import AwareDatetime, Field
 
-from contracts.common import RejectionReason, Role
+from contracts.common import Command, RejectionReason, Role, Value
 from contracts.permissions import STAFF as PERMISSION_STAFF
 from contracts.notify import (
     Channel,
-    Language,
     Recipient,
     RecipientKind,
     RemoveDefaultContact,
@@ -30,17 +34,15 @@ from contracts.notify import (
     Unsubscribe,
 )
 from services.notify import projections
-from services.notify.domain import DefaultContact, Delivery, Notification, Subscription, after_quiet_hours, \
-    notification_uuid, subscription_uuid
+from services.notify.audience import Audience, Target
+from services.notify.domain import DefaultContact, Delivery, Notification, Subscription, after_quiet_hours
 from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateError, Templates
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext
+from yishi.commands import CommandBus, CommandContext, Projection
 from yishi.repository import Repository
 from yishi.rules import Rejected
-from yishi.store import Metadata
 
-SYSTEM_ACTOR = "yishi-notify"
 STAFF = PERMISSION_STAFF | {Role.SYSTEM}
 """Roles that may manage other people's subscriptions (who may send notices is in the
 permission table)."""
@@ -57,23 +59,40 @@ _ADDRESS = {
 }
 
 
-@dataclass(frozen=True)
-class Target:
-    """One recipient on one channel and address, in one language."""
+class Followed(Value):
+    """Which followers a notice also reaches: the subscriptions that follow its event type,
+    within their council and proposal filters."""
 
-    kind: RecipientKind
-    recipient_id: str
-    channel: Channel
-    address: str
-    language: Language
-    quiet_hours: Mapping | None = None
+    council_id: str | None = None
+    proposal_id: str | None = None
 
 
-def targets_from(rows: Iterable[asyncpg.Record]) -> list[Target]:
-    """Targets from subscription rows."""
-    return [Target(RecipientKind(r["subscriber_kind"]), r["subscriber_id"], Channel(r["channel"]), r["address"],
-                   Language(r["language"]), json.loads(r["quiet_hours"]) if r["quiet_hours"] else None)
-            for r in rows]
+class GiveNotice(Command):
+    """Internal: the notice another service's event (or the vote reminder's timer) asks for.
+    Its audience is named here and resolved when it is handled, through the
+    :class:`~services.notify.audience.Audience`; the same source always names the same
+    ``notification_id``, so it never fans out twice."""
+
+    notification_id: str
+    template: str
+    params: dict[str, str] = Field(default_factory=dict)
+    regarding: tuple[str, str]
+    """The event's type and subject."""
+    people: tuple[str, ...] = ()
+    """Addressed by name: their subscriptions, else their entry in the directory."""
+    members_of: str | None = None
+    """A council whose members are addressed too."""
+    people_of_task: str | None = None
+    """A task whose implementer's people and resolution's inspectors are addressed too."""
+    via_implementer_of: str | None = None
+    """A task: an addressed person reached by neither who accepted it for its implementer
+    is reached at the implementer organisation's entry."""
+    followers: Followed | None = None
+    public: bool = False
+    """Also the bulletin boards (公示)."""
+    expires_at: AwareDatetime | None = None
+    required: tuple[Recipient, ...] = ()
+    """As for :meth:`Notifier.notify`."""
 
 
 def board_targets(settings: NotifySettings) -> list[Target]:
@@ -83,41 +102,49 @@ def board_targets(settings: NotifySettings) -> list[Target]:
 
 
 class Notifier:
-    """Records notices and their deliveries."""
+    """Records notices and their deliveries; asks ``audience`` who is reached how."""
 
-    def __init__(self, repository: Repository, templates: Templates, settings: NotifySettings, clock: Clock,
+    def __init__(self, audience: Audience, templates: Templates, settings: NotifySettings,
                  channels: Iterable[Channel]) -> None:
-        self.repository = repository
+        self.audience = audience
         self.templates = templates
         self.settings = settings
-        self.clock = clock
         self.channels = frozenset(channels)
 
-    def meta(self, district: str, correlation_id: str, causation_id: str | None) -> Metadata:
-        """Metadata of what the service records by itself (reactions and timers)."""
-        return Metadata(actor=SYSTEM_ACTOR, actor_role=Role.SYSTEM.value, district=district,
-                        correlation_id=correlation_id, causation_id=causation_id, occurred_at=self.clock.now())
-
-    async def notify(self, conn: asyncpg.Connection, *, district: str, notification_id: str, template: str,
+    async def notify(self, ctx: CommandContext, command: Command, *, notification_id: str, template: str,
                      params: Mapping[str, str], regarding: tuple[str, str] | None, targets: Iterable[Target],
-                     meta: Metadata, expires_at: datetime | None = None,
-                     required: Iterable[Recipient] = ()) -> int:
-        """Record the notice and its deliveries; returns how many deliveries were created
-        (0 when there is nobody to reach or the notice was recorded before).
+                     expires_at: datetime | None = None, required: Iterable[Recipient] = ()) -> None:
+        """Record the notice ``command`` asks for and its deliveries (nothing when there is
+        nobody to reach or the notice was recorded before: the same notification id never
+        fans out twice). A template that does not fit is refused (``invalid_command``).
 
         ``required`` are the recipients the notice is for (a reminder's): one of them with
         no target is recorded as a failure (``NotificationFailed``, ``no_recipient``),
         never dropped in silence; anyone else without a target is simply not addressed."""
+        if await ctx.find(Notification, command.district, notification_id) is not None:
+            return
+        try:
+            recorded = self.fan_out(district=command.district, notification_id=notification_id, template=template,
+                                    params=params, regarding=regarding, targets=targets, now=ctx.clock.now(),
+                                    expires_at=expires_at, required=required)
+        except TemplateError as exc:
+            raise Rejected(RejectionReason.INVALID_COMMAND, str(exc), notification_id) from None
+        if recorded:
+            await ctx.save(command, *recorded)
+
+    def fan_out(self, *, district: str, notification_id: str, template: str, params: Mapping[str, str],
+                regarding: tuple[str, str] | None, targets: Iterable[Target], now: datetime,
+                expires_at: datetime | None = None, required: Iterable[Recipient] = ()) -> list[Aggregate]:
+        """The notification and its deliveries, one per recipient, channel (one this
+        deployment delivers on) and address; none when there is nobody to reach."""
         unique: dict[tuple[str, str, str], Target] = {}
         for t in targets:
             if t.channel in self.channels:
                 unique.setdefault((t.recipient_id, t.channel, t.address), t)
         reached = {t.recipient_id for t in unique.values()}
         unreached = {r.id: r for r in required if r.id not in reached}
-        if (not unique and not unreached) or await self.repository.exists(
-                notification_uuid(district, notification_id), conn=conn):
-            return 0
-        now = self.clock.now()
+        if not unique and not unreached:
+            return []
         deliveries = []
         for t in unique.values():
             subject, body = self.templates.render(template, t.language, params)
@@ -140,15 +167,15 @@ class Notifier:
             regarding=list(regarding) if regarding else None)
         for recipient_id in sorted(unreached):
             notification.no_recipient(recipient_id)
-        await self.repository.save(notification, *deliveries, meta=meta, conn=conn)
-        for d in deliveries:
-            await projections.save_delivery(conn, d)
-        return len(deliveries)
+        return [notification, *deliveries]
 
 
-def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> CommandBus:
-    """The notify commands, one handler each."""
-    bus = CommandBus("notify", repository, clock)
+def build_bus(repository: Repository, clock: Clock, notifier: Notifier, *,
+              project: Projection | None = projections.project) -> CommandBus:
+    """The notify commands, one handler each; ``project`` keeps the read models of what
+    they save (the tables by default)."""
+    bus = CommandBus("notify", repository, clock, project=project)
+    audience = notifier.audience
 
     @bus.handles(Subscribe)
     async def subscribe(cmd: Subscribe, ctx: CommandContext) -> str:
@@ -163,53 +190,41 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
                            f"followable: {sorted(FOLLOWABLE)}", cmd.subscription_id)
         terms = cmd.model_dump(mode="json", include={"subscriber", "channel", "address", "language", "event_types",
                                                      "council_ids", "proposal_ids", "quiet_hours"})
-        stream = subscription_uuid(cmd.district, cmd.subscription_id)
-        if await ctx.repository.exists(stream, conn=ctx.conn):
-            existing = await ctx.repository.get(Subscription, stream, conn=ctx.conn)
+        existing = await ctx.find(Subscription, cmd.district, cmd.subscription_id)
+        if existing is not None:
             if existing.terms == terms and existing.active:
                 return cmd.subscription_id
             raise Rejected(RejectionReason.ALREADY_EXISTS, "subscription id already used", cmd.subscription_id)
-        subscription = Subscription(district=cmd.district, subscription_id=cmd.subscription_id, terms=terms)
-        await ctx.save(cmd, subscription)
-        await projections.save_subscription(ctx.conn, subscription)
+        await ctx.save(cmd, Subscription(district=cmd.district, subscription_id=cmd.subscription_id, terms=terms))
         return cmd.subscription_id
 
     @bus.handles(Unsubscribe)
     async def unsubscribe(cmd: Unsubscribe, ctx: CommandContext) -> str:
-        stream = subscription_uuid(cmd.district, cmd.subscription_id)
-        if not await ctx.repository.exists(stream, conn=ctx.conn):
-            raise Rejected(RejectionReason.NOT_FOUND, "no such subscription", cmd.subscription_id)
-        subscription = await ctx.repository.get(Subscription, stream, conn=ctx.conn)
+        subscription = await ctx.load(Subscription, cmd.district, cmd.subscription_id)
         _authorise_for(cmd.actor, Recipient.model_validate(subscription.terms["subscriber"]))
         subscription.cancel()
         await ctx.save(cmd, subscription)
-        await projections.save_subscription(ctx.conn, subscription)
         return cmd.subscription_id
 
     @bus.handles(SetDefaultContact)
     async def set_default_contact(cmd: SetDefaultContact, ctx: CommandContext) -> str:
         _check_channel(cmd.channel, cmd.address, cmd.party_id)
         terms = cmd.model_dump(mode="json", include={"channel", "address", "language"})
-        stream = DefaultContact.create_id(cmd.district, cmd.party_id)
-        if await ctx.repository.exists(stream, conn=ctx.conn):
-            contact = await ctx.repository.get(DefaultContact, stream, conn=ctx.conn)
-            if not contact.change(terms):
-                return cmd.party_id
-        else:
+        contact = await ctx.find(DefaultContact, cmd.district, cmd.party_id)
+        if contact is None:
             contact = DefaultContact(district=cmd.district, party_id=cmd.party_id, terms=terms)
+        elif not contact.change(terms):
+            return cmd.party_id
         await ctx.save(cmd, contact)
-        await projections.save_default_contact(ctx.conn, contact)
         return cmd.party_id
 
     @bus.handles(RemoveDefaultContact)
     async def remove_default_contact(cmd: RemoveDefaultContact, ctx: CommandContext) -> str:
-        stream = DefaultContact.create_id(cmd.district, cmd.party_id)
-        if not await ctx.repository.exists(stream, conn=ctx.conn):
+        contact = await ctx.find(DefaultContact, cmd.district, cmd.party_id)
+        if contact is None:
             raise Rejected(RejectionReason.NOT_FOUND, f"{cmd.party_id} has no default contact", cmd.party_id)
-        contact = await ctx.repository.get(DefaultContact, stream, conn=ctx.conn)
         contact.remove()
         await ctx.save(cmd, contact)
-        await projections.save_default_contact(ctx.conn, contact)
         return cmd.party_id
 
     @bus.handles(RequestNotification)
@@ -220,23 +235,43 @@ def build_bus(repository: Repository, clock: Clock, notifier: Notifier) -> Comma
             if r.kind is RecipientKind.PERSON:
                 people.add(r.id)
             elif r.kind is RecipientKind.COUNCIL:
-                people.update(await projections.council_members(ctx.conn, cmd.district, r.id))
+                people.update(await audience.council_members(ctx.conn, cmd.district, r.id))
             elif r.kind is RecipientKind.SYSTEM:
                 systems.add(r.id)
-        rows = await projections.contacts_of(ctx.conn, cmd.district, people)
-        rows += await ctx.conn.fetch(
-            "SELECT * FROM subscriptions WHERE district = $1 AND active AND subscriber_kind = 'system' "
-            "AND subscriber_id = ANY($2::text[])", cmd.district, list(systems))
-        targets = [t for t in targets_from(rows) if t.channel in cmd.channels]
+        found = (await audience.contacts_of(ctx.conn, cmd.district, people)
+                 + await audience.systems(ctx.conn, cmd.district, systems))
+        targets = [t for t in found if t.channel in cmd.channels]
         if Channel.NOTICE_BOARD in cmd.channels and any(r.kind is RecipientKind.COMMUNITY for r in cmd.recipients):
             targets += board_targets(notifier.settings)
-        try:
-            await notifier.notify(
-                ctx.conn, district=cmd.district, notification_id=cmd.notification_id, template=cmd.template,
-                params=cmd.params, regarding=(cmd.regarding.type, cmd.regarding.subject) if cmd.regarding else None,
-                targets=targets, meta=ctx.meta(cmd.actor, cmd.district))
-        except TemplateError as exc:
-            raise Rejected(RejectionReason.INVALID_COMMAND, str(exc), cmd.notification_id) from None
+        await notifier.notify(ctx, cmd, notification_id=cmd.notification_id, template=cmd.template,
+                              params=cmd.params,
+                              regarding=(cmd.regarding.type, cmd.regarding.subject) if cmd.regarding else None,
+                              targets=targets)
+        return cmd.notification_id
+
+    # -- the platform's own, asked for by other services' events and the vote reminder --
+
+    @bus.handles(GiveNotice, internal=True)
+    async def give_notice(cmd: GiveNotice, ctx: CommandContext) -> str:
+        conn, district = ctx.conn, cmd.district
+        people = list(cmd.people)
+        if cmd.members_of is not None:
+            people += await audience.council_members(conn, district, cmd.members_of)
+        if cmd.people_of_task is not None:
+            people += await audience.task_audience(conn, district, cmd.people_of_task)
+        targets = await audience.contacts_of(conn, district, people)
+        if cmd.via_implementer_of is not None:
+            reached = {t.recipient_id for t in targets}
+            for person in sorted(set(people) - reached):
+                targets += await audience.organisation_contact(conn, district, cmd.via_implementer_of, person)
+        if cmd.followers is not None:
+            targets += await audience.followers_of(conn, district, cmd.regarding[0], cmd.followers.council_id,
+                                                   cmd.followers.proposal_id)
+        if cmd.public:
+            targets += board_targets(notifier.settings)
+        await notifier.notify(ctx, cmd, notification_id=cmd.notification_id, template=cmd.template,
+                              params=cmd.params, regarding=cmd.regarding, targets=targets,
+                              expires_at=cmd.expires_at, required=cmd.required)
         return cmd.notification_id
 
     def _check_channel(channel: Channel, address: str, subject: str) -> None:

@@ -1,11 +1,15 @@
 """Reactions to other services' events: keep the audience read models current and turn
-notable events into notices. Every handler writes only on the inbox transaction's
-connection, so a redelivered event changes nothing."""
+notable events into notices. A notice is the platform's own command
+(:class:`~services.notify.application.GiveNotice`), dispatched through the command bus in
+the inbox transaction (:meth:`yishi.commands.CommandBus.react`): its refusal is a recorded
+``CommandRejected`` on notify's replies topic, and a redelivered event changes nothing
+(the inbox, then the reply recorded under the event's id). The copies of other services'
+facts are written on the inbox transaction's connection first, so a notice sees them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -13,9 +17,9 @@ import asyncpg
 from contracts import oversight, proposals, voting
 from contracts.envelope import Envelope
 from contracts.notify import Recipient, RecipientKind
-from services.notify import projections
-from services.notify.application import Notifier, board_targets, targets_from
+from services.notify.application import Followed, GiveNotice
 from services.notify.domain import source_notification_id
+from yishi.commands import CommandBus
 from yishi.runtime import ServiceContext
 
 LOCAL = ZoneInfo("Asia/Shanghai")
@@ -26,25 +30,21 @@ def local_time(when: datetime) -> str:
     return when.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M")
 
 
-def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
+def notice_of(envelope: Envelope, actor: Any, template: str, params: dict[str, str], **audience: Any) -> GiveNotice:
+    """The notice ``envelope``'s event asks for, about it, to ``audience`` (the fields of
+    :class:`GiveNotice` naming who is addressed); its id is derived from the event's."""
+    return GiveNotice(district=envelope.district, actor=actor,
+                      notification_id=source_notification_id(envelope.id, template), template=template,
+                      params=params, regarding=(envelope.type, envelope.subject), **audience)
+
+
+def wire_consumers(ctx: ServiceContext, bus: CommandBus) -> None:
     """Subscribe to the proposals, voting and oversight events notify reacts to."""
 
-    async def notice(conn: asyncpg.Connection, envelope: Envelope, template: str, params: dict[str, str], *,
-                     people: Iterable[str], council_id: str | None = None, proposal_id: str | None = None,
-                     public: bool = False, expires_at: datetime | None = None, contacts: list | None = None,
-                     required: Iterable[Recipient] = ()) -> None:
-        """One notice to ``people`` (their subscriptions, else their default contacts) or
-        to ``contacts`` already found, plus the event's followers and, if ``public``, the
-        boards; ``required`` as for :meth:`Notifier.notify`."""
-        district = envelope.district
-        rows = list(contacts) if contacts is not None else await projections.contacts_of(conn, district, people)
-        rows += await projections.followers_of(conn, district, envelope.type, council_id, proposal_id)
-        targets = targets_from(rows) + (board_targets(notifier.settings) if public else [])
-        await notifier.notify(
-            conn, district=district, notification_id=source_notification_id(envelope.id, template),
-            template=template, params=params, regarding=(envelope.type, envelope.subject), targets=targets,
-            meta=notifier.meta(district, envelope.correlation_id, envelope.id), expires_at=expires_at,
-            required=required)
+    async def notice(conn: asyncpg.Connection, envelope: Envelope, template: str, params: dict[str, str],
+                     **audience: Any) -> None:
+        """Give the notice ``envelope`` asks for, through the bus (see :func:`notice_of`)."""
+        await bus.react(notice_of(envelope, bus.system_actor, template, params, **audience), envelope, conn)
 
     # -- proposals ---------------------------------------------------------------
 
@@ -66,8 +66,8 @@ def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
         await notice(conn, env, "proposal.published",
                      {"title": title or e.proposal_id, "proposal_id": e.proposal_id,
                       "notice_ends_at": local_time(e.notice_ends_at)},
-                     people=await projections.council_members(conn, e.district, e.council_id),
-                     council_id=e.council_id, proposal_id=e.proposal_id, public=True)
+                     members_of=e.council_id, followers=Followed(council_id=e.council_id, proposal_id=e.proposal_id),
+                     public=True)
 
     ctx.on_events("proposals", "proposals", {
         "MemberSeated": member_seated, "MemberUnseated": member_unseated,
@@ -81,11 +81,12 @@ def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
         await conn.execute("INSERT INTO votes (district, vote_id, council_id, question, closes_at, roll) "
                            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                            e.district, e.vote_id, e.council_id, e.terms.question, e.terms.closes_at, roll)
-        electors = roll if roll is not None else await projections.council_members(conn, e.district, e.council_id)
+        # The electorate: the roll, or (without one) the council's members.
+        electors: dict[str, Any] = {"people": roll} if roll is not None else {"members_of": e.council_id}
         proposal_id = e.matter.id if e.matter.kind == "proposal" else None
         await notice(conn, env, "vote.opened",
                      {"question": e.terms.question, "vote_id": e.vote_id, "closes_at": local_time(e.terms.closes_at)},
-                     people=electors, council_id=e.council_id, proposal_id=proposal_id,
+                     **electors, followers=Followed(council_id=e.council_id, proposal_id=proposal_id),
                      expires_at=e.terms.closes_at)
 
     async def ballot_accepted(e: voting.BallotAccepted, env: Envelope, conn: asyncpg.Connection) -> None:
@@ -100,8 +101,8 @@ def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
         await notice(conn, env, "vote.closed",
                      {"question": question or e.vote_id, "vote_id": e.vote_id, "outcome": e.outcome.value,
                       "turnout_percent": f"{e.turnout_percent:.1f}"},
-                     people=await projections.council_members(conn, e.district, e.council_id),
-                     council_id=e.council_id, proposal_id=proposal_id, public=True)
+                     members_of=e.council_id, followers=Followed(council_id=e.council_id, proposal_id=proposal_id),
+                     public=True)
 
     ctx.on_events("voting", "voting", {
         "VoteOpened": vote_opened, "BallotAccepted": ballot_accepted, "VoteClosed": vote_closed,
@@ -112,8 +113,8 @@ def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
     async def resolution_registered(e: oversight.ResolutionRegistered, env: Envelope,
                                     conn: asyncpg.Connection) -> None:
         await notice(conn, env, "resolution.registered", {"title": e.title, "resolution_id": e.resolution_id},
-                     people=await projections.council_members(conn, e.district, e.council_id),
-                     council_id=e.council_id, proposal_id=e.proposal_id, public=True)
+                     members_of=e.council_id, followers=Followed(council_id=e.council_id, proposal_id=e.proposal_id),
+                     public=True)
 
     async def add_task_person(district: str, task_id: str, resolution_id: str, person_id: str, role: str,
                               conn: asyncpg.Connection) -> None:
@@ -133,21 +134,19 @@ def wire_consumers(ctx: ServiceContext, notifier: Notifier) -> None:
     async def task_stalled(e: oversight.TaskStalled, env: Envelope, conn: asyncpg.Connection) -> None:
         await notice(conn, env, "task.stalled",
                      {"task_id": e.task_id, "stalled_after_days": str(e.stalled_after_days)},
-                     people=await projections.task_audience(conn, e.district, e.task_id))
+                     people_of_task=e.task_id, followers=Followed())
 
     async def reminder_due(e: oversight.ReminderDue, env: Envelope, conn: asyncpg.Connection) -> None:
         # The reminded party's own subscriptions, else its default contact, else (for an
         # implementer's staff) the implementer organisation's; nobody is recorded as a failure.
-        contacts = await projections.contacts_of(conn, e.district, [e.recipient_id])
-        if not contacts:
-            contacts = await projections.organisation_contact(conn, e.district, e.task_id, e.recipient_id)
         # The top of the ladder is the council above; below it, a person (or a council named
         # as supervisor, which notify cannot tell apart).
         kind = RecipientKind.COUNCIL if e.escalation_step == 3 else RecipientKind.PERSON
         await notice(conn, env, "task.reminder_due",
                      {"task_id": e.task_id, "kind": e.kind.value, "due_at": local_time(e.due_at),
                       "reminder_id": e.reminder_id},
-                     people=[e.recipient_id], contacts=contacts, required=[Recipient(kind=kind, id=e.recipient_id)])
+                     people=(e.recipient_id,), via_implementer_of=e.task_id, followers=Followed(),
+                     required=(Recipient(kind=kind, id=e.recipient_id),))
 
     ctx.on_events("oversight", "oversight", {
         "ResolutionRegistered": resolution_registered, "TaskAssigned": task_assigned,

@@ -12,6 +12,7 @@ import httpx
 
 from services.notify.api import build_router
 from services.notify.application import Notifier, build_bus
+from services.notify.audience import PostgresAudience
 from services.notify.channels import RateLimiter, build_senders
 from services.notify.consumers import wire_consumers
 from services.notify.domain import Backoff
@@ -38,13 +39,13 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
         repository = Repository(ctx.store)
         client = httpx.AsyncClient(timeout=settings.send_timeout_s)  # no I/O until the first send
         senders = build_senders(settings, client, ctx.clock.now)
-        notifier = Notifier(repository, templates, settings, ctx.clock, senders)
-        ctx.serve_commands(build_bus(repository, ctx.clock, notifier))
-        wire_consumers(ctx, notifier)
+        bus = build_bus(repository, ctx.clock, Notifier(PostgresAudience(), templates, settings, senders))
+        ctx.serve_commands(bus)
+        wire_consumers(ctx, bus)
         ctx.router.include_router(build_router(lambda: ctx.pool))
 
         worker = DeliveryWorker(
-            repository, notifier, senders, RateLimiter(settings.rate_per_minute),
+            repository, ctx.clock, bus.system_actor, senders, RateLimiter(settings.rate_per_minute),
             Backoff(timedelta(seconds=settings.backoff_base_s), timedelta(seconds=settings.backoff_max_s), rng),
             lease=timedelta(seconds=settings.claim_lease_s), timeout=settings.send_timeout_s)
         # One replica sends (like every job, see yishi.jobs.Leadership), so the channel limits
@@ -58,7 +59,7 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
             finally:
                 await client.aclose()
 
-        reminder = VoteReminder(notifier, timedelta(seconds=settings.vote_reminder_lead_s))
+        reminder = VoteReminder(bus, timedelta(seconds=settings.vote_reminder_lead_s))
         ctx.background.append(deliveries)
         ctx.background.append(every(settings.worker_interval_s, lambda: reminder.run_once(ctx.pool), "notify.vote-reminder",
                                     ctx.retry_policy))

@@ -1,9 +1,11 @@
 """Read models of the notify service, in its own schema.
 
-``subscriptions`` and ``deliveries`` are written from the aggregates in the same
-transaction as their events (``save_subscription``, ``save_delivery``). The audience
+``subscriptions``, ``default_contacts`` and ``deliveries`` are written from the
+aggregates in the same transaction as their events (:func:`project`, the command bus's
+hook, and the delivery worker's ``save_delivery``). The audience
 tables (council members, proposals, votes and ballots, tasks and their people) are
 written by the consumers of other services' events, inside the inbox transaction.
+The HTTP API's queries are functions here too (``-- queries``), so ``api.py`` holds no SQL.
 """
 
 from __future__ import annotations
@@ -16,8 +18,20 @@ from datetime import datetime
 import asyncpg
 
 from services.notify.domain import DefaultContact, Delivery, Subscription
+from yishi.commands import Saved
 
 # Tables: services/notify/migrations (Alembic branch notify).
+
+
+async def project(conn: asyncpg.Connection, saved: Saved) -> None:
+    """The rows of what a command saved: its subscriptions, directory entries and deliveries."""
+    for aggregate in saved.aggregates:
+        if isinstance(aggregate, Subscription):
+            await save_subscription(conn, aggregate)
+        elif isinstance(aggregate, DefaultContact):
+            await save_default_contact(conn, aggregate)
+        elif isinstance(aggregate, Delivery):
+            await save_delivery(conn, aggregate)
 
 
 async def save_subscription(conn: asyncpg.Connection, sub: Subscription) -> None:
@@ -80,6 +94,24 @@ async def due_deliveries(pool: asyncpg.Pool, now: datetime, limit: int) -> list[
 
 
 # -- queries ---------------------------------------------------------------------
+
+
+async def subscription(pool: asyncpg.Pool, district: str, subscription_id: str) -> asyncpg.Record | None:
+    """One subscription of ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM subscriptions WHERE district = $1 AND subscription_id = $2",
+                               district, subscription_id)
+
+
+async def default_contact(pool: asyncpg.Pool, district: str, party_id: str) -> asyncpg.Record | None:
+    """A party's default contact in ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM default_contacts WHERE district = $1 AND party_id = $2",
+                               district, party_id)
+
+
+async def delivery(pool: asyncpg.Pool, district: str, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    """One delivery of ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM deliveries WHERE district = $1 AND delivery_id = $2",
+                               district, delivery_id)
 
 
 async def find_subscriptions(pool: asyncpg.Pool, district: str, subscriber_id: str, *, after: str | None,
@@ -159,6 +191,14 @@ async def followers_of(conn: asyncpg.Connection, district: str, event_type: str,
           AND (cardinality(proposal_ids) = 0 OR $4 = ANY(proposal_ids))
         ORDER BY subscription_id
         """, district, event_type, council_id, proposal_id)
+
+
+async def system_subscriptions(conn: asyncpg.Connection, district: str,
+                               system_ids: Iterable[str]) -> list[asyncpg.Record]:
+    """The active subscriptions of these district systems."""
+    return await conn.fetch(
+        "SELECT * FROM subscriptions WHERE district = $1 AND active AND subscriber_kind = 'system' "
+        "AND subscriber_id = ANY($2::text[]) ORDER BY subscription_id", district, list(system_ids))
 
 
 async def council_members(conn: asyncpg.Connection, district: str, council_id: str) -> list[str]:

@@ -5,7 +5,15 @@
 * the **vote reminder** finds open votes about to close and reminds the electors who
   have not voted, once per vote (the notification id is derived from the vote, and the
   ``reminded`` mark is written in the same transaction), also after a restart that
-  missed the due time.
+  missed the due time. The reminder is the platform's own command
+  (:class:`~services.notify.application.GiveNotice`), dispatched through the bus like the
+  notices other services' events ask for.
+
+The delivery worker does not go through the bus: claims and outcomes are not anyone's
+requests but the steps of one send, with the channel's I/O between them; a claim that
+lost a race (another worker, a lapsed lease) is simply skipped, not a refusal to answer,
+and a reply beside each claim and outcome would double what every attempt stores and
+publishes, for no caller to read.
 """
 
 from __future__ import annotations
@@ -18,16 +26,19 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from contracts.common import Actor
 from contracts.notify import Channel, FailureReason
 from services.notify import projections
-from services.notify.application import Notifier, targets_from
+from services.notify.application import GiveNotice
 from services.notify.channels import Message, RateLimiter, SendFailed
 from services.notify.consumers import local_time
 from services.notify.domain import Backoff, Delivery, DeliveryStatus, source_notification_id
+from yishi.clock import Clock
+from yishi.commands import CommandBus
 from yishi.metrics import DELIVERIES, TIMERS_FIRED
 from yishi.repository import Repository
 from yishi.rules import Rejected
-from yishi.store import ConcurrencyError
+from yishi.store import ConcurrencyError, Metadata
 
 log = structlog.get_logger("yishi.notify.worker")
 
@@ -35,10 +46,12 @@ log = structlog.get_logger("yishi.notify.worker")
 class DeliveryWorker:
     """Sends due deliveries: claim (recorded) → send → record the outcome."""
 
-    def __init__(self, repository: Repository, notifier: Notifier, senders: dict, limiter: RateLimiter,
+    def __init__(self, repository: Repository, clock: Clock, actor: Actor, senders: dict, limiter: RateLimiter,
                  backoff: Backoff, *, lease: timedelta, timeout: float, batch: int = 100) -> None:
         self.repository = repository
-        self.notifier = notifier
+        self.clock = clock
+        self.actor = actor
+        """Who the claims and outcomes are recorded as (the service's system actor)."""
         self.senders = senders
         self.limiter = limiter
         self.backoff = backoff
@@ -52,7 +65,7 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """One pass over the due deliveries; returns how many attempts were made."""
-        now = self.notifier.clock.now()
+        now = self.clock.now()
         attempts = 0
         for row in await projections.due_deliveries(self.pool, now, self.batch):
             if not self.limiter.try_acquire(Channel(row["channel"])):
@@ -63,7 +76,7 @@ class DeliveryWorker:
             delivery, attempt = claimed
             outcome = await self._send(delivery)
             attempts += 1
-            done = self.notifier.clock.now()
+            done = self.clock.now()
             DELIVERIES.labels(delivery.channel, "delivered" if outcome is None else outcome.reason.value).inc()
             if outcome is None:
                 await self._change(delivery.id, lambda d: d.succeed(attempt, done))
@@ -89,7 +102,9 @@ class DeliveryWorker:
             async with self.pool.acquire() as conn, conn.transaction():
                 delivery = await self.repository.get(Delivery, delivery_id, conn=conn)
                 result = change(delivery)
-                meta = self.notifier.meta(delivery.district, f"delivery-{delivery.id}", None)
+                meta = Metadata(actor=self.actor.id, actor_role=str(self.actor.role), district=delivery.district,
+                                correlation_id=f"delivery-{delivery.id}", causation_id=None,
+                                occurred_at=self.clock.now())
                 await self.repository.save(delivery, meta=meta, conn=conn)
                 await projections.save_delivery(conn, delivery)
         except (ConcurrencyError, Rejected) as exc:
@@ -116,14 +131,14 @@ class DeliveryWorker:
 class VoteReminder:
     """Reminds electors who have not voted, ``lead`` before a vote closes."""
 
-    def __init__(self, notifier: Notifier, lead: timedelta) -> None:
-        self.notifier = notifier
+    def __init__(self, bus: CommandBus, lead: timedelta) -> None:
+        self.bus = bus
         self.lead = lead
 
     async def run_once(self, pool: asyncpg.Pool) -> int:
-        """Remind for every vote now inside its reminder window; returns deliveries created."""
-        now = self.notifier.clock.now()
-        created = 0
+        """Remind for every vote now inside its reminder window; returns how many votes' electors were reminded."""
+        now = self.bus.clock.now()
+        reminded = 0
         for vote in await projections.votes_due_for_reminder(pool, now + self.lead):
             async with pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
@@ -134,16 +149,17 @@ class VoteReminder:
                 if row["closes_at"] > now:  # a reminder after the close helps nobody
                     people = await projections.electors_who_have_not_voted(conn, row["district"], row["vote_id"])
                     timer = f"vote-closing-soon:{row['district']}:{row['vote_id']}"
-                    created += await self.notifier.notify(
-                        conn, district=row["district"],
+                    command = GiveNotice(
+                        district=row["district"], actor=self.bus.system_actor,
                         notification_id=source_notification_id(timer, "vote.closing_soon"),
                         template="vote.closing_soon",
                         params={"question": row["question"], "vote_id": row["vote_id"],
                                 "closes_at": local_time(row["closes_at"])},
-                        regarding=("VoteOpened", row["vote_id"]),
-                        targets=targets_from(await projections.contacts_of(conn, row["district"], people)),
-                        meta=self.notifier.meta(row["district"], f"timer-{timer}", None), expires_at=row["closes_at"])
+                        regarding=("VoteOpened", row["vote_id"]), people=people, expires_at=row["closes_at"])
+                    await self.bus.dispatch(command, command_id=f"timer-{timer}", correlation_id=f"timer-{timer}",
+                                            principal=self.bus.platform, conn=conn, key=f"timer:{timer}")
+                    reminded += 1
                 await conn.execute("UPDATE votes SET reminded = true WHERE district = $1 AND vote_id = $2",
                                    row["district"], row["vote_id"])
             TIMERS_FIRED.labels("notify.vote-reminder").inc()
-        return created
+        return reminded

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Path
@@ -194,10 +194,10 @@ class DistrictStatistics(BaseModel):
     spent_fen: int
 
 
-async def _one(pool: asyncpg.Pool, what: str, sql: str, *args: Any) -> asyncpg.Record:
-    row = await pool.fetchrow(sql, *args)
+def _found(row: asyncpg.Record | None, what: str, id_: str) -> asyncpg.Record:
+    """``row``, or a 404 naming what was not found."""
     if row is None:
-        raise HTTPException(404, f"no {what} {args[-1]}")
+        raise HTTPException(404, f"no {what} {id_}")
     return row
 
 
@@ -236,35 +236,30 @@ def router(ctx: ServiceContext) -> APIRouter:
     @api.get("/resolutions/{resolution_id}", response_model=ResolutionView)
     async def get_resolution(district: str, resolution_id: Id) -> Any:
         """A resolution and its tasks."""
-        row = await _one(ctx.pool, "resolution", "SELECT * FROM ov_resolutions WHERE district=$1 AND resolution_id=$2",
-                         district, resolution_id)
-        tasks = await ctx.pool.fetch("SELECT * FROM ov_tasks WHERE district=$1 AND resolution_id=$2 ORDER BY task_id",
-                                     district, resolution_id)
+        row = _found(await projections.resolution(ctx.pool, district, resolution_id), "resolution", resolution_id)
+        tasks = await projections.tasks_of(ctx.pool, district, resolution_id)
         reminders = await _reminders(district, "resolution_id", resolution_id)
         return {**dict(row), "tasks": [{**dict(t), "reminders": reminders.get(t["task_id"], [])} for t in tasks]}
 
     @api.get("/tasks/{task_id}", response_model=TaskView)
     async def get_task(district: str, task_id: Id) -> Any:
         """One task, with its reminders and whether each reached anyone."""
-        row = await _one(ctx.pool, "task", "SELECT * FROM ov_tasks WHERE district=$1 AND task_id=$2",
-                         district, task_id)
+        row = _found(await projections.task(ctx.pool, district, task_id), "task", task_id)
         return {**dict(row), "reminders": (await _reminders(district, "task_id", task_id)).get(task_id, [])}
 
-    async def _reminders(district: str, column: str, value: str) -> dict[str, list[dict]]:
+    async def _reminders(district: str, column: Literal["task_id", "resolution_id"],
+                         value: str) -> dict[str, list[dict]]:
         """The reminders of a task or of a resolution's tasks, by task, oldest first."""
-        rows = await ctx.pool.fetch(f"SELECT * FROM ov_reminders WHERE district=$1 AND {column}=$2"
-                                    " ORDER BY fired_at, step, reminder_id", district, value)
         found: dict[str, list[dict]] = {}
-        for r in rows:
+        for r in await projections.reminders(ctx.pool, district, column, value):
             found.setdefault(r["task_id"], []).append(dict(r))
         return found
 
     @api.get("/funds/{fund_id}", response_model=FundView)
     async def get_fund(district: str, fund_id: Id) -> Any:
         """A fund with its allocations; spending totals add up across them."""
-        row = await _one(ctx.pool, "fund", "SELECT * FROM ov_funds WHERE district=$1 AND fund_id=$2", district, fund_id)
-        allocations = await ctx.pool.fetch(
-            "SELECT * FROM ov_allocations WHERE district=$1 AND fund_id=$2 ORDER BY allocation_id", district, fund_id)
+        row = _found(await projections.fund(ctx.pool, district, fund_id), "fund", fund_id)
+        allocations = await projections.allocations(ctx.pool, district, fund_id)
         return {**dict(row), "remaining_fen": row["amount_fen"] - row["allocated_fen"],
                 "allocations": [dict(a) for a in allocations]}
 
@@ -274,19 +269,10 @@ def router(ctx: ServiceContext) -> APIRouter:
         ones), decided, delivered, was reminded and inspected, in time order; with the
         reminder policies that applied (the resolution's and its council's) and the
         creation of every fund it was allocated money from."""
-        resolution = await _one(ctx.pool, "resolution", "SELECT proposal_id, council_id FROM ov_resolutions"
-                                " WHERE district=$1 AND resolution_id=$2", district, resolution_id)
-        rows = await ctx.pool.fetch(
-            """
-            SELECT * FROM ov_audit WHERE district = $1 AND (
-                proposal_id = $2 OR resolution_id = $3 OR vote_id IN (
-                    SELECT vote_id FROM ov_audit WHERE district = $1 AND proposal_id = $2 AND vote_id IS NOT NULL)
-                OR (type = 'ReminderPolicySet' AND body->>'scope' = 'council' AND body->>'scope_id' = $4)
-                OR (type = 'FundEstablished' AND body->>'fund_id' IN (
-                    SELECT body->>'fund_id' FROM ov_audit
-                    WHERE district = $1 AND resolution_id = $3 AND type = 'FundsAllocated')))
-            ORDER BY occurred_at, seq
-            """, district, resolution["proposal_id"], resolution_id, resolution["council_id"])
+        resolution = _found(await projections.resolution(ctx.pool, district, resolution_id), "resolution",
+                            resolution_id)
+        rows = await projections.audit_steps(ctx.pool, district, resolution_id, resolution["proposal_id"],
+                                             resolution["council_id"])
         steps = [{**dict(r), "body": json.loads(r["body"])} for r in rows]
         return {"resolution_id": resolution_id, "proposal_id": resolution["proposal_id"],
                 "steps": [{**s, "recipient_id": s["body"].get("recipient_id")} for s in steps]}
@@ -295,22 +281,7 @@ def router(ctx: ServiceContext) -> APIRouter:
     async def get_roadmap(district: str, community_id: Id) -> Any:
         """The public outcome roadmap: every resolution of the community with its progress,
         and the tasks that are stalled or escalated (with the level) now."""
-        rows = await ctx.pool.fetch(
-            """
-            SELECT r.resolution_id, r.title, r.status, r.registered_at, r.closed_at,
-                   COALESCE(avg(t.percent), 0)::int AS progress_percent, count(t.task_id) AS tasks,
-                   count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed,
-                   count(t.task_id) FILTER (WHERE t.status = 'stalled') AS tasks_stalled,
-                   count(t.task_id) FILTER (WHERE t.status = 'escalated') AS tasks_escalated,
-                   COALESCE(jsonb_agg(jsonb_build_object('task_id', t.task_id, 'status', t.status,
-                                                         'escalation_level', t.escalation_level,
-                                                         'escalated_to', t.escalated_to) ORDER BY t.task_id)
-                            FILTER (WHERE t.status IN ('stalled', 'escalated')), '[]') AS stalled_tasks
-            FROM ov_resolutions r LEFT JOIN ov_tasks t USING (district, resolution_id)
-            WHERE r.district = $1 AND r.community_id = $2
-            GROUP BY r.resolution_id, r.title, r.status, r.registered_at, r.closed_at
-            ORDER BY r.registered_at, r.resolution_id
-            """, district, community_id)
+        rows = await projections.roadmap(ctx.pool, district, community_id)
         return {"community_id": community_id, "resolutions": [
             {**dict(r), "stalled_tasks": json.loads(r["stalled_tasks"])} for r in rows]}
 
@@ -318,27 +289,9 @@ def router(ctx: ServiceContext) -> APIRouter:
     async def get_yearly_review(district: str, community_id: Id,
                                 year: int = Path(ge=2000, le=2200)) -> Any:  # the contracts' fund years
         """Satisfaction rate, resolutions completed and on time, spending against the fund."""
-        counts = await ctx.pool.fetchrow(
-            """
-            SELECT count(DISTINCT r.resolution_id) AS resolutions,
-                   count(DISTINCT r.resolution_id) FILTER (WHERE r.closed_reason = 'delivered')
-                       AS resolutions_completed,
-                   count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed,
-                   count(t.task_id) FILTER (WHERE t.status = 'passed' AND t.completed_at <= t.due_at)
-                       AS tasks_passed_on_time
-            FROM ov_resolutions r LEFT JOIN ov_tasks t USING (district, resolution_id)
-            WHERE r.district = $1 AND r.community_id = $2 AND extract(year FROM r.registered_at) = $3
-            """, district, community_id, year)
-        ratings = await ctx.pool.fetchrow(
-            """
-            SELECT count(*) AS ratings, sum(g.satisfied + g.basically_satisfied) AS pleased,
-                   sum(g.satisfied + g.basically_satisfied + g.dissatisfied) AS votes
-            FROM ov_ratings g JOIN ov_resolutions r USING (district, resolution_id)
-            WHERE g.district = $1 AND r.community_id = $2 AND g.year = $3
-            """, district, community_id, year)
-        fund = await ctx.pool.fetchrow(
-            "SELECT amount_fen, allocated_fen, spent_fen FROM ov_funds WHERE district=$1 AND community_id=$2"
-            " AND year=$3", district, community_id, year)
+        counts = await projections.year_counts(ctx.pool, district, community_id, year)
+        ratings = await projections.year_ratings(ctx.pool, district, community_id, year)
+        fund = await projections.community_fund(ctx.pool, district, community_id, year)
         votes = ratings["votes"] or 0
         return {"community_id": community_id, "year": year, **dict(counts), "ratings": ratings["ratings"],
                 "satisfaction_rate_percent": round(100 * ratings["pleased"] / votes, 1) if votes else None,
@@ -349,20 +302,7 @@ def router(ctx: ServiceContext) -> APIRouter:
     async def get_statistics(district: str) -> Any:
         """Activities held (deliberation sessions and votes), participants (person-times),
         proposals, resolutions completed and spending."""
-        row = await ctx.pool.fetchrow(
-            """
-            SELECT
-              (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'ProposalRaised') AS proposals,
-              (SELECT count(DISTINCT proposal_id) FROM ov_audit WHERE district = $1 AND type = 'StatementMade')
-                + (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'VoteClosed') AS activities,
-              (SELECT count(*) FROM ov_audit WHERE district = $1 AND type IN
-                  ('ProposalRaised', 'MotionSeconded', 'ObjectionLodged', 'StatementMade', 'BallotAccepted'))
-                  AS participant_times,
-              (SELECT count(*) FROM ov_resolutions WHERE district = $1) AS resolutions,
-              (SELECT count(*) FROM ov_resolutions WHERE district = $1 AND closed_reason = 'delivered')
-                  AS resolutions_completed,
-              (SELECT COALESCE(sum(spent_fen), 0) FROM ov_funds WHERE district = $1) AS spent_fen
-            """, district)
+        row = await projections.district_statistics(ctx.pool, district)
         return dict(row)
 
     return api

@@ -1,191 +1,186 @@
 """Oversight command handlers, one per command: load, call the aggregate, save.
 
-Every save goes through :func:`persist`, which also updates the read models in the
-same transaction, so queries and the scheduler never see events without their rows.
+The rules are the aggregates' (:mod:`services.oversight.domain`); a handler only loads
+what they need and saves what they changed. Every save goes through
+:meth:`yishi.commands.CommandContext.save`, which also updates the read models
+(:func:`services.oversight.projections.project`, the bus's hook) in the same
+transaction, so queries and the scheduler never see events without their rows.
+
+What a handler reads from outside the event store comes through :class:`Facts`: what
+oversight learns of councils from the proposals service's events, and records stored
+before the write side kept them itself.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import asyncpg
-from eventsourcing.domain import Aggregate
 
 from contracts import oversight as c
-from contracts.common import Command, RejectionReason, Role
-from contracts.envelope import Envelope
+from contracts.common import RejectionReason
 from contracts.permissions import Party
-from contracts.proposals import Decision, ProposalDecided
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext
-from yishi.repository import AggregateNotFound, Repository
-from yishi.rules import Rejected, within_horizon
-from yishi.store import Metadata
+from yishi.commands import CommandBus, CommandContext, Projection
+from yishi.repository import Repository
+from yishi.rules import Rejected
 
 from services.oversight import projections
-from services.oversight.domain import Fund, ReminderPolicy, Resolution, Task, resolution_id_for
-
-SYSTEM_ACTOR = "yishi-oversight"
-A = TypeVar("A", bound=Aggregate)
-
-
-async def persist(repository: Repository, conn: asyncpg.Connection, meta: Metadata, *aggregates: Aggregate) -> None:
-    """Save ``aggregates`` and update the read models, in ``conn``'s transaction."""
-    events = await repository.save(*aggregates, meta=meta, conn=conn)
-    await projections.apply(conn, meta, events)
-
-
-async def _save(ctx: CommandContext, cmd: Command, *aggregates: Aggregate) -> None:
-    await persist(ctx.repository, ctx.conn, ctx.meta(cmd.actor, cmd.district), *aggregates)
+from services.oversight.consumers import RegisterDecidedResolution
+from services.oversight.domain import (
+    FUND_OF_ALLOCATION,
+    FUND_OF_YEAR,
+    Claim,
+    Fund,
+    ReminderPolicy,
+    Resolution,
+    Task,
+    resolution_id_for,
+    year_key,
+)
 
 
-async def _load(ctx: CommandContext, cls: type[A], district: str, public_id: str, what: str) -> A:
-    """An aggregate of this district, or ``not_found`` (another district's ids included)."""
-    try:
-        return await ctx.repository.get(cls, cls.create_id(district, public_id), conn=ctx.conn)
-    except AggregateNotFound:
-        raise Rejected(RejectionReason.NOT_FOUND, f"no {what} {public_id}", public_id) from None
+class Facts(Protocol):
+    """What the handlers read besides the event store (the PostgreSQL read models in the
+    service, :class:`services.oversight.projections.ReadModelFacts`; a fake in tests)."""
+
+    async def lock_council(self, conn: asyncpg.Connection, district: str, council_id: str) -> None:
+        """Serialise registering a council's resolution with recording the council."""
+
+    async def community_of(self, conn: asyncpg.Connection, district: str, council_id: str) -> str | None:
+        """The community of a council, as the proposals service's ``CouncilFormed`` told
+        it (None: not known yet)."""
+
+    async def fund_of_year(self, conn: asyncpg.Connection, district: str, community_id: str,
+                           year: int) -> str | None:
+        """The fund a community has for ``year``, for funds established before the year
+        was claimed on the write side."""
+
+    async def fund_of_allocation(self, conn: asyncpg.Connection, district: str, allocation_id: str) -> str | None:
+        """The fund of an allocation made before allocation ids were claimed."""
+
+    async def task_ids_of(self, conn: asyncpg.Connection, district: str, resolution_id: str) -> list[str]:
+        """The tasks of a resolution registered before resolutions recorded their tasks."""
 
 
 async def _task(ctx: CommandContext, cmd: Any) -> Task:
     """The task ``cmd`` addresses, once its caller is known to act for the task's party."""
-    task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+    task = await ctx.load(Task, cmd.district, cmd.task_id)
     ctx.authorise_party(cmd, task.parties, cmd.task_id)
     return task
 
 
 async def _resolution(ctx: CommandContext, cmd: Any) -> Resolution:
     """The resolution ``cmd`` addresses, once its caller is known to act for its council."""
-    resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
+    resolution = await ctx.load(Resolution, cmd.district, cmd.resolution_id)
     ctx.authorise_party(cmd, resolution.parties, cmd.resolution_id)
     return resolution
-
-
-async def _exists(ctx: CommandContext, cls: type[Aggregate], *key: str) -> bool:
-    return await ctx.repository.exists(cls.create_id(*key), conn=ctx.conn)
 
 
 def _dumps(items: Any) -> list[dict]:
     return [i.model_dump(mode="json") for i in items]
 
 
-async def register_resolution_from_decision(repository: Repository, clock: Clock, conn: asyncpg.Connection,
-                                            decided: ProposalDecided, envelope: Envelope) -> None:
-    """An adopted proposal becomes a resolution; its id is derived from the proposal, so
-    however often the decision is delivered (or re-published) there is one resolution."""
-    if decided.decision != Decision.ADOPTED:
-        return
-    resolution_id = resolution_id_for(decided.proposal_id)
-    if await repository.exists(Resolution.create_id(decided.district, resolution_id), conn=conn):
-        return
-    await projections.lock_council(conn, decided.district, decided.council_id)
-    resolution = Resolution(
-        district=decided.district, resolution_id=resolution_id, proposal_id=decided.proposal_id,
-        council_id=decided.council_id, vote_id=decided.vote_id, catalogue_item_id=decided.catalogue_item_id,
-        community_id=await projections.community_of(conn, decided.district, decided.council_id),
-        title=decided.title, text=decided.resolution or decided.title, budget_fen=None,
-    )
-    meta = Metadata(actor=SYSTEM_ACTOR, actor_role=str(Role.SYSTEM), district=decided.district,
-                    correlation_id=envelope.correlation_id, causation_id=envelope.id, occurred_at=clock.now())
-    await persist(repository, conn, meta, resolution)
+def build_bus(repository: Repository, clock: Clock, *, project: Projection | None = projections.project,
+              facts: Facts | None = None) -> CommandBus:
+    """The oversight command bus with every handler registered; ``project`` keeps the
+    read models (None: none, for tests of the handlers alone), ``facts`` is what the
+    handlers read besides the event store (by default the read models)."""
+    bus = CommandBus("oversight", repository, clock, project=project)
+    known: Facts = facts or projections.ReadModelFacts()
 
+    async def tasks_of(ctx: CommandContext, resolution: Resolution) -> list[Task]:
+        """Every task of ``resolution``, from their streams."""
+        ids = resolution.task_ids
+        if ids is None:  # registered before resolutions recorded their tasks
+            ids = await known.task_ids_of(ctx.conn, resolution.district, resolution.resolution_id)
+        found = await ctx.repository.get_each(*((Task, Task.create_id(resolution.district, i)) for i in ids),
+                                              conn=ctx.conn)
+        return [task for task in found if task is not None]
 
-def build_bus(repository: Repository, clock: Clock) -> CommandBus:
-    """The oversight command bus with every handler registered."""
-    bus = CommandBus("oversight", repository, clock)
+    async def register(ctx: CommandContext, cmd: Any, resolution_id: str, vote_id: str | None,
+                       budget_fen: int | None) -> str:
+        """Register a resolution of ``cmd.council_id``, with the community the council is
+        known to belong to so far."""
+        await known.lock_council(ctx.conn, cmd.district, cmd.council_id)
+        resolution = Resolution.register(
+            district=cmd.district, resolution_id=resolution_id, proposal_id=cmd.proposal_id,
+            council_id=cmd.council_id, vote_id=vote_id, catalogue_item_id=cmd.catalogue_item_id,
+            community_id=await known.community_of(ctx.conn, cmd.district, cmd.council_id),
+            title=cmd.title, text=cmd.text, budget_fen=budget_fen)
+        await ctx.save(cmd, resolution)
+        return resolution_id
 
     @bus.handles(c.RegisterResolution)
     async def register_resolution(cmd: c.RegisterResolution, ctx: CommandContext) -> str:
-        if await _exists(ctx, Resolution, cmd.district, cmd.resolution_id):
-            raise Rejected(RejectionReason.ALREADY_EXISTS, f"resolution {cmd.resolution_id} exists",
-                           cmd.resolution_id)
+        await ctx.ensure_new(Resolution, cmd.district, cmd.resolution_id)
         ctx.authorise_party(cmd, {Party.COUNCIL: cmd.council_id}, cmd.resolution_id)
-        await projections.lock_council(ctx.conn, cmd.district, cmd.council_id)
-        resolution = Resolution(
-            district=cmd.district, resolution_id=cmd.resolution_id, proposal_id=cmd.proposal_id,
-            council_id=cmd.council_id, vote_id=None, catalogue_item_id=cmd.catalogue_item_id,
-            community_id=await projections.community_of(ctx.conn, cmd.district, cmd.council_id),
-            title=cmd.title, text=cmd.text, budget_fen=cmd.budget_fen)
-        await _save(ctx, cmd, resolution)
-        return cmd.resolution_id
+        return await register(ctx, cmd, cmd.resolution_id, None, cmd.budget_fen)
 
     @bus.handles(c.EstablishFund)
     async def establish_fund(cmd: c.EstablishFund, ctx: CommandContext) -> str:
-        taken = await ctx.conn.fetchval(
-            "SELECT fund_id FROM ov_funds WHERE district=$1 AND (fund_id=$2 OR (community_id=$3 AND year=$4))",
-            cmd.district, cmd.fund_id, cmd.community_id, cmd.year)
-        if taken or await _exists(ctx, Fund, cmd.district, cmd.fund_id):
-            raise Rejected(RejectionReason.ALREADY_EXISTS,
-                           f"fund {taken or cmd.fund_id} exists (one fund per community and year)", cmd.fund_id)
-        await _save(ctx, cmd, Fund(district=cmd.district, fund_id=cmd.fund_id, community_id=cmd.community_id,
-                                   year=cmd.year, amount_fen=cmd.amount_fen))
+        await ctx.ensure_new(Fund, cmd.district, cmd.fund_id)
+        claim = await ctx.find(Claim, cmd.district, FUND_OF_YEAR, year_key(cmd.community_id, cmd.year))
+        taken_by = claim.owner_id if claim is not None else await known.fund_of_year(
+            ctx.conn, cmd.district, cmd.community_id, cmd.year)
+        fund, year = Fund.establish(district=cmd.district, fund_id=cmd.fund_id, community_id=cmd.community_id,
+                                    year=cmd.year, amount_fen=cmd.amount_fen, year_taken_by=taken_by)
+        await ctx.save(cmd, fund, year)
         return cmd.fund_id
 
     @bus.handles(c.SetReminderPolicy)
     async def set_reminder_policy(cmd: c.SetReminderPolicy, ctx: CommandContext) -> str:
         if cmd.scope == c.PolicyScope.RESOLUTION:
-            resolution = await _load(ctx, Resolution, cmd.district, cmd.scope_id, "resolution")
+            resolution = await ctx.load(Resolution, cmd.district, cmd.scope_id)
             ctx.authorise_party(cmd, resolution.parties, cmd.scope_id)
         else:
             ctx.authorise_party(cmd, {Party.COUNCIL: cmd.scope_id}, cmd.scope_id)
         values = dict(not_accepted_days=cmd.not_accepted_days, stall_days=cmd.stall_days,
                       deadline_warning_days=cmd.deadline_warning_days,
                       escalate_after_days=cmd.escalate_after_days, supervisor_id=cmd.supervisor_id)
-        policy_id = ReminderPolicy.create_id(cmd.district, str(cmd.scope), cmd.scope_id)
-        try:
-            policy = await ctx.repository.get(ReminderPolicy, policy_id, conn=ctx.conn)
-            policy.change(**values)
-        except AggregateNotFound:
+        policy = await ctx.find(ReminderPolicy, cmd.district, str(cmd.scope), cmd.scope_id)
+        if policy is None:
             policy = ReminderPolicy(district=cmd.district, scope=str(cmd.scope), scope_id=cmd.scope_id, **values)
-        await _save(ctx, cmd, policy)
+        else:
+            policy.change(**values)
+        await ctx.save(cmd, policy)
         return cmd.scope_id
 
     @bus.handles(c.AssignTask)
     async def assign_task(cmd: c.AssignTask, ctx: CommandContext) -> str:
-        resolution = await _load(ctx, Resolution, cmd.district, cmd.resolution_id, "resolution")
-        ctx.authorise_party(cmd, resolution.parties, cmd.resolution_id)
-        if resolution.closed:
-            raise Rejected(RejectionReason.INVALID_STATE, f"resolution {cmd.resolution_id} is closed",
-                           cmd.resolution_id)
-        if await _exists(ctx, Task, cmd.district, cmd.task_id):
-            raise Rejected(RejectionReason.ALREADY_EXISTS, f"task {cmd.task_id} exists", cmd.task_id)
-        now = ctx.clock.now()
-        if cmd.due_at <= now:
-            raise Rejected(RejectionReason.DEADLINE_PASSED, "the deadline must be in the future", cmd.task_id)
-        within_horizon(cmd.due_at, now, "due_at", cmd.task_id)
-        task = Task(district=cmd.district, task_id=cmd.task_id, resolution_id=cmd.resolution_id,
-                    council_id=resolution.council_id, implementer=cmd.implementer.model_dump(mode="json"),
-                    description=cmd.description, acceptance_standards=list(cmd.acceptance_standards),
-                    due_at=cmd.due_at, budget_fen=cmd.budget_fen, assigned_at=now)
-        await _save(ctx, cmd, task)
+        resolution = await _resolution(ctx, cmd)
+        await ctx.ensure_new(Task, cmd.district, cmd.task_id)
+        task = resolution.assign_task(cmd.task_id, cmd.implementer.model_dump(mode="json"), cmd.description,
+                                      list(cmd.acceptance_standards), cmd.due_at, cmd.budget_fen, ctx.clock.now())
+        await ctx.save(cmd, resolution, task)
         return cmd.task_id
 
     @bus.handles(c.AcceptTask)
     async def accept_task(cmd: c.AcceptTask, ctx: CommandContext) -> str:
         task = await _task(ctx, cmd)
         task.accept(cmd.actor.id, ctx.clock.now())
-        await _save(ctx, cmd, task)
+        await ctx.save(cmd, task)
         return cmd.task_id
 
     @bus.handles(c.ReportProgress)
     async def report_progress(cmd: c.ReportProgress, ctx: CommandContext) -> str:
         task = await _task(ctx, cmd)
         task.report_progress(cmd.percent_complete, cmd.summary, _dumps(cmd.evidence), ctx.clock.now())
-        await _save(ctx, cmd, task)
+        await ctx.save(cmd, task)
         return cmd.task_id
 
     @bus.handles(c.CompleteTask)
     async def complete_task(cmd: c.CompleteTask, ctx: CommandContext) -> str:
         task = await _task(ctx, cmd)
         task.complete(cmd.summary, _dumps(cmd.evidence), ctx.clock.now())
-        await _save(ctx, cmd, task)
+        await ctx.save(cmd, task)
         return cmd.task_id
 
     @bus.handles(c.EscalateTask)
     async def escalate_task(cmd: c.EscalateTask, ctx: CommandContext) -> str:
         task = await _task(ctx, cmd)
         task.escalate(str(cmd.to_level), cmd.to_authority_id, cmd.reason)
-        await _save(ctx, cmd, task)
+        await ctx.save(cmd, task)
         return cmd.task_id
 
     @bus.handles(c.RecordInspection)
@@ -196,98 +191,91 @@ def build_bus(repository: Repository, clock: Clock) -> CommandBus:
         if cmd.task_id is None:
             resolution = await _resolution(ctx, cmd)
             resolution.record_inspection(**details)
-            await _save(ctx, cmd, resolution)
+            await ctx.save(cmd, resolution)
             return cmd.resolution_id
-        task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
-        if task.resolution_id != cmd.resolution_id:
-            raise Rejected(RejectionReason.NOT_FOUND, f"no task {cmd.task_id} in {cmd.resolution_id}", cmd.task_id)
+        task = await ctx.load(Task, cmd.district, cmd.task_id)
+        task.require_resolution(cmd.resolution_id)
         ctx.authorise_party(cmd, task.parties, cmd.task_id)
         task.inspect(**details, now=ctx.clock.now())
-        await _save(ctx, cmd, task)
+        await ctx.save(cmd, task)
         return cmd.task_id
 
     @bus.handles(c.ScheduleFollowUpInspection)
     async def schedule_follow_up_inspection(cmd: c.ScheduleFollowUpInspection, ctx: CommandContext) -> str:
         task = await _task(ctx, cmd)
         task.schedule_follow_up(cmd.inspection_id, cmd.scheduled_for, cmd.reason, ctx.clock.now())
-        await _save(ctx, cmd, task)
+        await ctx.save(cmd, task)
         return cmd.task_id
 
     @bus.handles(c.AllocateFunds)
     async def allocate_funds(cmd: c.AllocateFunds, ctx: CommandContext) -> str:
-        fund = await _load(ctx, Fund, cmd.district, cmd.fund_id, "fund")
+        fund = await ctx.load(Fund, cmd.district, cmd.fund_id)
         resolution = await _resolution(ctx, cmd)
-        if resolution.closed:
-            raise Rejected(RejectionReason.INVALID_STATE, f"resolution {cmd.resolution_id} is closed",
-                           cmd.allocation_id)
-        community_id = await ctx.conn.fetchval(  # the read model: it learns late-arriving councils
-            "SELECT community_id FROM ov_resolutions WHERE district=$1 AND resolution_id=$2",
-            cmd.district, cmd.resolution_id)
-        if community_id and community_id != fund.community_id:
-            raise Rejected(RejectionReason.INVALID_STATE,
-                           f"fund {cmd.fund_id} belongs to another community than the resolution", cmd.allocation_id)
-        changed: list[Aggregate] = [fund]
-        if cmd.task_id is not None:
-            task = await _load(ctx, Task, cmd.district, cmd.task_id, "task")
-            if task.resolution_id != cmd.resolution_id:
-                raise Rejected(RejectionReason.NOT_FOUND, f"no task {cmd.task_id} in {cmd.resolution_id}",
-                               cmd.task_id)
-            # The task's budget holds across funds because the task records the allocation
-            # too: both streams are appended with their expected versions in one transaction.
-            task.allocate(cmd.allocation_id, cmd.fund_id, cmd.amount_fen)
-            changed.append(task)
-        fund.allocate(cmd.allocation_id, cmd.resolution_id, cmd.task_id, cmd.amount_fen, cmd.purpose)
-        await _save(ctx, cmd, *changed)
+        task = None if cmd.task_id is None else await ctx.load(Task, cmd.district, cmd.task_id)
+        # A resolution registered before its council was known learns its community from
+        # the council's CouncilFormed, a fact of the proposals service kept in a projection.
+        community = resolution.community_id or await known.community_of(ctx.conn, cmd.district,
+                                                                         resolution.council_id)
+        claim = await ctx.find(Claim, cmd.district, FUND_OF_ALLOCATION, cmd.allocation_id)
+        allocation = fund.allocate(cmd.allocation_id, cmd.amount_fen, cmd.purpose, resolution=resolution, task=task,
+                                   resolution_community=community,
+                                   taken_by=claim.owner_id if claim is not None else None)
+        await ctx.save(cmd, fund, *([task] if task is not None else []), allocation)
         return cmd.allocation_id
 
     @bus.handles(c.RecordSpending)
     async def record_spending(cmd: c.RecordSpending, ctx: CommandContext) -> str:
-        fund_id = await ctx.conn.fetchval("SELECT fund_id FROM ov_allocations WHERE district=$1 AND allocation_id=$2",
-                                          cmd.district, cmd.allocation_id)
+        claim = await ctx.find(Claim, cmd.district, FUND_OF_ALLOCATION, cmd.allocation_id)
+        fund_id = claim.owner_id if claim is not None else await known.fund_of_allocation(
+            ctx.conn, cmd.district, cmd.allocation_id)
         if fund_id is None:
-            raise Rejected(RejectionReason.NOT_FOUND, f"no allocation {cmd.allocation_id}", cmd.allocation_id)
-        fund = await _load(ctx, Fund, cmd.district, fund_id, "fund")
+            raise Rejected(RejectionReason.NOT_FOUND, f"allocation {cmd.allocation_id} does not exist",
+                           cmd.allocation_id)
+        fund = await ctx.load(Fund, cmd.district, fund_id)
         task_id = fund.allocations.get(cmd.allocation_id, {}).get("task_id")
         if task_id is not None:  # without a task, spend() refuses: every expenditure is a task's
-            task = await _load(ctx, Task, cmd.district, task_id, "task")
+            task = await ctx.load(Task, cmd.district, task_id)
             ctx.authorise_party(cmd, task.parties, cmd.expenditure_id)
         fund.spend(cmd.expenditure_id, cmd.allocation_id, cmd.amount_fen, cmd.payee, cmd.purpose,
                    cmd.receipt.model_dump(mode="json") if cmd.receipt else None)
-        await _save(ctx, cmd, fund)
+        await ctx.save(cmd, fund)
         return cmd.expenditure_id
 
     @bus.handles(c.RecordSatisfaction)
     async def record_satisfaction(cmd: c.RecordSatisfaction, ctx: CommandContext) -> str:
         resolution = await _resolution(ctx, cmd)
-        total, passed = await _task_counts(ctx, cmd.district, cmd.resolution_id)
         resolution.rate_satisfaction(cmd.rating_id, cmd.review_meeting_id, cmd.year, cmd.satisfied,
                                      cmd.basically_satisfied, cmd.dissatisfied, cmd.comments,
-                                     tasks_delivered=total > 0 and total == passed)
-        await _save(ctx, cmd, resolution)
+                                     tasks=await tasks_of(ctx, resolution))
+        await ctx.save(cmd, resolution)
         return cmd.resolution_id
 
     @bus.handles(c.CloseResolution)
     async def close_resolution(cmd: c.CloseResolution, ctx: CommandContext) -> str:
         resolution = await _resolution(ctx, cmd)
-        total, passed = await _task_counts(ctx, cmd.district, cmd.resolution_id)
-        resolution.close(str(cmd.reason), cmd.summary, open_tasks=total - passed)
-        await _save(ctx, cmd, resolution)
+        resolution.close(str(cmd.reason), cmd.summary, tasks=await tasks_of(ctx, resolution))
+        await ctx.save(cmd, resolution)
         return cmd.resolution_id
 
     @bus.handles(c.RequestReconsultation)
     async def request_reconsultation(cmd: c.RequestReconsultation, ctx: CommandContext) -> str:
         resolution = await _resolution(ctx, cmd)
         if cmd.task_id is not None:
-            await _load(ctx, Task, cmd.district, cmd.task_id, "task")
+            await ctx.load(Task, cmd.district, cmd.task_id)
         resolution.request_reconsultation(cmd.task_id, cmd.problem)
-        await _save(ctx, cmd, resolution)
+        await ctx.save(cmd, resolution)
         return cmd.resolution_id
 
+    # -- the platform's own, in reaction to other services' events (:mod:`.consumers`) --
+
+    @bus.handles(RegisterDecidedResolution, internal=True)
+    async def register_decided_resolution(cmd: RegisterDecidedResolution, ctx: CommandContext) -> str:
+        """An adopted proposal becomes a resolution. Its id is derived from the proposal, so
+        however often the decision is delivered there is one resolution: a redelivery is
+        answered from the stored reply, a re-publication (another event id) is refused
+        ``already_exists``, recorded."""
+        resolution_id = resolution_id_for(cmd.proposal_id)
+        await ctx.ensure_new(Resolution, cmd.district, resolution_id)
+        return await register(ctx, cmd, resolution_id, cmd.vote_id, None)
+
     return bus
-
-
-async def _task_counts(ctx: CommandContext, district: str, resolution_id: str) -> tuple[int, int]:
-    row = await ctx.conn.fetchrow(
-        "SELECT count(*) AS total, count(*) FILTER (WHERE status = 'passed') AS passed FROM ov_tasks"
-        " WHERE district=$1 AND resolution_id=$2", district, resolution_id)
-    return row["total"], row["passed"]

@@ -2,7 +2,10 @@
 
 Oversight learns about proposals, votes and councils only from these events: the audit
 trail of a resolution is built from them (plus oversight's own events), and an adopted
-``ProposalDecided`` registers the resolution.
+``ProposalDecided`` registers the resolution through the internal command
+:class:`RegisterDecidedResolution`, handled by the bus like any other
+(:mod:`services.oversight.application`): a redelivered decision changes nothing and a
+refusal is a recorded ``CommandRejected``.
 """
 
 from __future__ import annotations
@@ -12,21 +15,40 @@ from typing import Any
 import asyncpg
 
 from contracts import registry
-from contracts.common import VoteMatterKind
+from contracts.common import Actor, Command, Id, Text, Title, VoteMatterKind
 from contracts.envelope import Envelope
 from contracts.notify import NotificationDelivered, NotificationFailed, NotificationRequested
-from contracts.proposals import CouncilFormed, ProposalDecided
-from yishi.clock import Clock
-from yishi.repository import Repository
+from contracts.proposals import CouncilFormed, Decision, ProposalDecided
+from yishi.commands import CommandBus
 from yishi.runtime import ServiceContext
 
 from services.oversight import projections
-from services.oversight.application import register_resolution_from_decision
 
 # Steps of deliberation and decision that make up a resolution's record.
 PROPOSAL_STEPS = ("ProposalRaised", "ProposalPublished", "MotionSeconded", "ObjectionLodged", "StatementMade",
                   "VoteRequested", "ProposalEscalated", "ProposalWithdrawn", "ProposalReturnedForReconsultation")
 VOTING_STEPS = ("VoteOpened", "BallotAccepted", "VoteClosed")
+
+
+class RegisterDecidedResolution(Command):
+    """Internal: register the resolution of an adopted proposal."""
+
+    proposal_id: Id
+    council_id: Id
+    vote_id: Id
+    catalogue_item_id: Id | None = None
+    title: Title
+    text: Text
+
+
+def decided(event: ProposalDecided, actor: Actor) -> RegisterDecidedResolution | None:
+    """The resolution an adopted proposal asks for; none for any other decision."""
+    if event.decision != Decision.ADOPTED:
+        return None
+    return RegisterDecidedResolution(district=event.district, actor=actor, proposal_id=event.proposal_id,
+                                     council_id=event.council_id, vote_id=event.vote_id,
+                                     catalogue_item_id=event.catalogue_item_id, title=event.title,
+                                     text=event.resolution or event.title)
 
 
 async def record_step(model: Any, envelope: Envelope, conn: asyncpg.Connection) -> None:
@@ -41,11 +63,15 @@ async def record_step(model: Any, envelope: Envelope, conn: asyncpg.Connection) 
                                    resolution_id=getattr(model, "resolution_id", None))
 
 
-def wire_consumers(ctx: ServiceContext, repository: Repository, clock: Clock) -> None:
+def wire_consumers(ctx: ServiceContext, bus: CommandBus) -> None:
     """Subscribe to the proposals, voting and notify events topics."""
     async def proposal_decided(model: ProposalDecided, envelope: Envelope, conn: asyncpg.Connection) -> None:
+        # The step is kept whatever the decision, and before the reaction: the reaction's
+        # own savepoint rolls back only what a refused command wrote.
         await record_step(model, envelope, conn)
-        await register_resolution_from_decision(repository, clock, conn, model, envelope)
+        command = decided(model, bus.system_actor)
+        if command is not None:
+            await bus.react(command, envelope, conn)
 
     async def council_formed(model: CouncilFormed, envelope: Envelope, conn: asyncpg.Connection) -> None:
         await projections.record_council(conn, model)

@@ -21,11 +21,10 @@ def spec(reminder_interval: float = 1.0, settings: OversightSettings | None = No
     settings = settings or OversightSettings()
 
     def wire(ctx: ServiceContext) -> None:
-        repository = Repository(ctx.store)
-        ctx.serve_commands(build_bus(repository, ctx.clock))
-        wire_consumers(ctx, repository, ctx.clock)
+        bus = build_bus(Repository(ctx.store), ctx.clock)
+        ctx.serve_commands(bus)
+        wire_consumers(ctx, bus)
         ctx.router.include_router(api.router(ctx))
-        ctx.background.append(reminder_job(repository, ctx.clock, reminder_interval, settings.policy_day,
-                                           ctx.retry_policy))
+        ctx.background.append(reminder_job(bus, reminder_interval, settings.policy_day, ctx.retry_policy))
 
     return ServiceSpec(name="oversight", translate=translator(), wire=wire)

@@ -1,5 +1,5 @@
 """The oversight service's commands: what each needs, and its refusals, in the order the
-rules (``domain.py``, ``application.py``) check them. Rendered into contracts/README.md by
+rules (the ``domain`` package, ``application.py``) check them. Rendered into contracts/README.md by
 ``python -m contracts.generate`` (see :mod:`contracts.preconditions`)."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
     ),
     "AssignTask": (
         (R.NOT_FOUND, "the resolution does not exist"),
-        (R.INVALID_STATE, "the resolution is closed"),
         (R.ALREADY_EXISTS, "the task id is taken"),
+        (R.INVALID_STATE, "the resolution is closed"),
         (R.DEADLINE_PASSED, "`due_at` is in the past"),
     ),
     "AcceptTask": (

@@ -1,14 +1,17 @@
 """Read models of oversight, written in the same transaction as the events they reflect.
 
-Own events go through :func:`apply` (called by every writer: command handlers, the
-ProposalDecided consumer and the reminder scheduler). Other services' events reach the
-audit trail through :func:`record_consumed` inside the consumer's inbox transaction.
+Own events go through :func:`project`, the command bus's hook (so every command's,
+including the ``ProposalDecided`` reaction's) and the reminder scheduler's. Other
+services' events reach the audit trail through :func:`insert_audit` and the councils
+through :func:`record_council`, inside the consumer's inbox transaction. Every question
+the HTTP API asks of them is a function here too (``-- queries``), so ``api.py`` holds
+no SQL; what the command handlers read of them is :class:`ReadModelFacts`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -16,6 +19,7 @@ from contracts import registry
 from contracts.common import Actor
 from contracts.oversight import PolicyScope, ReminderPolicySet
 from contracts.proposals import CouncilFormed
+from yishi.commands import Saved
 from yishi.store import Metadata
 
 from services.oversight.domain import Fund, ReminderPolicy, Resolution, Task
@@ -24,10 +28,11 @@ from services.oversight.translator import to_contract
 # Tables: services/oversight/migrations (Alembic branch oversight).
 
 
-async def apply(conn: asyncpg.Connection, meta: Metadata, events: list[Any]) -> None:
-    """Update the read models for ``events`` just saved with ``meta``, on ``conn``."""
+async def project(conn: asyncpg.Connection, saved: Saved) -> None:
+    """Update the read models for the events just saved, on ``conn``."""
+    meta = saved.meta
     d = meta.district
-    for e in events:
+    for e in saved.events:
         match e:
             case Resolution.Registered():
                 await conn.execute(
@@ -193,6 +198,137 @@ async def find_tasks(pool: asyncpg.Pool, district: str, *, implementer_id: str |
         """, district, implementer_id, implementer_kind, status, resolution_id, community_id, after, limit)
 
 
+async def resolution(pool: asyncpg.Pool, district: str, resolution_id: str) -> asyncpg.Record | None:
+    """One resolution of ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM ov_resolutions WHERE district=$1 AND resolution_id=$2",
+                               district, resolution_id)
+
+
+async def tasks_of(pool: asyncpg.Pool, district: str, resolution_id: str) -> list[asyncpg.Record]:
+    """A resolution's tasks, by id."""
+    return await pool.fetch("SELECT * FROM ov_tasks WHERE district=$1 AND resolution_id=$2 ORDER BY task_id",
+                            district, resolution_id)
+
+
+async def task(pool: asyncpg.Pool, district: str, task_id: str) -> asyncpg.Record | None:
+    """One task of ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM ov_tasks WHERE district=$1 AND task_id=$2", district, task_id)
+
+
+async def reminders(pool: asyncpg.Pool, district: str, of: Literal["task_id", "resolution_id"],
+                    id_: str) -> list[asyncpg.Record]:
+    """The reminders of a task (``of="task_id"``) or of a resolution's tasks, oldest first."""
+    return await pool.fetch(f"SELECT * FROM ov_reminders WHERE district=$1 AND {of}=$2"
+                            " ORDER BY fired_at, step, reminder_id", district, id_)
+
+
+async def fund(pool: asyncpg.Pool, district: str, fund_id: str) -> asyncpg.Record | None:
+    """One fund of ``district``, or ``None``."""
+    return await pool.fetchrow("SELECT * FROM ov_funds WHERE district=$1 AND fund_id=$2", district, fund_id)
+
+
+async def allocations(pool: asyncpg.Pool, district: str, fund_id: str) -> list[asyncpg.Record]:
+    """A fund's allocations, by id."""
+    return await pool.fetch("SELECT * FROM ov_allocations WHERE district=$1 AND fund_id=$2 ORDER BY allocation_id",
+                            district, fund_id)
+
+
+async def audit_steps(pool: asyncpg.Pool, district: str, resolution_id: str, proposal_id: str,
+                      council_id: str) -> list[asyncpg.Record]:
+    """The audit trail of a resolution, in time order: the steps of its proposal, of its
+    votes and of itself; the reminder policies of its council; the creation of every fund
+    it was allocated money from."""
+    return await pool.fetch(
+        """
+        SELECT * FROM ov_audit WHERE district = $1 AND (
+            proposal_id = $2 OR resolution_id = $3 OR vote_id IN (
+                SELECT vote_id FROM ov_audit WHERE district = $1 AND proposal_id = $2 AND vote_id IS NOT NULL)
+            OR (type = 'ReminderPolicySet' AND body->>'scope' = 'council' AND body->>'scope_id' = $4)
+            OR (type = 'FundEstablished' AND body->>'fund_id' IN (
+                SELECT body->>'fund_id' FROM ov_audit
+                WHERE district = $1 AND resolution_id = $3 AND type = 'FundsAllocated')))
+        ORDER BY occurred_at, seq
+        """, district, proposal_id, resolution_id, council_id)
+
+
+async def roadmap(pool: asyncpg.Pool, district: str, community_id: str) -> list[asyncpg.Record]:
+    """Every resolution of a community in registration order, with its progress and its
+    stalled or escalated tasks (``stalled_tasks``, a JSON array)."""
+    return await pool.fetch(
+        """
+        SELECT r.resolution_id, r.title, r.status, r.registered_at, r.closed_at,
+               COALESCE(avg(t.percent), 0)::int AS progress_percent, count(t.task_id) AS tasks,
+               count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed,
+               count(t.task_id) FILTER (WHERE t.status = 'stalled') AS tasks_stalled,
+               count(t.task_id) FILTER (WHERE t.status = 'escalated') AS tasks_escalated,
+               COALESCE(jsonb_agg(jsonb_build_object('task_id', t.task_id, 'status', t.status,
+                                                     'escalation_level', t.escalation_level,
+                                                     'escalated_to', t.escalated_to) ORDER BY t.task_id)
+                        FILTER (WHERE t.status IN ('stalled', 'escalated')), '[]') AS stalled_tasks
+        FROM ov_resolutions r LEFT JOIN ov_tasks t USING (district, resolution_id)
+        WHERE r.district = $1 AND r.community_id = $2
+        GROUP BY r.resolution_id, r.title, r.status, r.registered_at, r.closed_at
+        ORDER BY r.registered_at, r.resolution_id
+        """, district, community_id)
+
+
+async def year_counts(pool: asyncpg.Pool, district: str, community_id: str, year: int) -> asyncpg.Record:
+    """Of a community's resolutions registered in ``year``: how many, how many completed,
+    their tasks passed, and passed on time."""
+    return await pool.fetchrow(
+        """
+        SELECT count(DISTINCT r.resolution_id) AS resolutions,
+               count(DISTINCT r.resolution_id) FILTER (WHERE r.closed_reason = 'delivered')
+                   AS resolutions_completed,
+               count(t.task_id) FILTER (WHERE t.status = 'passed') AS tasks_passed,
+               count(t.task_id) FILTER (WHERE t.status = 'passed' AND t.completed_at <= t.due_at)
+                   AS tasks_passed_on_time
+        FROM ov_resolutions r LEFT JOIN ov_tasks t USING (district, resolution_id)
+        WHERE r.district = $1 AND r.community_id = $2 AND extract(year FROM r.registered_at) = $3
+        """, district, community_id, year)
+
+
+async def year_ratings(pool: asyncpg.Pool, district: str, community_id: str, year: int) -> asyncpg.Record:
+    """A community's satisfaction ratings of ``year``: how many, the votes pleased
+    (satisfied or basically) and all votes (``None`` sums when there are none)."""
+    return await pool.fetchrow(
+        """
+        SELECT count(*) AS ratings, sum(g.satisfied + g.basically_satisfied) AS pleased,
+               sum(g.satisfied + g.basically_satisfied + g.dissatisfied) AS votes
+        FROM ov_ratings g JOIN ov_resolutions r USING (district, resolution_id)
+        WHERE g.district = $1 AND r.community_id = $2 AND g.year = $3
+        """, district, community_id, year)
+
+
+async def community_fund(pool: asyncpg.Pool, district: str, community_id: str, year: int) -> asyncpg.Record | None:
+    """A community's fund of ``year`` (amount, allocated, spent), or ``None``."""
+    return await pool.fetchrow(
+        "SELECT amount_fen, allocated_fen, spent_fen FROM ov_funds WHERE district=$1 AND community_id=$2"
+        " AND year=$3", district, community_id, year)
+
+
+async def district_statistics(pool: asyncpg.Pool, district: str) -> asyncpg.Record:
+    """District-wide figures: proposals, activities (deliberation sessions and votes),
+    participant-times, resolutions (completed) and spending."""
+    return await pool.fetchrow(
+        """
+        SELECT
+          (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'ProposalRaised') AS proposals,
+          (SELECT count(DISTINCT proposal_id) FROM ov_audit WHERE district = $1 AND type = 'StatementMade')
+            + (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'VoteClosed') AS activities,
+          (SELECT count(*) FROM ov_audit WHERE district = $1 AND type IN
+              ('ProposalRaised', 'MotionSeconded', 'ObjectionLodged', 'StatementMade', 'BallotAccepted'))
+              AS participant_times,
+          (SELECT count(*) FROM ov_resolutions WHERE district = $1) AS resolutions,
+          (SELECT count(*) FROM ov_resolutions WHERE district = $1 AND closed_reason = 'delivered')
+              AS resolutions_completed,
+          (SELECT COALESCE(sum(spent_fen), 0) FROM ov_funds WHERE district = $1) AS spent_fen
+        """, district)
+
+
+# -- councils ------------------------------------------------------------------------------
+
+
 async def lock_council(conn: asyncpg.Connection, district: str, council_id: str) -> None:
     """Serialise, until the transaction ends, recording a council with registering its
     resolutions: otherwise a resolution registered while its council is being recorded
@@ -231,3 +367,35 @@ async def community_of(conn: asyncpg.Connection, district: str, council_id: str)
         SELECT area_id FROM up WHERE level = 'community' ORDER BY depth LIMIT 1
         """, district, council_id)
     return row["area_id"] if row else None
+
+
+# -- what the command handlers read ----------------------------------------------------
+
+
+class ReadModelFacts:
+    """What the command handlers read from these read models (:class:`services.oversight.
+    application.Facts`): the councils, which oversight knows only from the proposals
+    service's ``CouncilFormed``, and the records stored before the write side kept them
+    itself (a fund's year and an allocation's fund before their claims, a resolution's
+    tasks before it recorded them). Written in the same transaction as their events, so
+    they do not lag behind the write side."""
+
+    async def lock_council(self, conn: asyncpg.Connection, district: str, council_id: str) -> None:
+        await lock_council(conn, district, council_id)
+
+    async def community_of(self, conn: asyncpg.Connection, district: str, council_id: str) -> str | None:
+        return await community_of(conn, district, council_id)
+
+    async def fund_of_year(self, conn: asyncpg.Connection, district: str, community_id: str,
+                           year: int) -> str | None:
+        return await conn.fetchval("SELECT fund_id FROM ov_funds WHERE district=$1 AND community_id=$2 AND year=$3",
+                                   district, community_id, year)
+
+    async def fund_of_allocation(self, conn: asyncpg.Connection, district: str, allocation_id: str) -> str | None:
+        return await conn.fetchval("SELECT fund_id FROM ov_allocations WHERE district=$1 AND allocation_id=$2",
+                                   district, allocation_id)
+
+    async def task_ids_of(self, conn: asyncpg.Connection, district: str, resolution_id: str) -> list[str]:
+        rows = await conn.fetch("SELECT task_id FROM ov_tasks WHERE district=$1 AND resolution_id=$2"
+                                " ORDER BY task_id", district, resolution_id)
+        return [row["task_id"] for row in rows]

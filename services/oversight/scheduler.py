@@ -20,15 +20,12 @@ from datetime import timedelta
 import asyncpg
 import structlog
 
-from contracts.common import Role
-from yishi.clock import Clock
+from yishi.commands import CommandBus, Saved
 from yishi.failures import RetryPolicy
 from yishi.jobs import JobItems, every
 from yishi.metrics import TIMERS_FIRED
-from yishi.repository import Repository
 from yishi.store import ConcurrencyError, Metadata
 
-from services.oversight.application import SYSTEM_ACTOR, persist
 from services.oversight.domain import Authority, Policy, Task
 
 log = structlog.get_logger("oversight.scheduler")
@@ -55,27 +52,29 @@ async def council_above(conn: asyncpg.Connection, district: str, council_id: str
 JOB = "oversight.reminders"
 
 
-async def fire_due_reminders(repository: Repository, pool: asyncpg.Pool, clock: Clock,
-                             day: timedelta = timedelta(days=1), items: JobItems | None = None) -> int:
+async def fire_due_reminders(bus: CommandBus, pool: asyncpg.Pool, day: timedelta = timedelta(days=1),
+                             items: JobItems | None = None) -> int:
     """One tick: fire every due, unfired rung of every task of an open resolution, with
-    policies counted in days of length ``day``. Each task is one of ``items``."""
+    policies counted in days of length ``day`` against ``bus``'s clock, saved as the
+    bus's system actor with its read models. Each task is one of ``items``."""
     items = items or JobItems(pool, JOB)
-    now = clock.now()
+    now = bus.clock.now()
     rows = await pool.fetch(
         "SELECT t.district, t.task_id, r.resolution_id, r.council_id FROM ov_tasks t"
         " JOIN ov_resolutions r USING (district, resolution_id) WHERE r.status = 'open'"
         " ORDER BY t.district, t.task_id")
     fired = 0
     for row in rows:
-        fire = functools.partial(_fire, repository, pool, row, now, day)
+        fire = functools.partial(_fire, bus, pool, row, now, day)
         fired += await items.run(f"{row['district']}/{row['task_id']}", fire) or 0
     TIMERS_FIRED.labels("oversight.reminder").inc(fired)
     return fired
 
 
-async def _fire(repository: Repository, pool: asyncpg.Pool, row: asyncpg.Record, now, day: timedelta) -> int:
+async def _fire(bus: CommandBus, pool: asyncpg.Pool, row: asyncpg.Record, now, day: timedelta) -> int:
     """Fire the due rungs of one task; how many fired."""
     district, task_id = row["district"], row["task_id"]
+    repository = bus.repository
     try:
         async with pool.acquire() as conn, conn.transaction():
             task = await repository.get(Task, Task.create_id(district, task_id), conn=conn)
@@ -86,9 +85,13 @@ async def _fire(repository: Repository, pool: asyncpg.Pool, row: asyncpg.Record,
                 return 0
             for step in steps:
                 task.fire(step, policy.stall_days, now)
-            meta = Metadata(actor=SYSTEM_ACTOR, actor_role=str(Role.SYSTEM), district=district,
+            # The timer's own writes, not a command's: no reply is recorded for them.
+            actor = bus.system_actor
+            meta = Metadata(actor=actor.id, actor_role=str(actor.role), district=district,
                             correlation_id=f"timer-{task_id}", occurred_at=now)
-            await persist(repository, conn, meta, task)
+            saved = Saved(meta, [task], await repository.save(task, meta=meta, conn=conn))
+            if bus.project is not None:
+                await bus.project(conn, saved)
             return len(steps)
     except ConcurrencyError:
         # A command changed the task meanwhile; the next tick re-derives from its new state.
@@ -96,17 +99,18 @@ async def _fire(repository: Repository, pool: asyncpg.Pool, row: asyncpg.Record,
         return 0
 
 
-def reminder_job(repository: Repository, clock: Clock, interval: float, day: timedelta = timedelta(days=1),
+def reminder_job(bus: CommandBus, interval: float, day: timedelta = timedelta(days=1),
                  policy: RetryPolicy = RetryPolicy()):
     """A background job for ``ServiceContext.background``: tick every ``interval`` seconds
-    (of real time; what is due is decided by ``clock`` and policy days of length ``day``)."""
+    (of real time; what is due is decided by the bus's clock and policy days of length
+    ``day``)."""
     items: JobItems | None = None
 
     async def tick() -> int:
         nonlocal items
-        pool = repository.store.pool  # exists once the service has started
+        pool = bus.store.pool  # exists once the service has started
         items = items or JobItems(pool, JOB, policy)
-        await fire_due_reminders(repository, pool, clock, day, items)
+        await fire_due_reminders(bus, pool, day, items)
         return 0  # firing is bounded by what is due: the next tick waits ``interval``
 
     return every(interval, tick, JOB, policy)

@@ -15,15 +15,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
-
 from contracts import oversight as c
-from contracts import registry
 from contracts.common import Actor, Contract
 from yishi.commands import recorded_actor
-from yishi.relay import Publication
+from yishi import translation
+from yishi.relay import Translator
 from yishi.repository import default_mapper
 from yishi.store import RecordedEvent
+from yishi.translation import Public, common_fields
 
 from services.oversight.domain import Fund, ReminderPolicy, Resolution, Task
 
@@ -131,18 +130,12 @@ def actor_of(metadata: dict[str, Any]) -> Actor:
     return recorded_actor(metadata)
 
 
-def translator() -> Callable[[RecordedEvent], Publication | None]:
+def _public(domain_event: Any, recorded: RecordedEvent) -> Public | None:
+    """The public model of a domain event decoded from ``recorded``, and its subject."""
+    model = to_contract(domain_event, **common_fields(recorded, actor_of(recorded.metadata)))
+    return None if model is None else (model, subject_of(domain_event))
+
+
+def translator() -> Translator:
     """The relay translator of the oversight service."""
-    mapper = default_mapper()
-
-    def translate(event: RecordedEvent) -> Publication | None:
-        domain_event = mapper.to_domain_event(StoredEvent(
-            originator_id=event.stream_id, originator_version=event.version, topic=event.topic, state=event.state))
-        model = to_contract(domain_event, event.district, actor_of(event.metadata),
-                            datetime.fromisoformat(event.metadata["occurred_at"]))
-        if model is None:
-            return None
-        encoded = registry.encode(model)
-        return Publication(encoded.type, encoded.schema_version, encoded.data, subject=subject_of(domain_event))
-
-    return translate
+    return translation.translator(translation.decoder(default_mapper()), _public)

@@ -35,7 +35,7 @@ from services.proposals import projections
 from services.proposals.consumers import ReturnForReconsultation, TakeVoteResult
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
 from yishi.clock import Clock
-from yishi.commands import CommandBus, CommandContext
+from yishi.commands import CommandBus, CommandContext, Projection
 from yishi.repository import Repository
 from yishi.rules import Rejected
 
@@ -59,9 +59,10 @@ async def load_optional(ctx: CommandContext, cls: type[A], district: str, public
     return None if public_id is None else await ctx.load(cls, district, public_id)
 
 
-def build_bus(repository: Repository, clock: Clock) -> CommandBus:
-    """The proposals service's command bus with every handler registered."""
-    bus = CommandBus("proposals", repository, clock, project=projections.project)
+def build_bus(repository: Repository, clock: Clock, project: Projection | None = projections.project) -> CommandBus:
+    """The proposals service's command bus with every handler registered (``project``:
+    its read models; None in handler unit tests on the in-memory store)."""
+    bus = CommandBus("proposals", repository, clock, project=project)
 
     # -- councils and members --
 

@@ -8,18 +8,17 @@ on, the same for all events of one stream, so one aggregate's events stay in ord
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from contracts import proposals as c
 from contracts.common import Contract, VoteMatter, VoteMatterKind
-from contracts.registry import encode
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
 from yishi.commands import recorded_actor
-from yishi.relay import Publication
+from yishi.relay import Translator
 from yishi.repository import Repository
 from yishi.store import RecordedEvent
+from yishi.translation import Public, common_fields, translator
 
 _decoder = Repository(None)  # only its mapper is used: decoding needs no store
 
@@ -254,38 +253,19 @@ def _actor_seat(event: Any) -> str | None:
     return None
 
 
-def _public(recorded: RecordedEvent) -> tuple[Contract, str] | None:
-    """The public model of a stored domain event and its subject, or None."""
-    event = _decoder.to_domain_event(recorded)
+def _public(event: Any, recorded: RecordedEvent) -> Public | None:
+    """The public model of a domain event and its subject, or None."""
     found = _CONTRACTS.get(type(event))
     if found is None:
         return None
     model, fields = found
-    meta = recorded.metadata
-    actor = recorded_actor(meta, seat_id=_actor_seat(event))
-    contract = model.model_validate(
-        {
-            "district": recorded.district,
-            "actor": actor,
-            "occurred_at": datetime.fromisoformat(meta["occurred_at"]),
-            **fields(event),
-        }
-    )
+    actor = recorded_actor(recorded.metadata, seat_id=_actor_seat(event))
+    contract = model.model_validate({**common_fields(recorded, actor), **fields(event)})
     return contract, getattr(event, _SUBJECT[type(event)])
 
 
-def to_contract(recorded: RecordedEvent) -> Contract | None:
-    """The public model of a stored domain event, or None for events that stay private."""
-    public = _public(recorded)
-    return None if public is None else public[0]
-
-
-def translate(recorded: RecordedEvent) -> Publication | None:
-    """The relay's translator: the public form of a stored event, keyed by the public id
-    of its aggregate, or None."""
-    public = _public(recorded)
-    if public is None:
-        return None
-    model, subject = public
-    encoded = encode(model)
-    return Publication(encoded.type, encoded.schema_version, encoded.data, subject=subject)
+# ``_decoder`` is read at each call, so that another mapper can stand in for it (the
+# tests compare what the library's own transcoder decodes).
+translate: Translator = translator(lambda recorded: _decoder.to_domain_event(recorded), _public)
+"""The relay's translator: the public form of a stored event, keyed by the public id of
+its aggregate, or None."""

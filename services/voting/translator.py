@@ -2,61 +2,46 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from typing import Any
 
 from contracts.common import VoteMatter, VoteTerms
-from contracts.registry import encode
 from contracts.voting import BallotAccepted, RecordedBallot, Tally, VoteClosed, VoteOpened
+from services.voting.domain import Ballot, Vote
 from yishi.commands import recorded_actor
-from yishi.relay import Publication
 from yishi.store import RecordedEvent
+from yishi.translation import Public, common_fields, decoder, translator
 
-_PREFIX = "services.voting.domain:"
 
+def _public(event: Any, recorded: RecordedEvent) -> Public | None:
+    """The public model of a voting domain event and its subject; ``None`` for anything private.
 
-def translate(event: RecordedEvent) -> Publication | None:
-    """The public form of a stored voting event; ``None`` for anything private."""
-    if not event.topic.startswith(_PREFIX):
-        return None
-    name = event.topic.removeprefix(_PREFIX)
-    state = json.loads(event.state)
-    meta = event.metadata
-    common = dict(district=event.district, occurred_at=datetime.fromisoformat(meta["occurred_at"]),
-                  actor=recorded_actor(meta))
-    subject = None
-    if name == "Vote.Opened":
-        # The vote's public id, not its stream's: the Kafka key and ce_subject.
-        subject = state["vote_id"]
-        model = VoteOpened(**common, vote_id=subject, council_id=state["council_id"],
-                           matter=VoteMatter.model_validate(state["matter"]),
-                           terms=VoteTerms.model_validate(state["terms"]))
-    elif name == "Vote.Closed":
-        subject = state["vote_id"]
+    Every public event is keyed by the vote's public id, not its stream's: ballots too, as
+    a ballot stream belongs to one vote, and ballots then reach every consumer before the
+    vote's VoteClosed (one partition, log order)."""
+    common = common_fields(recorded, recorded_actor(recorded.metadata))
+    if isinstance(event, Vote.Opened):
+        model = VoteOpened(**common, vote_id=event.vote_id, council_id=event.council_id,
+                           matter=VoteMatter.model_validate(event.matter),
+                           terms=VoteTerms.model_validate(event.terms))
+    elif isinstance(event, Vote.Closed):
         model = VoteClosed(
-            **common, vote_id=subject, council_id=state["council_id"],
-            matter=VoteMatter.model_validate(state["matter"]), electorate_size=state["electorate_size"],
-            tally=Tally.model_validate(state["tally"]), turnout_percent=state["turnout_percent"],
-            quorum_met=state["quorum_met"], outcome=state["outcome"], winning_option=state["winning_option"],
-            closed_by=state["closed_by"], closed_at=_time(state["closed_at"]),
-            ballots=None if state["ballots"] is None else tuple(
-                RecordedBallot.model_validate(b) for b in state["ballots"]),
+            **common, vote_id=event.vote_id, council_id=event.council_id,
+            matter=VoteMatter.model_validate(event.matter), electorate_size=event.electorate_size,
+            tally=Tally.model_validate(event.tally), turnout_percent=event.turnout_percent,
+            quorum_met=event.quorum_met, outcome=event.outcome, winning_option=event.winning_option,
+            closed_by=event.closed_by, closed_at=event.closed_at,
+            ballots=None if event.ballots is None else tuple(RecordedBallot.model_validate(b) for b in event.ballots),
         )
-    elif name in ("Ballot.Cast", "Ballot.Replaced"):
-        # Keyed by the vote too: a ballot stream belongs to one vote, and ballots then
-        # reach every consumer before the vote's VoteClosed (one partition, log order).
-        subject = state["vote_id"]
+    elif isinstance(event, (Ballot.Cast, Ballot.Replaced)):
         model = BallotAccepted(
-            **common, vote_id=state["vote_id"], ballot_id=state["ballot_id"] or event.stream_id, choice=state["choice"],
-            approvals=tuple(state["approvals"]) if state["approvals"] is not None else None,
-            replaced=name == "Ballot.Replaced",
+            **common, vote_id=event.vote_id, ballot_id=event.ballot_id or recorded.stream_id, choice=event.choice,
+            approvals=tuple(event.approvals) if event.approvals is not None else None,
+            replaced=isinstance(event, Ballot.Replaced),
         )
     else:
         return None
-    encoded = encode(model)
-    return Publication(encoded.type, encoded.schema_version, encoded.data, subject=subject)
+    return model, event.vote_id
 
 
-def _time(value: dict | str) -> datetime:
-    """A datetime as the ``eventsourcing`` transcoder stores it."""
-    return datetime.fromisoformat(value["_data_"] if isinstance(value, dict) else value)
+translate = translator(decoder(), _public)
+"""The relay translator of the voting service."""

@@ -56,8 +56,15 @@ async def test_failed_effect_leaves_no_inbox_record(pool):
 
     with pytest.raises(RuntimeError):
         await inbox.process("m1", failing)
-    assert not await inbox.seen("m1")
     assert await pool.fetchval("SELECT count(*) FROM effects") == 0
+
+    async def effect(conn):
+        await conn.execute("INSERT INTO effects VALUES (2)")
+
+    # No record was left: the redelivered message is processed, and then only once.
+    assert await inbox.process("m1", effect) is True
+    assert await inbox.process("m1", effect) is False
+    assert [r["n"] for r in await pool.fetch("SELECT n FROM effects")] == [2]
 
 
 class EchoProcess:

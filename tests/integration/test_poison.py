@@ -407,7 +407,7 @@ async def test_the_reminder_job_skips_a_task_it_cannot_compute_and_keeps_firing(
     the contracts' window and the deadline horizon would hold it) and a normal one: the
     far task is recorded in failed_jobs and skipped after three ticks; the normal task's
     reminders fire, rung after rung."""
-    import services.oversight.application as application
+    import services.oversight.domain.resolution as rules  # where the deadline horizon is checked
     from contracts.common import CommandAccepted
     from contracts.oversight import AssignTask
     from services.oversight.domain import Task
@@ -435,7 +435,7 @@ async def test_the_reminder_job_skips_a_task_it_cannot_compute_and_keeps_firing(
         far = AssignTask.model_validate({"district": d, "actor": worker, "task_id": "task-a",
                                          "due_at": t0 + timedelta(days=30), **task}).model_copy(update={"due_at": FAR})
         bus = r.ctx.consumers["commands"].handle.__self__
-        monkeypatch.setattr(application, "within_horizon", lambda *args: None)
+        monkeypatch.setattr(rules, "within_horizon", lambda *args: None)
         reply = await bus.dispatch(far, command_id="seed-far-task", correlation_id="seed-far-task",
                                    principal=Principal.of_actor(far.actor, d, acts_for=["council-1"]))
         assert isinstance(reply, CommandAccepted), reply

@@ -691,6 +691,7 @@ class Verifier:
         against a rebuild: the proposals and voting events read back from their topics and
         handed, once each, to oversight's own consumer handlers in a fresh schema."""
         from services.oversight import consumers
+        from services.oversight.application import build_bus
 
         schema = f"chaos_rebuild_{next(self._rebuilds)}"
         handlers: dict[str, dict] = {}
@@ -703,7 +704,7 @@ class Verifier:
         fresh = await create_pool(self.platform.dsn, schema, max_size=2)
         try:
             repository = Repository(EventStore(fresh, SystemClock()))
-            consumers.wire_consumers(Wiring(), repository, SystemClock())
+            consumers.wire_consumers(Wiring(), build_bus(repository, SystemClock()))
             for service, table in handlers.items():
                 for d in DISTRICTS:
                     for envelope in list(self.topics.records[events_topic(d, service)]):

@@ -211,8 +211,6 @@ def oversight_events() -> list[RecordedEvent]:
                             text="建设充电棚", budget_fen=100)
     resolution.record_inspection("insp-r-1", ["sup-1"], ["quality"], "satisfactory", "ok", EVIDENCE)
     resolution.request_reconsultation("task-1", "施工扰民")
-    resolution.rate_satisfaction("rating-1", "review-1", 2026, 5, 1, 0, None, tasks_delivered=True)
-    resolution.close("delivered", "done", open_tasks=0)
 
     task = Task(district="gulou", task_id="task-1", resolution_id="res-1", council_id="council-1",
                 implementer={"kind": "social_organisation", "id": "org-1", "name": "Green Home"},
@@ -226,9 +224,11 @@ def oversight_events() -> list[RecordedEvent]:
     task.complete("done", EVIDENCE, T0 + 17 * day)
     task.inspect("insp-t-1", ["sup-1"], ["quality"], "satisfactory", "ok", [], T0 + 18 * day)
     task.schedule_follow_up("insp-t-2", T0 + 200 * day, "does it hold", T0 + 18 * day)
+    resolution.rate_satisfaction("rating-1", "review-1", 2026, 5, 1, 0, None, tasks=[task])
 
     fund = Fund(district="gulou", fund_id="fund-1", community_id="xikang", year=2026, amount_fen=1000)
-    fund.allocate("alloc-1", "res-1", "task-1", 500, "shed")
+    fund.allocate("alloc-1", 500, "shed", resolution=resolution, task=task, resolution_community="xikang")
+    resolution.close("delivered", "done", tasks=[task])
     fund.spend("exp-1", "alloc-1", 200, "builder", "roof", None)
 
     policies = [ReminderPolicy(district="gulou", scope=scope, scope_id=scope_id, not_accepted_days=3, stall_days=10,

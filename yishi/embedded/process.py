@@ -51,7 +51,7 @@ def _tail(log: Path, lines: int = 30) -> str:
 
 
 class _Child:
-    """A server process we own: start, stop gracefully, kill, restart on the same port."""
+    """A server process we own: start (again after a stop or kill, on the same port), stop gracefully, kill."""
 
     name = "server"
     stop_signal = signal.SIGTERM
@@ -104,11 +104,6 @@ class _Child:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-    def restart(self) -> None:
-        """Start again on the same port after :meth:`stop` or :meth:`kill`."""
-        self.stop()
-        self.start()
 
     @property
     def running(self) -> bool:

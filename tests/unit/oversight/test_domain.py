@@ -130,13 +130,27 @@ def test_completed_task_is_passed_or_sent_back_by_inspection_and_follow_up_remin
     assert t.status == "accepted"  # the problem came back (治理—反弹): delivery reopens
 
 
+def allocate_to(fund: Fund, allocation_id: str, resolution_id: str, task_id: str | None, amount_fen: int,
+                purpose: str) -> None:
+    """``fund.allocate`` for an open resolution of the fund's community and, when named, a
+    task of it without a budget of its own."""
+    resolution = Resolution.register(district="gulou", resolution_id=resolution_id, proposal_id="p-1",
+                                     council_id="council-1", vote_id=None, catalogue_item_id=None,
+                                     community_id=fund.community_id, title="Shed", text="Build it", budget_fen=None)
+    t = None if task_id is None else resolution.assign_task(
+        task_id, {"kind": "local_unit", "id": "unit-7", "name": "物业"}, "Build the shed", ["40 charging points"],
+        day(60), None, T0)
+    fund.allocate(allocation_id, amount_fen, purpose, resolution=resolution, task=t,
+                  resolution_community=resolution.community_id)
+
+
 def test_fund_rejects_over_allocation_and_overspending():
     fund = Fund(district="gulou", fund_id="fund-1", community_id="xikang", year=2026, amount_fen=30_000_000)
-    fund.allocate("a-1", "res-1", "task-1", 20_000_000, "shed")
+    allocate_to(fund, "a-1", "res-1", "task-1", 20_000_000, "shed")
     with pytest.raises(Rejected) as err:
-        fund.allocate("a-2", "res-2", "task-2", 10_000_001, "too much")
+        allocate_to(fund, "a-2", "res-2", "task-2", 10_000_001, "too much")
     assert err.value.reason == RejectionReason.OVER_BUDGET
-    fund.allocate("a-2", "res-2", "task-2", 10_000_000, "exactly the rest")
+    allocate_to(fund, "a-2", "res-2", "task-2", 10_000_000, "exactly the rest")
     assert fund.remaining_fen == 0
     fund.spend("e-1", "a-1", 15_000_000, "builder", "works", None)
     with pytest.raises(Rejected) as err:
@@ -147,7 +161,7 @@ def test_fund_rejects_over_allocation_and_overspending():
 
 def test_spending_needs_a_task_allocation():
     fund = Fund(district="gulou", fund_id="fund-1", community_id="xikang", year=2026, amount_fen=100)
-    fund.allocate("a-1", "res-1", None, 50, "reserve for the resolution")
+    allocate_to(fund, "a-1", "res-1", None, 50, "reserve for the resolution")
     with pytest.raises(Rejected) as err:
         fund.spend("e-1", "a-1", 10, "builder", "works", None)
     assert err.value.reason == RejectionReason.INVALID_STATE
@@ -160,7 +174,7 @@ def test_fund_allocations_and_spending_never_exceed_and_always_add_up(total, ope
     for n, (allocate, amount) in enumerate(operations):
         try:
             if allocate or not fund.allocations:
-                fund.allocate(f"a-{n}", "res-1", "task-1", amount, "p")
+                allocate_to(fund, f"a-{n}", "res-1", "task-1", amount, "p")
                 accepted_allocations += amount
             else:
                 fund.spend(f"e-{n}", sorted(fund.allocations)[0], amount, "payee", "p", None)
@@ -183,12 +197,14 @@ def test_resolution_id_is_derived_from_the_proposal_and_fits_the_id_limit():
 def test_resolution_rating_and_closing_rules():
     r = Resolution(district="gulou", resolution_id="res-1", proposal_id="p-1", council_id="c-1", vote_id="v-1",
                    catalogue_item_id=None, community_id="xikang", title="Shed", text="Build it", budget_fen=None)
+    open_task, passed = task(), task()
+    passed.status = "passed"
     with pytest.raises(Rejected):
-        r.rate_satisfaction("rt-1", "rev-1", 2026, 5, 1, 1, None, tasks_delivered=False)
+        r.rate_satisfaction("rt-1", "rev-1", 2026, 5, 1, 1, None, tasks=[open_task, passed])
     with pytest.raises(Rejected):
-        r.close("delivered", "done", open_tasks=1)
-    r.rate_satisfaction("rt-1", "rev-1", 2026, 5, 1, 1, None, tasks_delivered=True)
-    r.close("delivered", "done", open_tasks=0)
+        r.close("delivered", "done", tasks=[open_task, passed])
+    r.rate_satisfaction("rt-1", "rev-1", 2026, 5, 1, 1, None, tasks=[passed])
+    r.close("delivered", "done", tasks=[passed])
     with pytest.raises(Rejected) as err:
         r.request_reconsultation(None, "new problem")
     assert err.value.reason == RejectionReason.INVALID_STATE
@@ -207,3 +223,58 @@ def test_a_shortened_policy_day_scales_every_rung():
     stalled = t.due_reminders(seconds(20), short, ABOVE)  # stall_days=10 of 2 s
     assert [(str(s.kind), s.step, s.due_at) for s in stalled] == [("stalled", 1, seconds(20))]
     assert [s.step for s in t.due_reminders(seconds(24), short, ABOVE)] == [1, 2]  # escalate_after_days=2
+
+
+def registered(community_id: str | None = "xikang") -> Resolution:
+    return Resolution.register(district="gulou", resolution_id="res-1", proposal_id="p-1", council_id="c-1",
+                               vote_id=None, catalogue_item_id=None, community_id=community_id, title="Shed",
+                               text="Build it", budget_fen=None)
+
+
+def test_a_resolution_assigns_its_tasks_in_the_future_within_the_horizon_while_open():
+    r = registered()
+    unit = {"kind": "local_unit", "id": "unit-7", "name": "物业"}
+    for due, reason in ((T0, RejectionReason.DEADLINE_PASSED), (day(5 * 366 + 1), RejectionReason.INVALID_COMMAND)):
+        with pytest.raises(Rejected) as err:
+            r.assign_task("task-1", unit, "Build", ["usable"], due, None, T0)
+        assert (err.value.reason, err.value.subject) == (reason, "task-1")
+    t = r.assign_task("task-1", unit, "Build", ["usable"], day(30), 500, T0)
+    assert (t.resolution_id, t.council_id, t.due_at, t.budget_fen, r.task_ids) == ("res-1", "c-1", day(30), 500,
+                                                                                    ["task-1"])
+    r.close("abandoned", "no longer needed", tasks=[t])
+    with pytest.raises(Rejected) as err:
+        r.assign_task("task-2", unit, "Build", ["usable"], day(30), None, T0)
+    assert (err.value.reason, r.task_ids) == (RejectionReason.INVALID_STATE, ["task-1"])
+
+
+def test_a_fund_allocates_to_its_community_s_open_resolutions_and_their_tasks_only():
+    r = registered()
+    t = r.assign_task("task-1", {"kind": "local_unit", "id": "unit-7", "name": "物业"}, "Build", ["usable"],
+                      day(30), 1_000, T0)
+    fund = Fund(district="gulou", fund_id="fund-1", community_id="xikang", year=2026, amount_fen=500)
+    other = Resolution.register(district="gulou", resolution_id="res-2", proposal_id="p-2", council_id="c-1",
+                                vote_id=None, catalogue_item_id=None, community_id="xikang", title="x", text="x",
+                                budget_fen=None)
+    cases = [(dict(resolution_community="ninghai"), RejectionReason.INVALID_STATE),
+             (dict(resolution=other), RejectionReason.NOT_FOUND),  # task-1 is not res-2's
+             (dict(taken_by="fund-0"), RejectionReason.ALREADY_EXISTS),
+             (dict(), RejectionReason.OVER_BUDGET)]  # 600 of the fund's 500 (the task's 1,000 would do)
+    for changed, reason in cases:
+        with pytest.raises(Rejected) as err:
+            fund.allocate("a-1", 600, "p", **{"resolution": r, "task": t, "resolution_community": "xikang",
+                                              **changed})
+        assert err.value.reason == reason, changed
+    assert (fund.allocations, t.allocated_fen) == ({}, 0)  # a refusal records nothing, on either
+    claim = fund.allocate("a-1", 500, "p", resolution=r, task=t, resolution_community=None)
+    assert (claim.kind, claim.key, claim.owner_id, t.allocated_fen, fund.remaining_fen) == (
+        "fund-of-allocation", "a-1", "fund-1", 500, 0)
+
+
+def test_one_fund_per_community_and_year():
+    fund, claim = Fund.establish(district="gulou", fund_id="fund-1", community_id="xikang", year=2026,
+                                 amount_fen=100, year_taken_by=None)
+    assert (fund.amount_fen, claim.kind, claim.key, claim.owner_id) == (100, "fund-of-year", "xikang/2026", "fund-1")
+    with pytest.raises(Rejected) as err:
+        Fund.establish(district="gulou", fund_id="fund-2", community_id="xikang", year=2026, amount_fen=100,
+                       year_taken_by="fund-1")
+    assert (err.value.reason, err.value.subject) == (RejectionReason.ALREADY_EXISTS, "fund-2")

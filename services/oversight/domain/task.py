@@ -1,54 +1,25 @@
-"""Oversight aggregates (反馈 / 督): resolutions, tasks, micro-project funds, reminder policies.
-
-Pure and synchronous: time always comes in as an argument. Every public method checks
-the rules and raises :class:`Rejected`; it then calls a private ``@event`` method that
-only records and applies, because that body runs again on every replay.
-
-Aggregate ids are derived from (district, kind, public id) so that the same public id
-always lands on the same stream: a replayed ``ProposalDecided`` or a resent command
-meets the existing stream (expected-version append) instead of creating a twin, and two
-districts using the same public id never share a stream.
-"""
+"""A task of a resolution: delivery by one implementer, inspection, its budget, and the
+reminders and escalation of a late task."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from eventsourcing.domain import Aggregate, event
 
 from contracts.common import RejectionReason
-from contracts.oversight import ClosureReason, InspectionFinding, ReminderKind
+from contracts.oversight import InspectionFinding, ReminderKind
 from contracts.permissions import Party
-from contracts.proposals import resolution_id_for  # the public rule; oversight names resolutions by it
 from yishi.rules import Rejected, within_horizon
 
-_NAMESPACE = uuid.UUID("6f1d2c1e-6b0a-4d8e-9a52-0b7c3f1e0a17")
+from services.oversight.domain.policy import Policy
+from services.oversight.domain.streams import stream_id
 
 # Escalation ladder: who is reminded at each step of one overdue condition.
 IMPLEMENTER, SUPERVISOR, COUNCIL_ABOVE = 1, 2, 3
-
-
-def stream_id(district: str, kind: str, public_id: str) -> uuid.UUID:
-    """The aggregate id of ``kind`` ``public_id`` in ``district`` (deterministic)."""
-    return uuid.uuid5(_NAMESPACE, f"{district}/{kind}/{public_id}")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """When a task counts as late and who hears of it (resolved per resolution or council)."""
-
-    not_accepted_days: int = 7
-    stall_days: int = 21
-    deadline_warning_days: int = 7
-    escalate_after_days: int = 7
-    supervisor_id: str | None = None
-    # How long one policy day lasts: a day, except where a deployment compresses time for
-    # a demonstration or an acceptance test (services.oversight.settings).
-    day: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -70,102 +41,6 @@ class ReminderStep:
     recipient_id: str
     escalate_to: Authority | None = None
     stalled_since: datetime | None = None
-
-
-class Resolution(Aggregate):
-    """An adopted decision to deliver: its origin, inspections, ratings and closure."""
-
-    @staticmethod
-    def create_id(district: str, resolution_id: str) -> uuid.UUID:
-        return stream_id(district, "resolution", resolution_id)
-
-    @event("Registered")
-    def __init__(self, district: str, resolution_id: str, proposal_id: str, council_id: str,
-                 vote_id: str | None, catalogue_item_id: str | None, community_id: str | None, title: str,
-                 text: str, budget_fen: int | None) -> None:
-        self.district = district
-        self.resolution_id = resolution_id
-        self.proposal_id = proposal_id
-        self.council_id = council_id
-        self.vote_id = vote_id
-        self.catalogue_item_id = catalogue_item_id
-        self.community_id = community_id
-        self.title = title
-        self.text = text
-        self.budget_fen = budget_fen
-        self.inspection_ids: list[str] = []
-        self.rating_ids: list[str] = []
-        self.closed_reason: str | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.closed_reason is not None
-
-    @property
-    def parties(self) -> dict[Party, str | None]:
-        """Whom the resolution's commands act for (:mod:`contracts.permissions`)."""
-        return {Party.COUNCIL: self.council_id}
-
-    def _require_open(self) -> None:
-        if self.closed:
-            raise Rejected(RejectionReason.INVALID_STATE, f"resolution {self.resolution_id} is closed",
-                           self.resolution_id)
-
-    def record_inspection(self, inspection_id: str, inspector_ids: list[str], aspects: list[str],
-                          finding: str, notes: str, evidence: list[dict]) -> None:
-        """An inspection of the resolution as a whole (task inspections live on the task)."""
-        self._require_open()
-        if inspection_id in self.inspection_ids:
-            raise Rejected(RejectionReason.DUPLICATE, f"inspection {inspection_id} is already recorded",
-                           self.resolution_id)
-        self._inspected(self.resolution_id, inspection_id, inspector_ids, aspects, finding, notes, evidence)
-
-    @event("Inspected")
-    def _inspected(self, resolution_id: str, inspection_id: str, inspector_ids: list[str], aspects: list[str],
-                   finding: str, notes: str, evidence: list[dict]) -> None:
-        self.inspection_ids.append(inspection_id)
-
-    def rate_satisfaction(self, rating_id: str, review_meeting_id: str, year: int, satisfied: int,
-                          basically_satisfied: int, dissatisfied: int, comments: str | None,
-                          *, tasks_delivered: bool) -> None:
-        """Residents' counts at the yearly review; only for a resolution whose tasks all passed."""
-        if rating_id in self.rating_ids:
-            raise Rejected(RejectionReason.DUPLICATE, f"rating {rating_id} is already recorded", self.resolution_id)
-        if not tasks_delivered:
-            raise Rejected(RejectionReason.INVALID_STATE,
-                           "only a completed resolution (every task passed inspection) can be rated",
-                           self.resolution_id)
-        if satisfied + basically_satisfied + dissatisfied == 0:
-            raise Rejected(RejectionReason.INVALID_COMMAND, "a rating needs at least one vote", self.resolution_id)
-        self._rated(self.resolution_id, rating_id, review_meeting_id, year, satisfied, basically_satisfied,
-                    dissatisfied, comments)
-
-    @event("SatisfactionRated")
-    def _rated(self, resolution_id: str, rating_id: str, review_meeting_id: str, year: int, satisfied: int,
-               basically_satisfied: int, dissatisfied: int, comments: str | None) -> None:
-        self.rating_ids.append(rating_id)
-
-    def request_reconsultation(self, task_id: str | None, problem: str) -> None:
-        """A new problem during delivery goes back to the council."""
-        self._require_open()
-        self._reconsultation_requested(self.resolution_id, self.proposal_id, task_id, problem)
-
-    @event("ReconsultationRequested")
-    def _reconsultation_requested(self, resolution_id: str, proposal_id: str, task_id: str | None,
-                                  problem: str) -> None:
-        pass
-
-    def close(self, reason: str, summary: str, *, open_tasks: int) -> None:
-        """Close the file; ``delivered`` only when no task is still open."""
-        self._require_open()
-        if reason == ClosureReason.DELIVERED and open_tasks:
-            raise Rejected(RejectionReason.INVALID_STATE,
-                           f"{open_tasks} task(s) have not passed inspection yet", self.resolution_id)
-        self._closed(self.resolution_id, reason, summary)
-
-    @event("Closed")
-    def _closed(self, resolution_id: str, reason: str, summary: str) -> None:
-        self.closed_reason = reason
 
 
 class Task(Aggregate):
@@ -221,11 +96,22 @@ class Task(Aggregate):
         """Record money a fund sets aside for the task, within the task's budget. Kept on
         the task (not only the fund) so that allocations from two funds to one task are
         checked against each other: both change this stream, and one of them loses."""
+        self.check_allocation(allocation_id, amount_fen)
+        self._funds_allocated(self.task_id, allocation_id, fund_id, amount_fen)
+
+    def check_allocation(self, allocation_id: str, amount_fen: int) -> None:
+        """Refuse ``amount_fen`` more than the task's budget leaves (``over_budget``),
+        without recording anything (:meth:`Fund.allocate` checks before it records)."""
         if self.budget_fen is not None and self.allocated_fen + amount_fen > self.budget_fen:
             raise Rejected(RejectionReason.OVER_BUDGET,
                            f"task {self.task_id} has a budget of {self.budget_fen} fen, {self.allocated_fen} allocated",
                            allocation_id)
-        self._funds_allocated(self.task_id, allocation_id, fund_id, amount_fen)
+
+    def require_resolution(self, resolution_id: str) -> None:
+        """Refuse a command naming this task under another resolution: to it, the task does
+        not exist (``not_found``)."""
+        if self.resolution_id != resolution_id:
+            raise Rejected(RejectionReason.NOT_FOUND, f"no task {self.task_id} in {resolution_id}", self.task_id)
 
     @event("FundsAllocated")
     def _funds_allocated(self, task_id: str, allocation_id: str, fund_id: str, amount_fen: int) -> None:
@@ -395,119 +281,3 @@ class Task(Aggregate):
     def _reminder_fired(self, task_id: str, resolution_id: str, key: str, reminder_id: str, kind: str,
                         due_at: datetime, recipient_id: str, step: int, at: datetime) -> None:
         self.fired.append(key)
-
-
-class Fund(Aggregate):
-    """A community's micro-project fund for one year: allocations never exceed what is
-    left, and every expenditure is recorded against a task's allocation."""
-
-    @staticmethod
-    def create_id(district: str, fund_id: str) -> uuid.UUID:
-        return stream_id(district, "fund", fund_id)
-
-    @event("Established")
-    def __init__(self, district: str, fund_id: str, community_id: str, year: int, amount_fen: int) -> None:
-        self.district = district
-        self.fund_id = fund_id
-        self.community_id = community_id
-        self.year = year
-        self.amount_fen = amount_fen
-        self.allocations: dict[str, dict[str, Any]] = {}
-        self.expenditure_ids: list[str] = []
-
-    @property
-    def allocated_fen(self) -> int:
-        return sum(a["amount_fen"] for a in self.allocations.values())
-
-    @property
-    def spent_fen(self) -> int:
-        return sum(a["spent_fen"] for a in self.allocations.values())
-
-    @property
-    def remaining_fen(self) -> int:
-        """What can still be allocated."""
-        return self.amount_fen - self.allocated_fen
-
-    def allocate(self, allocation_id: str, resolution_id: str, task_id: str | None, amount_fen: int,
-                 purpose: str) -> None:
-        """Set money aside; never more than what is left of the fund."""
-        if allocation_id in self.allocations:
-            raise Rejected(RejectionReason.ALREADY_EXISTS, f"allocation {allocation_id} exists", allocation_id)
-        if amount_fen <= 0:
-            raise Rejected(RejectionReason.INVALID_COMMAND, "an allocation must be more than 0 fen", allocation_id)
-        if amount_fen > self.remaining_fen:
-            raise Rejected(RejectionReason.OVER_BUDGET,
-                           f"fund {self.fund_id} has {self.remaining_fen} fen left, {amount_fen} requested",
-                           allocation_id)
-        self._allocated(allocation_id, resolution_id, task_id, self.fund_id, amount_fen, purpose)
-
-    @event("Allocated")
-    def _allocated(self, allocation_id: str, resolution_id: str, task_id: str | None, fund_id: str,
-                   amount_fen: int, purpose: str) -> None:
-        self.allocations[allocation_id] = {"resolution_id": resolution_id, "task_id": task_id,
-                                           "amount_fen": amount_fen, "spent_fen": 0}
-
-    def spend(self, expenditure_id: str, allocation_id: str, amount_fen: int, payee: str, purpose: str,
-              receipt: dict | None) -> None:
-        """Record money spent from a task's allocation, within what the allocation has left."""
-        allocation = self.allocations.get(allocation_id)
-        if allocation is None:
-            raise Rejected(RejectionReason.NOT_FOUND, f"no allocation {allocation_id}", allocation_id)
-        if expenditure_id in self.expenditure_ids:
-            raise Rejected(RejectionReason.ALREADY_EXISTS, f"expenditure {expenditure_id} exists", expenditure_id)
-        if allocation["task_id"] is None:
-            raise Rejected(RejectionReason.INVALID_STATE,
-                           "every expenditure is recorded against a task: allocate to a task first", allocation_id)
-        if amount_fen <= 0:
-            raise Rejected(RejectionReason.INVALID_COMMAND, "an expenditure must be more than 0 fen", expenditure_id)
-        left = allocation["amount_fen"] - allocation["spent_fen"]
-        if amount_fen > left:
-            raise Rejected(RejectionReason.OVER_BUDGET,
-                           f"allocation {allocation_id} has {left} fen left, {amount_fen} spent", expenditure_id)
-        self._spent(expenditure_id, allocation_id, allocation["resolution_id"], allocation["task_id"], amount_fen,
-                    payee, purpose, receipt, self.fund_id)
-
-    @event("Spent")
-    def _spent(self, expenditure_id: str, allocation_id: str, resolution_id: str, task_id: str, amount_fen: int,
-               payee: str, purpose: str, receipt: dict | None, fund_id: str) -> None:
-        self.allocations[allocation_id]["spent_fen"] += amount_fen
-        self.expenditure_ids.append(expenditure_id)
-
-
-class ReminderPolicy(Aggregate):
-    """The late-task policy of one resolution or one council."""
-
-    @staticmethod
-    def create_id(district: str, scope: str, scope_id: str) -> uuid.UUID:
-        return stream_id(district, f"policy-{scope}", scope_id)
-
-    @event("Set")
-    def __init__(self, district: str, scope: str, scope_id: str, not_accepted_days: int, stall_days: int,
-                 deadline_warning_days: int, escalate_after_days: int, supervisor_id: str | None) -> None:
-        self.district = district
-        self.scope = scope
-        self.scope_id = scope_id
-        self._apply(not_accepted_days, stall_days, deadline_warning_days, escalate_after_days, supervisor_id)
-
-    def _apply(self, not_accepted_days: int, stall_days: int, deadline_warning_days: int, escalate_after_days: int,
-               supervisor_id: str | None) -> None:
-        # Plain fields, not a Policy: snapshots transcode the aggregate's state.
-        self.settings = {"not_accepted_days": not_accepted_days, "stall_days": stall_days,
-                         "deadline_warning_days": deadline_warning_days,
-                         "escalate_after_days": escalate_after_days, "supervisor_id": supervisor_id}
-
-    @property
-    def policy(self) -> Policy:
-        """The policy as the scheduler uses it."""
-        return Policy(**self.settings)
-
-    def change(self, not_accepted_days: int, stall_days: int, deadline_warning_days: int, escalate_after_days: int,
-               supervisor_id: str | None) -> None:
-        """Replace the policy (reminders already fired stay fired)."""
-        self._changed(self.scope, self.scope_id, not_accepted_days, stall_days, deadline_warning_days,
-                      escalate_after_days, supervisor_id)
-
-    @event("Changed")
-    def _changed(self, scope: str, scope_id: str, not_accepted_days: int, stall_days: int,
-                 deadline_warning_days: int, escalate_after_days: int, supervisor_id: str | None) -> None:
-        self._apply(not_accepted_days, stall_days, deadline_warning_days, escalate_after_days, supervisor_id)
