@@ -47,10 +47,10 @@ def voting_events() -> list[RecordedEvent]:
         vote.close(Tally(6, 1, 0, approvals), VoteClosure.CONVENER, NOW,
                    ballots=[{"voter_id": "m1", "choice": "in_favour", "approvals": None}])
         events += voting_recorded(vote.collect_events())
-    ballot = Ballot.cast(district="gulou", vote_id="vote-1", voter_id="m1", ballot_id="b-1", choice="against",
-                         approvals=None, now=NOW)
-    ballot.replace(changes_allowed=True, ballot_id="b-2", choice="in_favour", approvals=None, now=NOW)
-    secret = Ballot.cast(district="gulou", vote_id="vote-1", voter_id="m2", ballot_id=None, choice=None,
+    changeable = open_vote(terms(ballot_changes_allowed=True))
+    ballot = Ballot.cast(vote=changeable, voter_id="m1", ballot_id="b-1", choice="against", approvals=None, now=NOW)
+    ballot.replace(vote=changeable, ballot_id="b-2", choice="in_favour", approvals=None, now=NOW)
+    secret = Ballot.cast(vote=open_vote(terms(secrecy="secret")), voter_id="m2", ballot_id="b-3", choice="in_favour",
                          approvals=None, now=NOW)
     return events + voting_recorded(ballot.collect_events() + secret.collect_events(), "m1", "council_member")
 
@@ -146,15 +146,16 @@ def test_voting_publishes_exactly_its_public_models():
         turnout_percent=70.0, quorum_met=True, outcome=VoteOutcome.ADOPTED, winning_option="east",
         closed_by=VoteClosure.DEADLINE, closed_at=NOW,
         ballots=(RecordedBallot(voter_id="m1", choice="in_favour", approvals=("east",)),)))
-    ballot = Ballot.cast(district="gulou", vote_id="vote-1", voter_id="m1", ballot_id="b-1", choice="in_favour",
-                         approvals=["east"], now=NOW)
-    ballot.replace(changes_allowed=True, ballot_id="b-2", choice="against", approvals=None, now=NOW)
+    changeable = open_vote(terms("approval", ballot_changes_allowed=True, **OPTIONS))
+    ballot = Ballot.cast(vote=changeable, voter_id="m1", ballot_id="b-1", choice="in_favour", approvals=["east"],
+                         now=NOW)
+    ballot.replace(vote=changeable, ballot_id="b-2", choice="against", approvals=None, now=NOW)
     cast, replaced = voting_recorded(ballot.collect_events(), "m1", "council_member")
     assert published(cast) == as_published(BallotAccepted(**voter, vote_id="vote-1", ballot_id="b-1",
                                                           choice="in_favour", approvals=("east",)))
     assert published(replaced) == as_published(BallotAccepted(**voter, vote_id="vote-1", ballot_id="b-2",
                                                               choice="against", replaced=True))
-    secret = Ballot.cast(district="gulou", vote_id="vote-1", voter_id="m1", ballot_id=None, choice=None,
+    secret = Ballot.cast(vote=open_vote(terms(secrecy="secret")), voter_id="m1", ballot_id="b-1", choice="in_favour",
                          approvals=None, now=NOW)
     (stored,) = voting_recorded(secret.collect_events(), "m1", "council_member")
     assert published(stored) == as_published(BallotAccepted(**voter, vote_id="vote-1", ballot_id=stored.stream_id))
