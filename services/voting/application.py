@@ -27,14 +27,19 @@ from services.voting.domain import Ballot, Vote
 log = structlog.get_logger("yishi.voting")
 
 
-def create_bus(store: EventStore, clock: Clock, *, box: BallotBox | None = None,
-               project: Projection | None = projections.project) -> CommandBus:
+def create_bus(store: EventStore, clock: Clock) -> CommandBus:
+    """The voting service's command bus on ``store``, as the service runs it."""
+    # Votes and ballots are short streams: snapshots would only cost writes.
+    return build_bus(Repository(store, snapshot_every=None), clock)
+
+
+def build_bus(repository: Repository, clock: Clock, *, box: BallotBox | None = None,
+              project: Projection | None = projections.project) -> CommandBus:
     """The voting service's command bus with its three handlers, putting ballots in
     ``box`` (the service's tables by default) and keeping its read models with
-    ``project`` (None for none, as on the memory store, which holds no tables)."""
+    ``project`` (None in handler unit tests on the in-memory store, which holds no tables)."""
     box = box or PostgresBallotBox()
-    # Votes and ballots are short streams: snapshots would only cost writes.
-    bus = CommandBus("voting", Repository(store, snapshot_every=None), clock, project=project)
+    bus = CommandBus("voting", repository, clock, project=project)
 
     @bus.handles(OpenVote)
     async def open_vote(cmd: OpenVote, ctx: CommandContext) -> str:

@@ -14,14 +14,14 @@ from contracts.envelope import Envelope
 from contracts.proposals import VoteRequested
 from contracts.registry import to_envelope
 from contracts.voting import BallotChoice, CastBallot, CloseVote, OpenVote
-from services.voting.application import close_due, create_bus
+from services.voting.application import build_bus, close_due
 from services.voting.ballot_box import MemoryBallotBox, receipt_hash
 from services.voting.consumers import vote_requested
 from services.voting.domain import Ballot, Vote
-from yishi.auth import Principal
+from tests.support.handlers import Handlers
 from yishi.clock import ManualClock
-from yishi.commands import CommandBus, Reply
 from yishi.memory import MemoryEventStore
+from yishi.repository import Repository
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 D = "gulou"
@@ -30,18 +30,14 @@ ROLL = ["m1", "m2", "m3"]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
 def box() -> MemoryBallotBox:
     return MemoryBallotBox(seed=7)
 
 
 @pytest.fixture
-def bus(clock: ManualClock, box: MemoryBallotBox) -> CommandBus:
-    return create_bus(MemoryEventStore(clock), clock, box=box, project=None)
+def h(box: MemoryBallotBox) -> Handlers:
+    """Voting's bus on the memory store (no snapshots, as the service runs) and ``box``."""
+    return Handlers(build_bus, ManualClock(T0), Repository(MemoryEventStore(), snapshot_every=None), box=box)
 
 
 def open_vote(vote_id: str = "v-1", *, kind: str = "question", **terms) -> OpenVote:
@@ -63,27 +59,13 @@ def close(vote_id: str = "v-1", actor: Actor = WORKER) -> CloseVote:
     return CloseVote(district=D, actor=actor, vote_id=vote_id)
 
 
-async def send(bus: CommandBus, command, *, acts_for: tuple[str, ...] = ("*",),
-               principal: Principal | None = None) -> Reply:
-    """``command`` from its actor (acting for every council), under a new idempotency key."""
-    return await bus.dispatch(command, command_id=str(uuid.uuid4()), correlation_id="c",
-                              principal=principal or Principal.of_actor(command.actor, D, acts_for=acts_for))
+async def topics(h: Handlers, stream: str) -> list[str]:
+    return [e.topic.rsplit(":", 1)[-1] for e in await h.store.read_stream(stream)]
 
 
-async def accepted(bus: CommandBus, command, **kw) -> CommandAccepted:
-    reply = await send(bus, command, **kw)
-    assert isinstance(reply, CommandAccepted), reply
-    return reply
-
-
-async def refused(bus: CommandBus, command, reason: RejectionReason, **kw) -> CommandRejected:
-    reply = await send(bus, command, **kw)
-    assert isinstance(reply, CommandRejected) and reply.reason is reason, reply
-    return reply
-
-
-async def topics(bus: CommandBus, stream: str) -> list[str]:
-    return [e.topic.rsplit(":", 1)[-1] for e in await bus.store.read_stream(stream)]
+async def closed_event(h: Handlers):
+    (closed,) = [e for e in await h.store.read_stream(VOTE) if e.topic.endswith("Vote.Closed")]
+    return closed
 
 
 def ballot_stream(voter: str, vote_id: str = "v-1") -> str:
@@ -96,26 +78,26 @@ VOTE = Vote.create_id(D, "v-1")
 # -- OpenVote -------------------------------------------------------------------
 
 
-async def test_open_vote_is_accepted_once_and_again_on_the_same_terms(bus):
-    assert (await accepted(bus, open_vote())).subject == "v-1"
-    assert (await accepted(bus, open_vote())).subject == "v-1"  # a new key, the same vote: no change
-    assert await topics(bus, VOTE) == ["Vote.Opened"]
-    vote = await bus.repository.get(Vote, VOTE)
+async def test_open_vote_is_accepted_once_and_again_on_the_same_terms(h):
+    assert (await h.accepted(open_vote())).subject == "v-1"
+    assert (await h.accepted(open_vote())).subject == "v-1"  # a new key, the same vote: no change
+    assert await topics(h, VOTE) == ["Vote.Opened"]
+    vote = await h.load(Vote, D, "v-1")
     assert (vote.vote_id, vote.council_id, vote.convener_id, vote.terms) == ("v-1", "council-1", "worker-1",
                                                                              open_vote().terms)
 
 
-async def test_open_vote_refusals(bus):
-    await accepted(bus, open_vote())
-    taken = await refused(bus, open_vote(quorum_percent=60), RejectionReason.ALREADY_EXISTS)
+async def test_open_vote_refusals(h):
+    await h.accepted(open_vote())
+    taken = await h.rejected(open_vote(quorum_percent=60), RejectionReason.ALREADY_EXISTS)
     assert (taken.subject, taken.message) == ("v-1", "vote id v-1 is already used")
-    await refused(bus, open_vote("v-2", closes_at=T0.isoformat()), RejectionReason.INVALID_COMMAND)
-    await refused(bus, open_vote("v-3", kind="proposal"), RejectionReason.VOTE_REQUESTED_THROUGH_PROPOSALS)
-    await refused(bus, open_vote("v-4"), RejectionReason.NOT_AUTHORISED, acts_for=("council-9",))
-    assert await topics(bus, Vote.create_id(D, "v-4")) == []
+    await h.rejected(open_vote("v-2", closes_at=T0.isoformat()), RejectionReason.INVALID_COMMAND)
+    await h.rejected(open_vote("v-3", kind="proposal"), RejectionReason.VOTE_REQUESTED_THROUGH_PROPOSALS)
+    await h.rejected(open_vote("v-4"), RejectionReason.NOT_AUTHORISED, acts_for=("council-9",))
+    assert await topics(h, Vote.create_id(D, "v-4")) == []
 
 
-async def test_the_platform_opens_a_proposals_vote_from_vote_requested_once(bus):
+async def test_the_platform_opens_a_proposals_vote_from_vote_requested_once(h):
     """The reaction to ``VoteRequested``: the requester's ``OpenVote`` on the proposal,
     sent by the platform; the event delivered again is answered from the recorded reply."""
     command = open_vote(kind="proposal")
@@ -123,33 +105,33 @@ async def test_the_platform_opens_a_proposals_vote_from_vote_requested_once(bus)
                           matter=command.matter, terms=command.terms)
     envelope: Envelope = to_envelope(event, id=str(uuid.uuid4()), source=f"/yishi/{D}/proposals", subject="p-1",
                                      time=T0, correlation_id="session-1")
-    async with bus.store.pool.acquire() as conn:
+    async with h.store.pool.acquire() as conn:
         for _ in range(2):
             async with conn.transaction():
-                reply = await bus.react(vote_requested(event, bus.system_actor), envelope, conn)
+                reply = await h.bus.react(vote_requested(event, h.bus.system_actor), envelope, conn)
             assert isinstance(reply, CommandAccepted) and reply.subject == "v-1"
-    assert await topics(bus, VOTE) == ["Vote.Opened"]
-    assert (await bus.repository.get(Vote, VOTE)).convener_id == "worker-1"
+    assert await topics(h, VOTE) == ["Vote.Opened"]
+    assert (await h.load(Vote, D, "v-1")).convener_id == "worker-1"
 
 
 # -- CastBallot -----------------------------------------------------------------
 
 
-async def test_an_open_ballot_is_recorded_with_its_choice_and_counted(bus, box):
-    await accepted(bus, open_vote())
-    assert (await accepted(bus, ballot("m1", "b-1", "against"))).subject == "v-1"
-    stored = await bus.repository.get(Ballot, ballot_stream("m1"))
+async def test_an_open_ballot_is_recorded_with_its_choice_and_counted(h, box):
+    await h.accepted(open_vote())
+    assert (await h.accepted(ballot("m1", "b-1", "against"))).subject == "v-1"
+    stored = await h.load(Ballot, D, "v-1", "m1")
     assert (stored.voter_id, stored.ballot_id, stored.choice) == ("m1", "b-1", "against")
     assert await box.turnout(None, VOTE) == 1
     assert await box.open_ballots(None, VOTE) == [{"voter_id": "m1", "choice": "against", "approvals": None}]
 
 
-async def test_a_secret_ballot_records_participation_only(bus, box):
-    await accepted(bus, open_vote(secrecy="secret"))
-    await accepted(bus, ballot("m1", "rcpt-1", "against"))
-    (event,) = await bus.store.read_stream(ballot_stream("m1"))
+async def test_a_secret_ballot_records_participation_only(h, box):
+    await h.accepted(open_vote(secrecy="secret"))
+    await h.accepted(ballot("m1", "rcpt-1", "against"))
+    (event,) = await h.store.read_stream(ballot_stream("m1"))
     assert b"against" not in event.state and b"rcpt-1" not in event.state
-    stored = await bus.repository.get(Ballot, ballot_stream("m1"))
+    stored = await h.load(Ballot, D, "v-1", "m1")
     assert (stored.voter_id, stored.ballot_id, stored.choice, stored.approvals) == ("m1", None, None, None)
     # The choice is in the box, under the receipt's hash only, waiting to be mixed.
     receipt = receipt_hash(D, "v-1", "m1", "rcpt-1")
@@ -158,117 +140,146 @@ async def test_a_secret_ballot_records_participation_only(bus, box):
 
 
 @pytest.mark.parametrize("secrecy", ["open", "secret"])
-async def test_a_resent_ballot_changes_nothing_and_another_is_a_duplicate(bus, box, secrecy):
-    await accepted(bus, open_vote(secrecy=secrecy))
-    await accepted(bus, ballot("m1", "b-1", "in_favour"))
-    await accepted(bus, ballot("m1", "b-1", "in_favour"))  # the same ballot under a new key
-    duplicate = await refused(bus, ballot("m1", "b-2", "against"), RejectionReason.DUPLICATE)
+async def test_a_resent_ballot_changes_nothing_and_another_is_a_duplicate(h, box, secrecy):
+    await h.accepted(open_vote(secrecy=secrecy))
+    await h.accepted(ballot("m1", "b-1", "in_favour"))
+    await h.accepted(ballot("m1", "b-1", "in_favour"))  # the same ballot under a new key
+    duplicate = await h.rejected(ballot("m1", "b-2", "against"), RejectionReason.DUPLICATE)
     assert duplicate.message == "this voter has already voted"
-    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast"]
+    assert await topics(h, ballot_stream("m1")) == ["Ballot.Cast"]
     assert await box.turnout(None, VOTE) == 1
 
 
-async def test_an_open_ballot_is_replaced_where_the_vote_allows_it(bus, box):
-    await accepted(bus, open_vote(ballot_changes_allowed=True))
-    await accepted(bus, ballot("m1", "b-1", "in_favour"))
-    await accepted(bus, ballot("m1", "b-2", "against"))
-    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast", "Ballot.Replaced"]
-    assert (await bus.repository.get(Ballot, ballot_stream("m1"))).ballot_id == "b-2"
+async def test_an_open_ballot_is_replaced_where_the_vote_allows_it(h, box):
+    await h.accepted(open_vote(ballot_changes_allowed=True))
+    await h.accepted(ballot("m1", "b-1", "in_favour"))
+    await h.accepted(ballot("m1", "b-2", "against"))
+    assert await topics(h, ballot_stream("m1")) == ["Ballot.Cast", "Ballot.Replaced"]
+    assert (await h.load(Ballot, D, "v-1", "m1")).ballot_id == "b-2"
     assert await box.open_ballots(None, VOTE) == [{"voter_id": "m1", "choice": "against", "approvals": None}]
     assert await box.turnout(None, VOTE) == 1
 
 
-async def test_a_secret_ballot_is_replaced_with_its_first_receipt_only(bus, box):
-    await accepted(bus, open_vote(secrecy="secret", ballot_changes_allowed=True))
-    await accepted(bus, ballot("m1", "rcpt-1", "in_favour"))
-    other = await refused(bus, ballot("m1", "rcpt-2", "against"), RejectionReason.INVALID_STATE)
+async def test_a_secret_ballot_is_replaced_with_its_first_receipt_only(h, box):
+    await h.accepted(open_vote(secrecy="secret", ballot_changes_allowed=True))
+    await h.accepted(ballot("m1", "rcpt-1", "in_favour"))
+    other = await h.rejected(ballot("m1", "rcpt-2", "against"), RejectionReason.INVALID_STATE)
     assert other.message == "a secret ballot is replaced by sending it again with its first ballot_id"
-    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast"]
-    await accepted(bus, ballot("m1", "rcpt-1", "against"))
-    assert await topics(bus, ballot_stream("m1")) == ["Ballot.Cast", "Ballot.Replaced"]
+    assert await topics(h, ballot_stream("m1")) == ["Ballot.Cast"]
+    await h.accepted(ballot("m1", "rcpt-1", "against"))
+    assert await topics(h, ballot_stream("m1")) == ["Ballot.Cast", "Ballot.Replaced"]
     assert [c.choice for c in box.pending[VOTE].values()] == ["against"]
-    assert all(b"against" not in e.state for e in await bus.store.read_stream(ballot_stream("m1")))
+    assert all(b"against" not in e.state for e in await h.store.read_stream(ballot_stream("m1")))
 
 
-async def test_cast_ballot_refusals(bus, clock):
-    missing = await refused(bus, ballot("m1", "b-1", vote_id="v-9"), RejectionReason.NOT_FOUND)
+async def test_cast_ballot_refusals(h):
+    missing = await h.rejected(ballot("m1", "b-1", vote_id="v-9"), RejectionReason.NOT_FOUND)
     assert (missing.subject, missing.message) == ("v-9", "no vote v-9 in gulou")
-    await accepted(bus, open_vote())
-    await accepted(bus, open_vote("v-later", opens_at=(T0 + timedelta(hours=1)).isoformat()))
-    await refused(bus, ballot("m1", "b-1", vote_id="v-later"), RejectionReason.INVALID_STATE)
-    await refused(bus, ballot("stranger", "b-1"), RejectionReason.NOT_ELIGIBLE)
+    await h.accepted(open_vote())
+    await h.accepted(open_vote("v-later", opens_at=(T0 + timedelta(hours=1)).isoformat()))
+    await h.rejected(ballot("m1", "b-1", vote_id="v-later"), RejectionReason.INVALID_STATE)
+    await h.rejected(ballot("stranger", "b-1"), RejectionReason.NOT_ELIGIBLE)
     with_approvals = ballot("m1", "b-1").model_copy(update={"approvals": ("east",)})
-    await refused(bus, with_approvals, RejectionReason.INVALID_COMMAND)
-    clock.advance(timedelta(days=2))
-    await refused(bus, ballot("m1", "b-1"), RejectionReason.DEADLINE_PASSED)
-    assert await topics(bus, ballot_stream("m1")) == []
+    await h.rejected(with_approvals, RejectionReason.INVALID_COMMAND)
+    h.clock.advance(timedelta(days=2))
+    await h.rejected(ballot("m1", "b-1"), RejectionReason.DEADLINE_PASSED)
+    assert await topics(h, ballot_stream("m1")) == []
 
 
 # -- CloseVote ------------------------------------------------------------------
 
 
-async def test_the_convener_closes_an_open_vote_counting_who_voted_how(bus):
-    await accepted(bus, open_vote())
-    await accepted(bus, ballot("m1", "b-1", "in_favour"))
-    await accepted(bus, ballot("m2", "b-2", "against"))
-    await accepted(bus, ballot("m3", "b-3", "in_favour"))
-    assert (await accepted(bus, close())).subject == "v-1"
-    vote = await bus.repository.get(Vote, VOTE)
+async def test_the_convener_closes_an_open_vote_counting_who_voted_how(h):
+    await h.accepted(open_vote())
+    await h.accepted(ballot("m1", "b-1", "in_favour"))
+    await h.accepted(ballot("m2", "b-2", "against"))
+    await h.accepted(ballot("m3", "b-3", "in_favour"))
+    first = await h.accepted(close(), key="close-1")
+    assert first.subject == "v-1"
+    assert await h.accepted(close(), key="close-1") == first  # resent: its recorded reply, nothing else
+    assert await topics(h, VOTE) == ["Vote.Opened", "Vote.Closed"]
+    vote = await h.load(Vote, D, "v-1")
     assert vote.closed and vote.result["outcome"] == "adopted" and vote.result["closed_by"] == "convener"
     assert vote.result["tally"] == {"in_favour": 2, "against": 1, "abstain": 0, "approvals": None}
     assert vote.result["turnout_percent"] == 100.0 and vote.result["quorum_met"]
-    (closed,) = [e for e in await bus.store.read_stream(VOTE) if e.topic.endswith("Vote.Closed")]
+    closed = await closed_event(h)
     assert b'"voter_id":"m2"' in closed.state.replace(b" ", b"")
 
 
-async def test_closing_a_secret_vote_mixes_and_counts_its_choices(bus, box):
-    await accepted(bus, open_vote(secrecy="secret"))
-    await accepted(bus, ballot("m1", "r-1", "against"))
-    await accepted(bus, ballot("m2", "r-2", "against"))
-    await accepted(bus, close())
-    vote = await bus.repository.get(Vote, VOTE)
+async def test_closing_a_secret_vote_mixes_and_counts_its_choices(h, box):
+    await h.accepted(open_vote(secrecy="secret"))
+    await h.accepted(ballot("m1", "r-1", "against"))
+    await h.accepted(ballot("m2", "r-2", "against"))
+    await h.accepted(close())
+    vote = await h.load(Vote, D, "v-1")
     assert vote.result["tally"] == {"in_favour": 0, "against": 2, "abstain": 0, "approvals": None}
     assert vote.result["outcome"] == "rejected" and not box.pending[VOTE] and len(box.mixed[VOTE]) == 2
-    (closed,) = [e for e in await bus.store.read_stream(VOTE) if e.topic.endswith("Vote.Closed")]
+    closed = await closed_event(h)
     assert b"m1" not in closed.state and b'"ballots":null' in closed.state.replace(b" ", b"")
 
 
-async def test_close_vote_refusals(bus):
-    missing = await refused(bus, close("v-9"), RejectionReason.NOT_FOUND)
+async def test_close_vote_refusals(h):
+    missing = await h.rejected(close("v-9"), RejectionReason.NOT_FOUND)
     assert (missing.subject, missing.message) == ("v-9", "no vote v-9 in gulou")
-    await accepted(bus, open_vote())
-    await refused(bus, close(), RejectionReason.NOT_AUTHORISED, acts_for=("council-9",))
-    await refused(bus, close(actor=Actor(id="m1", role=Role.RESIDENT)), RejectionReason.NOT_AUTHORISED)
-    await accepted(bus, close())
-    again = await refused(bus, close(), RejectionReason.INVALID_STATE)
+    await h.accepted(open_vote())
+    await h.rejected(close(), RejectionReason.NOT_AUTHORISED, acts_for=("council-9",))
+    await h.rejected(close(actor=Actor(id="m1", role=Role.RESIDENT)), RejectionReason.NOT_AUTHORISED)
+    await h.accepted(close())
+    again = await h.rejected(close(), RejectionReason.INVALID_STATE)
     assert again.message == "the vote is already closed"
-    assert await topics(bus, VOTE) == ["Vote.Opened", "Vote.Closed"]
+    assert await topics(h, VOTE) == ["Vote.Opened", "Vote.Closed"]
 
 
 # -- the closing timer's close --------------------------------------------------
 
 
-async def test_the_timer_closes_a_vote_at_its_closing_time_only(bus, clock):
-    await accepted(bus, open_vote())
-    await accepted(bus, ballot("m1", "b-1"))
-    early = await close_due(bus, D, "v-1")
+async def test_the_timer_closes_a_vote_at_its_closing_time_only(h):
+    await h.accepted(open_vote())
+    await h.accepted(ballot("m1", "b-1"))
+    early = await close_due(h.bus, D, "v-1")
     assert isinstance(early, CommandRejected) and early.reason is RejectionReason.INVALID_STATE
-    assert early.actor == bus.system_actor and early.message == "the vote is not due to close"
-    clock.advance(timedelta(days=1))
-    assert isinstance(await close_due(bus, D, "v-1"), CommandAccepted)
-    vote = await bus.repository.get(Vote, VOTE)
+    assert early.actor == h.bus.system_actor and early.message == "the vote is not due to close"
+    h.clock.advance(timedelta(days=1))
+    assert isinstance(await close_due(h.bus, D, "v-1"), CommandAccepted)
+    vote = await h.load(Vote, D, "v-1")
     assert vote.result["closed_by"] == "deadline" and vote.result["outcome"] == "no_quorum"
-    (closed,) = [e for e in await bus.store.read_stream(VOTE) if e.topic.endswith("Vote.Closed")]
+    closed = await closed_event(h)
     assert closed.metadata["actor"] == "yishi-voting" and closed.metadata["correlation_id"] == "timer-v-1-close"
 
 
-async def test_the_timer_closes_a_vote_once_everyone_voted_unless_ballots_may_change(bus):
-    await accepted(bus, open_vote())
-    await accepted(bus, open_vote("v-2", ballot_changes_allowed=True))
+async def test_the_timer_closes_a_vote_once_everyone_voted_unless_ballots_may_change(h):
+    await h.accepted(open_vote())
+    await h.accepted(open_vote("v-2", ballot_changes_allowed=True))
     for voter in ROLL:
-        await accepted(bus, ballot(voter, f"b-{voter}"))
-        await accepted(bus, ballot(voter, f"b-{voter}", vote_id="v-2"))
-    assert isinstance(await close_due(bus, D, "v-1"), CommandAccepted)
-    assert (await bus.repository.get(Vote, VOTE)).result["closed_by"] == "all_voted"
-    changeable = await close_due(bus, D, "v-2")
+        await h.accepted(ballot(voter, f"b-{voter}"))
+        await h.accepted(ballot(voter, f"b-{voter}", vote_id="v-2"))
+    assert isinstance(await close_due(h.bus, D, "v-1"), CommandAccepted)
+    assert (await h.load(Vote, D, "v-1")).result["closed_by"] == "all_voted"
+    changeable = await close_due(h.bus, D, "v-2")
     assert isinstance(changeable, CommandRejected) and changeable.reason is RejectionReason.INVALID_STATE
+
+
+# -- every handler has its tests ------------------------------------------------
+
+TESTED = {
+    OpenVote: {"accepted": test_open_vote_is_accepted_once_and_again_on_the_same_terms,
+               "resent": test_the_platform_opens_a_proposals_vote_from_vote_requested_once,
+               "refused": test_open_vote_refusals},
+    CastBallot: {"accepted": test_an_open_ballot_is_recorded_with_its_choice_and_counted,
+                 "secret": test_a_secret_ballot_records_participation_only,
+                 "resent": test_a_resent_ballot_changes_nothing_and_another_is_a_duplicate,
+                 "replaced": test_a_secret_ballot_is_replaced_with_its_first_receipt_only,
+                 "refused": test_cast_ballot_refusals},
+    CloseVote: {"accepted": test_the_convener_closes_an_open_vote_counting_who_voted_how,
+                "secret": test_closing_a_secret_vote_mixes_and_counts_its_choices,
+                "resent": test_the_convener_closes_an_open_vote_counting_who_voted_how,
+                "refused": test_close_vote_refusals,
+                "timer": test_the_timer_closes_a_vote_at_its_closing_time_only},
+}
+"""Which test of this module shows each handler accepting, answering a resend, refusing
+(and, for ballots and the close, a secret vote's; for the close, the timer's)."""
+
+
+def test_every_handler_of_the_bus_is_tested_here(h):
+    assert set(h.bus.handlers) == set(TESTED)
+    assert all({"accepted", "resent", "refused"} <= aspects.keys() for aspects in TESTED.values())
