@@ -7,7 +7,6 @@ event type of every service."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper, StoredEvent, UUIDAsHex
