@@ -333,7 +333,7 @@ async def rebuild(pool: asyncpg.Pool, repository: Repository, district: str) -> 
         # Every stream is one district's (its id is derived from it), so the district's
         # events are whole streams. Domain events are named by the domain package
         # (``…domain.proposal:Proposal.Raised``) or, stored before it was split, by the
-        # one module it was (``…domain:Proposal.Raised``, see domain.legacy_topics).
+        # one module it was (``…domain:Proposal.Raised``, see yishi.topics).
         async for row in conn.cursor(
             "SELECT position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash "
             "FROM events WHERE (topic LIKE $1 OR topic LIKE $2) AND district = $3 ORDER BY stream_id, version",

@@ -18,8 +18,6 @@ home so that they still load.
 
 from __future__ import annotations
 
-from eventsourcing.utils import register_topic
-
 from contracts.proposals import resolution_id_for  # the public rule; oversight names resolutions by it
 from services.oversight.domain.claim import FUND_OF_ALLOCATION, FUND_OF_YEAR, Claim, year_key
 from services.oversight.domain.fund import Fund
@@ -27,15 +25,10 @@ from services.oversight.domain.policy import Policy, ReminderPolicy
 from services.oversight.domain.resolution import Resolution
 from services.oversight.domain.streams import stream_id
 from services.oversight.domain.task import COUNCIL_ABOVE, IMPLEMENTER, SUPERVISOR, Authority, ReminderStep, Task
+from yishi.topics import register_moved
 
 __all__ = ["COUNCIL_ABOVE", "FUND_OF_ALLOCATION", "FUND_OF_YEAR", "IMPLEMENTER", "SUPERVISOR", "Authority", "Claim",
            "Fund", "Policy", "ReminderPolicy", "ReminderStep", "Resolution", "Task", "resolution_id_for",
            "stream_id", "year_key"]
 
-OLD_MODULE = "services.oversight.domain"
-"""Where the aggregates were defined before the split (their events' topics name it)."""
-
-# An event class's topic is its aggregate's topic and its own name (Task.Accepted): the
-# aggregate's old topic resolves the events' too.
-for _moved in (Resolution, Task, Fund, ReminderPolicy):
-    register_topic(f"{OLD_MODULE}:{_moved.__qualname__}", _moved)
+register_moved(__name__, Resolution, Task, Fund, ReminderPolicy)  # see above

@@ -17,14 +17,12 @@ names are re-exported here: import them from ``services.proposals.domain``.
 
 from __future__ import annotations
 
-from eventsourcing.domain import CanMutateAggregate
-from eventsourcing.utils import register_topic
-
 from services.proposals.domain.catalogue import CatalogueCategory, CatalogueItem
 from services.proposals.domain.council import Council
 from services.proposals.domain.nominations import Nomination, NominationStatus, Slate
 from services.proposals.domain.proposal import Proposal, ProposalStatus
 from services.proposals.domain.rules import AT_LEAST_AS_STRICT, LEVELS, STEP_ROLES, STEPS, stream_id
+from yishi.topics import register_moved
 
 __all__ = [
     "AT_LEAST_AS_STRICT",
@@ -42,26 +40,6 @@ __all__ = [
     "stream_id",
 ]
 
-AGGREGATES = (Council, Nomination, Slate, CatalogueCategory, CatalogueItem, Proposal)
-"""Every aggregate of the proposals service."""
-
-
-def legacy_topics() -> dict[str, type]:
-    """The eventsourcing topic each aggregate and each of its event classes had while they
-    all lived in one module, ``services.proposals.domain`` (``…domain:Proposal.Raised``,
-    now ``…domain.proposal:Proposal.Raised``), and the class that now has it."""
-    old: dict[str, type] = {}
-    for aggregate in AGGREGATES:
-        events = [v for v in vars(aggregate).values() if isinstance(v, type) and issubclass(v, CanMutateAggregate)]
-        for cls in (aggregate, *events):
-            old[f"{__name__}:{cls.__qualname__}"] = cls
-    return old
-
-
-# The library names a class by its module and qualified name, and stored events keep the
-# names they were written under: in their topic, in a creation event's
-# ``originator_topic`` and in a snapshot's ``topic``. Those written before the split
-# name the classes' old module; registered here, they resolve to the same classes
-# whether or not the name is also re-exported above, and new events get the new names.
-for _topic, _cls in legacy_topics().items():
-    register_topic(_topic, _cls)
+# Everything lived in one module, ``services.proposals.domain``, until it became this
+# package: events stored then name that module (``…domain:Proposal.Raised``).
+register_moved(__name__, Council, Nomination, Slate, CatalogueCategory, CatalogueItem, Proposal)
