@@ -16,12 +16,18 @@ Failures are classified (:mod:`yishi.failures`):
   provider unavailable) is retried with exponential backoff, without limit, and never
   dead-lettered.
 
-Either way the consumer then moves on (the offset is committed). Each attempt runs in a
+Either way the consumer then moves on. Offsets are committed in the background
+(:class:`OffsetCommits`), a few times a second, for the messages that are done: a Kafka
+commit per message was a round trip to the group coordinator that capped a consumer at
+about a hundred messages a second. A crash between the inbox transaction and the next
+commit redelivers what was done since, which the inbox (or the command bus's stored
+reply) recognises: a redelivery, never a loss. Each attempt runs in a
 transaction of its own, so a failed one keeps neither effects nor an inbox row; the dead
 letter is written afterwards on its own, and no inbox row is written for it, so a message
 re-published from the dead-letter topic after a fix is processed.
 
-Metrics: ``yishi_consumer_partition_held_seconds`` (how long the current message has held
+Metrics: ``yishi_consumer_offset_commits_total`` (commits, each of many messages),
+``yishi_consumer_partition_held_seconds`` (how long the current message has held
 its partition), ``yishi_consumer_message_seconds`` (first attempt to done),
 ``yishi_consumer_retries_total`` by failure class and ``yishi_consumer_dead_letters_total``
 by reason class (``invalid``, ``rejected``, ``deterministic``).
@@ -38,6 +44,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
@@ -58,6 +65,8 @@ DEAD_LETTERS = Counter("yishi_consumer_dead_letters_total", "Messages sent to th
                        ["consumer", "reason"])
 RETRIES = Counter("yishi_consumer_retries_total", "Failed attempts at a message that were tried again",
                   ["consumer", "class"])
+COMMITS = Counter("yishi_consumer_offset_commits_total", "Offset commits (each covers every message done since "
+                  "the last)", ["outcome"])
 HELD = Gauge("yishi_consumer_partition_held_seconds", "How long the message being handled has held its partition",
              ["consumer", "topic", "partition"])
 HANDLING = Histogram("yishi_consumer_message_seconds", "Time from a message's first attempt to its end "
@@ -80,6 +89,59 @@ class ConsumerStopping(Exception):
 
 class HandlerSwallowedError(RuntimeError):
     """A handler went on after a failed statement, so none of its effects were kept."""
+
+
+class OffsetCommits:
+    """Commits the offsets of messages that are done, for every consumer of a service, at
+    most every ``interval`` seconds: one commit covers all that was done since the last.
+
+    :meth:`done` only notes the next offset of a partition (never past a message not done:
+    a consumer handles its partitions' messages one at a time, in order, and a message
+    handled again after a failure is noted once it is done). A commit that fails (the
+    partition was reassigned meanwhile, the broker is away) is logged and dropped: the
+    next owner, or this consumer after the next commit, starts from an earlier offset and
+    the inbox recognises what it sees again. :meth:`flush` commits at once (at shutdown,
+    and before a partition is given up).
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self._pending: dict[Any, dict[Any, int]] = {}
+        self._due = asyncio.Event()
+
+    def done(self, consumer: Any, topic: str, partition: int, offset: int) -> None:
+        """The message at ``offset`` of ``topic``/``partition`` is done with, for
+        ``consumer`` (an ``AIOKafkaConsumer``)."""
+        self._pending.setdefault(consumer, {})[TopicPartition(topic, partition)] = offset + 1
+        self._due.set()
+
+    async def flush(self) -> None:
+        """Commit every offset noted so far."""
+        pending, self._pending = self._pending, {}
+        self._due.clear()
+        for consumer, offsets in pending.items():
+            try:
+                await consumer.commit(offsets)
+            except Exception as exc:  # reassigned, closed, broker away: delivered again, recognised
+                COMMITS.labels("failed").inc()
+                log.info("offsets not committed; those messages will be delivered again and recognised",
+                         partitions=len(offsets), error=repr(exc))
+            else:
+                COMMITS.labels("ok").inc()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Commit what is done, every ``interval`` while there is something, until ``stop``."""
+        while not stop.is_set():
+            waiting = asyncio.ensure_future(self._due.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait((waiting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+                stopping.cancel()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+            await self.flush()
 
 
 class Inbox:

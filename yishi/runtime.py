@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
@@ -48,7 +49,7 @@ from yishi.command_http import command_router
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
 from yishi.failures import RetryPolicy, classify, retried, sleep_or_stop
-from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, Poison, Refusal
+from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, OffsetCommits, Poison, Refusal
 from yishi.kafka import bootstrap_servers, new_producer, security
 from yishi.logging import configure_logging
 from yishi.metrics import Watch, broker_middleware, instrument
@@ -92,6 +93,8 @@ class ServiceContext:
     handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool, Refusal | None]] = field(
         default_factory=dict)
     consumers: dict[str, EnvelopeConsumer] = field(default_factory=dict)
+    commits: OffsetCommits = field(default_factory=OffsetCommits)
+    """The offsets of messages done, committed in the background (``YISHI_CONSUMER_COMMIT_INTERVAL_S``)."""
     subscriptions: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
     command_types: frozenset[str] = frozenset()
     partition_assignment: tuple[type[AbstractPartitionAssignor], ...] = PARTITION_ASSIGNMENT
@@ -160,7 +163,9 @@ class ServiceContext:
                 refuse: Refusal | None = None) -> None:
         """Subscribe ``handle`` to ``topics`` as consumer group ``{prefix}.{service}.{name}``.
 
-        The offset is committed after the inbox transaction. Failures are classified
+        A message's offset is committed after its inbox transaction, in the background
+        with the others done since the last commit (:class:`yishi.inbox.OffsetCommits`),
+        and before a partition is given up in a rebalance. Failures are classified
         (:mod:`yishi.failures`): a transient one is retried with backoff, a deterministic
         one ``YISHI_POISON_MAX_ATTEMPTS`` times before the message is dead-lettered
         (:class:`yishi.inbox.EnvelopeConsumer`). Only when even dead-lettering fails is
@@ -175,15 +180,19 @@ class ServiceContext:
                 await consumer(record.topic, record.partition, record.offset, list(record.headers or ()),
                                record.value)
             except ConsumerStopping:
-                raise  # not acknowledged: delivered again after the restart
+                await msg.nack()  # not done: delivered again after the restart
+                raise
             except Exception:
                 log.exception("consumer failed; message will be redelivered", consumer=group,
                               topic=record.topic, partition=record.partition, offset=record.offset)
                 await asyncio.sleep(retry_delay)
+                await msg.nack()  # the consumer reads it again next
                 raise
+            self.commits.done(msg.consumer, record.topic, record.partition, record.offset)
 
         self.broker.subscriber(
-            *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
+            *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL,
+            listener=_CommitBeforeRevoke(self.commits),
             partition_assignment_strategy=self.partition_assignment,
             parser=_tolerant_parser, decoder=_undecoded,
         )(on_message)
@@ -193,6 +202,19 @@ class ServiceContext:
     def retry_policy(self) -> RetryPolicy:
         """How consumers and background jobs retry failed work (from the settings)."""
         return RetryPolicy.from_settings(self.settings)
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):
+    """Commit what is done before partitions go to another consumer, so it starts there."""
+
+    def __init__(self, commits: OffsetCommits) -> None:
+        self.commits = commits
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.commits.flush()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -222,7 +244,8 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     verifier = TokenVerifier(settings)
     ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock),
-                         verifier=verifier, ids=ids or DerivedIds())
+                         verifier=verifier, ids=ids or DerivedIds(),
+                         commits=OffsetCommits(settings.consumer_commit_interval_s))
     spec.wire(ctx)
 
     @ctx.router.get("/{district}/clock", tags=["clock"])
@@ -262,6 +285,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop, ctx.pool, ctx.retry_policy)) for job in ctx.background]
+        tasks.append(asyncio.create_task(ctx.commits.run(stop), name="offset-commits"))
         await broker.start()
         tasks.append(asyncio.create_task(watch.run(stop), name="watch"))  # its first ping finds the broker started
         log.info("service started", service=spec.name, districts=settings.districts)
@@ -270,6 +294,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         finally:
             log.info("service stopping", service=spec.name)
             stop.set()
+            await ctx.commits.flush()  # what is done is not delivered again after the restart
             await broker.stop()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):

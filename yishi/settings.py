@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How long a relay that takes the lock over waits before it claims the "
         "cursor, so that its predecessor can store its last batch's; a batch must be published within half of it.")
     consumer_group_prefix: str = "yishi"
+    consumer_commit_interval_s: float = Field(
+        default=0.1, gt=0, le=10, description="How often consumers commit the offsets of the messages they are done "
+        "with (one commit for all since the last); a crash redelivers at most this much, which the inbox recognises.")
     poison_max_attempts: int = Field(
         default=3, ge=1, le=100, description="Attempts in all at a message (or background-job item) whose "
         "handling fails deterministically before it is dead-lettered (or skipped); see yishi/failures.py.")

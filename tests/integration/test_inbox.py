@@ -190,3 +190,38 @@ async def test_consumer_killed_after_effect_before_offset_commit_has_one_effect(
         assert await pool.fetchval("SELECT count(*) FROM events") == 2  # one echo event each
     finally:
         service.stop()
+
+
+@pytest.mark.slow
+async def test_a_consumer_commits_what_it_is_done_with_all_of_it_in_few_commits(pool, servers, schema_name):
+    """A Kafka offset commit per message capped a consumer near a hundred messages a
+    second (a round trip to the group coordinator each): offsets of the messages done are
+    committed together in the background, and every one of them is committed."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    district = district_of(schema_name)
+    topic = f"{district}.proposals.events"
+    await ensure_topics(servers.kafka_bootstrap, [topic])
+    service = EchoProcess(servers, schema_name)
+    await service.start()
+    messages = [envelope(n, district) for n in range(300)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
+    await admin.start()
+    try:
+        await publish(servers, *((m, None, None) for m in messages))
+        await wait_until(lambda: _count(pool, "SELECT count(*) FROM effects", len(messages)), timeout=60)
+
+        async def all_committed() -> bool:
+            committed = await admin.list_consumer_group_offsets(f"{schema_name}.notify.echo")
+            return sum(meta.offset for tp, meta in committed.items() if tp.topic == topic) == len(messages)
+
+        await wait_until(all_committed, timeout=10)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{service.port}/metrics")).text
+        commits = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                      if line.startswith('yishi_consumer_offset_commits_total{outcome="ok"}'))
+        assert 1 <= commits < len(messages) / 5, commits
+        assert await pool.fetchval("SELECT count(*) FROM inbox") == len(messages)
+    finally:
+        await admin.close()
+        service.stop()
