@@ -1,8 +1,9 @@
 """Every oversight command handler on the in-memory store (:mod:`tests.support.handlers`):
 each accepted, answered from its stored reply when resent, and refused for at least one
 of its preconditions, asserting the reply and the aggregates as stored
-(:func:`test_every_handler_has_its_unit_tests` fails when a handler lacks one). No PostgreSQL: what the handlers read besides the event store
-(councils, records stored before the write side kept them) is :class:`FakeFacts`."""
+(:func:`test_every_handler_has_its_unit_tests` fails when a handler lacks one). No
+PostgreSQL: what the handlers read besides the event store (councils, records stored
+before the write side kept them) is :class:`FakeFacts`."""
 
 from __future__ import annotations
 
