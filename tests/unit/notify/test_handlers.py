@@ -6,11 +6,12 @@ platform, for its own ``GiveNotice``) would send them."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from contracts import registry
-from contracts.common import Actor, Command, CommandRejected, RejectionReason, Role
+from contracts.common import Actor, Command, RejectionReason, Role
 from contracts.notify import (
     Channel,
     Recipient,
@@ -26,7 +27,7 @@ from services.notify.audience import InMemoryAudience, TaskPeople
 from services.notify.domain import Delivery, DeliveryStatus, Notification
 from services.notify.settings import NotifySettings
 from services.notify.templates import default_templates
-from tests.support.handlers import T0, Handlers
+from tests.support.handlers import T0, Handlers, assert_every_handler_tested, covers
 from yishi.auth import Principal
 
 D = "gulou"
@@ -53,11 +54,6 @@ class Notify(Handlers):
         if isinstance(command, GiveNotice):
             how.setdefault("principal", self.bus.platform)
         return await super().send(command, **how)
-
-    async def refused(self, command: Command, **how) -> tuple[RejectionReason, str | None]:
-        reply = await self.send(command, **how)
-        assert isinstance(reply, CommandRejected), reply
-        return reply.reason, reply.subject
 
     async def events(self) -> list[str]:
         """The domain events stored so far (replies left out), as ``Class.Event``."""
@@ -111,12 +107,13 @@ def reached(deliveries: list[Delivery]) -> list[tuple[str, str, str]]:
 # -- Subscribe ---------------------------------------------------------------------
 
 
+@covers(Subscribe, "accepted", "resent")
 async def test_subscribe_records_the_subscription_and_a_resend_changes_nothing():
     n = Notify()
     command = subscribe("m-1", language="en", event_types=["VoteClosed"], council_ids=["c-1"])
     reply = await n.accepted(command, key="k-sub")
     assert reply.subject == "sub-m-1-email"
-    assert await n.send(command, key="k-sub") == reply
+    await n.resent(command, reply, key="k-sub")
     # The same subscription under another key is the one already made.
     assert (await n.accepted(command)).subject == "sub-m-1-email"
     assert await n.events() == ["Subscription.Created"]
@@ -126,24 +123,24 @@ async def test_subscribe_records_the_subscription_and_a_resend_changes_nothing()
     assert await n.audience.followers_of(None, D, "VoteClosed", "c-2", None) == []
 
 
+@covers(Subscribe, "refused")
 async def test_subscribe_refusals():
     n = Notify()
     await n.subscribe("m-1")
-    assert await n.refused(subscribe("m-1", address="other@example.cn")) == (
-        RejectionReason.ALREADY_EXISTS, "sub-m-1-email")
-    assert await n.refused(subscribe("m-2", actor=RESIDENT)) == (RejectionReason.NOT_AUTHORISED, None)
-    assert await n.refused(subscribe("m-3", address="not-an-address")) == (
-        RejectionReason.INVALID_COMMAND, "sub-m-3-email")
-    assert await n.refused(subscribe("m-4", "sms", "+8613800000000")) == (  # no gateway here
-        RejectionReason.INVALID_COMMAND, "sub-m-4-sms")
-    assert await n.refused(subscribe("m-5", "notice_board", BOARD)) == (
-        RejectionReason.INVALID_COMMAND, "sub-m-5-notice_board")
-    assert await n.refused(subscribe("c-1", kind="council")) == (RejectionReason.INVALID_COMMAND, "sub-c-1-email")
-    assert await n.refused(subscribe("m-6", event_types=["BallotAccepted"])) == (
-        RejectionReason.INVALID_COMMAND, "sub-m-6-email")
+    await n.rejected(subscribe("m-1", address="other@example.cn"), RejectionReason.ALREADY_EXISTS, "sub-m-1-email")
+    await n.rejected(subscribe("m-2", actor=RESIDENT), RejectionReason.NOT_AUTHORISED, None)
+    await n.rejected(subscribe("m-3", address="not-an-address"), RejectionReason.INVALID_COMMAND, "sub-m-3-email")
+    await n.rejected(subscribe("m-4", "sms", "+8613800000000"),  # no gateway here
+                     RejectionReason.INVALID_COMMAND, "sub-m-4-sms")
+    await n.rejected(subscribe("m-5", "notice_board", BOARD), RejectionReason.INVALID_COMMAND,
+                     "sub-m-5-notice_board")
+    await n.rejected(subscribe("c-1", kind="council"), RejectionReason.INVALID_COMMAND, "sub-c-1-email")
+    await n.rejected(subscribe("m-6", event_types=["BallotAccepted"]), RejectionReason.INVALID_COMMAND,
+                     "sub-m-6-email")
     assert await n.events() == ["Subscription.Created"]
 
 
+@covers(Subscribe, "accepted")
 async def test_a_resident_subscribes_themself():
     n = Notify()
     assert (await n.accepted(subscribe(RESIDENT.id, actor=RESIDENT))).subject == f"sub-{RESIDENT.id}-email"
@@ -152,37 +149,40 @@ async def test_a_resident_subscribes_themself():
 # -- Unsubscribe -------------------------------------------------------------------
 
 
+@covers(Unsubscribe, "accepted", "resent")
 async def test_unsubscribe_cancels_once_and_the_subscriber_is_no_longer_reached():
     n = Notify()
     await n.accepted(subscribe(RESIDENT.id, actor=RESIDENT))
     command = Unsubscribe(district=D, actor=RESIDENT, subscription_id=f"sub-{RESIDENT.id}-email")
     reply = await n.accepted(command, key="k-unsub")
-    assert await n.send(command, key="k-unsub") == reply
+    await n.resent(command, reply, key="k-unsub")
     await n.accepted(command)  # cancelled already: nothing more happens
     assert await n.events() == ["Subscription.Created", "Subscription.Cancelled"]
     assert await n.audience.contacts_of(None, D, [RESIDENT.id]) == []
 
 
+@covers(Unsubscribe, "refused")
 async def test_unsubscribe_refusals():
     n = Notify()
     await n.subscribe("m-1")
-    assert await n.refused(Unsubscribe(district=D, actor=WORKER, subscription_id="sub-nobody")) == (
-        RejectionReason.NOT_FOUND, "sub-nobody")
-    assert await n.refused(Unsubscribe(district=D, actor=RESIDENT, subscription_id="sub-m-1-email")) == (
-        RejectionReason.NOT_AUTHORISED, None)
+    await n.rejected(Unsubscribe(district=D, actor=WORKER, subscription_id="sub-nobody"), RejectionReason.NOT_FOUND,
+                     "sub-nobody")
+    await n.rejected(Unsubscribe(district=D, actor=RESIDENT, subscription_id="sub-m-1-email"),
+                     RejectionReason.NOT_AUTHORISED, None)
     assert await n.events() == ["Subscription.Created"]
 
 
 # -- SetDefaultContact and RemoveDefaultContact ---------------------------------------
 
 
+@covers(SetDefaultContact, "accepted", "resent")
 async def test_set_default_contact_records_changes_only():
     n = Notify()
     command = SetDefaultContact(district=D, actor=WORKER, party_id="org-1", channel="webhook",
                                 address="https://hooks.example/org-1")
     reply = await n.accepted(command, key="k-set")
     assert reply.subject == "org-1"
-    assert await n.send(command, key="k-set") == reply
+    await n.resent(command, reply, key="k-set")
     await n.accepted(command)  # the same entry again: nothing changes
     await n.set_contact("org-1", "email", "office@org-1.cn", "en")
     assert await n.events() == ["DefaultContact.Created", "DefaultContact.Changed"]
@@ -190,29 +190,32 @@ async def test_set_default_contact_records_changes_only():
         ("org-1", "email", "office@org-1.cn")]
 
 
+@covers(SetDefaultContact, "refused")
 async def test_set_default_contact_refuses_an_address_of_another_form():
     n = Notify()
     command = SetDefaultContact(district=D, actor=WORKER, party_id="org-1", channel="email", address="org-1")
-    assert await n.refused(command) == (RejectionReason.INVALID_COMMAND, "org-1")
+    await n.rejected(command, RejectionReason.INVALID_COMMAND, "org-1")
     assert await n.events() == []
 
 
+@covers(RemoveDefaultContact, "accepted", "resent", "refused")
 async def test_remove_default_contact_takes_the_party_out_once():
     n = Notify()
     await n.set_contact("org-1", "webhook", "https://hooks.example/org-1")
     command = RemoveDefaultContact(district=D, actor=WORKER, party_id="org-1")
     reply = await n.accepted(command, key="k-rm")
-    assert await n.send(command, key="k-rm") == reply
+    await n.resent(command, reply, key="k-rm")
     assert await n.audience.contacts_of(None, D, ["org-1"]) == []
-    assert await n.refused(command) == (RejectionReason.NOT_FOUND, "org-1")  # removed already
-    assert await n.refused(RemoveDefaultContact(district=D, actor=WORKER, party_id="org-2")) == (
-        RejectionReason.NOT_FOUND, "org-2")  # never set
+    await n.rejected(command, RejectionReason.NOT_FOUND, "org-1")  # removed already
+    await n.rejected(RemoveDefaultContact(district=D, actor=WORKER, party_id="org-2"), RejectionReason.NOT_FOUND,
+                     "org-2")  # never set
     assert await n.events() == ["DefaultContact.Created", "DefaultContact.Removed"]
 
 
 # -- RequestNotification -------------------------------------------------------------
 
 
+@covers(RequestNotification, "accepted", "resent")
 async def test_request_notification_reaches_people_councils_systems_and_the_boards():
     n = Notify()
     await n.subscribe("m-en", language="en")
@@ -237,8 +240,8 @@ async def test_request_notification_reaches_people_councils_systems_and_the_boar
     assert notification.recipients == [["person", "m-dir"], ["person", "m-en"], ["system", "board-1"],
                                        ["system", "sys-1"]]
     assert notification.unreached == []
-    assert await n.send(request(("council", "c-1"), ("system", "sys-1"), ("community", "xikang"),
-                                channels=("email", "webhook", "notice_board")), key="k-req") == reply
+    await n.resent(request(("council", "c-1"), ("system", "sys-1"), ("community", "xikang"),
+                           channels=("email", "webhook", "notice_board")), reply, key="k-req")
     assert len(await n.deliveries("n-1")) == 5
 
 
@@ -262,16 +265,17 @@ async def test_request_notification_with_a_notification_id_already_used_fans_out
     assert reached(await n.deliveries("n-1")) == [("m-1", "email", "m-1@example.cn")]
 
 
+@covers(RequestNotification, "refused")
 async def test_request_notification_refuses_a_template_that_does_not_fit_and_records_nothing():
     n = Notify()
     await n.subscribe("m-1")
     events = await n.events()
-    assert await n.refused(request(("person", "m-1"), template="no.such_template")) == (
-        RejectionReason.INVALID_COMMAND, "n-1")
-    assert await n.refused(request(("person", "m-1"), params={"title": "t"})) == (  # values missing
-        RejectionReason.INVALID_COMMAND, "n-1")
-    assert await n.refused(request(("person", "m-1")), principal=Principal.of_actor(RESIDENT, D)) == (
-        RejectionReason.NOT_AUTHORISED, None)
+    await n.rejected(request(("person", "m-1"), template="no.such_template"), RejectionReason.INVALID_COMMAND,
+                     "n-1")
+    await n.rejected(request(("person", "m-1"), params={"title": "t"}),  # values missing
+                     RejectionReason.INVALID_COMMAND, "n-1")
+    await n.rejected(request(("person", "m-1")), RejectionReason.NOT_AUTHORISED, None,
+                     principal=Principal.of_actor(RESIDENT, D))
     assert await n.events() == events
     assert await n.notification("n-1") is None
 
@@ -285,6 +289,7 @@ async def test_request_notification_to_nobody_reachable_records_nothing():
 # -- GiveNotice: the notices other services' events and the vote reminder ask for ------
 
 
+@covers(GiveNotice, "accepted")
 async def test_a_notice_reaches_the_council_s_members_its_followers_and_the_boards():
     n = Notify()
     n.audience.councils[D, "c-1"] = ["m-1", "m-2"]
@@ -349,6 +354,7 @@ async def test_a_reminder_reaches_staff_at_the_implementer_s_entry_and_records_w
     assert (await n.events())[-2:] == ["Notification.Created", "Notification.NoRecipient"]
 
 
+@covers(GiveNotice, "resent")
 async def test_a_notice_redelivered_under_its_event_is_answered_from_its_reply():
     n = Notify()
     n.audience.tasks[D, "task-1"] = TaskPeople(implementer="org-1")
@@ -359,60 +365,33 @@ async def test_a_notice_redelivered_under_its_event_is_answered_from_its_reply()
                                     time=T0, correlation_id="c-stalled")
     command = notice(template="task.stalled", params={"task_id": "task-1", "stalled_after_days": "5"},
                      regarding=("TaskStalled", "task-1"), people_of_task="task-1", followers=Followed())
-    async with n.store.pool.acquire() as conn:
-        first = await n.bus.react(command, envelope, conn)
-        n.audience.tasks[D, "task-1"].staff.add("staff-1")
-        await n.subscribe("staff-1")
-        assert await n.bus.react(command, envelope, conn) == first
+    first = await n.react(command, envelope)
+    n.audience.tasks[D, "task-1"].staff.add("staff-1")
+    await n.subscribe("staff-1")
+    await n.resent(command, first, envelope=envelope)
     assert (first.correlation_id, first.subject) == ("c-stalled", "n-ev")
     assert [d.recipient_id for d in await n.deliveries("n-ev")] == ["org-1"]
 
 
+@covers(GiveNotice, "refused")
 async def test_a_notice_that_cannot_be_rendered_is_refused_and_records_nothing():
     n = Notify()
     await n.subscribe("m-1")
     events = await n.events()
-    assert await n.refused(notice(people=("m-1",), params={"title": "t"})) == (RejectionReason.INVALID_COMMAND,
-                                                                                "n-ev")
+    await n.rejected(notice(people=("m-1",), params={"title": "t"}), RejectionReason.INVALID_COMMAND, "n-ev")
     assert await n.events() == events
 
 
+@covers(GiveNotice, "refused")
 async def test_a_notice_is_the_platform_s_own_and_refused_to_a_caller():
     n = Notify()
     await n.subscribe("m-1")
-    assert await n.refused(notice(people=("m-1",)), principal=Principal.of_actor(WORKER, D, acts_for=["*"])) == (
-        RejectionReason.NOT_AUTHORISED, None)
+    await n.rejected(notice(people=("m-1",)), RejectionReason.NOT_AUTHORISED, None,
+                     principal=Principal.of_actor(WORKER, D, acts_for=["*"]))
     assert await n.notification("n-ev") is None
 
 
 # -- every handler has its tests ------------------------------------------------------
 
-TESTED = {
-    Subscribe: {"accepted": test_subscribe_records_the_subscription_and_a_resend_changes_nothing,
-                "resent": test_subscribe_records_the_subscription_and_a_resend_changes_nothing,
-                "refused": test_subscribe_refusals},
-    Unsubscribe: {"accepted": test_unsubscribe_cancels_once_and_the_subscriber_is_no_longer_reached,
-                  "resent": test_unsubscribe_cancels_once_and_the_subscriber_is_no_longer_reached,
-                  "refused": test_unsubscribe_refusals},
-    SetDefaultContact: {"accepted": test_set_default_contact_records_changes_only,
-                        "resent": test_set_default_contact_records_changes_only,
-                        "refused": test_set_default_contact_refuses_an_address_of_another_form},
-    RemoveDefaultContact: {"accepted": test_remove_default_contact_takes_the_party_out_once,
-                           "resent": test_remove_default_contact_takes_the_party_out_once,
-                           "refused": test_remove_default_contact_takes_the_party_out_once},
-    RequestNotification: {
-        "accepted": test_request_notification_reaches_people_councils_systems_and_the_boards,
-        "resent": test_request_notification_reaches_people_councils_systems_and_the_boards,
-        "refused": test_request_notification_refuses_a_template_that_does_not_fit_and_records_nothing},
-    GiveNotice: {"accepted": test_a_notice_reaches_the_council_s_members_its_followers_and_the_boards,
-                 "resent": test_a_notice_redelivered_under_its_event_is_answered_from_its_reply,
-                 "refused": test_a_notice_that_cannot_be_rendered_is_refused_and_records_nothing},
-}
-"""Which test of this module shows each handler accepting, answering a resend from its
-stored reply, and refusing."""
-
-
 def test_every_handler_of_the_bus_is_tested_here():
-    assert set(Notify().bus.handlers) == set(TESTED)
-    assert {model.__name__: sorted(aspects) for model, aspects in TESTED.items()} == {
-        model.__name__: ["accepted", "refused", "resent"] for model in TESTED}
+    assert_every_handler_tested(Notify().bus, sys.modules[__name__])

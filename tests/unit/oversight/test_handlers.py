@@ -1,10 +1,13 @@
 """Every oversight command handler on the in-memory store (:mod:`tests.support.handlers`):
-each accepted, and refused for at least one of its preconditions, asserting the reply and
-the aggregates as stored. No PostgreSQL: what the handlers read besides the event store
-(councils, records stored before the write side kept them) is :class:`FakeFacts`."""
+each accepted, answered from its stored reply when resent, and refused for at least one
+of its preconditions, asserting the reply and the aggregates as stored
+(:func:`test_every_handler_has_its_unit_tests` fails when a handler lacks one). No
+PostgreSQL: what the handlers read besides the event store (councils, records stored
+before the write side kept them) is :class:`FakeFacts`."""
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +18,7 @@ from contracts.common import Actor
 from services.oversight.application import build_bus
 from services.oversight.consumers import RegisterDecidedResolution
 from services.oversight.domain import FUND_OF_ALLOCATION, FUND_OF_YEAR, Claim, Fund, ReminderPolicy, Resolution, Task
-from tests.support.handlers import T0, Handlers
+from tests.support.handlers import T0, Handlers, assert_every_handler_tested, covers
 from yishi.store import Metadata
 
 D = "gulou"
@@ -130,11 +133,16 @@ def legacy_resolution(resolution_id: str = "res-old") -> Resolution:
                       budget_fen=None)
 
 
+def test_every_handler_has_its_unit_tests(h):
+    assert_every_handler_tested(h.bus, sys.modules[__name__])
+
+
 # -- resolutions ---------------------------------------------------------------------------
 
 
+@covers(c.RegisterResolution, "accepted", "resent", "refused")
 async def test_register_resolution(h):
-    reply = await h.accepted(register())
+    reply = await h.once(register())
     assert (reply.command_type, reply.subject) == ("RegisterResolution", "res-1")
     resolution = await h.load(Resolution, D, "res-1")
     assert (resolution.council_id, resolution.community_id, resolution.task_ids) == ("council-xikang", "xikang", [])
@@ -142,11 +150,12 @@ async def test_register_resolution(h):
     assert again.subject == "res-1"
 
 
+@covers(RegisterDecidedResolution, "accepted", "resent", "refused")
 async def test_register_a_decided_resolution_as_the_platform(h):
     decided = RegisterDecidedResolution(district=D, actor=h.bus.system_actor, proposal_id="prop-17",
                                         council_id="council-xikang", vote_id="vote-17", title="充电棚",
                                         text="建充电棚")
-    reply = await h.accepted(decided, principal=h.bus.platform)
+    reply = await h.once(decided, principal=h.bus.platform)
     assert (reply.command_type, reply.subject, reply.actor.id) == (
         "RegisterDecidedResolution", "res-prop-17", "yishi-oversight")
     resolution = await h.load(Resolution, D, "res-prop-17")
@@ -157,10 +166,11 @@ async def test_register_a_decided_resolution_as_the_platform(h):
     assert (await h.topics()).count("services.oversight.domain.resolution:Resolution.Registered") == 1
 
 
+@covers(c.SetReminderPolicy, "accepted", "resent", "refused")
 async def test_set_reminder_policy_sets_then_changes(h):
     policy = dict(scope="council", scope_id="council-xikang", not_accepted_days=3, stall_days=10,
                   deadline_warning_days=5, escalate_after_days=2)
-    await h.accepted(cmd(c.SetReminderPolicy, **policy))
+    await h.once(cmd(c.SetReminderPolicy, **policy))
     await h.accepted(cmd(c.SetReminderPolicy, **{**policy, "stall_days": 14, "supervisor_id": "supervisor-01"}))
     stored = await h.load(ReminderPolicy, D, "council", "council-xikang")
     assert (stored.policy.stall_days, stored.policy.supervisor_id, stored.version) == (14, "supervisor-01", 2)
@@ -172,9 +182,10 @@ async def test_set_reminder_policy_sets_then_changes(h):
 # -- tasks -----------------------------------------------------------------------------------
 
 
+@covers(c.AssignTask, "accepted", "resent", "refused")
 async def test_assign_task_records_the_task_on_its_resolution(h):
     await h.accepted(register())
-    await h.accepted(assign(budget_fen=500))
+    await h.once(assign(budget_fen=500))
     task = await h.load(Task, D, "task-1")
     assert (task.status, task.resolution_id, task.council_id, task.budget_fen, task.assigned_at) == (
         "assigned", "res-1", "council-xikang", 500, T0)
@@ -190,16 +201,18 @@ async def test_assign_task_records_the_task_on_its_resolution(h):
     assert await h.load(Task, D, "task-2") is None
 
 
+@covers(c.AcceptTask, "accepted", "resent", "refused")
 async def test_accept_task(h):
     await h.accepted(register())
     await task_at(h, "assigned")
-    await h.accepted(cmd(c.AcceptTask, STAFF, task_id="task-1"))
+    await h.once(cmd(c.AcceptTask, STAFF, task_id="task-1"))
     task = await h.load(Task, D, "task-1")
     assert (task.status, task.accepted_by) == ("accepted", "staff-2201")
     assert (await h.rejected(cmd(c.AcceptTask, STAFF, task_id="task-1"), "invalid_state")).subject == "task-1"
     assert (await h.rejected(cmd(c.AcceptTask, STAFF, task_id="task-x"), "not_found")).subject == "task-x"
 
 
+@covers(c.AcceptTask, "refused")
 async def test_accept_task_only_for_the_implementer_the_caller_acts_for(h):
     await h.accepted(register())
     await task_at(h, "assigned")
@@ -207,6 +220,7 @@ async def test_accept_task_only_for_the_implementer_the_caller_acts_for(h):
     assert (await h.load(Task, D, "task-1")).status == "assigned"
 
 
+@covers(c.ReportProgress, "accepted", "resent", "refused")
 async def test_report_progress(h):
     await h.accepted(register())
     await task_at(h, "assigned")
@@ -214,39 +228,42 @@ async def test_report_progress(h):
                      "invalid_state")
     await h.accepted(cmd(c.AcceptTask, STAFF, task_id="task-1"))
     h.clock.advance(timedelta(days=2))
-    await h.accepted(cmd(c.ReportProgress, STAFF, task_id="task-1", percent_complete=40, summary="地基完成"))
+    await h.once(cmd(c.ReportProgress, STAFF, task_id="task-1", percent_complete=40, summary="地基完成"))
     task = await h.load(Task, D, "task-1")
     assert (task.percent, task.last_progress_at) == (40, T0 + timedelta(days=2))
 
 
+@covers(c.CompleteTask, "accepted", "resent", "refused")
 async def test_complete_task(h):
     await h.accepted(register())
     await task_at(h, "assigned")
     await h.rejected(cmd(c.CompleteTask, STAFF, task_id="task-1", summary="完成"), "invalid_state")
     await h.accepted(cmd(c.AcceptTask, STAFF, task_id="task-1"))
-    await h.accepted(cmd(c.CompleteTask, STAFF, task_id="task-1", summary="完成"))
+    await h.once(cmd(c.CompleteTask, STAFF, task_id="task-1", summary="完成"))
     task = await h.load(Task, D, "task-1")
     assert (task.status, task.percent, task.completed_at) == ("completed", 100, T0)
 
 
+@covers(c.EscalateTask, "accepted", "resent", "refused")
 async def test_escalate_task(h):
     await h.accepted(register())
     await task_at(h, "accepted")
     escalate = cmd(c.EscalateTask, OFFICIAL, task_id="task-1", to_level="street",
                    to_authority_id="council-street", reason="无进展")
-    await h.accepted(escalate)
+    await h.once(escalate)
     assert (await h.topics())[-2].endswith("Task.Escalated")
     await task_at(h, "passed", "task-2")
     refused = await h.rejected(escalate.model_copy(update={"task_id": "task-2"}), "invalid_state")
     assert refused.subject == "task-2"
 
 
+@covers(c.RecordInspection, "accepted", "resent", "refused")
 async def test_record_inspection_of_a_task_and_of_the_resolution(h):
     await h.accepted(register())
     await h.accepted(register("res-2"))
     await task_at(h, "completed")
     assert (await h.rejected(inspect("insp-1", resolution_id="res-2"), "not_found")).subject == "task-1"
-    await h.accepted(inspect("insp-1"))
+    await h.once(inspect("insp-1"))
     task = await h.load(Task, D, "task-1")
     assert (task.status, task.inspection_ids) == ("passed", ["insp-1"])
     assert (await h.rejected(inspect("insp-1"), "duplicate")).subject == "task-1"
@@ -255,6 +272,7 @@ async def test_record_inspection_of_a_task_and_of_the_resolution(h):
     assert (await h.rejected(inspect("insp-r", task_id=None), "duplicate")).subject == "res-1"
 
 
+@covers(c.ScheduleFollowUpInspection, "accepted", "resent", "refused")
 async def test_schedule_follow_up_inspection(h):
     await h.accepted(register())
     await task_at(h, "accepted")
@@ -262,7 +280,7 @@ async def test_schedule_follow_up_inspection(h):
                     scheduled_for=T0 + timedelta(days=90), reason="看是否反弹")
     await h.rejected(follow_up, "invalid_state")
     await h.accepted(cmd(c.CompleteTask, STAFF, task_id="task-1", summary="完成"))
-    await h.accepted(follow_up)
+    await h.once(follow_up)
     assert (await h.load(Task, D, "task-1")).follow_ups == {"insp-2": T0 + timedelta(days=90)}
     await h.rejected(follow_up.model_copy(update={"inspection_id": "insp-3", "scheduled_for": T0}), "invalid_state")
 
@@ -270,8 +288,9 @@ async def test_schedule_follow_up_inspection(h):
 # -- funds --------------------------------------------------------------------------------------
 
 
+@covers(c.EstablishFund, "accepted", "resent", "refused")
 async def test_establish_fund_claims_the_community_s_year(h, facts):
-    await h.accepted(fund())
+    await h.once(fund())
     stored = await h.load(Fund, D, "fund-2026")
     assert (stored.community_id, stored.year, stored.remaining_fen) == ("xikang", 2026, 1_000_000)
     assert (await h.load(Claim, D, FUND_OF_YEAR, "xikang/2026")).owner_id == "fund-2026"
@@ -284,11 +303,12 @@ async def test_establish_fund_claims_the_community_s_year(h, facts):
     assert "fund fund-ninghai exists" in (await h.rejected(fund("fund-n", "ninghai"), "already_exists")).message
 
 
+@covers(c.AllocateFunds, "accepted", "resent", "refused")
 async def test_allocate_funds_to_a_task_within_its_budget_and_the_fund(h):
     await h.accepted(register())
     await h.accepted(assign(budget_fen=600_000))
     await h.accepted(fund(amount_fen=1_000_000))
-    await h.accepted(allocate("alloc-1", 400_000))
+    await h.once(allocate("alloc-1", 400_000))
     stored, task = await h.load(Fund, D, "fund-2026"), await h.load(Task, D, "task-1")
     assert (stored.allocated_fen, task.allocated_fen) == (400_000, 400_000)
     assert stored.allocations["alloc-1"] == {"resolution_id": "res-1", "task_id": "task-1", "amount_fen": 400_000,
@@ -301,6 +321,7 @@ async def test_allocate_funds_to_a_task_within_its_budget_and_the_fund(h):
     assert (await h.load(Task, D, "task-1")).allocated_fen == 400_000
 
 
+@covers(c.AllocateFunds, "refused")
 async def test_allocate_funds_refuses_another_community_s_fund_and_a_taken_allocation_id(h, facts):
     await h.accepted(register())
     await h.accepted(fund())
@@ -316,6 +337,7 @@ async def test_allocate_funds_refuses_another_community_s_fund_and_a_taken_alloc
     assert (await h.load(Fund, D, "fund-ninghai")).allocations == {}
 
 
+@covers(c.AllocateFunds, "refused")
 async def test_allocate_funds_learns_a_late_council_s_community(h, facts):
     del facts.communities["council-xikang"]
     await h.accepted(register())
@@ -325,6 +347,7 @@ async def test_allocate_funds_learns_a_late_council_s_community(h, facts):
     await h.rejected(allocate("alloc-1", 100, task_id=None, fund_id="fund-ninghai"), "invalid_state")
 
 
+@covers(c.AllocateFunds, "refused")
 async def test_allocate_funds_to_a_closed_resolution_is_refused(h):
     await h.accepted(register())
     await h.accepted(fund())
@@ -333,6 +356,7 @@ async def test_allocate_funds_to_a_closed_resolution_is_refused(h):
     assert (await h.load(Fund, D, "fund-2026")).allocations == {}
 
 
+@covers(c.RecordSpending, "accepted", "resent", "refused")
 async def test_record_spending(h, facts):
     await h.accepted(register())
     await h.accepted(assign())
@@ -341,7 +365,7 @@ async def test_record_spending(h, facts):
     await h.accepted(allocate("alloc-r", 1_000, task_id=None))
     spend = cmd(c.RecordSpending, STAFF, expenditure_id="exp-1", allocation_id="alloc-1", amount_fen=600,
                 payee="电气公司", purpose="安装")
-    await h.accepted(spend)
+    await h.once(spend)
     assert (await h.load(Fund, D, "fund-2026")).spent_fen == 600
     assert (await h.rejected(spend.model_copy(update={"expenditure_id": "exp-2", "amount_fen": 401}),
                              "over_budget")).subject == "exp-2"
@@ -353,6 +377,7 @@ async def test_record_spending(h, facts):
     assert (await h.load(Fund, D, "fund-2026")).spent_fen == 600
 
 
+@covers(c.RecordSpending, "accepted", "refused")
 async def test_record_spending_from_an_allocation_made_before_allocation_ids_were_claimed(h, facts):
     await h.accepted(register())
     await h.accepted(assign())
@@ -372,6 +397,7 @@ async def test_record_spending_from_an_allocation_made_before_allocation_ids_wer
 # -- rating and closing ---------------------------------------------------------------------
 
 
+@covers(c.RecordSatisfaction, "accepted", "resent", "refused")
 async def test_record_satisfaction_once_every_task_passed(h):
     await h.accepted(register())
     assert (await h.rejected(rate(), "invalid_state")).subject == "res-1"  # no task yet
@@ -379,11 +405,12 @@ async def test_record_satisfaction_once_every_task_passed(h):
     await task_at(h, "completed", "task-2")
     await h.rejected(rate(), "invalid_state")
     await h.accepted(inspect("insp-2", "task-2"))
-    await h.accepted(rate())
+    await h.once(rate())
     assert (await h.load(Resolution, D, "res-1")).rating_ids == ["rating-1"]
     assert (await h.rejected(rate(), "duplicate")).subject == "res-1"
 
 
+@covers(c.CloseResolution, "accepted", "resent", "refused")
 async def test_close_resolution(h):
     await h.accepted(register())
     await task_at(h, "accepted")
@@ -391,11 +418,12 @@ async def test_close_resolution(h):
     assert "1 task(s) have not passed" in refused.message
     await h.accepted(cmd(c.CompleteTask, STAFF, task_id="task-1", summary="完成"))
     await h.accepted(inspect("insp-1"))
-    await h.accepted(close())
+    await h.once(close())
     assert (await h.load(Resolution, D, "res-1")).closed_reason == "delivered"
     assert "is closed" in (await h.rejected(close(), "invalid_state")).message
 
 
+@covers(c.CloseResolution, "accepted", "refused")
 async def test_a_resolution_registered_before_it_recorded_its_tasks_counts_them_from_the_read_model(h, facts):
     resolution = legacy_resolution()
     old_task = Task(district=D, task_id="task-old", resolution_id="res-old", council_id="council-xikang",
@@ -419,12 +447,13 @@ async def test_a_resolution_registered_before_it_recorded_its_tasks_counts_them_
     await h.accepted(close("res-old", reason="abandoned"))
 
 
+@covers(c.RequestReconsultation, "accepted", "resent", "refused")
 async def test_request_reconsultation(h):
     await h.accepted(register())
     await task_at(h, "accepted")
     problem = cmd(c.RequestReconsultation, SUPERVISOR, resolution_id="res-1", task_id="task-1",
                   problem="选址距住户窗户不足8米")
-    await h.accepted(problem)
+    await h.once(problem)
     assert (await h.topics())[-2].endswith("Resolution.ReconsultationRequested")
     assert (await h.rejected(problem.model_copy(update={"task_id": "task-x"}), "not_found")).subject == "task-x"
     await h.accepted(close(reason="abandoned"))

@@ -1,25 +1,18 @@
 """What the proposals handler unit tests share: the service's bus on the in-memory store
-(:class:`Bus`, fixture ``h``), the people who send its commands, builders that bring a
-council, a nomination, a slate or a proposal to a stage through the bus, and the two
-checks every handler gets: :meth:`Bus.once` (accepted, and a resend under the same key
-answered from the stored reply with nothing stored) and :meth:`Bus.refused` (refused for
-a reason naming a subject, nothing stored but the ``CommandRejected``).
-
-A test names what it covers with :func:`covers`; :data:`COVERED` collects those claims
-when the modules are imported (``test_handlers`` checks them against every handler of
-the bus), and a test that claims a check it did not make fails.
+(:class:`Bus`, fixture ``h``), the people who send its commands, and builders that bring
+a council, a nomination, a slate or a proposal to a stage through the bus. The checks
+every handler gets (accepted, resent, refused) and :func:`covers` are the shared ones of
+:mod:`tests.support.handlers`.
 """
 
 from __future__ import annotations
 
-import functools
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from contracts.common import Actor, Command, CommandAccepted, CommandRejected, VoteTerms
+from contracts.common import Actor, CommandAccepted, VoteTerms
 from contracts.proposals import (
     AddCatalogueItem,
     DefineCatalogueCategory,
@@ -38,7 +31,6 @@ from contracts.proposals import (
 from services.proposals.application import build_bus
 from services.proposals.consumers import TakeVoteResult
 from tests.support.handlers import Handlers
-from yishi.commands import Reply
 
 D = "gulou"
 DAY = timedelta(days=1)
@@ -47,73 +39,17 @@ RESIDENT = Actor(id="resident-4211", role="resident")
 OTHER_COUNCIL = ["c-other"]
 """An ``acts_for`` naming a council other than the one addressed."""
 
-ASPECTS = frozenset({"accepted", "resent", "refused"})
-"""What every handler is tested for."""
-COVERED: dict[type[Command], set[str]] = defaultdict(set)
-"""Command type → the aspects some test claims (:func:`covers`)."""
-
 
 def member(n: int) -> Actor:
     """The council member ``m{n}``, acting from seat ``seat-{n}``."""
     return Actor(id=f"m{n}", role="council_member", seat_id=f"seat-{n}")
 
 
-def covers(model: type[Command], *aspects: str):
-    """Mark a test as checking ``aspects`` of ``model``'s handler (:data:`COVERED`); once it
-    has passed, it fails unless it made those checks (:meth:`Bus.once`, :meth:`Bus.refused`)."""
-    assert set(aspects) <= ASPECTS, aspects
-
-    def mark(test):
-        COVERED[model].update(aspects)
-        claims = getattr(test, "claims", frozenset()) | {(model, a) for a in aspects}
-        inner = getattr(test, "__wrapped__", test)
-
-        @functools.wraps(inner)
-        async def checked(h: Bus) -> None:
-            await inner(h)
-            missing = sorted(f"{m.__name__} {a}" for m, a in claims - h.exercised)
-            assert not missing, f"claimed but not checked: {missing}"
-        checked.claims = claims  # type: ignore[attr-defined]
-        return checked
-    return mark
-
-
 class Bus(Handlers):
-    """The proposals bus on a fresh in-memory store, recording which checks ran."""
+    """The proposals bus on a fresh in-memory store."""
 
     def __init__(self) -> None:
         super().__init__(build_bus)
-        self.exercised: set[tuple[type[Command], str]] = set()
-
-    async def as_platform(self, command: Command, **kw: Any) -> Reply:
-        """``command`` sent by the platform itself (its reactions to other services' events)."""
-        return await self.send(command, principal=self.bus.platform, **kw)
-
-    async def once(self, command: Command, *, platform: bool = False, **kw: Any) -> CommandAccepted:
-        """Send ``command`` under a key and accept it; send it again under the same key and
-        get the same reply, with nothing more stored."""
-        send = self.as_platform if platform else self.send
-        key = f"key-{len(self.exercised)}-{type(command).__name__}"
-        reply = await send(command, key=key, **kw)
-        assert isinstance(reply, CommandAccepted), reply
-        stored = await self.topics()
-        assert await send(command, key=key, **kw) == reply
-        assert await self.topics() == stored, "a resend stored something"
-        self.exercised |= {(type(command), "accepted"), (type(command), "resent")}
-        return reply
-
-    async def refused(self, command: Command, reason: str, subject: str | None, *, platform: bool = False,
-                      **kw: Any) -> CommandRejected:
-        """Send ``command``; it is refused for ``reason`` naming ``subject``, and the
-        refusal is all it stored."""
-        before = await self.topics()
-        reply = await (self.as_platform if platform else self.send)(command, **kw)
-        assert isinstance(reply, CommandRejected), reply
-        assert (reply.reason, reply.subject) == (reason, subject), reply
-        assert reply.command_type == self.bus.type_name(type(command))
-        assert await self.topics() == [*before, "contract:CommandRejected"]
-        self.exercised.add((type(command), "refused"))
-        return reply
 
 
 @pytest.fixture
@@ -214,7 +150,7 @@ def result(h: Bus, kind: str, matter_id: str, outcome: str, vote_id: str = "v-1"
 async def decided(h: Bus, proposal_id: str = "p-1", outcome: str = "adopted") -> None:
     """A proposal of ``c-1`` its vote decided."""
     await voting(h, proposal_id)
-    assert isinstance(await h.as_platform(result(h, "proposal", proposal_id, outcome)), CommandAccepted)
+    assert isinstance(await h.send(result(h, "proposal", proposal_id, outcome), platform=True), CommandAccepted)
 
 
 def nominate(nomination_id: str = "n-1", seat_id: str = "rr-1", nominee_id: str = "resident-1",

@@ -11,6 +11,8 @@ of the bus lacks one of these."""
 
 from __future__ import annotations
 
+import sys
+
 from contracts.proposals import (
     AddCatalogueItem,
     DefineCatalogueCategory,
@@ -26,10 +28,9 @@ from contracts.proposals import (
 from services.proposals.application import build_bus
 from services.proposals.consumers import TakeVoteResult
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Slate
-from tests.unit.proposals import test_handlers_proposals  # noqa: F401  (its tests' claims fill COVERED)
+from tests.support.handlers import assert_every_handler_tested, covers
+from tests.unit.proposals import test_handlers_proposals
 from tests.unit.proposals.handler_support import (  # noqa: F401  (h: fixture)
-    ASPECTS,
-    COVERED,
     D,
     DAY,
     OTHER_COUNCIL,
@@ -37,7 +38,6 @@ from tests.unit.proposals.handler_support import (  # noqa: F401  (h: fixture)
     Bus,
     category,
     council,
-    covers,
     form_council,
     h,
     item,
@@ -56,8 +56,7 @@ from yishi.repository import Repository
 
 def test_every_handler_has_its_unit_tests():
     bus = build_bus(Repository(MemoryEventStore()), ManualClock(), project=None)
-    missing = {model.__name__: sorted(ASPECTS - COVERED.get(model, set())) for model in bus.handlers}
-    assert {name: aspects for name, aspects in missing.items() if aspects} == {}
+    assert_every_handler_tested(bus, sys.modules[__name__], test_handlers_proposals)
     assert {TakeVoteResult.__name__, "ReturnForReconsultation"} <= {m.__name__ for m in bus.internal}
 
 
@@ -88,13 +87,13 @@ async def test_form_council_chooses_the_id_left_out(h):
 @covers(FormCouncil, "refused")
 async def test_form_council_refused(h):
     await council(h, "c-1", members=0)
-    await h.refused(form_council("c-1"), "already_exists", "c-1")
-    await h.refused(form_council("c-2", parent="c-none"), "not_found", "c-none")
+    await h.rejected(form_council("c-1"), "already_exists", "c-1")
+    await h.rejected(form_council("c-2", parent="c-none"), "not_found", "c-none")
     # A parent must sit above: c-1 is a community council.
-    await h.refused(form_council("c-2", parent="c-1", level="street"), "invalid_state", "c-2")
+    await h.rejected(form_council("c-2", parent="c-1", level="street"), "invalid_state", "c-2")
     # A top-level council is district-wide staff's; a child one its parent's people's.
-    await h.refused(form_council("c-2"), "not_authorised", "c-2", acts_for=["c-1"])
-    await h.refused(form_council("c-2", parent="c-1", level="compound"), "not_authorised", "c-2",
+    await h.rejected(form_council("c-2"), "not_authorised", "c-2", acts_for=["c-1"])
+    await h.rejected(form_council("c-2", parent="c-1", level="compound"), "not_authorised", "c-2",
                     acts_for=OTHER_COUNCIL)
     assert await h.load(Council, D, "c-2") is None
 
@@ -116,14 +115,14 @@ async def test_seat_member(h):
 @covers(SeatMember, "refused")
 async def test_seat_member_refused(h):
     await council(h, members=1)
-    await h.refused(SeatMember(district=D, actor=WORKER, council_id="c-none", seat_id="seat-1", member_id="m9"),
+    await h.rejected(SeatMember(district=D, actor=WORKER, council_id="c-none", seat_id="seat-1", member_id="m9"),
                     "not_found", "c-none")
-    await h.refused(seat("seat-2"), "not_authorised", "c-1", acts_for=OTHER_COUNCIL)
-    await h.refused(seat("seat-9", "m9"), "not_found", "c-1")
-    await h.refused(seat("seat-2", "m1"), "duplicate", "c-1")  # one seat of a council each
-    await h.refused(seat("seat-1", "m9"), "invalid_state", "c-1")  # held by m1
+    await h.rejected(seat("seat-2"), "not_authorised", "c-1", acts_for=OTHER_COUNCIL)
+    await h.rejected(seat("seat-9", "m9"), "not_found", "c-1")
+    await h.rejected(seat("seat-2", "m1"), "duplicate", "c-1")  # one seat of a council each
+    await h.rejected(seat("seat-1", "m9"), "invalid_state", "c-1")  # held by m1
     # Resident representatives are seated by a confirmed nomination only.
-    await h.refused(seat("rr-1", "resident-1"), "invalid_state", "c-1")
+    await h.rejected(seat("rr-1", "resident-1"), "invalid_state", "c-1")
     assert (await h.load(Council, D, "c-1")).roll == ["m1"]
 
 
@@ -143,9 +142,9 @@ async def test_unseat_member(h):
 @covers(UnseatMember, "refused")
 async def test_unseat_member_refused(h):
     await council(h, members=2)
-    await h.refused(unseat("seat-1", "m2"), "invalid_state", "c-1")
-    await h.refused(unseat("seat-9", "m1"), "not_found", "c-1")
-    await h.refused(unseat(), "not_authorised", "c-1", acts_for=OTHER_COUNCIL)
+    await h.rejected(unseat("seat-1", "m2"), "invalid_state", "c-1")
+    await h.rejected(unseat("seat-9", "m1"), "not_found", "c-1")
+    await h.rejected(unseat(), "not_authorised", "c-1", acts_for=OTHER_COUNCIL)
     assert (await h.load(Council, D, "c-1")).roll == ["m1", "m2"]
 
 
@@ -166,11 +165,11 @@ async def test_nominate_representative(h):
 async def test_nominate_representative_refused(h):
     await council(h)
     await h.accepted(nominate())
-    await h.refused(nominate("n-1", "rr-2", "resident-2"), "already_exists", "n-1")
-    await h.refused(nominate("n-2", council_id="c-none"), "not_found", "c-none")
-    await h.refused(nominate("n-2"), "not_authorised", "n-2", acts_for=OTHER_COUNCIL)
-    await h.refused(nominate("n-2", "seat-1"), "invalid_state", "n-2")  # not a representative seat
-    await h.refused(nominate("n-2", "rr-2", "m1"), "duplicate", "n-2")  # m1 holds seat-1
+    await h.rejected(nominate("n-1", "rr-2", "resident-2"), "already_exists", "n-1")
+    await h.rejected(nominate("n-2", council_id="c-none"), "not_found", "c-none")
+    await h.rejected(nominate("n-2"), "not_authorised", "n-2", acts_for=OTHER_COUNCIL)
+    await h.rejected(nominate("n-2", "seat-1"), "invalid_state", "n-2")  # not a representative seat
+    await h.rejected(nominate("n-2", "rr-2", "m1"), "duplicate", "n-2")  # m1 holds seat-1
     assert await h.load(Nomination, D, "n-2") is None
 
 
@@ -190,15 +189,15 @@ async def test_nominate_slate_refused(h):
     await council(h)
     ends = h.clock.now() + 3 * DAY
     await h.accepted(nominate_slate("sl-1", ends))
-    await h.refused(nominate_slate("sl-1", ends), "already_exists", "sl-1")
-    await h.refused(nominate_slate("sl-2", ends, council_id="c-none"), "not_found", "c-none")
-    await h.refused(nominate_slate("sl-2", ends), "not_authorised", "sl-2", acts_for=OTHER_COUNCIL)
+    await h.rejected(nominate_slate("sl-1", ends), "already_exists", "sl-1")
+    await h.rejected(nominate_slate("sl-2", ends, council_id="c-none"), "not_found", "c-none")
+    await h.rejected(nominate_slate("sl-2", ends), "not_authorised", "sl-2", acts_for=OTHER_COUNCIL)
     twice = (("rr-1", "resident-1"), ("rr-1", "resident-2"))
-    await h.refused(nominate_slate("sl-2", ends, twice), "invalid_command", "sl-2")
+    await h.rejected(nominate_slate("sl-2", ends, twice), "invalid_command", "sl-2")
     # One seat that is no representative seat refuses the whole slate.
-    await h.refused(nominate_slate("sl-2", ends, (("rr-1", "resident-1"), ("seat-1", "resident-2"))),
+    await h.rejected(nominate_slate("sl-2", ends, (("rr-1", "resident-1"), ("seat-1", "resident-2"))),
                     "invalid_state", "sl-2")
-    await h.refused(nominate_slate("sl-2", h.clock.now() - DAY), "invalid_command", "sl-2")
+    await h.rejected(nominate_slate("sl-2", h.clock.now() - DAY), "invalid_command", "sl-2")
     assert await h.load(Slate, D, "sl-2") is None
 
 
@@ -221,11 +220,11 @@ async def test_publicise_nomination(h):
 async def test_publicise_nomination_refused(h):
     await council(h)
     await h.accepted(nominate())
-    await h.refused(publicise(h, "n-none"), "not_found", "n-none")
-    await h.refused(publicise(h), "not_authorised", "n-1", acts_for=OTHER_COUNCIL)
-    await h.refused(publicise(h, days=-1), "invalid_command", "n-1")
+    await h.rejected(publicise(h, "n-none"), "not_found", "n-none")
+    await h.rejected(publicise(h), "not_authorised", "n-1", acts_for=OTHER_COUNCIL)
+    await h.rejected(publicise(h, days=-1), "invalid_command", "n-1")
     await h.accepted(publicise(h))
-    await h.refused(publicise(h, days=5), "invalid_state", "n-1")  # already publicised
+    await h.rejected(publicise(h, days=5), "invalid_state", "n-1")  # already publicised
     assert (await h.load(Nomination, D, "n-1")).notice_ends_at == h.clock.now() + 3 * DAY
 
 
@@ -250,15 +249,15 @@ async def test_request_vote_on_a_nomination_refused(h):
     await council(h, "c-2", members=0)
     ends = await publicised(h)
     terms = meeting_terms(h)
-    await h.refused(request_vote("nomination", "n-1", terms), "invalid_state", "n-1")  # notice still runs
+    await h.rejected(request_vote("nomination", "n-1", terms), "invalid_state", "n-1")  # notice still runs
     h.clock.set(ends)
-    await h.refused(request_vote("nomination", "n-none", terms), "not_found", "n-none")
-    await h.refused(request_vote("slate", "n-1", terms), "not_found", "n-1")  # n-1 is no slate
+    await h.rejected(request_vote("nomination", "n-none", terms), "not_found", "n-none")
+    await h.rejected(request_vote("slate", "n-1", terms), "not_found", "n-1")  # n-1 is no slate
     # The record's council decides whom the caller must act for, not the one the command names.
-    await h.refused(request_vote("nomination", "n-1", terms, council_id="c-2"), "not_authorised", "n-1",
+    await h.rejected(request_vote("nomination", "n-1", terms, council_id="c-2"), "not_authorised", "n-1",
                     acts_for=["c-2"])
-    await h.refused(request_vote("nomination", "n-1", terms, council_id="c-2"), "invalid_state", "n-1")
-    await h.refused(request_vote("nomination", "n-1", meeting_terms(h).model_copy(update={"closes_at": ends})),
+    await h.rejected(request_vote("nomination", "n-1", terms, council_id="c-2"), "invalid_state", "n-1")
+    await h.rejected(request_vote("nomination", "n-1", meeting_terms(h).model_copy(update={"closes_at": ends})),
                     "deadline_passed", "n-1")
     assert (await h.load(Nomination, D, "n-1")).status == "publicised"
 
@@ -316,12 +315,12 @@ async def test_take_vote_result_confirms_a_slate_and_seats_every_nominee(h):
 async def test_take_vote_result_on_a_nomination_refused(h):
     await council(h)
     await nomination_voting(h, "n-1", "rr-1", "resident-1", "v-1")
-    await h.refused(result(h, "nomination", "n-none", "adopted"), "not_found", "n-none", platform=True)
-    await h.refused(result(h, "slate", "n-1", "adopted"), "not_found", "n-1", platform=True)
-    await h.refused(result(h, "nomination", "n-1", "adopted", "v-other"), "invalid_state", "n-1", platform=True)
+    await h.rejected(result(h, "nomination", "n-none", "adopted"), "not_found", "n-none", platform=True)
+    await h.rejected(result(h, "slate", "n-1", "adopted"), "not_found", "n-1", platform=True)
+    await h.rejected(result(h, "nomination", "n-1", "adopted", "v-other"), "invalid_state", "n-1", platform=True)
     await h.accepted(result(h, "nomination", "n-1", "rejected"), principal=h.bus.platform)
     # A second result, even another outcome, finds the nomination no longer waiting.
-    await h.refused(result(h, "nomination", "n-1", "adopted"), "invalid_state", "n-1", platform=True)
+    await h.rejected(result(h, "nomination", "n-1", "adopted"), "invalid_state", "n-1", platform=True)
     assert (await h.load(Nomination, D, "n-1")).status == "rejected"
     assert "rr-1" not in (await h.load(Council, D, "c-1")).holders
 
@@ -331,9 +330,9 @@ async def test_the_platforms_own_commands_are_refused_to_anyone_else(h):
     await council(h)
     await nomination_voting(h, "n-1", "rr-1", "resident-1", "v-1")
     taken = result(h, "nomination", "n-1", "adopted").model_copy(update={"actor": WORKER})
-    await h.refused(taken, "not_authorised", None)
+    await h.rejected(taken, "not_authorised", None)
     # Not even by someone claiming to be the platform's actor, without its credentials.
-    await h.refused(result(h, "nomination", "n-1", "adopted"), "not_authorised", None)
+    await h.rejected(result(h, "nomination", "n-1", "adopted"), "not_authorised", None)
     assert (await h.load(Nomination, D, "n-1")).status == "voting"
 
 
@@ -351,7 +350,7 @@ async def test_define_catalogue_category(h):
 @covers(DefineCatalogueCategory, "refused")
 async def test_define_catalogue_category_refused(h):
     await h.accepted(category())
-    await h.refused(category(code="PB"), "already_exists", "cat-1")
+    await h.rejected(category(code="PB"), "already_exists", "cat-1")
     assert (await h.load(CatalogueCategory, D, "cat-1")).code == "PA"
 
 
@@ -368,8 +367,8 @@ async def test_add_catalogue_item(h):
 async def test_add_catalogue_item_refused(h):
     await h.accepted(category())
     await h.accepted(item())
-    await h.refused(item(), "already_exists", "item-1")
-    await h.refused(item("item-2", "cat-none"), "not_found", "cat-none")
+    await h.rejected(item(), "already_exists", "item-1")
+    await h.rejected(item("item-2", "cat-none"), "not_found", "cat-none")
     assert await h.load(CatalogueItem, D, "item-2") is None
 
 
@@ -386,6 +385,6 @@ async def test_retire_catalogue_item(h):
 async def test_retire_catalogue_item_refused(h):
     await h.accepted(category())
     await h.accepted(item())
-    await h.refused(retire("item-none"), "not_found", "item-none")
+    await h.rejected(retire("item-none"), "not_found", "item-none")
     await h.accepted(retire())
-    await h.refused(retire(), "invalid_state", "item-1")  # already retired (another key: no stored reply)
+    await h.rejected(retire(), "invalid_state", "item-1")  # already retired (another key: no stored reply)

@@ -21,6 +21,7 @@ from contracts.proposals import (
 )
 from services.proposals.consumers import ReturnForReconsultation, TakeVoteResult
 from services.proposals.domain import Proposal
+from tests.support.handlers import covers
 from tests.unit.proposals.handler_support import (  # noqa: F401  (h: fixture)
     D,
     DAY,
@@ -30,7 +31,6 @@ from tests.unit.proposals.handler_support import (  # noqa: F401  (h: fixture)
     category,
     council,
     council_terms,
-    covers,
     decided,
     form_council,
     h,
@@ -70,11 +70,11 @@ async def test_raise_proposal_refused(h):
     await h.accepted(category())
     await h.accepted(item())
     await h.accepted(raise_proposal())
-    await h.refused(raise_proposal(title="again"), "already_exists", "p-1")
-    await h.refused(raise_proposal("p-2", "c-none"), "not_found", "c-none")
-    await h.refused(raise_proposal("p-2", catalogue_item_id="item-none"), "not_found", "item-none")
+    await h.rejected(raise_proposal(title="again"), "already_exists", "p-1")
+    await h.rejected(raise_proposal("p-2", "c-none"), "not_found", "c-none")
+    await h.rejected(raise_proposal("p-2", catalogue_item_id="item-none"), "not_found", "item-none")
     await h.accepted(retire())
-    await h.refused(raise_proposal("p-2", catalogue_item_id="item-1"), "invalid_state", "item-1")
+    await h.rejected(raise_proposal("p-2", catalogue_item_id="item-1"), "invalid_state", "item-1")
     assert await h.load(Proposal, D, "p-2") is None
 
 
@@ -94,11 +94,11 @@ async def test_publish_proposal_refused(h):
     await council(h)
     await h.accepted(raise_proposal())
     ends = h.clock.now() + 7 * DAY
-    await h.refused(publish("p-none", ends), "not_found", "p-none")
-    await h.refused(publish("p-1", ends), "not_authorised", "p-1", acts_for=OTHER_COUNCIL)
-    await h.refused(publish("p-1", ends - DAY), "invalid_state", "p-1")  # c-1 gives notice for 7 days
-    await h.refused(publish("p-1", ends, form="online"), "invalid_state", "p-1")  # c-1 sits as a council
-    await h.refused(publish("p-1", ends, session_at=h.clock.now() - DAY), "invalid_command", "p-1")
+    await h.rejected(publish("p-none", ends), "not_found", "p-none")
+    await h.rejected(publish("p-1", ends), "not_authorised", "p-1", acts_for=OTHER_COUNCIL)
+    await h.rejected(publish("p-1", ends - DAY), "invalid_state", "p-1")  # c-1 gives notice for 7 days
+    await h.rejected(publish("p-1", ends, form="online"), "invalid_state", "p-1")  # c-1 sits as a council
+    await h.rejected(publish("p-1", ends, session_at=h.clock.now() - DAY), "invalid_command", "p-1")
     assert (await h.load(Proposal, D, "p-1")).status == "raised"
 
 
@@ -119,13 +119,13 @@ async def test_second_motion(h):
 async def test_second_motion_refused(h):
     await council(h)
     await h.accepted(raise_proposal("p-m1", actor=member(1)))
-    await h.refused(second(2, "p-m1"), "invalid_state", "p-m1")  # not published yet
+    await h.rejected(second(2, "p-m1"), "invalid_state", "p-m1")  # not published yet
     await h.accepted(publish("p-m1", h.clock.now() + 7 * DAY))
-    await h.refused(second(1, "p-m1"), "not_authorised", "p-m1")  # its proposer
-    await h.refused(second(4, "p-m1"), "not_authorised", "p-m1")  # no seat of c-1
-    await h.refused(second(2, "p-none"), "not_found", "p-none")
+    await h.rejected(second(1, "p-m1"), "not_authorised", "p-m1")  # its proposer
+    await h.rejected(second(4, "p-m1"), "not_authorised", "p-m1")  # no seat of c-1
+    await h.rejected(second(2, "p-none"), "not_found", "p-none")
     await h.accepted(second(2, "p-m1"))
-    await h.refused(second(2, "p-m1"), "duplicate", "p-m1")
+    await h.rejected(second(2, "p-m1"), "duplicate", "p-m1")
     assert len((await h.load(Proposal, D, "p-m1")).seconders) == 1
 
 
@@ -147,11 +147,11 @@ async def test_lodge_objection(h):
 async def test_lodge_objection_refused(h):
     await council(h)
     await h.accepted(raise_proposal())
-    await h.refused(objection(), "invalid_state", "p-1")  # not published yet
+    await h.rejected(objection(), "invalid_state", "p-1")  # not published yet
     await h.accepted(publish("p-1", h.clock.now() + 7 * DAY))
-    await h.refused(objection(actor=RESIDENT), "not_authorised", "p-1")  # its proposer
+    await h.rejected(objection(actor=RESIDENT), "not_authorised", "p-1")  # its proposer
     await h.accepted(objection())
-    await h.refused(objection(actor=member(2)), "already_exists", "p-1")  # ob-1 is on record
+    await h.rejected(objection(actor=member(2)), "already_exists", "p-1")  # ob-1 is on record
     assert len((await h.load(Proposal, D, "p-1")).objections) == 1
 
 
@@ -176,12 +176,12 @@ async def test_make_statement(h):
 async def test_make_statement_refused(h):
     await council(h)
     await published(h)
-    await h.refused(statement("st-1", "debate", "proposer"), "invalid_state", "p-1")  # the motion opens
-    await h.refused(statement("st-1", "motion", "proposer", NEIGHBOUR), "not_authorised", "p-1")
-    await h.refused(statement("st-1", "motion", "supporter"), "not_authorised", "p-1")
+    await h.rejected(statement("st-1", "debate", "proposer"), "invalid_state", "p-1")  # the motion opens
+    await h.rejected(statement("st-1", "motion", "proposer", NEIGHBOUR), "not_authorised", "p-1")
+    await h.rejected(statement("st-1", "motion", "supporter"), "not_authorised", "p-1")
     await h.accepted(motion())
-    await h.refused(statement("st-1", "debate", "proposer"), "already_exists", "p-1")
-    await h.refused(statement("st-2", "seconding", "seconder", member(2)), "not_authorised", "p-1")  # no second
+    await h.rejected(statement("st-1", "debate", "proposer"), "already_exists", "p-1")
+    await h.rejected(statement("st-2", "seconding", "seconder", member(2)), "not_authorised", "p-1")  # no second
     assert len((await h.load(Proposal, D, "p-1")).statements) == 1
 
 
@@ -214,18 +214,18 @@ async def test_request_vote_on_a_proposal_refused(h):
     ends = await published(h)
     await h.accepted(motion())
     terms = council_terms(h)
-    await h.refused(request_vote("proposal", "p-1", terms), "invalid_state", "p-1")  # notice still runs
+    await h.rejected(request_vote("proposal", "p-1", terms), "invalid_state", "p-1")  # notice still runs
     h.clock.set(ends)
     terms = council_terms(h)
-    await h.refused(request_vote("proposal", "p-1", terms), "invalid_state", "p-1")  # no second yet
+    await h.rejected(request_vote("proposal", "p-1", terms), "invalid_state", "p-1")  # no second yet
     await h.accepted(second(1))
-    await h.refused(request_vote("proposal", "p-none", terms), "not_found", "p-none")
-    await h.refused(request_vote("proposal", "p-1", terms), "not_authorised", "p-1", acts_for=OTHER_COUNCIL)
-    await h.refused(request_vote("proposal", "p-1", terms, council_id="c-2"), "invalid_state", "p-1")
+    await h.rejected(request_vote("proposal", "p-none", terms), "not_found", "p-none")
+    await h.rejected(request_vote("proposal", "p-1", terms), "not_authorised", "p-1", acts_for=OTHER_COUNCIL)
+    await h.rejected(request_vote("proposal", "p-1", terms, council_id="c-2"), "invalid_state", "p-1")
     # Terms the council's rules forbid are refused, never replaced.
-    await h.refused(request_vote("proposal", "p-1", council_terms(h, quorum_percent=10)), "council_rule", "p-1")
-    await h.refused(request_vote("proposal", "p-1", council_terms(h, size=2)), "council_rule", "p-1")
-    await h.refused(request_vote("proposal", "p-1", council_terms(h, closes_at=ends)), "deadline_passed", "p-1")
+    await h.rejected(request_vote("proposal", "p-1", council_terms(h, quorum_percent=10)), "council_rule", "p-1")
+    await h.rejected(request_vote("proposal", "p-1", council_terms(h, size=2)), "council_rule", "p-1")
+    await h.rejected(request_vote("proposal", "p-1", council_terms(h, closes_at=ends)), "deadline_passed", "p-1")
     assert (await h.load(Proposal, D, "p-1")).status == "published"
 
 
@@ -254,10 +254,10 @@ async def test_take_vote_result_without_quorum_returns_the_proposal_to_deliberat
 async def test_take_vote_result_on_a_proposal_refused(h):
     await council(h)
     await h.accepted(raise_proposal())
-    await h.refused(result(h, "proposal", "p-1", "adopted"), "invalid_state", "p-1", platform=True)  # no vote
-    await h.refused(result(h, "proposal", "p-none", "adopted"), "not_found", "p-none", platform=True)
+    await h.rejected(result(h, "proposal", "p-1", "adopted"), "invalid_state", "p-1", platform=True)  # no vote
+    await h.rejected(result(h, "proposal", "p-none", "adopted"), "not_found", "p-none", platform=True)
     await voting(h, "p-2", "v-2")
-    await h.refused(result(h, "proposal", "p-2", "adopted", "v-1"), "invalid_state", "p-2", platform=True)
+    await h.rejected(result(h, "proposal", "p-2", "adopted", "v-1"), "invalid_state", "p-2", platform=True)
     assert (await h.load(Proposal, D, "p-2")).status == "voting"
 
 
@@ -280,9 +280,9 @@ async def test_escalate_proposal(h):
 async def test_escalate_proposal_refused(h):
     await council(h)
     await published(h)
-    await h.refused(escalate(), "invalid_state", "p-1")  # c-1 has no council above it
-    await h.refused(escalate("p-none"), "not_found", "p-none")
-    await h.refused(escalate(), "not_authorised", "p-1", acts_for=OTHER_COUNCIL)
+    await h.rejected(escalate(), "invalid_state", "p-1")  # c-1 has no council above it
+    await h.rejected(escalate("p-none"), "not_found", "p-none")
+    await h.rejected(escalate(), "not_authorised", "p-1", acts_for=OTHER_COUNCIL)
     assert (await h.load(Proposal, D, "p-1")).council_id == "c-1"
 
 
@@ -302,9 +302,9 @@ async def test_withdraw_proposal(h):
 async def test_withdraw_proposal_refused(h):
     await council(h)
     await voting(h)
-    await h.refused(withdraw(NEIGHBOUR), "not_authorised", "p-1")  # only its proposer
-    await h.refused(withdraw(), "invalid_state", "p-1")  # a vote is requested
-    await h.refused(WithdrawProposal(district=D, actor=RESIDENT, proposal_id="p-none", reason="x"),
+    await h.rejected(withdraw(NEIGHBOUR), "not_authorised", "p-1")  # only its proposer
+    await h.rejected(withdraw(), "invalid_state", "p-1")  # a vote is requested
+    await h.rejected(WithdrawProposal(district=D, actor=RESIDENT, proposal_id="p-none", reason="x"),
                     "not_found", "p-none")
     assert (await h.load(Proposal, D, "p-1")).status == "voting"
 
@@ -327,10 +327,10 @@ async def test_return_proposal_for_reconsultation(h):
 async def test_return_proposal_for_reconsultation_refused(h):
     await council(h)
     await h.accepted(raise_proposal())
-    await h.refused(send_back(), "invalid_state", "p-1")  # not decided
-    await h.refused(send_back("p-none"), "not_found", "p-none")
+    await h.rejected(send_back(), "invalid_state", "p-1")  # not decided
+    await h.rejected(send_back("p-none"), "not_found", "p-none")
     await decided(h, "p-2")
-    await h.refused(send_back("p-2"), "not_authorised", "p-2", acts_for=OTHER_COUNCIL)
+    await h.rejected(send_back("p-2"), "not_authorised", "p-2", acts_for=OTHER_COUNCIL)
     assert (await h.load(Proposal, D, "p-2")).status == "adopted"
 
 
@@ -355,6 +355,6 @@ async def test_return_for_reconsultation(h):
 async def test_return_for_reconsultation_refused(h):
     await council(h)
     await h.accepted(raise_proposal())
-    await h.refused(problem(h), "invalid_state", "p-1", platform=True)  # not decided
-    await h.refused(problem(h, "p-none"), "not_found", "p-none", platform=True)
+    await h.rejected(problem(h), "invalid_state", "p-1", platform=True)  # not decided
+    await h.rejected(problem(h, "p-none"), "not_found", "p-none", platform=True)
     assert (await h.load(Proposal, D, "p-1")).status == "raised"
