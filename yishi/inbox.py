@@ -116,10 +116,16 @@ class OffsetCommits:
         self._due.set()
 
     async def flush(self) -> None:
-        """Commit every offset noted so far."""
+        """Commit every offset noted so far, of the partitions each consumer still has (a
+        message that ended after its partition was taken away is the new owner's to commit;
+        a commit naming it would be refused whole)."""
         pending, self._pending = self._pending, {}
         self._due.clear()
-        for consumer, offsets in pending.items():
+        for consumer, noted in pending.items():
+            assigned = consumer.assignment()
+            offsets = {tp: offset for tp, offset in noted.items() if tp in assigned}
+            if not offsets:
+                continue
             try:
                 await consumer.commit(offsets)
             except Exception as exc:  # reassigned, closed, broker away: delivered again, recognised
