@@ -470,8 +470,8 @@ def statistics(facts: list[Fact]) -> Statistics:
             continue
         c.resolutions += 1
         c.spent_fen += r.spent_fen
-        if r.status not in ("registered", "in_progress"):
-            c.completed += r.tasks != {} and all(t.completed_at for t in r.tasks.values())
+        if r.tasks and all(t.completed_at for t in r.tasks.values()):
+            c.completed += 1
             c.on_time += r.on_time
         if r.rating:
             for k, n in r.rating.items():
