@@ -66,10 +66,6 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
     def not_found(request: Request, district: str | None = None) -> Response:
         return render(request, "not_found.html", 404, district=district if district in districts else None)
 
-    @router.get("/")
-    async def home() -> Response:
-        return RedirectResponse(f"/{districts[0]}", 307)
-
     @router.get("/static/portal.css")
     async def css() -> Response:
         return Response(CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
