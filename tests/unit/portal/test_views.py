@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from services.portal import views
+from services.portal import statistics, views
 
 T0 = datetime(2026, 4, 1, tzinfo=timezone.utc)
 SYSTEM = ("yishi-oversight", "system")
@@ -133,7 +133,7 @@ def test_statistics_count_person_times_sessions_and_on_time_delivery_per_communi
              fact("VoteClosed", 6, SYSTEM, vote_id="v-1", tally={"in_favour": 4, "against": 1, "abstain": 0}),
              resolution(), task(due=30), fact("TaskCompleted", 20, task_id="t-1", resolution_id="res-1"),
              fact("FundsSpent", 21, resolution_id="res-1", amount_fen=40_000)]
-    stats = views.statistics(sorted(facts, key=lambda f: f["occurred_at"]))
+    stats = statistics.statistics(sorted(facts, key=lambda f: f["occurred_at"]))
     assert (stats.sessions, stats.person_times, stats.proposals, stats.resolutions, stats.on_time) == (1, 7, 1, 1, 1)
     (xikang,) = stats.communities
     assert (xikang.name, xikang.proposals, xikang.resolutions, xikang.completed, xikang.on_time, xikang.fund_fen,
