@@ -48,7 +48,7 @@ def svg(chart: pygal.graph.graph.Graph) -> Markup:
 
 
 def _bar(title: str, labels: list[str], series: list[tuple[str, list[float | None]]]) -> pygal.Bar:
-    chart = pygal.Bar(style=STYLE, js=[], disable_xml_declaration=True, width=640, height=400,
+    chart = pygal.Bar(style=STYLE, js=[], disable_xml_declaration=True, width=480, height=360,
                       legend_at_bottom=True, x_label_rotation=0, truncate_label=-1, print_values=False)
     chart.title = title
     chart.x_labels = labels

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 
-STORY = ("forms 西康路社区议事会", "raises «", "seconds the motion", "lodges an objection", "expert_comment:",
+STORY = ("(public pages, no login)", "forms 西康路社区议事会", "raises «", "seconds the motion", "lodges an objection", "expert_comment:",
          "voting opens", "ballot: ", "vote closed (all_voted): 4 in favour, 1 against", "ProposalDecided:",
          "ResolutionRegistered:", "TaskAssigned:", "TaskStalled:", "NotificationDelivered", "by webhook: 任务提醒",
          "TaskCompleted:", "InspectionRecorded:", "SatisfactionRated", "audit trail:",
