@@ -287,6 +287,15 @@ async def test_the_feeds_are_atom_with_an_entry_per_step(portal_running, client)
             assert len(titles) == entries
     community = ET.fromstring((await client.get(f"/{d}/communities/xikang/feed.atom")).content)
     assert "任务停滞" in [e.findtext(f"{ATOM}title") for e in community.findall(f"{ATOM}entry")]
+    # An entry is its event: one id per step, the same in both feeds, linking to its resolution.
+    resolution = ET.fromstring((await client.get(f"/{d}/resolutions/res-xikang-2026-017/feed.atom")).content)
+    ids = [e.findtext(f"{ATOM}id") for e in resolution.findall(f"{ATOM}entry")]
+    assert len(set(ids)) == len(ids)
+    shared = {e.findtext(f"{ATOM}id") for e in community.findall(f"{ATOM}entry")} & set(ids)
+    assert len(shared) == 11  # registered, assigned, accepted, allocated, progress, stalled, spent, completed,
+    #                           inspected, rated, closed: its proposal's steps are not the community's
+    links = {e.find(f"{ATOM}link").get("href") for e in community.findall(f"{ATOM}entry")}
+    assert links == {f"http://test/{d}/resolutions/res-xikang-2026-017", f"http://test/{d}/resolutions/res-lights"}
 
 
 async def test_only_the_widget_may_be_framed(portal_running, client):
