@@ -10,7 +10,8 @@ stream version:
   only, never the choice: :meth:`Ballot.cast` and :meth:`Ballot.replace` decide that
   (the choice goes to the ballot box, :mod:`services.voting.ballot_box`).
 
-Counting (:func:`decide`) is a pure function of the terms and the tally.
+Counting (:func:`decide`) is a pure function of the terms and the tally. A verifiable
+secret vote's close also publishes its board and who took part (:meth:`Vote.close`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate, MetaDomainEvent, event
 
 from contracts.common import MajorityRule, RejectionReason, Role, Secrecy, VoteTerms
-from contracts.voting import BallotChoice, VoteClosure, VoteOutcome
+from contracts.voting import BallotChoice, BoardEntry, VoteClosure, VoteOutcome
 from yishi.rules import Rejected, within_horizon
 
 # Roles that may convene (open or close) a vote besides its own convener.
@@ -189,6 +190,12 @@ class Vote(NamedAggregate):
         return frozenset(roll) if roll is not None else None
 
     @property
+    def verifiable(self) -> bool:
+        """Whether the close publishes the board of tracking codes (``VoteTerms.publishes_board``;
+        read from the stored terms without parsing them, as every ballot asks)."""
+        return self.secret and self.terms_json.get("verifiable") is not False
+
+    @property
     def changes_allowed(self) -> bool:
         return bool(self.terms_json.get("ballot_changes_allowed"))
 
@@ -239,10 +246,16 @@ class Vote(NamedAggregate):
         raise Rejected(RejectionReason.NOT_AUTHORISED, "only the convener may close a vote early", self.vote_id)
 
     def close(self, tally: Tally, closed_by: VoteClosure, now: datetime,
-              ballots: list[dict[str, Any]] | None = None) -> Result:
-        """Close and count. ``ballots`` (who voted how) is kept for open votes only."""
+              ballots: list[dict[str, Any]] | None = None, *, board: list[BoardEntry] | None = None,
+              participants: list[str] | None = None) -> Result:
+        """Close and count. ``ballots`` (who voted how) is kept for open votes only. A
+        verifiable vote then publishes its ``board`` (the counted ballots' codes and
+        choices, put in code order here: random, so it tells nothing of who voted when)
+        and its ``participants`` (in id order), both required for it and refused for any other."""
         if self.closed:
             raise Rejected(RejectionReason.INVALID_STATE, "the vote is already closed", self.vote_id)
+        if (board is not None, participants is not None) != (self.verifiable, self.verifiable):
+            raise ValueError("a verifiable vote, and only one, closes with its board and participants")
         result = decide(self.terms, self.electorate_size, tally)
         self._closed(
             vote_id=self.vote_id, council_id=self.council_id, matter=self.matter,
@@ -253,7 +266,19 @@ class Vote(NamedAggregate):
             winning_option=result.winning_option, closed_by=str(closed_by), closed_at=now,
             ballots=None if self.secret else ballots,
         )
+        if self.verifiable:
+            self._board_published(vote_id=self.vote_id, entries=[
+                e.model_dump(mode="json") for e in sorted(board, key=lambda e: e.tracking_code)])
+            self._participants_listed(vote_id=self.vote_id, voter_ids=sorted(participants))
         return result
+
+    @event("BoardPublished")
+    def _board_published(self, vote_id: str, entries: list[dict[str, Any]]) -> None:
+        """Nothing to apply: the board is published, the vote decides nothing with it."""
+
+    @event("ParticipantsListed")
+    def _participants_listed(self, vote_id: str, voter_ids: list[str]) -> None:
+        """Nothing to apply: the list is published, the vote decides nothing with it."""
 
     @event("Closed")
     def _closed(self, vote_id: str, council_id: str, matter: dict[str, Any], electorate_size: int, tally: dict[str, Any], outcome: str, quorum_met: bool, turnout_percent: float,
