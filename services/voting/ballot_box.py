@@ -71,6 +71,11 @@ def new_tracking_code() -> str:
     return secrets.token_hex(10)
 
 
+def _code(vote: Vote) -> str | None:
+    """A new tracking code for a secret ballot of ``vote`` if it is verifiable."""
+    return new_tracking_code() if vote.verifiable else None
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
     """A ballot's choice as the box holds it (a verifiable vote's secret one with its code)."""
@@ -97,18 +102,15 @@ class BallotBox(ABC):
         ballot stream, and the command is tried again."""
         if not vote.secret:
             put = await self._put_open(conn, vote.id, voter_id, ballot_id, Choice(choice, approvals), first=first)
-            if not put:
-                raise ConcurrencyError(Ballot.create_id(vote.district, vote.vote_id, voter_id), 0)
-            return
-        secret = Choice(choice, approvals, new_tracking_code() if vote.verifiable else None)
-        if first:
+        elif first:
             registered, put = await self._put_secret(conn, vote.id, voter_id, self.receipt(vote, voter_id, ballot_id),
-                                                     secret)
+                                                     Choice(choice, approvals, _code(vote)))
             if registered and not put:
                 raise Rejected(RejectionReason.ALREADY_EXISTS, "this ballot_id is already used; choose a random one",
                                vote.vote_id)
         else:
-            put = await self._replace_secret(conn, vote.id, self.receipt(vote, voter_id, ballot_id), secret)
+            put = await self._replace_secret(conn, vote.id, self.receipt(vote, voter_id, ballot_id),
+                                             Choice(choice, approvals, _code(vote)))
             if not put:
                 raise Rejected(RejectionReason.INVALID_STATE,
                                "a secret ballot is replaced by sending it again with its first ballot_id", vote.vote_id)
@@ -189,7 +191,7 @@ class BallotBox(ABC):
         """A verifiable vote's mixed choices with their tracking codes, in code order (mix first)."""
 
     @abstractmethod
-    async def participants(self, conn: Any, vote_id: str) -> list[str]:
+    async def participant_ids(self, conn: Any, vote_id: str) -> list[str]:
         """Who has voted, by voter id in id order."""
 
 
@@ -300,7 +302,7 @@ class PostgresBallotBox(BallotBox):
         return [BoardEntry(tracking_code=r["tracking_code"], choice=r["choice"],
                            approvals=tuple(r["approvals"]) if r["approvals"] is not None else None) for r in rows]
 
-    async def participants(self, conn: Any, vote_id: str) -> list[str]:
+    async def participant_ids(self, conn: Any, vote_id: str) -> list[str]:
         rows = await conn.fetch("SELECT voter_id FROM participants WHERE vote_id = $1 ORDER BY voter_id COLLATE \"C\"",
                                 vote_id)
         return [r["voter_id"] for r in rows]
@@ -323,7 +325,7 @@ class MemoryBallotBox(BallotBox):
 
     def __init__(self, seed: int | None = None) -> None:
         self._random = random.Random(seed)
-        self.register: dict[str, set[str]] = {}  # vote → who has voted
+        self.participants: dict[str, set[str]] = {}
         self.open: dict[str, dict[str, tuple[str, Choice]]] = {}  # vote → voter → (ballot id, choice)
         self.pending: dict[str, dict[bytes, Choice]] = {}  # vote → receipt → choice
         self.mixed: dict[str, dict[bytes, Choice]] = {}  # vote → receipt → choice, in mixed order
@@ -336,7 +338,7 @@ class MemoryBallotBox(BallotBox):
 
     async def _put_open(self, conn: Any, vote_id: str, voter_id: str, ballot_id: str, choice: Choice, *,
                         first: bool) -> bool:
-        voters = self.register.setdefault(vote_id, set())
+        voters = self.participants.setdefault(vote_id, set())
         if first and voter_id in voters:
             return False
         voters.add(voter_id)
@@ -345,7 +347,7 @@ class MemoryBallotBox(BallotBox):
 
     async def _put_secret(self, conn: Any, vote_id: str, voter_id: str, receipt: bytes,
                           choice: Choice) -> tuple[bool, bool]:
-        voters, pending = self.register.setdefault(vote_id, set()), self.pending.setdefault(vote_id, {})
+        voters, pending = self.participants.setdefault(vote_id, set()), self.pending.setdefault(vote_id, {})
         if voter_id in voters:
             return False, False
         if receipt in pending or receipt in self.mixed.get(vote_id, {}):
@@ -368,7 +370,7 @@ class MemoryBallotBox(BallotBox):
         return next((c for b, c in self.open.get(vote_id, {}).values() if b == ballot_id), None)
 
     async def turnout(self, conn: Any, vote_id: str) -> int:
-        return len(self.register.get(vote_id, ()))
+        return len(self.participants.get(vote_id, ()))
 
     async def open_ballots(self, conn: Any, vote_id: str) -> list[dict[str, Any]]:
         return [{"voter_id": voter, "choice": c.choice, "approvals": c.approvals}
@@ -399,5 +401,5 @@ class MemoryBallotBox(BallotBox):
                                   approvals=tuple(c.approvals) if c.approvals is not None else None)
                        for c in self.mixed.get(vote_id, {}).values()), key=lambda e: e.tracking_code)
 
-    async def participants(self, conn: Any, vote_id: str) -> list[str]:
-        return sorted(self.register.get(vote_id, ()))
+    async def participant_ids(self, conn: Any, vote_id: str) -> list[str]:
+        return sorted(self.participants.get(vote_id, ()))

@@ -183,7 +183,7 @@ async def test_a_verifiable_vote_boards_its_mixed_choices_by_tracking_code_and_r
     assert {e.tracking_code: (e.choice, e.approvals) for e in board} == {
         codes["m3"]: ("in_favour", ("east",)), codes["m1"]: ("abstain", None),
         codes["m2"]: ("in_favour", ("east", "west"))}
-    assert await box.participants(conn, v.id) == ["m1", "m2", "m3"]
+    assert await box.participant_ids(conn, v.id) == ["m1", "m2", "m3"]
     assert (await box.secret_choice(conn, v, "m1", "r-m1")).tracking_code == codes["m1"]  # mixed, still found
 
 
@@ -207,7 +207,7 @@ async def test_an_open_vote_or_a_secret_one_turned_off_draws_no_tracking_code(bo
     await box.cast(conn, public, "m1", "b-1", "against", None, first=True)
     assert (await box.secret_choice(conn, off, "m1", "r-1")).tracking_code is None
     assert (await box.open_choice(conn, public.id, "b-1")).tracking_code is None
-    assert await box.participants(conn, public.id) == ["m1"]
+    assert await box.participant_ids(conn, public.id) == ["m1"]
 
 
 def test_both_boxes_implement_the_one_interface():
