@@ -139,20 +139,25 @@ class VoteBoardPublished(Event):
     """A closed verifiable secret vote's board: each counted ballot's tracking code and choice.
 
     In tracking-code order (random, so unrelated to who voted when), no voter id.
-    Published right after ``VoteClosed``; :func:`recount` of ``entries`` is its tally."""
+    Published right after ``VoteClosed``, in pages of at most 5,000 entries (a message
+    stays far below Kafka's 1 MB); :func:`recount` of all pages' ``entries`` is its tally."""
 
     vote_id: Id
     entries: tuple[BoardEntry, ...]
+    page: Annotated[int, Field(ge=1)] = Field(default=1, description="This page's number, from 1.")
+    pages: Annotated[int, Field(ge=1)] = Field(default=1, description="How many pages the board has.")
 
 
 class VoteParticipants(Event):
     """Who took part in a closed verifiable secret vote, not how.
 
-    By voter id, in id order, published right after the board: as many as the board has
-    entries, each an elector of the vote."""
+    By voter id, in id order, published right after the board and paged as it is: as many
+    as the board has entries, each an elector of the vote."""
 
     vote_id: Id
     voter_ids: tuple[Id, ...]
+    page: Annotated[int, Field(ge=1)] = Field(default=1, description="This page's number, from 1.")
+    pages: Annotated[int, Field(ge=1)] = Field(default=1, description="How many pages the list has.")
 
 
 class OpenVote(Command):

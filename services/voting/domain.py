@@ -267,17 +267,19 @@ class Vote(NamedAggregate):
             ballots=None if self.secret else ballots,
         )
         if self.verifiable:
-            self._board_published(vote_id=self.vote_id, entries=[
-                e.model_dump(mode="json") for e in sorted(board, key=lambda e: e.tracking_code)])
-            self._participants_listed(vote_id=self.vote_id, voter_ids=sorted(participants))
+            entries = [e.model_dump(mode="json") for e in sorted(board, key=lambda e: e.tracking_code)]
+            for page, chunk, pages in _pages(entries):
+                self._board_published(vote_id=self.vote_id, entries=chunk, page=page, pages=pages)
+            for page, chunk, pages in _pages(sorted(participants)):
+                self._participants_listed(vote_id=self.vote_id, voter_ids=chunk, page=page, pages=pages)
         return result
 
     @event("BoardPublished")
-    def _board_published(self, vote_id: str, entries: list[dict[str, Any]]) -> None:
+    def _board_published(self, vote_id: str, entries: list[dict[str, Any]], page: int, pages: int) -> None:
         """Nothing to apply: the board is published, the vote decides nothing with it."""
 
     @event("ParticipantsListed")
-    def _participants_listed(self, vote_id: str, voter_ids: list[str]) -> None:
+    def _participants_listed(self, vote_id: str, voter_ids: list[str], page: int, pages: int) -> None:
         """Nothing to apply: the list is published, the vote decides nothing with it."""
 
     @event("Closed")
@@ -288,6 +290,19 @@ class Vote(NamedAggregate):
         self.result = {"tally": tally, "outcome": outcome, "quorum_met": quorum_met,
                        "turnout_percent": turnout_percent, "winning_option": winning_option,
                        "closed_by": closed_by, "closed_at": closed_at.isoformat()}
+
+
+BOARD_PAGE = 5000
+"""Entries of a board (about 80 bytes each as JSON) or voter ids of its participants per
+event: a page of 400 KB at most, so that a vote of any size publishes within Kafka's
+default 1 MB message (a 13,000-ballot board in one event would not)."""
+
+
+def _pages(items: list[Any]) -> list[tuple[int, list[Any], int]]:
+    """``items`` in pages of :data:`BOARD_PAGE`: (number from 1, items, how many pages); one
+    page, empty, for none."""
+    chunks = [items[i:i + BOARD_PAGE] for i in range(0, len(items), BOARD_PAGE)] or [[]]
+    return [(n, chunk, len(chunks)) for n, chunk in enumerate(chunks, 1)]
 
 
 class Ballot(NamedAggregate):

@@ -44,11 +44,15 @@ async def project(conn: asyncpg.Connection, saved: Saved) -> None:
         elif isinstance(event, Vote.Closed):
             await vote_closed(conn, votes[event.originator_id])
         elif isinstance(event, Vote.BoardPublished):
-            await conn.execute("INSERT INTO published_boards (vote_id, entries) VALUES ($1, $2::jsonb)",
-                               event.originator_id, json.dumps(event.entries))
+            await conn.execute(  # page after page, in the order they are saved
+                "INSERT INTO published_boards (vote_id, entries) VALUES ($1, $2::jsonb) ON CONFLICT (vote_id) "
+                "DO UPDATE SET entries = published_boards.entries || excluded.entries",
+                event.originator_id, json.dumps(event.entries))
         elif isinstance(event, Vote.ParticipantsListed):
-            await conn.execute("INSERT INTO published_participants (vote_id, voter_ids) VALUES ($1, $2::jsonb)",
-                               event.originator_id, json.dumps(event.voter_ids))
+            await conn.execute(
+                "INSERT INTO published_participants (vote_id, voter_ids) VALUES ($1, $2::jsonb) ON CONFLICT (vote_id) "
+                "DO UPDATE SET voter_ids = published_participants.voter_ids || excluded.voter_ids",
+                event.originator_id, json.dumps(event.voter_ids))
 
 
 async def vote_opened(conn: asyncpg.Connection, vote: Vote) -> None:

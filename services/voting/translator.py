@@ -42,10 +42,11 @@ def _public(event: Any, recorded: RecordedEvent) -> Public | None:
             ballots=None if event.ballots is None else tuple(RecordedBallot.model_validate(b) for b in event.ballots),
         )
     elif isinstance(event, Vote.BoardPublished):
-        model = VoteBoardPublished(**common, vote_id=event.vote_id,
+        model = VoteBoardPublished(**common, vote_id=event.vote_id, page=event.page, pages=event.pages,
                                    entries=tuple(BoardEntry.model_validate(e) for e in event.entries))
     elif isinstance(event, Vote.ParticipantsListed):
-        model = VoteParticipants(**common, vote_id=event.vote_id, voter_ids=tuple(event.voter_ids))
+        model = VoteParticipants(**common, vote_id=event.vote_id, voter_ids=tuple(event.voter_ids), page=event.page,
+                                 pages=event.pages)
     elif isinstance(event, (Ballot.Cast, Ballot.Replaced)):
         model = BallotAccepted(
             **common, vote_id=event.vote_id, ballot_id=event.ballot_id or recorded.stream_id, choice=event.choice,

@@ -49,6 +49,7 @@ class Published:
     entries: tuple[BoardEntry, ...] | None = None
     voter_ids: tuple[str, ...] | None = None
     ballot_voters: set[str] | None = None  # who cast a ballot (BallotAccepted), when the source has them
+    gaps: list[str] = field(default_factory=list)  # pages of the board or the participants missing
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Recount:
 
 def recount_vote(vote: Published) -> Recount:
     """Check one vote's board and participants (see the module's docstring)."""
-    findings: list[str] = []
+    findings: list[str] = list(vote.gaps)
     entries, voters = vote.entries or (), vote.voter_ids or ()
     if vote.entries is None or vote.voter_ids is None:
         findings.append("published its board or its participants, not both")
@@ -110,6 +111,7 @@ def published_votes(events: Iterable[PublicEvent]) -> tuple[list[Published], lis
     published a board, each with what it published, and the closed secret votes that
     published none (closed before boards existed, or turned off: not recountable)."""
     votes: dict[tuple[str, str], Published] = {}
+    pages: dict[tuple[str, str, str], dict[int, VoteBoardPublished | VoteParticipants]] = {}
 
     def of(district: str, vote_id: str) -> Published:
         return votes.setdefault((district, vote_id), Published(district, vote_id, ballot_voters=set()))
@@ -121,15 +123,23 @@ def published_votes(events: Iterable[PublicEvent]) -> tuple[list[Published], lis
         elif e.type == "VoteClosed":
             closed = VoteClosed.model_validate_json(e.data)
             of(e.district, closed.vote_id).tally = closed.tally
-        elif e.type == "VoteBoardPublished":
-            board = VoteBoardPublished.model_validate_json(e.data)
-            of(e.district, board.vote_id).entries = board.entries
-        elif e.type == "VoteParticipants":
-            listed = VoteParticipants.model_validate_json(e.data)
-            of(e.district, listed.vote_id).voter_ids = listed.voter_ids
+        elif e.type in ("VoteBoardPublished", "VoteParticipants"):
+            page = (VoteBoardPublished if e.type == "VoteBoardPublished" else VoteParticipants).model_validate_json(
+                e.data)
+            of(e.district, page.vote_id)
+            pages.setdefault((e.district, page.vote_id, e.type), {})[page.page] = page
         elif e.type == "BallotAccepted":
             accepted = BallotAccepted.model_validate_json(e.data)
             of(e.district, accepted.vote_id).ballot_voters.add(accepted.actor.id)
+    for (district, vote_id, kind), found in pages.items():
+        vote, expected = votes[district, vote_id], max(p.pages for p in found.values())
+        if missing := sorted(set(range(1, expected + 1)) - set(found)):
+            vote.gaps.append(f"{kind} pages missing: {', '.join(map(str, missing))} of {expected}")
+        ordered = [found[n] for n in sorted(found)]
+        if kind == "VoteBoardPublished":
+            vote.entries = tuple(entry for p in ordered for entry in p.entries)
+        else:
+            vote.voter_ids = tuple(voter for p in ordered for voter in p.voter_ids)
     closed = [v for _, v in sorted(votes.items()) if v.tally is not None]
     boarded = [v for v in closed if v.entries is not None or v.voter_ids is not None]
     return boarded, [v for v in closed if v.entries is None and v.voter_ids is None

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from contracts.common import VoteTerms
 from contracts.voting import BoardEntry, Tally
 from services.voting.application import build_bus
+from services.voting import domain
 from services.voting.ballot_box import MemoryBallotBox
 from tests.support.handlers import Handlers
 from tests.unit.voting.test_handlers import D, T0, ballot, close, open_vote
@@ -88,6 +89,16 @@ async def test_a_changed_board_a_stranger_and_a_missing_voter_are_each_reported(
     assert "participants not in the vote's roll: intruder" in listed
     assert "participants with no accepted ballot: intruder" in listed
     assert "voters with an accepted ballot not among the participants: m1" in listed
+
+
+async def test_a_board_page_missing_is_reported(h, tmp_path, monkeypatch):
+    monkeypatch.setattr(domain, "BOARD_PAGE", 2)
+    events = await run_vote(h)
+    assert recount(write_bundle(tmp_path / "whole", events)).exit_code == 0
+    last = [e for e in events if e["topic"].endswith("Vote.BoardPublished")][-1]
+    result = recount(write_bundle(tmp_path / "torn", [e for e in events if e is not last]))
+    assert result.exit_code == 1
+    assert "VoteBoardPublished pages missing: 2 of 2" in " ".join(result.output.split())
 
 
 async def test_a_secret_vote_turned_off_is_named_not_recountable(h, tmp_path):

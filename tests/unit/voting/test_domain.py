@@ -9,6 +9,7 @@ from hypothesis import given, strategies as st
 
 from contracts.common import MajorityRule, RejectionReason, Role, VoteTerms
 from contracts.voting import BallotChoice, BoardEntry, VoteClosure, VoteOutcome, recount
+from services.voting import domain
 from services.voting.domain import Ballot, Tally, Vote, ballot_stream, decide
 from yishi.repository import default_mapper
 from yishi.rules import HORIZON, Rejected
@@ -248,3 +249,21 @@ def test_recounting_an_approval_board_counts_each_option():
     counted = recount(board, approval=True)
     assert (counted.in_favour, counted.abstain, counted.approvals) == (2, 1, {"east": 2, "west": 1})
     assert recount([], approval=True).approvals == {}
+
+
+def test_a_large_board_and_its_participants_are_published_in_pages(monkeypatch):
+    monkeypatch.setattr(domain, "BOARD_PAGE", 2)
+    vote = open_vote(terms(secrecy="secret"))
+    board = [entry(f"{i:020x}") for i in (4, 0, 3, 1, 2)]
+    vote.close(Tally(5, 0, 0), VoteClosure.DEADLINE, NOW, board=board, participants=[f"m{i}" for i in range(5)])
+    events = vote.collect_events()
+    boards = [e for e in events if isinstance(e, Vote.BoardPublished)]
+    lists = [e for e in events if isinstance(e, Vote.ParticipantsListed)]
+    assert [(e.page, e.pages, [x["tracking_code"][-1] for x in e.entries]) for e in boards] == [
+        (1, 3, ["0", "1"]), (2, 3, ["2", "3"]), (3, 3, ["4"])]  # code order across the pages
+    assert [(e.page, e.pages, e.voter_ids) for e in lists] == [(1, 3, ["m0", "m1"]), (2, 3, ["m2", "m3"]),
+                                                              (3, 3, ["m4"])]
+    empty = open_vote(terms(secrecy="secret"))
+    empty.close(Tally(), VoteClosure.DEADLINE, NOW, board=[], participants=[])
+    assert [(e.page, e.pages, e.entries) for e in empty.collect_events() if isinstance(e, Vote.BoardPublished)] == [
+        (1, 1, [])]  # an empty board is published too: nobody voted
