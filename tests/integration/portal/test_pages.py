@@ -335,7 +335,8 @@ async def test_the_language_switch_is_a_link_that_sets_a_cookie(portal_running, 
                                  cookies={"lang": "en"}) as switched_client:
         again = await switched_client.get(switched.headers["location"], headers={"Accept-Language": "zh-CN"})
     assert '<html lang="en">' in again.text and "outcome roadmap" in again.text
-    assert (await client.get("/lang/en?next=//evil.example/")).headers["location"] == "/"
+    for elsewhere in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        assert (await client.get("/lang/en", params={"next": elsewhere})).headers["location"] == f"/{d}"
 
 
 async def test_the_pages_answer_without_a_token(portal_running, client):
