@@ -80,6 +80,15 @@ def next_session(sessions: list[Session]) -> Session | None:
     return min(waiting, key=lambda s: s.starts_at) if waiting else None
 
 
+async def offer(bus: CommandBus, ctx: CommandContext, district: str, proposal_id: str) -> None:
+    """The platform's reaction to a seconding that passed, in the seconding's transaction
+    ``ctx``: an :class:`OfferForAgenda` through ``bus``, whose refusal (no session
+    scheduled) is a recorded reply and leaves the seconding standing."""
+    command = OfferForAgenda(district=district, actor=bus.system_actor, proposal_id=proposal_id)
+    await bus.dispatch(command, command_id=f"{ctx.command_id}:offer", correlation_id=ctx.correlation_id,
+                       principal=bus.platform, conn=ctx.conn, key=f"offer:{ctx.command_id}")
+
+
 def register(bus: CommandBus) -> None:
     """Register the session handlers on the proposals service's ``bus``."""
 
