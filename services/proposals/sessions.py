@@ -99,7 +99,7 @@ def register(bus: CommandBus) -> None:
         now = ctx.clock.now()
         session = Session.schedule(session_id=session_id, council=council, calendar=calendar, form=form,
                                    starts_at=starts_at, place=place, online_link=online_link, chair=chair,
-                                   code=new_code(), now=now)
+                                   code=new_code(), now=now, from_schedule=from_schedule)
         calendar.took(session, from_schedule=from_schedule, now=now)
         await ctx.save(cmd, session, calendar)
         return session_id
@@ -133,7 +133,7 @@ def register(bus: CommandBus) -> None:
         twice finds it scheduled: ``invalid_state``, or its id taken)."""
         council = await ctx.load(Council, cmd.district, cmd.council_id)
         calendar = await ctx.load(Calendar, cmd.district, cmd.council_id)
-        if calendar.due(ctx.clock.now()) != cmd.starts_at:
+        if calendar.due() != cmd.starts_at:
             raise Rejected(RejectionReason.INVALID_STATE,
                            f"{cmd.council_id} has no session due at {cmd.starts_at.isoformat()}", cmd.council_id)
         plan = calendar.schedule or {}

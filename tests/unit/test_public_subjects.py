@@ -186,7 +186,7 @@ def proposals_events() -> list[RecordedEvent]:
                                                "timezone": "Asia/Shanghai", "place": None, "online_link": None},
                           now=T0)
     session = Session.schedule(session_id="s-1", council=c, calendar=calendar, form="council",
-                               starts_at=calendar.due(T0), place="社区中心", online_link=None, chair=None,
+                               starts_at=calendar.due(), place="社区中心", online_link=None, chair=None,
                                code="7Q4KD2", now=T0)
     calendar.took(session, from_schedule=True, now=T0)
     session.change_chair(chair="chair-b", reason="请假", now=T0)
