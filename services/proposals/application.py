@@ -225,7 +225,7 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
         await ctx.save(cmd, proposal)
         if len(proposal.seconders) == council.rules["seconds_required"]:
             # The seconding passed: the platform offers the proposal for the next session.
-            await sessions.offer(bus, ctx, cmd.district, proposal.proposal_id)
+            await sessions.offer(bus, ctx, cmd.district, proposal.council_id, proposal.proposal_id)
         return cmd.proposal_id
 
     @bus.handles(LodgeObjection)

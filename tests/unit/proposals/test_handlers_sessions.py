@@ -231,6 +231,13 @@ async def test_the_seconding_that_makes_the_councils_number_offers_the_proposal_
     assert (await h.load(Session, D, S)).agenda == ["p-2"]
 
 
+async def test_a_council_that_holds_no_sessions_is_offered_nothing(h):
+    await council(h, forms=FORMS)  # no rota, no schedule
+    await published(h)
+    await h.accepted(SecondMotion(district=D, actor=member(1), proposal_id="p-1"))
+    assert await replies(h, "OfferForAgenda") == []
+
+
 async def replies(h: Bus, command_type: str) -> list[Any]:
     """The refusals the store holds of commands of ``command_type``."""
     return [r for e in await h.store.read_log(limit=10_000) if e.topic == "contract:CommandRejected"
