@@ -1,6 +1,6 @@
 """Proposals before a council and their whole deliberation record.
 
-About 520 lines: it is one aggregate class, whose recorded events the library builds
+About 540 lines: it is one aggregate class, whose recorded events the library builds
 from the ``@event`` methods in its own body, so it cannot be cut in two without
 changing the classes (and the topics) its stored events are named by."""
 
