@@ -330,6 +330,7 @@ class Proposal(Aggregate):
                 catalogue_item_id=self.catalogue_item_id,
                 resolution=self.summary if outcome == VoteOutcome.ADOPTED else None,
                 at=now,
+                session_id=self.votes[-1].get("session_id"),
             )
         else:
             reason = "the vote did not reach its quorum" if outcome == VoteOutcome.NO_QUORUM else "the vote was tied"
@@ -477,6 +478,7 @@ class Proposal(Aggregate):
         catalogue_item_id: str | None,
         resolution: str | None,
         at: datetime,
+        session_id: str | None = None,  # absent from decisions stored before sessions
     ) -> None:
         self.status = decision
         self.votes[-1].update(outcome=decision, tally=tally)

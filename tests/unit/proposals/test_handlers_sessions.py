@@ -334,6 +334,8 @@ async def test_an_invited_expert_speaks_on_their_item_in_the_open_session_only(h
     assert [(s["statement_id"], s["session_id"], s["invited"]) for s in statements] == [
         ("st-1", S, False), ("st-3", S, True)]
     assert (await h.load(Session, D, S)).statements == ["st-1", "st-2", "st-3"]
+    assert [(e["statement_id"], e["session_id"], e["invited"]) for e in await published_events(h, "StatementMade")] \
+        == [("st-1", S, False), ("st-2", S, False), ("st-3", S, True)]
     await h.accepted(CloseSession(district=D, actor=WORKER, session_id=S))
     await h.rejected(said("p-1", EXPERT, "st-5", **expert), "not_authorised", S)  # the session is over
     await h.rejected(said("p-1", EXPERT, "st-5", session_id="s-none", **expert), "not_found", "s-none")
@@ -358,3 +360,7 @@ async def test_a_vote_requested_in_a_session_needs_its_quorum_present_and_its_de
     minutes = (await h.load(Session, D, S))
     assert (minutes.votes, minutes.decisions, minutes.present()) == ([{"vote_id": "v-1", "proposal_id": "p-1"}],
                                                                      ["p-1"], 2)
+    assert [e["session_id"] for e in await published_events(h, "VoteRequested")] == [S]
+    assert [e["session_id"] for e in await published_events(h, "ProposalDecided")] == [S]
+    [published] = await published_events(h, "SessionMinutesPublished")
+    assert (published["votes"], published["decisions"], published["attendance"]) == (["v-1"], ["p-1"], 2)
