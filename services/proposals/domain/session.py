@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
@@ -23,8 +24,11 @@ from services.proposals.domain.council import Council
 from services.proposals.domain.rules import stream_id
 from yishi.rules import Rejected
 
+if TYPE_CHECKING:  # the proposal module imports this one
+    from services.proposals.domain.proposal import Proposal
 
-class SessionStatus:
+
+class SessionStatus(StrEnum):
     """Where a session stands."""
 
     SCHEDULED = "scheduled"
@@ -189,7 +193,7 @@ class Session(Aggregate):
         self.chair = chair
         self.from_rota = from_rota
         self.code = code
-        self.status = SessionStatus.SCHEDULED
+        self.status = SessionStatus.SCHEDULED.value
         self.opened_at: datetime | None = None
         self.closed_at: datetime | None = None
         self.agenda: list[str] = []
@@ -231,7 +235,7 @@ class Session(Aggregate):
                            self.session_id)
         self._chair_changed(**self._ids, chair=chair, reason=reason, at=now)
 
-    def add_item(self, *, proposal: Any, offered: bool, now: datetime) -> None:
+    def add_item(self, *, proposal: Proposal, offered: bool, now: datetime) -> None:
         """Put ``proposal`` (one of the council's, still undecided) on the agenda."""
         self._require(SessionStatus.SCHEDULED, SessionStatus.OPEN, doing="add to its agenda")
         if proposal.council_id != self.council_id or proposal.status not in ("raised", "published", "voting"):
@@ -364,7 +368,7 @@ class Session(Aggregate):
 
     @event("Opened")
     def _opened(self, session_id: str, council_id: str, chair: str, at: datetime) -> None:
-        self.status = SessionStatus.OPEN
+        self.status = SessionStatus.OPEN.value
         self.opened_at = at
 
     @event("Attended")
@@ -386,12 +390,12 @@ class Session(Aggregate):
 
     @event("Closed")
     def _closed(self, session_id: str, council_id: str, at: datetime) -> None:
-        self.status = SessionStatus.CLOSED
+        self.status = SessionStatus.CLOSED.value
         self.closed_at = at
 
     @event("MinutesPublished")
     def _minutes_published(self, session_id: str, council_id: str, form: str, held_at: datetime, chair: str,
                            agenda: list[str], attendance: int, proxies: int, statements: list[str],
                            votes: list[str], decisions: list[str], text: str | None, at: datetime) -> None:
-        self.status = SessionStatus.MINUTED
+        self.status = SessionStatus.MINUTED.value
 
