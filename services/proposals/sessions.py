@@ -1,8 +1,8 @@
 """Command handlers of consultation sessions (:mod:`services.proposals.domain.session`):
 a council's rota and schedule, each session's chair, agenda, invitations, attendance and
 minutes, and the platform's own commands about them (the schedule's timer,
-:mod:`services.proposals.timer`; the agenda offer after a seconding,
-:mod:`services.proposals.consumers`). Registered on the service's bus by
+:mod:`services.proposals.timer`; the agenda offer after a seconding that passed,
+:func:`offer`, sent from ``SecondMotion``'s handler). Registered on the service's bus by
 :func:`register`, as :mod:`services.proposals.application` registers the rest."""
 
 from __future__ import annotations

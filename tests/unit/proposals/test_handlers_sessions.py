@@ -353,6 +353,9 @@ async def test_a_vote_requested_in_a_session_needs_its_quorum_present_and_its_de
     refused = await h.rejected(vote, "invalid_state", S)
     assert "1 of 3 electors present" in refused.message
     await h.accepted(RecordAttendance(district=D, actor=WORKER, session_id=S, person_id="m2"))
+    nomination = RequestVote.model_validate({**vote.model_dump(), "vote_id": "v-n",
+                                             "matter": {"kind": "nomination", "id": "n-1"}})
+    await h.rejected(nomination, "invalid_state", "n-1")  # only a proposal's vote is a session's
     await h.accepted(vote)
     await h.accepted(result(h, "proposal", "p-1", "adopted"), platform=True)
     await h.accepted(CloseSession(district=D, actor=WORKER, session_id=S))
