@@ -57,6 +57,7 @@ from yishi.names import commands_topic, events_topic
 from yishi.relay import Relay, Translator, passthrough
 from yishi.settings import Settings
 from yishi.store import EventStore
+from yishi.tlog.http import log_router
 
 log = structlog.get_logger("yishi.runtime")
 
@@ -347,6 +348,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # The Merkle log's proofs are public: anyone may check them, no token.
+    app.include_router(log_router())
 
     # Everything a service adds requires a valid token of the district in its path.
     async def served(request: Request) -> None:

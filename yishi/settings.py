@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         default=None, description="Ed25519 private key (PEM, PKCS#8) that signs log checkpoints; unset: a "
         "development key kept under $XDG_STATE_HOME/yishi/keys (see yishi/audit/checkpoints.py).")
     checkpoint_interval_s: float = Field(default=60.0, gt=0, description="Least time between signed checkpoints.")
+    log_origin: str | None = Field(
+        default=None, description="The origin line of the service's signed Merkle log checkpoints (C2SP "
+        "tlog-checkpoint) and the name its note signatures carry; unset: yishi.<districts joined by +>/<service>.")
     health_interval_s: float = Field(default=5.0, gt=0, description="How often a service pings Kafka "
                                      "(yishi_kafka_up) and measures its relay's lag and unsigned checkpoints.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1, description="Largest HTTP request body accepted; "
