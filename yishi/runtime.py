@@ -271,6 +271,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         checkpointer = Checkpointer(spec.name, load_signing_key(spec.name, settings.signing_key_file),
                                     interval=settings.checkpoint_interval_s, clock=clock,
                                     origin=settings.log_origin or default_origin(spec.name, settings.districts))
+        log.info("merkle log", service=spec.name, origin=checkpointer.origin, verifier_key=checkpointer.verifier_key)
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
         stop = asyncio.Event()

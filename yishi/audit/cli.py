@@ -297,7 +297,9 @@ def verify_bundle_cmd(path: Annotated[Path, typer.Argument(help="bundle director
 
 @audit_app.command("public-key")
 def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint key")],
-                   schema: SchemaOpt = None, bundle: BundleOpt = None) -> None:
+                   schema: SchemaOpt = None, bundle: BundleOpt = None,
+                   note: Annotated[bool, typer.Option(help="print it as the verifier key of the log's signed "
+                                                           "notes (origin+keyid+key), for --log-key")] = False) -> None:
     """Print the public key (hex) the service signs its checkpoints with, as published with
     its newest signed checkpoint in its store (or in a --bundle). Nothing is generated or
     read from this machine's keys. Whoever can write the store could replace it: compare it
@@ -321,7 +323,29 @@ def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint
     if keys and keys > 1:
         console.print(f"note: {where} holds checkpoints signed by {keys} keys; this is the newest one's",
                       markup=False)
+    if note:
+        key = _verifier_key(service, schema, bundle, bytes.fromhex(key))
     print(key)
+
+
+def _verifier_key(service: str, schemas: list[str] | None, bundle: Path | None, public_key: bytes) -> str:
+    """The note verifier key of ``public_key`` under the origin of the newest signed note."""
+    from yishi.tlog import note
+
+    if bundle is not None:
+        from yishi.audit.export import bundle_checkpoints
+
+        signed = next((c.note for c in reversed(bundle_checkpoints(bundle, service)) if c.note), None)
+    else:
+        async def from_store() -> str | None:
+            async with _pools([service], schemas) as pools:
+                return await pools[service].fetchval(
+                    "SELECT note FROM checkpoints WHERE note IS NOT NULL ORDER BY seq DESC LIMIT 1")
+
+        signed = asyncio.run(from_store())
+    if signed is None:
+        raise UserError(f"{service} has signed no checkpoint of its Merkle log yet")
+    return note.Verifier(signed.split("\n", 1)[0], note.ED25519, public_key).vkey
 
 
 UrlArg = Annotated[str, typer.Argument(help="the service's base URL, e.g. http://127.0.0.1:8002")]

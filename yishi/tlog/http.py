@@ -27,15 +27,15 @@ def _b64(h: bytes) -> str:
     return base64.b64encode(h).decode()
 
 
-def _int(name: str, value: str | None, *, least: int) -> int | None:
+def _int(name: str, value: str | None, *, least: int, most: int = 2**63 - 1) -> int | None:
     if value is None:
         return None
     try:
         number = int(value)
     except ValueError:
-        raise HTTPException(400, f"{name} must be an integer, got {value!r}") from None
-    if number < least:
-        raise HTTPException(400, f"{name} must be at least {least}, got {number}")
+        raise HTTPException(400, f"{name} must be an integer, got {value[:40]!r}") from None
+    if not least <= number <= most:
+        raise HTTPException(400, f"{name} must be at least {least} and at most {most}, got {number}")
     return number
 
 
@@ -57,12 +57,19 @@ async def _tree_size(pool: asyncpg.Pool, asked: int | None) -> int:
     return asked
 
 
+_ERRORS: dict[int | str, dict] = {
+    400: {"description": "A parameter that is not a number, a UUID, or a size the tree has."},
+    404: {"description": "No signed checkpoint yet, or no such event in the tree of that size."},
+}
+
+
 def log_router() -> APIRouter:
     """The router of ``/log/…``; its handlers read the pool of ``request.app.state.ctx``."""
     router = APIRouter(prefix="/log", tags=["transparency log"])
 
     @router.get("/checkpoint", response_class=PlainTextResponse,
-                responses={200: {"content": {"text/plain": {}}, "description": "a C2SP signed note"}})
+                responses={200: {"content": {"text/plain": {}}, "description": "a C2SP signed note"},
+                           404: _ERRORS[404]})
     async def checkpoint(request: Request) -> PlainTextResponse:
         """The newest signed checkpoint: a C2SP tlog-checkpoint (origin, tree size, root
         hash) signed as a C2SP signed note with the service's Ed25519 key."""
@@ -71,7 +78,7 @@ def log_router() -> APIRouter:
             raise HTTPException(404, "no signed checkpoint yet")
         return PlainTextResponse(newest["note"], media_type="text/plain; charset=utf-8")
 
-    @router.get("/proof/inclusion")
+    @router.get("/proof/inclusion", responses=_ERRORS)
     async def inclusion(request: Request, event_id: str | None = None, stream_id: str | None = None,
                         version: str | None = None, tree_size: str | None = None) -> dict[str, Any]:
         """The leaf of one event (by ``event_id``, or ``stream_id`` and ``version``) and its
@@ -83,9 +90,11 @@ def log_router() -> APIRouter:
             try:
                 leaf = await tlog.find_leaf(pool, event_id=uuid.UUID(event_id))
             except ValueError:
-                raise HTTPException(400, f"event_id must be a UUID, got {event_id!r}") from None
+                raise HTTPException(400, f"event_id must be a UUID, got {event_id[:40]!r}") from None
         elif stream_id is not None and version is not None:
-            leaf = await tlog.find_leaf(pool, stream_id=stream_id, version=_int("version", version, least=1))
+            number = _int("version", version, least=1, most=2**31 - 1)
+            # PostgreSQL text holds no NUL: no stream has such an id
+            leaf = None if "\x00" in stream_id else await tlog.find_leaf(pool, stream_id=stream_id, version=number)
         else:
             raise HTTPException(400, "give event_id, or stream_id and version")
         size = await _tree_size(pool, _int("tree_size", tree_size, least=1))
@@ -97,7 +106,7 @@ def log_router() -> APIRouter:
                 "leaf_hash": _b64(leaf.hash),
                 "hashes": [_b64(h) for h in await tlog.inclusion_proof(pool, leaf.index, size)]}
 
-    @router.get("/proof/consistency")
+    @router.get("/proof/consistency", responses=_ERRORS)
     async def consistency(request: Request, first: str | None = Query(None, alias="from"),
                           second: str | None = Query(None, alias="to")) -> dict[str, Any]:
         """The proof that the tree of ``to`` leaves extends the tree of ``from`` leaves

@@ -129,6 +129,8 @@ async def test_an_honest_log_proves_inclusion_and_consistency(pool, url, kept, t
     got = await asyncio.to_thread(audit, "verify-bundle", bundle, "--public-key", f"voting={hexkey}",
                                   "--checkpoint", f"voting={kept}", "--log-key", f"voting={vkey}")
     assert got.exit_code == 0, got.text
+    printed = CliRunner().invoke(cli_app, ["audit", "public-key", "voting", "--bundle", str(bundle), "--note"])
+    assert printed.stdout.strip() == vkey  # what the operator hands auditors for --log-key
 
 
 async def reseal_and_resign_everything(pool) -> None:

@@ -120,6 +120,8 @@ async def test_the_endpoints_serve_proofs_that_verify_against_the_roots(pool, cl
     ("/log/proof/inclusion", {"stream_id": "late", "version": "1", "tree_size": "3"}, 404, "no such event"),
     ("/log/proof/inclusion", {"stream_id": "stream-0", "version": "3", "tree_size": "2"}, 404, "first 2 leaves"),
     ("/log/proof/inclusion", {"stream_id": "stream-0", "version": "1"}, 404, "no signed checkpoint"),
+    ("/log/proof/inclusion", {"stream_id": "stream-0", "version": str(2**31), "tree_size": "3"}, 400, "at most"),
+    ("/log/proof/inclusion", {"stream_id": "stream\x00", "version": "1", "tree_size": "3"}, 404, "no such event"),
     ("/log/proof/consistency", {"to": "3"}, 400, "give from"),
     ("/log/proof/consistency", {"from": "3", "to": "2"}, 400, "beyond"),
     ("/log/proof/consistency", {"from": "0", "to": "2"}, 400, "at least 1"),
