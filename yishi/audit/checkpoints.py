@@ -136,8 +136,8 @@ def load_signing_key(service: str, key_file: str | Path | None = None) -> Ed2551
 
 def default_origin(service: str, districts: Sequence[str]) -> str:
     """The origin of a service's Merkle log when ``YISHI_LOG_ORIGIN`` is unset:
-    ``yishi.<districts joined by +>/<service>``."""
-    return f"yishi.{'+'.join(districts)}/{service}"
+    ``yishi.<districts joined by ,>/<service>``."""
+    return f"yishi.{','.join(districts)}/{service}"
 
 
 class Checkpointer:
