@@ -41,7 +41,7 @@ from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi import clock as clocks
 from yishi import migrations, problems, tracing
-from yishi.audit.checkpoints import Checkpointer, load_signing_key
+from yishi.audit.checkpoints import Checkpointer, default_origin, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock
 from yishi.ids import DerivedIds, IdSource
@@ -269,7 +269,8 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
             await ctx.pool.close()
             raise
         checkpointer = Checkpointer(spec.name, load_signing_key(spec.name, settings.signing_key_file),
-                                    interval=settings.checkpoint_interval_s, clock=clock)
+                                    interval=settings.checkpoint_interval_s, clock=clock,
+                                    origin=settings.log_origin or default_origin(spec.name, settings.districts))
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
         stop = asyncio.Event()

@@ -413,6 +413,8 @@ class EventStore:
             tree_size = await tlog.size(conn)
             if tree_size < seq:  # a log sealed before the Merkle log existed: its tree first
                 return await tlog.catch_up(conn, tree_size, seq, limit)
+            if tree_size > seq:  # the chain was cut back: signed checkpoints keep what was
+                tree_size = await tlog.truncate(conn, seq)
             rows = await conn.fetch(_READ_LOG, cursor.tx_id, cursor.position, limit)
             records, leaves = [], []
             for r in rows:

@@ -22,8 +22,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+import structlog
 
 from yishi.tlog import merkle
+
+log = structlog.get_logger("yishi.tlog")
 
 # Table merkle_nodes: yishi/migrations/versions/yishi_0003_merkle_log.py.
 
@@ -118,6 +121,16 @@ async def find_leaf(conn: asyncpg.Connection | asyncpg.Pool, *, event_id: uuid.U
     if row is None:
         return None
     return Leaf(row["idx"], row["event_id"], row["position"], row["stream_id"], row["version"], row["hash"])
+
+
+async def truncate(conn: asyncpg.Connection, tree_size: int) -> int:
+    """Cut the tree back to its first ``tree_size`` leaves, when the log chain it follows was
+    cut back (only a rewrite or a restore does that: the checkpoints signed before still
+    hold the old heads, and auditors find the rewrite by them); returns ``tree_size``."""
+    dropped = await conn.execute("DELETE FROM merkle_nodes WHERE (idx + 1) << level > $1", tree_size)
+    log.warning("the log chain is shorter than the Merkle tree: tree cut back to match", leaves=tree_size,
+                nodes_dropped=dropped)
+    return tree_size
 
 
 async def catch_up(conn: asyncpg.Connection, tree_size: int, sealed: int, limit: int) -> int:
