@@ -147,7 +147,8 @@ def create_witness_app(config: WitnessConfig, clock: Callable[[], float] = time.
         try:
             line = await run_in_threadpool(witness.add_checkpoint, bytes(body))
         except core.Conflict as conflict:
-            return PlainTextResponse(f"{conflict.size}\n", status_code=409, media_type=SIZE_MEDIA_TYPE)
+            # exactly this type, without the charset Starlette would add to a text/* one
+            return Response(f"{conflict.size}\n", status_code=409, headers={"content-type": SIZE_MEDIA_TYPE})
         except core.Refusal as refusal:
             return problems.problem(refusal.status, refusal.message)
         return PlainTextResponse(line, media_type="text/plain; charset=utf-8")
