@@ -135,3 +135,39 @@ async def test_bad_input_is_400_and_what_is_not_there_404(pool, client, path, pa
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert says in r.json()["detail"]
+
+
+async def test_every_service_serves_its_log_without_a_token_and_signs_its_tree_head(servers, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.support.echo_service import spec
+    from tests.support.service import eventually, running
+    from yishi.audit.checkpoints import public_bytes
+    from yishi.tlog import note
+
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "voting.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    async with running(spec(), servers, checkpoint_interval_s=0.05, signing_key_file=str(key_file)) as r:
+        for s in range(3):
+            await r.ctx.store.append(f"s{s}", 0, events(3, "live"), meta(r.district))
+        public = httpx.AsyncClient(transport=httpx.ASGITransport(app=r.app), base_url="http://test")
+
+        async def signed_all() -> httpx.Response | None:
+            got = await public.get("/log/checkpoint")
+            return got if got.status_code == 200 and got.text.split("\n")[1] == "9" else None
+
+        got = await eventually(signed_all)
+        assert got.headers["content-type"] == "text/plain; charset=utf-8"
+        origin = f"yishi.{r.district}/notify"
+        checkpoint, _ = note.open_checkpoint(got.content, note.Verifier(origin, note.ED25519, public_bytes(key)))
+        assert (checkpoint.origin, checkpoint.size) == (origin, 9)
+        assert checkpoint.root_hash == merkle.root(9, merkle.from_leaves(await leaves_of(r.ctx.pool)))
+        proof = (await public.get("/log/proof/inclusion", params={"stream_id": "s1", "version": "3"})).json()
+        assert proof["tree_size"] == 9
+        merkle.verify_inclusion(proof["leaf_index"], 9, base64.b64decode(proof["leaf_hash"]), b64(proof["hashes"]),
+                                checkpoint.root_hash)
+        # the service's own API still wants a token
+        assert (await public.get(f"/{r.district}/clock")).status_code == 401
