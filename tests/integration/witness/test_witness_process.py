@@ -1,7 +1,8 @@
 """``yishi witness serve`` as a process, over HTTP (C2SP tlog-witness): it cosigns, advances
 with a consistency proof, answers 409 with its size to a stale ``old`` and to a fork,
 422 to a failing proof, 403/404 to an unknown key or log; it keeps its state across a
-SIGKILL, and of concurrent requests from one old size exactly one advances."""
+SIGKILL, and of concurrent requests from one old size exactly one advances; an auditor
+shown a fork sees the split view against what the witness cosigned."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from typer.testing import CliRunner
 
 from tests.support.tlog import FakeLog
+from yishi.cli import app as cli
 from yishi.embedded import free_port
 from yishi.tlog import note
 from yishi.tlog.note import COSIGNATURE_V1, Signer
@@ -63,7 +66,7 @@ class WitnessProcess:
         self.proc.wait()
 
 
-LOGS = {name: FakeLog(f"yishi.test/{name}") for name in ("cosign", "fork", "refuse", "restart", "race")}
+LOGS = {name: FakeLog(f"yishi.test/{name}") for name in ("cosign", "fork", "refuse", "restart", "race", "split")}
 """One log per test, so the tests share one witness process (a start takes seconds)."""
 
 
@@ -144,3 +147,20 @@ def test_of_concurrent_requests_from_one_size_exactly_one_advances(witness: Witn
     size = 10 + won[0] + 1
     assert sorted((a.status_code, a.text) for a in answers if a.status_code != 200) == [(409, f"{size}\n")] * 9
     assert post(witness, log.request(size, 21)).status_code == 200
+
+
+def test_an_auditor_shown_a_fork_sees_the_split_view_against_the_witness(witness: WitnessProcess, tmp_path: Path) -> None:
+    log = LOGS["split"]
+    assert post(witness, log.request(0, 6)).status_code == 200
+    shown = tmp_path / "shown.checkpoint"
+    shown.write_bytes(log.fork().checkpoint(6))  # signed by the log's key, another history
+    result = CliRunner().invoke(cli, ["audit", "witnesses", "--checkpoint", str(shown), "--log-key",
+                                      log.signer.verifier.vkey, "--witness-url", witness.url])
+    assert result.exit_code == 1, result.output
+    assert f"SPLIT VIEW {log.origin} size 6" in result.output
+    assert str(shown) in result.output and witness.url in result.output
+    honest = tmp_path / "honest.checkpoint"
+    honest.write_bytes(log.checkpoint(6))
+    agreed = CliRunner().invoke(cli, ["audit", "witnesses", "--checkpoint", str(honest), "--log-key",
+                                      log.signer.verifier.vkey, "--witness-url", witness.url])
+    assert agreed.exit_code == 0, agreed.output
