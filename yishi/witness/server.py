@@ -123,7 +123,8 @@ class Witness:
                 if refusal.evidence:
                     tx.keep_evidence(origin, refusal.message, body)
                 raise
-            line = note.cosignature_lines(checkpoint.text(), self.config.signer, int(self.clock()))
+            # the body exactly as the log signed it (check() parsed it strictly, so it is canonical)
+            line = note.cosignature_lines(note.parse(request.checkpoint).text, self.config.signer, int(self.clock()))
             tx.advance(origin, core.TreeHead(checkpoint.size, checkpoint.root_hash),
                        note.add_signature_lines(request.checkpoint, line))
         return line

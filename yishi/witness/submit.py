@@ -128,6 +128,6 @@ async def cosign_forever(pool: asyncpg.Pool, witnesses: Sequence[WitnessEndpoint
         while not stop.is_set():
             try:
                 await submitter.round(pool)
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("cosigning round failed; will retry", error=repr(exc))
+            except Exception as exc:  # noqa: BLE001 - a round that fails must not end the rounds after it
+                log.warning("cosigning round failed; will retry", error=repr(exc), exc_info=exc)
             await sleep_or_stop(stop, interval)
