@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from tests.support.store import events, meta
 from tests.support.tlog import witness_signer
-from yishi.audit.checkpoints import Checkpointer
-from yishi.audit.verify import canonical_metadata
+from yishi.audit.checkpoints import Checkpointer, public_bytes
+from yishi.audit.verify import canonical_metadata, verify_store
 from yishi.cli import app as cli
 from yishi.store import GENESIS, EventStore, chain_hash, event_digest
 from yishi.tlog import note
@@ -114,6 +114,9 @@ async def test_each_new_checkpoint_gets_cosigned_beside_it_and_a_down_witness_do
     assert [outcomes[f"http://{h}"] for h in ("board.test", "stats.test")] == ["cosigned", "cosigned"]
     assert core.verify_witnessed(await newest_note(pool), checkpointer.signer.verifier,
                                  [BOARD.verifier, STATS.verifier], 2).checkpoint.size == 23
+    # the cosignatures beside the checkpoints leave the store's own verification as it was
+    verdict = await verify_store(pool, "voting", public_bytes(KEY))
+    assert verdict.ok, verdict.findings
 
 
 @pytest.mark.parametrize("late_events", [0, 2], ids=["same size", "extended"])
