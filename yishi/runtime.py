@@ -58,6 +58,7 @@ from yishi.relay import Relay, Translator, passthrough
 from yishi.settings import Settings
 from yishi.store import EventStore
 from yishi.tlog.http import log_router
+from yishi.witness.submit import cosign_forever, parse_witness_urls
 
 log = structlog.get_logger("yishi.runtime")
 
@@ -244,6 +245,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                          security=kafka_security, middlewares=[broker_middleware(spec.name)],
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     verifier = TokenVerifier(settings)
+    witnesses = parse_witness_urls(settings.witness_urls)  # a mistyped key stops the start, not later
     ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock),
                          verifier=verifier, ids=ids or DerivedIds(),
                          commits=OffsetCommits(settings.consumer_commit_interval_s))
@@ -288,6 +290,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop, ctx.pool, ctx.retry_policy)) for job in ctx.background]
+        if witnesses:  # cosignatures beside each new checkpoint, never holding the sealer up
+            tasks.append(asyncio.create_task(cosign_forever(ctx.pool, witnesses, checkpointer.signer.verifier, stop,
+                                                            settings.checkpoint_interval_s), name="witnesses"))
         tasks.append(asyncio.create_task(ctx.commits.run(stop), name="offset-commits"))
         await broker.start()
         tasks.append(asyncio.create_task(watch.run(stop), name="watch"))  # its first ping finds the broker started

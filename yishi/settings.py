@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     log_origin: str | None = Field(
         default=None, description="The origin line of the service's signed Merkle log checkpoints (C2SP "
         "tlog-checkpoint) and the name its note signatures carry; unset: yishi.<districts joined by ,>/<service>.")
+    witness_urls: str | None = Field(
+        default=None, description="Witnesses that cosign the service's checkpoints (C2SP tlog-witness): "
+        "comma-separated 'URL VKEY' pairs, VKEY the witness's cosignature/v1 key (yishi witness keygen); "
+        "asked again every checkpoint interval (yishi/witness/submit.py).")
     health_interval_s: float = Field(default=5.0, gt=0, description="How often a service pings Kafka "
                                      "(yishi_kafka_up) and measures its relay's lag and unsigned checkpoints.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1, description="Largest HTTP request body accepted; "

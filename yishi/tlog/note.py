@@ -17,9 +17,9 @@ attacker steers. Two signature lines from one key (same name and key ID) are ref
 too, where golang.org/x/mod keeps both silently: a witness's cosignature must count
 once towards a quorum, and a note carrying two of its timestamps is ambiguous.
 
-Why not a library: no maintained Python package implements these formats (PyPI has the
-empty placeholders ``sigsum`` 0.0.0 and ``sigsum-witness`` 0.0.0; ``aics-tlog`` is listed
-but serves no distribution); the Go reference (golang.org/x/mod/sumdb/note,
+Why not a library: no maintained Python package implements these formats (PyPI lists only
+0.0.0 releases of ``sigsum`` and ``sigsum-witness``, from 2022; ``aics-tlog`` is listed but
+pip finds no distribution of it); the Go reference (golang.org/x/mod/sumdb/note,
 transparency-dev/formats) is what the vectors in ``tests/vectors/signed-note`` come from.
 """
 
