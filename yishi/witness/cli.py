@@ -122,7 +122,7 @@ def audit_witnesses(
     --witness keys, and report a split view: one origin and size with two roots, as shown to
     the sources given (auditors' copies, services, witnesses). Exit 1 on either failure."""
     logs = {v.name: v for v in _verifiers(log_key, "--log-key")}
-    witnesses = _verifiers(witness or [], "--witness")
+    witnesses = list(dict.fromkeys(_verifiers(witness or [], "--witness")))  # a key given twice counts once
     if not 0 <= require <= len(witnesses):
         raise UserError(f"--require {require} needs at least as many --witness keys (have {len(witnesses)})", code=2)
     failed = False
