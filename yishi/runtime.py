@@ -291,8 +291,8 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop, ctx.pool, ctx.retry_policy)) for job in ctx.background]
         if witnesses:  # cosignatures beside each new checkpoint, never holding the sealer up
-            tasks.append(asyncio.create_task(cosign_forever(ctx.pool, witnesses, checkpointer.signer.verifier, stop,
-                                                            settings.checkpoint_interval_s), name="witnesses"))
+            tasks.append(asyncio.create_task(cosign_forever(spec.name, ctx.pool, witnesses, checkpointer.signer.verifier,
+                                                            stop, settings.checkpoint_interval_s), name="witnesses"))
         tasks.append(asyncio.create_task(ctx.commits.run(stop), name="offset-commits"))
         await broker.start()
         tasks.append(asyncio.create_task(watch.run(stop), name="watch"))  # its first ping finds the broker started

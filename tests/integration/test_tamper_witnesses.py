@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from tests.support.store import events, meta
@@ -58,7 +59,7 @@ def witnesses(tmp_path: Path, checkpointer: Checkpointer):
 def submitter_for(witnesses: dict, checkpointer: Checkpointer, client: httpx.AsyncClient) -> Submitter:
     endpoints = [WitnessEndpoint("http://board.test", BOARD.verifier), WitnessEndpoint("http://stats.test", STATS.verifier),
                  WitnessEndpoint("http://down.test", witness_signer("down.test/witness").verifier)]
-    return Submitter(endpoints, checkpointer.signer.verifier, client)
+    return Submitter(endpoints, checkpointer.signer.verifier, client, "voting")
 
 
 @pytest.fixture
@@ -114,6 +115,8 @@ async def test_each_new_checkpoint_gets_cosigned_beside_it_and_a_down_witness_do
     assert [outcomes[f"http://{h}"] for h in ("board.test", "stats.test")] == ["cosigned", "cosigned"]
     assert core.verify_witnessed(await newest_note(pool), checkpointer.signer.verifier,
                                  [BOARD.verifier, STATS.verifier], 2).checkpoint.size == 23
+    assert REGISTRY.get_sample_value("yishi_witness_cosigned_size",
+                                     {"service": "voting", "witness": "board.test/witness"}) == 23
     # the cosignatures beside the checkpoints leave the store's own verification as it was
     verdict = await verify_store(pool, "voting", public_bytes(KEY))
     assert verdict.ok, verdict.findings

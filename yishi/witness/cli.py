@@ -58,6 +58,34 @@ def keygen(name: Annotated[str, typer.Option(help="the witness's key name, e.g. 
     typer.echo(signer.verifier.vkey)
 
 
+@witness_app.command()
+def evidence(config: Annotated[Path, typer.Option("--config", "-c", help="the witness's TOML configuration")],
+             origin: Annotated[Optional[str], typer.Option(help="only this log (default all it witnesses)")] = None,
+             out: Annotated[Optional[Path], typer.Option(help="also write each kept request to this folder")] = None,
+             ) -> None:
+    """List the requests the witness refused although the log had signed them (forks, failing
+    proofs): each is the log's own signed checkpoint of a history it must not have shown."""
+    from yishi.witness.server import ConfigError, WitnessConfig
+    from yishi.witness.store import WitnessStore
+
+    try:
+        loaded = WitnessConfig.load(config)
+    except ConfigError as exc:
+        raise UserError(str(exc), code=2) from None
+    store = WitnessStore(loaded.state)
+    count = 0
+    for name in [origin] if origin else sorted(loaded.logs):
+        for reason, request in store.evidence(name):
+            count += 1
+            checkpoint = note.Checkpoint.parse(note.parse(core.parse_request(request).checkpoint).text)
+            typer.echo(f"{name} size {checkpoint.size}: {reason}")
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / f"evidence-{count}.txt").write_bytes(request)
+    if not count:
+        typer.echo("no evidence kept")
+
+
 def _verifiers(values: list[str], what: str) -> list[Verifier]:
     try:
         return [Verifier.parse(v) for v in values]
@@ -94,7 +122,7 @@ def audit_witnesses(
     --witness keys, and report a split view: one origin and size with two roots, as shown to
     the sources given (auditors' copies, services, witnesses). Exit 1 on either failure."""
     logs = {v.name: v for v in _verifiers(log_key, "--log-key")}
-    witnesses = _verifiers(witness or [], "--witness")
+    witnesses = list(dict.fromkeys(_verifiers(witness or [], "--witness")))  # a key given twice counts once
     if not 0 <= require <= len(witnesses):
         raise UserError(f"--require {require} needs at least as many --witness keys (have {len(witnesses)})", code=2)
     failed = False

@@ -204,6 +204,7 @@ def verify_witnessed(msg: bytes, log: Verifier, witnesses: Sequence[Verifier], r
     cosignature/v1 keys count, and an invalid signature from any trusted key refuses the
     whole note (C2SP signed-note).
     """
+    witnesses = list(dict.fromkeys(witnesses))  # a key given twice is one witness
     if not 0 <= require <= len(witnesses):
         raise ValueError(f"cannot require {require} of {len(witnesses)} witnesses")
     if any(w.signature_type != COSIGNATURE_V1 for w in witnesses):

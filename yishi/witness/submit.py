@@ -21,6 +21,7 @@ import httpx
 import structlog
 
 from yishi.failures import sleep_or_stop
+from yishi.metrics import WITNESS_COSIGNED
 from yishi.tlog import log as tlog
 from yishi.tlog import note
 from yishi.tlog.note import COSIGNATURE_V1, NoteError, Verifier
@@ -68,6 +69,7 @@ class Submitter:
     witnesses: Sequence[WitnessEndpoint]
     log_key: Verifier
     client: httpx.AsyncClient
+    service: str = ""
     sizes: dict[str, int] = field(default_factory=dict)
 
     async def round(self, pool: asyncpg.Pool) -> dict[str, str]:
@@ -114,17 +116,18 @@ class Submitter:
             if opened.signed_by(witness.verifier) is None:
                 return "answered no cosignature from its key"
             self.sizes[witness.url] = size
+            WITNESS_COSIGNED.labels(self.service, witness.verifier.name).set(size)
             updated = await pool.execute("UPDATE checkpoints SET note = $2 WHERE seq = $1 AND note = $3",
                                          size, cosigned.decode(), current)
             return "cosigned" if updated == "UPDATE 1" else "cosigned, stored by another"
         return f"the witness's size moved while asking (now {old})"
 
 
-async def cosign_forever(pool: asyncpg.Pool, witnesses: Sequence[WitnessEndpoint], log_key: Verifier,
-                         stop: asyncio.Event, interval: float, timeout: float = 10.0) -> None:
+async def cosign_forever(service: str, pool: asyncpg.Pool, witnesses: Sequence[WitnessEndpoint],
+                         log_key: Verifier, stop: asyncio.Event, interval: float, timeout: float = 10.0) -> None:
     """Run :meth:`Submitter.round` every ``interval`` seconds until ``stop``."""
     async with httpx.AsyncClient(timeout=timeout) as client:
-        submitter = Submitter(witnesses, log_key, client)
+        submitter = Submitter(witnesses, log_key, client, service)
         while not stop.is_set():
             try:
                 await submitter.round(pool)

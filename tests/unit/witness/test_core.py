@@ -193,6 +193,8 @@ def test_k_of_n_counts_each_trusted_witness_once() -> None:
     assert result.cosigners == ("board.test/w", "stats.test/w") and result.checkpoint.size == 7
     with pytest.raises(core.QuorumNotMet, match="2 of the 3 cosignatures required"):
         core.verify_witnessed(msg, log.signer.verifier, trusted, 3)
+    with pytest.raises(ValueError, match="cannot require 3 of 2"):  # a key given twice is one witness
+        core.verify_witnessed(msg, log.signer.verifier, [board.verifier, board.verifier, stats.verifier], 3)
     with pytest.raises(note.MalformedNote, match="two signatures"):
         core.verify_witnessed(msg + _cosigned(log, 7, board).split(b"\n\n")[1], log.signer.verifier, trusted, 2)
 
