@@ -14,5 +14,6 @@ zero, or an exported bundle.
 * :mod:`yishi.audit.export` writes and checks self-contained bundles;
 * :mod:`yishi.audit.proofs` checks a service's Merkle log from outside: signed
   checkpoints, inclusion and consistency proofs, a bundle against a checkpoint;
+* :mod:`yishi.audit.recount` recounts verifiable secret votes from their published boards;
 * :mod:`yishi.audit.cli` is ``yishi audit …``.
 """
