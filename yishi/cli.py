@@ -19,9 +19,11 @@ from yishi.audit.cli import audit_app
 from yishi.cli_support import UserError, console, database_pool, debug_option, main, progress
 from yishi.names import READERS, RUNNABLE, SERVICES, check_runnable, check_service
 from yishi.settings import Settings
+from yishi.witness.cli import witness_app
 
 app = typer.Typer(no_args_is_help=True, callback=debug_option)
 app.add_typer(audit_app, name="audit")
+app.add_typer(witness_app, name="witness")
 
 
 def available_services() -> list[str]:

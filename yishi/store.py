@@ -36,6 +36,7 @@ import orjson
 
 from yishi.clock import Clock, SystemClock
 from yishi.db import mark_appended
+from yishi.tlog import log as tlog
 from yishi.tracing import trace_fields
 
 GENESIS = bytes(32)
@@ -394,7 +395,8 @@ class EventStore:
     # -- tamper evidence -------------------------------------------------------
 
     async def seal(self, limit: int = 5000) -> int:
-        """Chain the next readable events, in log order, into ``log_chain``.
+        """Chain the next readable events, in log order, into ``log_chain``, and append them
+        to the Merkle log (:mod:`yishi.tlog.log`) in the same transaction.
 
         Single writer by an advisory lock; returns how many events were sealed.
         """
@@ -408,17 +410,24 @@ class EventStore:
                 (last["seq"], LogCursor(last["tx_id"], last["position"]), last["chain"]) if last
                 else (0, LogCursor(), GENESIS)
             )
+            tree_size = await tlog.size(conn)
+            if tree_size < seq:  # a log sealed before the Merkle log existed: its tree first
+                return await tlog.catch_up(conn, tree_size, seq, limit)
+            if tree_size > seq:  # the chain was cut back: signed checkpoints keep what was
+                tree_size = await tlog.truncate(conn, seq)
             rows = await conn.fetch(_READ_LOG, cursor.tx_id, cursor.position, limit)
-            records = []
+            records, leaves = [], []
             for r in rows:
                 seq += 1
                 prev = seal_link(prev, r["hash"], r["position"])
                 records.append((seq, r["position"], r["tx_id"], prev))
+                leaves.append(tlog.leaf_hash(r["position"], r["stream_id"], r["version"], r["hash"]))
             if records:
                 await conn.executemany(
                     "INSERT INTO log_chain (seq, position, tx_id, chain) VALUES ($1, $2, $3::xid8, $4)",
                     records,
                 )
+                await tlog.extend(conn, tree_size, leaves)
             return len(records)
 
     async def verify(self, progress: Callable[..., None] | None = None) -> VerifyReport:
