@@ -22,7 +22,7 @@ Every read and write of one command goes through the one connection of its trans
 a handler never waits for a second pooled connection while it holds one, so any number
 of concurrent callers (resending or not) cannot exhaust the pool into a standstill.
 
-(About 500 lines on purpose: identity, authorisation, the handler's context and the recorded
+(About 580 lines on purpose: identity, authorisation, the handler's context and the recorded
 reply are one mechanism, read together; its HTTP edge is :mod:`yishi.command_http`.)
 """
 
@@ -55,9 +55,9 @@ from yishi.inbox import Poison
 from yishi.logging import bound_correlation
 from yishi.names import replies_topic
 from yishi.relay import Publication, Translator
-from yishi.repository import Repository
+from yishi.repository import Repository, Staged
 from yishi.rules import Rejected
-from yishi.store import ConcurrencyError, EventStore, Metadata, NewEvent, RecordedEvent
+from yishi.store import Append, ConcurrencyError, EventStore, Metadata, NewEvent, RecordedEvent
 from yishi.tracing import command_span
 
 log = structlog.get_logger("yishi.commands")
@@ -122,7 +122,13 @@ transaction, so queries never see events without their rows."""
 class CommandContext:
     """What a handler works with: one transaction, the repository, the clock, the ids,
     and the four steps every handler is made of (:meth:`load` or :meth:`find`,
-    :meth:`ensure_new`, then :meth:`save`)."""
+    :meth:`ensure_new`, then :meth:`save`).
+
+    What :meth:`save` saves is written when the handler returns, in the statement that
+    records the command's reply (one round trip for both), or before the context's next
+    read (:meth:`find`, :meth:`load`, :meth:`ensure_new`, :meth:`save`). A handler that
+    goes on with ``conn`` itself after saving, and needs to see what it saved, calls
+    :meth:`flush` first."""
 
     conn: asyncpg.Connection
     repository: Repository
@@ -134,6 +140,8 @@ class CommandContext:
     """Who sent the command (already authorised); ``platform`` for the platform's own. Checks
     that need the record (:meth:`authorise_party`) read it."""
     project: Projection | None = field(default=None, repr=False)
+    _staged: Staged = field(default_factory=Staged, repr=False)
+    _saved: list[Saved] = field(default_factory=list, repr=False)
 
     def authorise_party(self, command: Command, record: dict[Party, str | None], subject: str | None = None) -> None:
         """:func:`authorise_party` for this command's caller."""
@@ -148,7 +156,13 @@ class CommandContext:
     async def find(self, cls: type[A], *key: str) -> A | None:
         """The ``cls`` whose id ``cls.create_id(*key)`` names (the district first, so another
         district's is never found), or None."""
-        return (await self.repository.get_each((cls, cls.create_id(*key)), conn=self.conn))[0]
+        return (await self.find_each((cls, cls.create_id(*key))))[0]
+
+    async def find_each(self, *wanted: tuple[type[Aggregate], str]) -> list[Any]:
+        """Several aggregates by ``(cls, stream id)``, each found or None, their streams
+        read in one statement (:meth:`Repository.get_each`)."""
+        await self.flush()
+        return await self.repository.get_each(*wanted, conn=self.conn)
 
     async def load(self, cls: type[A], *key: str) -> A:
         """Like :meth:`find`, but a missing one is refused with ``not_found`` naming the
@@ -161,17 +175,30 @@ class CommandContext:
     async def ensure_new(self, cls: type[Aggregate], *key: str) -> None:
         """Refuse a command creating a ``cls`` whose id is taken with ``already_exists`` (the
         same command resent is answered by the bus from its reply, before this)."""
+        await self.flush()
         if await self.repository.exists(cls.create_id(*key), conn=self.conn):
             raise Rejected(RejectionReason.ALREADY_EXISTS, f"{noun(cls)} {key[-1]} already exists", key[-1])
 
     async def save(self, command: Command, *aggregates: Any) -> Saved:
         """Save the aggregates ``command`` changed, and the service's read models of them,
-        in this command's transaction."""
+        in this command's transaction (written with its reply: see the class docstring)."""
+        await self.flush()
         meta = self.meta(command.actor, command.district)
-        saved = Saved(meta, aggregates, await self.repository.save(*aggregates, meta=meta, conn=self.conn))
-        if self.project is not None and saved.events:
-            await self.project(self.conn, saved)
+        staged = self.repository.stage(*aggregates, meta=meta)
+        saved = Saved(meta, aggregates, staged.events)
+        self._staged.extend(staged)
+        self._saved.append(saved)
         return saved
+
+    async def flush(self, *more: Append) -> None:
+        """Write what was saved and not yet written, with ``more`` appends (the reply), in
+        one statement where the store can; then the read models of it."""
+        staged, saved, self._staged, self._saved = self._staged, self._saved, Staged(), []
+        if staged.appends or more:
+            await self.repository.write(staged, *more, conn=self.conn)
+        for one in saved:
+            if self.project is not None and one.events:
+                await self.project(self.conn, one)
 
 
 def noun(cls: type) -> str:
@@ -194,6 +221,9 @@ def _actor(actor_id: str, role: str, seat_id: str | None) -> Actor:
 
 
 Handler = Callable[[Any, CommandContext], Awaitable[str]]
+Lock = Callable[[Any], str]
+"""What names the advisory lock a command's handler holds shared from its first statement
+on (see :meth:`CommandBus.handles`)."""
 Reply = CommandAccepted | CommandRejected
 
 
@@ -215,6 +245,7 @@ class CommandBus:
         self.project = project
         self.handlers: dict[type[Command], Handler] = {}
         self.internal: set[type[Command]] = set()
+        self.locks: dict[type[Command], Lock] = {}
         self.platform = Principal.of_platform(service)
         """The service itself, sending the commands its timers and reactions decide."""
         self.system_actor = Actor(id=self.platform.subject, role=Role.SYSTEM)
@@ -226,15 +257,24 @@ class CommandBus:
     def store(self) -> EventStore:
         return self.repository.store
 
-    def handles(self, model: type[C], *, internal: bool = False) -> Callable[[Handler], Handler]:
+    def handles(self, model: type[C], *, internal: bool = False,
+                lock: Lock | None = None) -> Callable[[Handler], Handler]:
         """Decorator: register the handler of ``model``; an ``internal`` command is the
-        platform's own (not a public contract, not served to callers)."""
+        platform's own (not a public contract, not served to callers).
+
+        ``lock(command)`` names an advisory lock the handler holds shared until its
+        transaction ends (``hashtextextended(name, 0)``; whoever takes it exclusively
+        waits for the handlers in flight, and they for it): taken in the statement that
+        looks up the command's stored reply, which saves the handler a round trip. Only
+        the handler's own statements, all later, see what the exclusive holder committed."""
         def register(handler: Handler) -> Handler:
             if model in self.handlers:
                 raise ValueError(f"{model.__name__} already has a handler")
             self.handlers[model] = handler
             if internal:
                 self.internal.add(model)
+            if lock is not None:
+                self.locks[model] = lock
             return handler
         return register
 
@@ -319,7 +359,8 @@ class CommandBus:
             # same refused request is answered by the refusal already recorded.
             return await self._record_once(request, f"{identity.stream}.denied.{request.fingerprint[:32]}", conn,
                                            denied)
-        stored = await self._stored_reply(identity.stream, conn)
+        lock = self.locks.get(type(command))
+        stored = await self._stored_reply(identity.stream, conn, holding=lock(command) if lock else None)
         if stored is not None:
             fingerprint_, reply = stored
             if fingerprint_ == request.fingerprint:
@@ -338,6 +379,8 @@ class CommandBus:
                              request.correlation_id, principal, self.project)
         try:
             subject = await handler(command, ctx)
+            # What the handler saved is written with its reply, in one statement.
+            return await self._record(request, identity.stream, conn, subject, ctx)
         except Rejected as exc:
             raise _Refused(exc) from None
         except asyncpg.DataError as exc:
@@ -345,11 +388,12 @@ class CommandBus:
             # on every attempt, so it is the command's fault, answered as such.
             raise _Refused(Rejected(RejectionReason.INVALID_COMMAND,
                                     f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")) from None
-        return await self._record(request, identity.stream, conn, subject)
 
-    async def _stored_reply(self, stream: str, conn: asyncpg.Connection) -> tuple[str | None, Reply] | None:
-        """The reply stored in ``stream`` with the fingerprint of its request, if any."""
-        events = await self.store.read_stream(stream, conn=conn)
+    async def _stored_reply(self, stream: str, conn: asyncpg.Connection,
+                            holding: str | None = None) -> tuple[str | None, Reply] | None:
+        """The reply stored in ``stream`` with the fingerprint of its request, if any
+        (taking the lock ``holding`` names, see :meth:`EventStore.read_stream`)."""
+        events = await self.store.read_stream(stream, conn=conn, holding=holding)
         if not events:
             return None
         name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
@@ -363,7 +407,8 @@ class CommandBus:
         return stored[1] if stored is not None else await self._record(request, stream, conn, outcome)
 
     async def _record(self, request: "Request", stream: str, conn: asyncpg.Connection | None,
-                      outcome: str | Rejected) -> Reply:
+                      outcome: str | Rejected, ctx: CommandContext | None = None) -> Reply:
+        """Record ``outcome`` as the reply in ``stream`` (with what ``ctx``'s handler saved)."""
         command = request.command
         type_name = request.type_name
         common = dict(district=command.district, actor=command.actor, occurred_at=self.clock.now(),
@@ -374,12 +419,13 @@ class CommandBus:
             log.info("command rejected", command=type_name, reason=str(outcome.reason), message=outcome.message)
         else:
             reply = CommandAccepted(**common, subject=outcome, ids=request.chosen_ids)
-        await record_reply(self.store, stream, reply,
-                           Metadata(actor=command.actor.id, actor_role=str(command.actor.role),
-                                    district=command.district, correlation_id=request.correlation_id,
-                                    causation_id=request.command_id, occurred_at=self.clock.now(),
-                                    extra={FINGERPRINT: request.fingerprint}),
-                           conn=conn)
+        meta = Metadata(actor=command.actor.id, actor_role=str(command.actor.role), district=command.district,
+                        correlation_id=request.correlation_id, causation_id=request.command_id,
+                        occurred_at=self.clock.now(), extra={FINGERPRINT: request.fingerprint})
+        if ctx is None:
+            await record_reply(self.store, stream, reply, meta, conn=conn)
+        else:
+            await ctx.flush(reply_append(stream, reply, meta))
         return reply
 
     # -- edges -----------------------------------------------------------------
@@ -525,6 +571,10 @@ def _once_stream() -> str:
 async def record_reply(store: EventStore, stream: str, reply: Reply, meta: Metadata,
                        *, conn: asyncpg.Connection | None) -> None:
     """Store a reply as the only event of ``stream``."""
+    await store.append_each([reply_append(stream, reply, meta)], conn=conn)
+
+
+def reply_append(stream: str, reply: Reply, meta: Metadata) -> Append:
+    """The append storing ``reply`` as the only event of ``stream``."""
     name = registry.type_name(type(reply))
-    await store.append(stream, 0,
-                       [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta, conn=conn)
+    return Append(stream, 0, [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta)

@@ -18,6 +18,8 @@ Guarantees:
   the :meth:`EventStore.seal` step chains every event in log order into
   ``log_chain``, so :meth:`EventStore.verify` finds an altered, removed, inserted or
   reordered row and names its position.
+
+(About 590 lines on purpose: the statements and the guarantees they keep are read together.)
 """
 
 from __future__ import annotations
@@ -72,10 +74,37 @@ FROM (SELECT hash FROM events WHERE stream_id = $1 AND version = $2
 RETURNING position
 """
 
+# Several streams, one new event each, in one statement: a command's saved aggregates and
+# its reply. A stream's event chains to the hash of its head at the expected version (the
+# genesis for a new stream). One stream not at its expected version stops the whole batch:
+# a head missing inserts no row at all, a new stream that exists violates the unique version.
+_APPEND_EACH = """
+WITH b AS MATERIALIZED (
+    SELECT b.*, head.hash AS head_hash
+    FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::jsonb[], $8::bytea[])
+             WITH ORDINALITY AS b(stream_id, expected, event_id, district, topic, state, metadata, digest, n)
+    LEFT JOIN events head ON head.stream_id = b.stream_id AND head.version = b.expected
+)
+INSERT INTO events (stream_id, version, event_id, district, topic, state, metadata, hash)
+SELECT stream_id, expected + 1, event_id, district, topic, state, metadata, sha256(COALESCE(head_hash, $9) || digest)
+FROM b
+WHERE NOT EXISTS (SELECT FROM b WHERE expected > 0 AND head_hash IS NULL)
+ORDER BY n
+RETURNING position
+"""
+
 # In RecordedEvent's field order.
 _COLUMNS = ("position, tx_id, stream_id, version, event_id, district, topic, state, metadata, hash, "
             "metadata->>'occurred_at', metadata->>'correlation_id', metadata->>'causation_id', "
             "metadata->>'traceparent', metadata->>'tracestate'")
+
+# The lock's one row is read first, whether or not the stream has events (a stream without
+# any leaves one row of NULLs).
+_READ_HOLDING = f"""
+SELECT {_COLUMNS} FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($3, 0))) AS held
+LEFT JOIN events ON stream_id = $1 AND version > $2
+ORDER BY version
+"""
 
 _READ_LOG = f"""
 SELECT {_COLUMNS} FROM events
@@ -140,6 +169,17 @@ class NewEvent:
     topic: str
     state: bytes
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One stream's part of :meth:`EventStore.append_each`: ``events`` appended to
+    ``stream_id`` if it is at ``expected_version``, with ``meta``."""
+
+    stream_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+    meta: Metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +278,12 @@ class VerifyReport:
         return min(self.problems, key=lambda p: p.position) if self.problems else None
 
 
+def _stream_of(appends: Sequence[Append], detail: str | None) -> str:
+    """The stream of ``appends`` that a unique violation's ``detail`` names, else them all."""
+    return next((a.stream_id for a in appends if detail and a.stream_id in detail),
+                ", ".join(a.stream_id for a in appends))
+
+
 def canonical_metadata(meta: dict[str, Any]) -> bytes:
     """The exact bytes of metadata that an event's digest covers."""
     return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -327,6 +373,49 @@ class EventStore:
             raise ConcurrencyError(stream_id, expected_version)
         return [r["position"] for r in rows]
 
+    async def append_each(self, appends: Sequence[Append], *, conn: asyncpg.Connection | None = None
+                          ) -> list[int]:
+        """Each of ``appends`` as :meth:`append` does it, all or nothing; returns the
+        positions, in order. Streams given one event each, all different, go in one statement (one round
+        trip for a command's aggregates and its reply), others one statement per stream,
+        on one transaction. Raises :class:`ConcurrencyError` when any stream is not at its
+        expected version, writing nothing."""
+        appends = [a for a in appends if a.events]
+        if len(appends) <= 1 or any(len(a.events) != 1 for a in appends) or \
+                len({a.stream_id for a in appends}) < len(appends):
+            if conn is None and len(appends) > 1:
+                async with self.pool.acquire() as own, own.transaction():
+                    return await self.append_each(appends, conn=own)
+            return [p for a in appends for p in await self.append(a.stream_id, a.expected_version, a.events, a.meta,
+                                                                  conn=conn)]
+        if any(a.expected_version < 0 for a in appends):
+            raise ValueError("expected_version must be >= 0")
+        trace = trace_fields()
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+        for a in appends:
+            (e,) = a.events
+            meta_json = canonical_metadata({**trace, **a.meta.to_dict(self.clock.now())}).decode()
+            digest = event_digest(a.stream_id, a.expected_version + 1, e.event_id, a.meta.district, e.topic,
+                                  e.state, meta_json.encode())
+            for column, value in zip(columns, (a.stream_id, a.expected_version, e.event_id, a.meta.district,
+                                               e.topic, e.state, meta_json, digest)):
+                column.append(value)
+        try:
+            if conn is None:
+                async with self.pool.acquire() as c:
+                    rows = await c.fetch(_APPEND_EACH, *columns, GENESIS)
+                    mark_appended(c)
+            else:
+                rows = await conn.fetch(_APPEND_EACH, *columns, GENESIS)
+                mark_appended(conn)
+        except asyncpg.UniqueViolationError as exc:
+            if "event_id" in (exc.constraint_name or ""):
+                raise StoreError(f"an event id in this batch was already stored: {exc.detail}") from exc
+            raise ConcurrencyError(_stream_of(appends, exc.detail), 0) from exc
+        if len(rows) != len(appends):  # a stream not at its expected version: nothing was inserted
+            raise ConcurrencyError(", ".join(a.stream_id for a in appends), appends[0].expected_version)
+        return [r["position"] for r in rows]
+
     async def save_snapshot(self, snapshot: Snapshot, *, conn: asyncpg.Connection | None = None) -> None:
         """Keep the newest snapshot of a stream (snapshots are a cache, not the record)."""
         sql = """
@@ -343,12 +432,22 @@ class EventStore:
     # -- reading ---------------------------------------------------------------
 
     async def read_stream(
-        self, stream_id: str, after_version: int = 0, *, conn: asyncpg.Connection | None = None
+        self, stream_id: str, after_version: int = 0, *, conn: asyncpg.Connection | None = None,
+        holding: str | None = None,
     ) -> list[RecordedEvent]:
-        """Events of one stream with version > ``after_version``, in order."""
-        sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
-        rows = await (conn or self.pool).fetch(sql, stream_id, after_version)
-        return [RecordedEvent.from_row(r) for r in rows]
+        """Events of one stream with version > ``after_version``, in order.
+
+        ``holding`` names an advisory lock (``pg_advisory_xact_lock_shared`` of
+        ``hashtextextended(holding, 0)``) taken shared in the same statement, held until
+        ``conn``'s transaction ends: one round trip for both. The read's snapshot may
+        predate the wait for the lock; what must see the lock's holders' commits is read
+        in a later statement."""
+        if holding is None:
+            sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
+            rows = await (conn or self.pool).fetch(sql, stream_id, after_version)
+            return [RecordedEvent.from_row(r) for r in rows]
+        rows = await (conn or self.pool).fetch(_READ_HOLDING, stream_id, after_version, holding)
+        return [RecordedEvent.from_row(r) for r in rows if r["position"] is not None]
 
     async def read_streams(
         self, stream_ids: Sequence[str], *, conn: asyncpg.Connection | None = None

@@ -21,7 +21,7 @@ from yishi.repository import Repository
 from yishi.rules import Rejected
 from yishi.store import EventStore
 from services.voting import projections
-from services.voting.ballot_box import MIX_BATCH, BallotBox, PostgresBallotBox
+from services.voting.ballot_box import MIX_BATCH, BallotBox, PostgresBallotBox, vote_lock
 from services.voting.domain import Ballot, Vote
 
 log = structlog.get_logger("yishi.voting")
@@ -69,16 +69,17 @@ def build_bus(repository: Repository, clock: Clock, *, box: BallotBox | None = N
         await ctx.save(cmd, vote)
         return cmd.vote_id
 
-    @bus.handles(CastBallot)
+    # The vote's lock, shared, is taken by the bus before the handler runs (with the
+    # lookup of the command's stored reply): a close waits for the ballots in flight.
+    @bus.handles(CastBallot, lock=lambda cmd: vote_lock(Vote.create_id(cmd.district, cmd.vote_id)))
     async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
         """Accept the actor's ballot: once per voter (replaced where the vote allows it),
         only while the vote is open. Returns the vote id, never anything of the choice."""
         voter, stream = cmd.actor.id, Vote.create_id(cmd.district, cmd.vote_id)
-        await box.lock_for_ballot(ctx.conn, stream)
         # The vote and the voter's ballot in one read (not two ctx.find), after the lock: it
         # sees every close before it.
-        vote, ballot = await ctx.repository.get_each(
-            (Vote, stream), (Ballot, Ballot.create_id(cmd.district, cmd.vote_id, voter)), conn=ctx.conn)
+        vote, ballot = await ctx.find_each(
+            (Vote, stream), (Ballot, Ballot.create_id(cmd.district, cmd.vote_id, voter)))
         if vote is None:
             raise _no_vote(cmd.district, cmd.vote_id)
         now = ctx.clock.now()
