@@ -50,6 +50,7 @@ from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated
 from yishi.clock import Clock
+from yishi.db import advisory_key
 from yishi.ids import DerivedIds, IdSource, choose_ids
 from yishi.inbox import Poison
 from yishi.logging import bound_correlation
@@ -142,6 +143,9 @@ class CommandContext:
     project: Projection | None = field(default=None, repr=False)
     _staged: Staged = field(default_factory=Staged, repr=False)
     _saved: list[Saved] = field(default_factory=list, repr=False)
+    _prefetched: dict[str, list[RecordedEvent]] = field(default_factory=dict, repr=False)
+    """The streams the handler declared it reads first (:meth:`CommandBus.handles`), read
+    with the command's stored reply; each used once, by :meth:`find_each`."""
 
     def authorise_party(self, command: Command, record: dict[Party, str | None], subject: str | None = None) -> None:
         """:func:`authorise_party` for this command's caller."""
@@ -160,8 +164,13 @@ class CommandContext:
 
     async def find_each(self, *wanted: tuple[type[Aggregate], str]) -> list[Any]:
         """Several aggregates by ``(cls, stream id)``, each found or None, their streams
-        read in one statement (:meth:`Repository.get_each`)."""
+        read in one statement (:meth:`Repository.get_each`), or none at all when they were
+        read with the command's stored reply (the handler's declared ``reads``)."""
         await self.flush()
+        ids = [str(stream_id) for _, stream_id in wanted]
+        if ids and all(stream_id in self._prefetched for stream_id in ids):
+            streams = {stream_id: self._prefetched.pop(stream_id) for stream_id in ids}
+            return [self.repository.replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
         return await self.repository.get_each(*wanted, conn=self.conn)
 
     async def load(self, cls: type[A], *key: str) -> A:
@@ -183,6 +192,7 @@ class CommandContext:
         """Save the aggregates ``command`` changed, and the service's read models of them,
         in this command's transaction (written with its reply: see the class docstring)."""
         await self.flush()
+        self._prefetched.clear()  # what was read before a save is not read again
         meta = self.meta(command.actor, command.district)
         staged = self.repository.stage(*aggregates, meta=meta)
         saved = Saved(meta, aggregates, staged.events)
@@ -224,6 +234,8 @@ Handler = Callable[[Any, CommandContext], Awaitable[str]]
 Lock = Callable[[Any], str]
 """What names the advisory lock a command's handler holds shared from its first statement
 on (see :meth:`CommandBus.handles`)."""
+Reads = Callable[[Any], Sequence[tuple[type[Aggregate], str]]]
+"""The aggregates, ``(cls, stream id)``, a command's handler reads first (see :meth:`CommandBus.handles`)."""
 Reply = CommandAccepted | CommandRejected
 
 
@@ -246,6 +258,7 @@ class CommandBus:
         self.handlers: dict[type[Command], Handler] = {}
         self.internal: set[type[Command]] = set()
         self.locks: dict[type[Command], Lock] = {}
+        self.reads: dict[type[Command], Reads] = {}
         self.platform = Principal.of_platform(service)
         """The service itself, sending the commands its timers and reactions decide."""
         self.system_actor = Actor(id=self.platform.subject, role=Role.SYSTEM)
@@ -257,16 +270,18 @@ class CommandBus:
     def store(self) -> EventStore:
         return self.repository.store
 
-    def handles(self, model: type[C], *, internal: bool = False,
-                lock: Lock | None = None) -> Callable[[Handler], Handler]:
+    def handles(self, model: type[C], *, internal: bool = False, lock: Lock | None = None,
+                reads: Reads | None = None) -> Callable[[Handler], Handler]:
         """Decorator: register the handler of ``model``; an ``internal`` command is the
         platform's own (not a public contract, not served to callers).
 
-        ``lock(command)`` names an advisory lock the handler holds shared until its
-        transaction ends (``hashtextextended(name, 0)``; whoever takes it exclusively
-        waits for the handlers in flight, and they for it): taken in the statement that
-        looks up the command's stored reply, which saves the handler a round trip. Only
-        the handler's own statements, all later, see what the exclusive holder committed."""
+        Two declarations save a command round trips. ``lock(command)`` names an advisory
+        lock (:func:`yishi.db.advisory_key`) the handler holds shared until its transaction
+        ends, taken in the statement that starts it: whoever takes it exclusively waits
+        for the handlers in flight, and every statement after sees what that holder
+        committed. ``reads(command)`` lists the aggregates, ``(cls, stream id)``, the
+        handler reads first (with :meth:`CommandContext.find_each`): their streams are read
+        in the statement that looks up the command's stored reply."""
         def register(handler: Handler) -> Handler:
             if model in self.handlers:
                 raise ValueError(f"{model.__name__} already has a handler")
@@ -275,6 +290,8 @@ class CommandBus:
                 self.internal.add(model)
             if lock is not None:
                 self.locks[model] = lock
+            if reads is not None:
+                self.reads[model] = reads
             return handler
         return register
 
@@ -339,8 +356,9 @@ class CommandBus:
         handler runs in it and the reply is recorded in it. A handler's refusal rolls the
         attempt back, so nothing it wrote is kept, and is recorded in a second one; the
         accepted path, the common one, pays for one transaction and no savepoint."""
+        lock = self.locks.get(type(request.command))
         try:
-            async with _transaction(self.store.pool, conn) as tx:
+            async with _transaction(self.store.pool, conn, advisory_key(lock(request.command)) if lock else None) as tx:
                 return await self._run(request, identity, principal, tx)
         except _Refused as refused:
             async with _transaction(self.store.pool, conn) as tx:
@@ -359,8 +377,8 @@ class CommandBus:
             # same refused request is answered by the refusal already recorded.
             return await self._record_once(request, f"{identity.stream}.denied.{request.fingerprint[:32]}", conn,
                                            denied)
-        lock = self.locks.get(type(command))
-        stored = await self._stored_reply(identity.stream, conn, holding=lock(command) if lock else None)
+        reads = self.reads.get(type(command))
+        stored, prefetched = await self._stored_reply_reading(identity.stream, reads(command) if reads else (), conn)
         if stored is not None:
             fingerprint_, reply = stored
             if fingerprint_ == request.fingerprint:
@@ -376,7 +394,7 @@ class CommandBus:
             raise _Refused(Rejected(RejectionReason.UNKNOWN_COMMAND,
                                     f"{self.service} does not handle {type(command).__name__}"))
         ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                             request.correlation_id, principal, self.project)
+                             request.correlation_id, principal, self.project, _prefetched=prefetched)
         try:
             subject = await handler(command, ctx)
             # What the handler saved is written with its reply, in one statement.
@@ -389,16 +407,18 @@ class CommandBus:
             raise _Refused(Rejected(RejectionReason.INVALID_COMMAND,
                                     f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")) from None
 
-    async def _stored_reply(self, stream: str, conn: asyncpg.Connection,
-                            holding: str | None = None) -> tuple[str | None, Reply] | None:
-        """The reply stored in ``stream`` with the fingerprint of its request, if any
-        (taking the lock ``holding`` names, see :meth:`EventStore.read_stream`)."""
-        events = await self.store.read_stream(stream, conn=conn, holding=holding)
-        if not events:
-            return None
-        name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
-        reply = registry.spec(name).model.model_validate_json(events[0].state)
-        return events[0].metadata.get(FINGERPRINT), reply
+    async def _stored_reply_reading(self, stream: str, wanted: Sequence[tuple[type[Aggregate], str]],
+                                    conn: asyncpg.Connection
+                                    ) -> tuple[tuple[str | None, Reply] | None, dict[str, list[RecordedEvent]]]:
+        """:meth:`_stored_reply`, and the streams of ``wanted`` read in the same statement."""
+        if not wanted:
+            return await self._stored_reply(stream, conn), {}
+        streams = await self.store.read_streams([stream, *(str(stream_id) for _, stream_id in wanted)], conn=conn)
+        return _reply_of(streams.pop(stream)), streams
+
+    async def _stored_reply(self, stream: str, conn: asyncpg.Connection) -> tuple[str | None, Reply] | None:
+        """The reply stored in ``stream`` with the fingerprint of its request, if any."""
+        return _reply_of(await self.store.read_stream(stream, conn=conn))
 
     async def _record_once(self, request: "Request", stream: str, conn: asyncpg.Connection,
                            outcome: Rejected) -> Reply:
@@ -476,6 +496,15 @@ class CommandBus:
                 causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
         return Poison(message)
 
+def _reply_of(events: Sequence[RecordedEvent]) -> tuple[str | None, Reply] | None:
+    """The reply a reply stream's ``events`` hold, with its request's fingerprint; None if empty."""
+    if not events:
+        return None
+    name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
+    reply = registry.spec(name).model.model_validate_json(events[0].state)
+    return events[0].metadata.get(FINGERPRINT), reply
+
+
 def with_replies(translate: Translator, service: str) -> Translator:
     """A relay translator that publishes stored replies to the service's replies topic
     and hands every other event to the service's own ``translate``."""
@@ -533,21 +562,30 @@ class _Refused(Exception):
         self.rejection = rejection
 
 
-def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None):
+def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None, lock: int | None = None):
     """A transaction on ``conn`` (a savepoint inside its own), else on a connection of
-    ``pool`` held for it alone."""
-    return _nested(conn) if conn is not None else _pooled(pool)
+    ``pool`` held for it alone; holding the advisory lock ``lock`` shared, if given."""
+    return _holding(conn, lock) if conn is not None else _pooled(pool, lock)
 
 
 @asynccontextmanager
-async def _nested(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    async with conn.transaction():
+async def _pooled(pool: asyncpg.Pool, lock: int | None) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, _holding(conn, lock):
         yield conn
 
 
 @asynccontextmanager
-async def _pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    async with pool.acquire() as conn, conn.transaction():
+async def _holding(conn: Any, lock: int | None) -> AsyncIterator[asyncpg.Connection]:
+    """``conn.transaction()``, the lock ``lock`` taken with its start where the
+    connection can (:meth:`yishi.db.Connection.lock_with_begin`), else in a statement of
+    its own; an in-memory store's connection holds no locks (nor needs them: its handler
+    tests run one command at a time)."""
+    with_begin = getattr(conn, "lock_with_begin", None) if lock is not None else None
+    if with_begin is not None:
+        with_begin(lock)
+    async with conn.transaction():
+        if lock is not None and with_begin is None and hasattr(conn, "execute"):
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1::bigint)", lock)
         yield conn
 
 

@@ -17,8 +17,8 @@ PostgreSQL store guarantees, this one does the same way:
   still open: a transaction is numbered at its first append, positions at each append,
   so a transaction that commits late holds readers back instead of being skipped.
 * Events carry the hash chain of their stream as the PostgreSQL store computes it.
-* Advisory locks (``read_stream``'s ``holding``) hold nothing: the handlers tested here
-  run one command at a time.
+* Advisory locks are not held (a connection here has no ``execute``): the handlers
+  tested here run one command at a time.
 
 The tamper-evidence steps (:meth:`EventStore.seal`, :meth:`EventStore.verify`) are
 PostgreSQL only. SQL is not understood: a handler that writes a projection with
@@ -291,9 +291,8 @@ class MemoryEventStore(EventStore):
     # -- reading ---------------------------------------------------------------
 
     async def read_stream(self, stream_id: str, after_version: int = 0, *,
-                          conn: MemoryConnection | None = None, holding: str | None = None) -> list[RecordedEvent]:
-        """Events of one stream with version > ``after_version``, in order (the lock
-        ``holding`` names holds nothing here: see the module docstring)."""
+                          conn: MemoryConnection | None = None) -> list[RecordedEvent]:
+        """Events of one stream with version > ``after_version``, in order."""
         return self._visible(stream_id, conn)[after_version:]
 
     async def read_streams(self, stream_ids: Sequence[str], *, conn: MemoryConnection | None = None

@@ -138,7 +138,7 @@ class Repository:
         if self.snapshot_every:  # a snapshot to look for first, per stream
             return [await self._get_or_none(cls, stream_id, conn) for cls, stream_id in wanted]
         streams = await self.store.read_streams([str(stream_id) for _, stream_id in wanted], conn=conn)
-        return [self._replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
+        return [self.replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
 
     async def _get_or_none(self, cls: type[A], stream_id: str, conn: asyncpg.Connection | None) -> A | None:
         try:
@@ -146,7 +146,7 @@ class Repository:
         except AggregateNotFound:
             return None
 
-    def _replayed(self, cls: type[A], events: Sequence[RecordedEvent]) -> A | None:
+    def replayed(self, cls: type[A], events: Sequence[RecordedEvent]) -> A | None:
         """The ``cls`` that ``events`` (a whole stream) make; None for an empty stream or
         one that holds no ``cls``."""
         if not events:

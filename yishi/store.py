@@ -98,14 +98,6 @@ _COLUMNS = ("position, tx_id, stream_id, version, event_id, district, topic, sta
             "metadata->>'occurred_at', metadata->>'correlation_id', metadata->>'causation_id', "
             "metadata->>'traceparent', metadata->>'tracestate'")
 
-# The lock's one row is read first, whether or not the stream has events (a stream without
-# any leaves one row of NULLs).
-_READ_HOLDING = f"""
-SELECT {_COLUMNS} FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($3, 0))) AS held
-LEFT JOIN events ON stream_id = $1 AND version > $2
-ORDER BY version
-"""
-
 _READ_LOG = f"""
 SELECT {_COLUMNS} FROM events
 WHERE (tx_id, position) > ($1::xid8, $2::bigint)
@@ -441,22 +433,12 @@ class EventStore:
     # -- reading ---------------------------------------------------------------
 
     async def read_stream(
-        self, stream_id: str, after_version: int = 0, *, conn: asyncpg.Connection | None = None,
-        holding: str | None = None,
+        self, stream_id: str, after_version: int = 0, *, conn: asyncpg.Connection | None = None
     ) -> list[RecordedEvent]:
-        """Events of one stream with version > ``after_version``, in order.
-
-        ``holding`` names an advisory lock (``pg_advisory_xact_lock_shared`` of
-        ``hashtextextended(holding, 0)``) taken shared in the same statement, held until
-        ``conn``'s transaction ends: one round trip for both. The read's snapshot may
-        predate the wait for the lock; what must see the lock's holders' commits is read
-        in a later statement."""
-        if holding is None:
-            sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
-            rows = await (conn or self.pool).fetch(sql, stream_id, after_version)
-            return [RecordedEvent.from_row(r) for r in rows]
-        rows = await (conn or self.pool).fetch(_READ_HOLDING, stream_id, after_version, holding)
-        return [RecordedEvent.from_row(r) for r in rows if r["position"] is not None]
+        """Events of one stream with version > ``after_version``, in order."""
+        sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
+        rows = await (conn or self.pool).fetch(sql, stream_id, after_version)
+        return [RecordedEvent.from_row(r) for r in rows]
 
     async def read_streams(
         self, stream_ids: Sequence[str], *, conn: asyncpg.Connection | None = None

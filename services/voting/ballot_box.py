@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.common import RejectionReason
+from yishi.db import advisory_key
 from yishi.rules import Rejected
 from yishi.store import ConcurrencyError
 from services.voting.domain import Ballot, Tally, Vote
@@ -60,9 +61,9 @@ def receipt_hash(district: str, vote_id: str, voter_id: str, ballot_id: str) -> 
 
 
 def vote_lock(vote_id: str) -> str:
-    """The name of the advisory lock of the vote whose stream is ``vote_id``: held shared
-    by each ballot (declared to the command bus, :meth:`yishi.commands.CommandBus.handles`),
-    exclusively by the close."""
+    """The name of the advisory lock (:func:`yishi.db.advisory_key`) of the vote whose
+    stream is ``vote_id``: held shared by each ballot (declared to the command bus,
+    :meth:`yishi.commands.CommandBus.handles`), exclusively by the close."""
     return f"yishi.vote/{vote_id}"
 
 
@@ -192,7 +193,7 @@ class PostgresBallotBox(BallotBox):
     """The ballot box in the voting service's schema, on the command's connection."""
 
     async def lock_for_close(self, conn: Any, vote_id: str) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", vote_lock(vote_id))
+        await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", advisory_key(vote_lock(vote_id)))
 
     async def _put_open(self, conn: Any, vote_id: str, voter_id: str, ballot_id: str, choice: Choice, *,
                         first: bool) -> bool:

@@ -164,17 +164,6 @@ async def test_appends_to_several_streams_go_together_or_not_at_all(store):
     assert len(mixed) == 3 and [e.version for e in await store.read_stream("a")] == [1, 2, 3, 4]
 
 
-async def test_a_stream_read_holding_a_lock_reads_the_same(store):
-    """``read_stream(..., holding=name)``: the stream as without (the lock it takes is
-    PostgreSQL's, see tests/integration/voting/test_concurrency.py), none for an empty one."""
-    await store.append("s", 0, events(2), meta())
-    async with store.pool.acquire() as conn, conn.transaction():
-        held = await store.read_stream("s", conn=conn, holding="yishi.test/s")
-        assert [e.event_id for e in held] == [e.event_id for e in await store.read_stream("s", conn=conn)]
-        assert await store.read_stream("s", 2, conn=conn, holding="yishi.test/s") == []
-        assert await store.read_stream("none", conn=conn, holding="yishi.test/none") == []
-
-
 async def test_recorded_events_carry_what_was_appended(store):
     batch = events(2)
     positions = await store.append("s", 0, batch, meta("xicheng"))

@@ -26,11 +26,10 @@ T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 WORKER = {"id": "worker-1", "role": "community_worker"}
 
 BALLOT_ROUND_TRIPS = [
-    "BEGIN",
-    "the stored reply of the command's identity, if any, with the vote's lock taken shared (the handler's "
-    "declared lock): a resend is answered before anything else, and a close waits for the ballot",
-    "the vote's and the voter's ballot streams, in one read: a statement of its own, after the lock, so that "
-    "its snapshot sees every close committed before",
+    "BEGIN, with the vote's lock taken shared (the handler's declared lock), in one simple query: a close waits "
+    "for the ballot, and every later statement sees every close committed before",
+    "the stored reply of the command's identity, if any, and the vote's and the voter's ballot streams (the "
+    "handler's declared reads), in one read: a resend is answered from it before the handler runs",
     "the voter registered (participants) and the ballot recorded (open_ballots), in one statement: its outcome "
     "(the voter already registered) decides before the ballot is saved",
     "the ballot's event and the command's reply appended, in one statement",
@@ -77,7 +76,7 @@ def statements(exporter) -> list[str]:
             and s.attributes.get("db.system") == "postgresql"]
 
 
-async def test_a_new_ballot_costs_six_round_trips(voting, exporter):
+async def test_a_new_ballot_costs_five_round_trips(voting, exporter):
     await ballot(voting, "resident-1", "k-1")  # asyncpg's statement cache warm
     exporter.clear()
     await ballot(voting, "resident-2", "k-2")
