@@ -169,7 +169,7 @@ class CommandContext:
         await self.flush()
         ids = [str(stream_id) for _, stream_id in wanted]
         if ids and all(stream_id in self._prefetched for stream_id in ids):
-            streams = {stream_id: self._prefetched.pop(stream_id) for stream_id in ids}
+            streams = {stream_id: self._prefetched.pop(stream_id) for stream_id in dict.fromkeys(ids)}
             return [self.repository.replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
         return await self.repository.get_each(*wanted, conn=self.conn)
 

@@ -85,7 +85,10 @@ class CommitNotifier:
 
     async def released(self, conn: asyncpg.Connection) -> None:
         """The pool's reset hook: a connection given back (its transaction over)."""
-        if isinstance(conn, Connection) and conn.appended:
+        if not isinstance(conn, Connection):
+            return
+        conn._with_begin = None  # a lock asked for a transaction that never started
+        if conn.appended:
             conn.appended = False
             self.poke()
 
