@@ -29,7 +29,7 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import ValidationError
 from pydantic.config import ExtraValues
 
-from contracts import notify, oversight, proposals, voting
+from contracts import notify, oversight, proposals, sessions, voting
 from contracts.common import CommandAccepted, CommandRejected, Contract, RejectionReason
 from contracts.envelope import Envelope
 from yishi.names import SERVICES, commands_topic, events_topic, replies_topic
@@ -153,6 +153,16 @@ _CONSUMERS = {
     "NotificationDelivered": {"oversight"},
     "NotificationFailed": {"oversight"},
 }
+# The portal (a reader: yishi.names.READERS) keeps a copy of these for its public pages;
+# not ballots (a vote's page shows its closing counts only) nor reminders.
+_PORTAL = ("CouncilFormed", "ProposalRaised", "ProposalPublished", "MotionSeconded", "ObjectionLodged",
+           "StatementMade", "ProposalEscalated", "ProposalWithdrawn", "ProposalReturnedForReconsultation",
+           "ProposalDecided", "VoteOpened", "VoteClosed", "ResolutionRegistered", "TaskAssigned", "TaskAccepted",
+           "ProgressReported", "FundsAllocated", "FundsSpent", "TaskStalled", "TaskEscalated", "TaskCompleted",
+           "InspectionRecorded", "SatisfactionRated", "ResolutionClosed", "FundEstablished", "SessionClosed",
+           "AttendanceRecorded")
+for _name in _PORTAL:
+    _CONSUMERS.setdefault(_name, set()).add("portal")
 
 
 def _types(service: str, kind: Kind, *models: type[Contract]) -> list[TypeSpec]:
@@ -177,6 +187,13 @@ _SPECS: tuple[TypeSpec, ...] = (
         proposals.ProposalReturnedForReconsultation, proposals.ProposalDecided,
     ),
     *_types(
+        "proposals", Kind.EVENT,
+        sessions.ChairRotaSet, sessions.SessionScheduleSet, sessions.SessionScheduled,
+        sessions.SessionChairChanged, sessions.AgendaItemAdded, sessions.StakeholderInvited,
+        sessions.SessionOpened, sessions.AttendanceRecorded, sessions.SessionClosed,
+        sessions.SessionMinutesPublished,
+    ),
+    *_types(
         "proposals", Kind.COMMAND,
         proposals.FormCouncil, proposals.SeatMember, proposals.UnseatMember,
         proposals.NominateRepresentative, proposals.PubliciseNomination, proposals.NominateSlate,
@@ -186,7 +203,15 @@ _SPECS: tuple[TypeSpec, ...] = (
         proposals.EscalateProposal, proposals.WithdrawProposal,
         proposals.ReturnProposalForReconsultation,
     ),
-    *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed),
+    *_types(
+        "proposals", Kind.COMMAND,
+        sessions.SetChairRota, sessions.SetSessionSchedule, sessions.ScheduleSession,
+        sessions.ChangeSessionChair, sessions.AddAgendaItem, sessions.InviteStakeholder,
+        sessions.OpenSession, sessions.CheckIn, sessions.RecordAttendance, sessions.CloseSession,
+        sessions.PublishMinutes,
+    ),
+    *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed,
+            voting.VoteBoardPublished, voting.VoteParticipants),
     *_types("voting", Kind.COMMAND, voting.OpenVote, voting.CastBallot, voting.CloseVote),
     *_types(
         "oversight", Kind.EVENT,
@@ -200,7 +225,7 @@ _SPECS: tuple[TypeSpec, ...] = (
     TypeSpec(
         "FundsAllocated", Kind.EVENT, "oversight",
         {1: oversight.FundsAllocatedV1, 2: oversight.FundsAllocated},
-        {1: oversight.upcast_funds_allocated_v1},
+        {1: oversight.upcast_funds_allocated_v1}, consumers=frozenset(_CONSUMERS.get("FundsAllocated", ())),
     ),
     *_types(
         "oversight", Kind.COMMAND,

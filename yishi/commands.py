@@ -22,7 +22,7 @@ Every read and write of one command goes through the one connection of its trans
 a handler never waits for a second pooled connection while it holds one, so any number
 of concurrent callers (resending or not) cannot exhaust the pool into a standstill.
 
-(About 580 lines on purpose: identity, authorisation, the handler's context and the recorded
+(About 620 lines on purpose: identity, authorisation, the handler's context and the recorded
 reply are one mechanism, read together; its HTTP edge is :mod:`yishi.command_http`.)
 """
 
