@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-SERVICES = ("proposals", "voting", "oversight", "notify")
+SERVICES = ("proposals", "voting", "oversight", "notify", "portal")
 _DISTRICT = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
