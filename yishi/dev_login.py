@@ -160,7 +160,7 @@ def login_form(params: dict[str, str]) -> str:
                     f" {r}</label><br>" for r in sorted(GRANTABLE_ROLES))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Development sign-in</title></head>
+<title>Development sign-in</title><link rel="icon" href="data:,"></head>
 <body><main><h1>Development sign-in</h1>
 <p>This provider signs anyone in as the person chosen below: for development and tests only.</p>
 <form method="post" action="authorize">{hidden}

@@ -36,6 +36,13 @@ def _optional(form: Form, name: str) -> str | None:
     return _text(form, name) or None
 
 
+def _number(form: Form, name: str) -> int | str:
+    """A number field as JSON's number (commands are strict); text that is none is sent
+    as it is, for the service to refuse."""
+    text = _text(form, name)
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def _listed(form: Form, name: str) -> list[str]:
     value = form.get(name, [])
     return [v for v in ([value] if isinstance(value, str) else value) if v]
@@ -62,7 +69,7 @@ ACTIONS: dict[str, Action] = {
     "vote": Action("voting", "CastBallot", lambda f, who, key: {
         "vote_id": _text(f, "vote_id"), "ballot_id": f"ballot-{key}", "choice": _text(f, "choice")}),
     "progress": Action("oversight", "ReportProgress", lambda f, who, key: {
-        "task_id": _text(f, "task_id"), "percent_complete": _text(f, "percent_complete"),
+        "task_id": _text(f, "task_id"), "percent_complete": _number(f, "percent_complete"),
         "summary": _text(f, "summary")}),
     "inspect": Action("oversight", "RecordInspection", lambda f, who, key: {
         "resolution_id": _text(f, "resolution_id"), "task_id": _optional(f, "task_id"), "inspector_ids": [who],

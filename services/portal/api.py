@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from services.portal import charts, feeds, messages, projections, views
+from services.portal import charts, feeds, messages, projections, signin, views
 from services.portal.settings import PortalSettings
 from yishi.clock import Clock
 
@@ -54,7 +54,9 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
             return messages.describe(lang, step.kind, step.figures)
 
         html = env.get_template(template).render(t=t, describe=describe, lang=lang, languages=messages.LANGUAGES,
-                                                 here=quote(here), **values)
+                                                 here=quote(here), here_path=here,
+                                                 refusal=lambda reason: messages.refusal(lang, reason),
+                                                 **signin.page_context(request), **values)
         ancestors = settings.embed_ancestors if embed else "'none'"
         headers = {"Content-Security-Policy": _CSP.format(ancestors=ancestors), "Content-Language": lang,
                    "Vary": "Accept-Language, Cookie", "X-Content-Type-Options": "nosniff",

@@ -54,7 +54,7 @@ def test_an_inspection_names_the_supervisor_as_inspector_and_leaves_out_an_empty
                     "inspector_ids": ["sup-wu"], "aspects": ["progress", "quality"], "finding": "satisfactory",
                     "notes": "ok"}
     assert actions.command_body("progress", {"task_id": "t-1", "percent_complete": "60", "summary": "s"},
-                                Person("staff-sun", "gulou", ("implementer",)), "gulou", "k")["percent_complete"] == "60"
+                                Person("staff-sun", "gulou", ("implementer",)), "gulou", "k")["percent_complete"] == 60
 
 
 async def test_a_refusal_is_told_by_its_reason():
