@@ -103,10 +103,14 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
 
     @router.get("/{district}/communities/{community_id}")
     async def roadmap(request: Request, district: str, community_id: str) -> Response:
-        found = await roadmap_of(district, community_id)
+        facts = await projections.community_facts(pool(), district, community_id) if district in districts else []
+        found = views.roadmap(facts, community_id)
         if found is None:
             return not_found(request, district)
-        return render(request, "roadmap.html", district=district, roadmap=found)
+        # The community's council, where a signed-in resident raises a proposal.
+        council = next((f["council_id"] for f in facts if f["type"] == "CouncilFormed"
+                        and f["community_id"] == community_id and f["body"].get("level") == "community"), None)
+        return render(request, "roadmap.html", district=district, roadmap=found, council_id=council)
 
     @router.get("/embed/{district}/communities/{community_id}")
     async def roadmap_widget(request: Request, district: str, community_id: str) -> Response:
