@@ -67,11 +67,9 @@ def person(request: Request) -> actions.Person | None:
 
 
 def csrf_token(request: Request) -> str:
-    """The session's CSRF token, every form's hidden ``csrf`` field."""
-    token = request.session.get("csrf")
-    if not token:
-        token = request.session["csrf"] = secrets.token_urlsafe(24)
-    return token
+    """The session's CSRF token, every form's hidden ``csrf`` field (drawn at sign-in: an
+    anonymous reader gets no cookie)."""
+    return request.session.get("csrf", "")
 
 
 def take_flash(request: Request) -> dict[str, Any] | None:
@@ -144,6 +142,7 @@ def router(portal: PortalSettings, settings: Settings) -> APIRouter:
                                      "roles": sorted(principal.roles), "seats": sorted(principal.seats),
                                      "expires_at": time.time() + expires_in}
         request.session["token"] = token["access_token"]
+        request.session["csrf"] = secrets.token_urlsafe(24)
         return back(request, {"kind": "signed_in"}, target)
 
     @routes.post("/auth/logout")

@@ -169,6 +169,12 @@ async def test_a_resident_signs_in_on_a_phone_and_votes(platform, story: Story, 
     await phone.wait_for_url(f"{portal}{roadmap}")
     assert t("done.raise") in await phone.inner_text("[role='status']")
     await screenshot(phone, "phone-4-raised")
+
+    await phone.click("form[action='/auth/logout'] button[type='submit']")
+    await phone.wait_for_url(f"{portal}{roadmap}")
+    assert t("signin.signed_out") in await phone.inner_text("[role='status']")
+    assert await phone.locator("form[action='/act/raise']").count() == 0
+    assert await phone.locator("a[href^='/auth/login']").count() == 1
     width = await phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways on a phone: {width}px"
     assert console.errors == [], "\n".join(console.errors)
@@ -243,6 +249,8 @@ async def test_every_public_page_is_accessible_and_logs_no_error(platform, story
             violations = await accessibility_violations(phone)
             if violations:
                 found[f"{path} ({lang})"] = violations
+    # An anonymous reader is given no session: the only cookie is the language chosen.
+    assert {c["name"] for c in await phone.context.cookies()} == {messages.COOKIE}
     assert not found, "serious or critical accessibility violations:\n" + "\n".join(
         f"{page}: {v}" for page, vs in found.items() for v in vs)
     assert console.errors == [], "\n".join(console.errors)

@@ -77,7 +77,7 @@ async def test_the_callback_signs_the_person_in_and_goes_back(portal):
     assert "httponly" in cookie and "samesite=lax" in cookie
     session = session_of(portal)
     assert session["person"]["subject"] == "resident-zhou" and session["person"]["roles"] == ["resident"]
-    assert session["flash"] == {"kind": "signed_in"} and session["token"]
+    assert session["flash"] == {"kind": "signed_in"} and session["token"] and session["csrf"]
 
 
 async def test_a_callback_with_a_state_the_session_did_not_start_is_refused(portal):
