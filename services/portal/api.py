@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from services.portal import charts, feeds, messages, projections, signin, views
+from services.portal import charts, feeds, messages, projections, signin, statistics, views
 from services.portal.settings import PortalSettings
 from yishi.clock import Clock
 
@@ -68,10 +68,6 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
     def not_found(request: Request, district: str | None = None) -> Response:
         return render(request, "not_found.html", 404, district=district if district in districts else None)
 
-    @router.get("/")
-    async def home() -> Response:
-        return RedirectResponse(f"/{districts[0]}", 307)
-
     @router.get("/static/portal.css")
     async def css() -> Response:
         return Response(CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
@@ -91,7 +87,7 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
         if district not in districts:
             return not_found(request)
         facts = await projections.district_facts(pool(), district)
-        return render(request, "district.html", district=district, communities=views.communities(facts),
+        return render(request, "district.html", district=district, communities=statistics.communities(facts),
                       notices=views.notices([f for f in facts if f["proposal_id"]], clock.now(),
                                             settings.show_names),
                       votes=views.votes(facts)[:10])
@@ -181,11 +177,11 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
         return render(request, "vote.html", district=district, vote=found[0])
 
     @router.get("/{district}/statistics")
-    async def statistics(request: Request, district: str) -> Response:
+    async def district_statistics(request: Request, district: str) -> Response:
         if district not in districts:
             return not_found(request)
         lang = messages.choose(request.cookies.get(messages.COOKIE), request.headers.get("accept-language"))
-        figures = views.statistics(await projections.district_facts(pool(), district))
+        figures = statistics.statistics(await projections.district_facts(pool(), district))
         return render(request, "statistics.html", district=district, stats=figures,
                       charts=charts.district_charts(figures, lambda key: messages.translate(lang, key)))
 

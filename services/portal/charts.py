@@ -15,7 +15,7 @@ from lxml import etree
 from markupsafe import Markup
 from pygal.style import Style
 
-from services.portal.views import Statistics
+from services.portal.statistics import Statistics
 
 #: Dark text on white and colours told apart by more than hue (WCAG AA contrast for text).
 STYLE = Style(background="#ffffff", plot_background="#ffffff", foreground="#1a1a1a",
@@ -36,17 +36,19 @@ class Chart:
 
 
 def svg(chart: pygal.graph.graph.Graph) -> Markup:
-    """The chart's SVG element, without pygal's scripts, to put inline in a page."""
+    """The chart's SVG element, without pygal's scripts, to put inline in a page, named
+    by its title for a screen reader (its figures are the table beside it)."""
     tree = chart.render_tree()
-    for script in tree.iter("{http://www.w3.org/2000/svg}script", "script"):
+    for script in list(tree.iter("{http://www.w3.org/2000/svg}script", "script")):
         script.getparent().remove(script)
     tree.set("role", "img")
+    tree.set("aria-label", chart.title)
     tree.set("focusable", "false")
     return Markup(etree.tostring(tree, encoding="unicode"))
 
 
 def _bar(title: str, labels: list[str], series: list[tuple[str, list[float | None]]]) -> pygal.Bar:
-    chart = pygal.Bar(style=STYLE, js=[], disable_xml_declaration=True, width=640, height=400,
+    chart = pygal.Bar(style=STYLE, js=[], disable_xml_declaration=True, width=480, height=360,
                       legend_at_bottom=True, x_label_rotation=0, truncate_label=-1, print_values=False)
     chart.title = title
     chart.x_labels = labels

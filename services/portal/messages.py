@@ -66,7 +66,6 @@ _M: dict[str, tuple[str, str]] = {
     "resolution.title": ("决议：{title}", "Resolution: {title}"),
     "resolution.timeline": ("从需求到测评", "From the need to the rating"),
     "resolution.back": ("返回路线图", "Back to the roadmap"),
-    "resolution.satisfaction": ("满意度 {percent}%", "Satisfaction {percent}%"),
     "when": ("时间", "When"),
     "who": ("谁", "Who"),
     "what": ("事项", "What"),

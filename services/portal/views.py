@@ -154,7 +154,8 @@ class ResolutionView:
             if total else None
 
 
-def _when(value: Any) -> datetime | None:
+def moment(value: Any) -> datetime | None:
+    """A time of an event body (ISO 8601 text), or of a row (already a datetime)."""
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value)
@@ -184,7 +185,7 @@ def _apply(r: ResolutionView, f: Fact) -> None:
     task = r.tasks.get(f["task_id"]) if f["task_id"] else None
     if kind == "TaskAssigned":
         r.tasks[f["task_id"]] = TaskView(f["task_id"], b["implementer"]["name"], b["implementer"]["kind"],
-                                         _when(b["due_at"]), moved_at=at)
+                                         moment(b["due_at"]), moved_at=at)
     elif task is None and kind in ("ProgressReported", "TaskStalled", "TaskEscalated", "TaskCompleted"):
         return  # its assignment is not here (a task of another resolution is never shown)
     elif kind == "ProgressReported":
@@ -288,7 +289,7 @@ def step(f: Fact, show_names: bool) -> Step:
     elif kind in ("FundsAllocated", "FundsSpent"):
         figures = {"amount_fen": b["amount_fen"]}
     elif kind == "TaskAssigned":
-        figures = {"implementer": b["implementer"]["name"], "due_at": _when(b["due_at"])}
+        figures = {"implementer": b["implementer"]["name"], "due_at": moment(b["due_at"])}
     elif kind == "InspectionRecorded":
         figures = {"finding": b["finding"]}
     elif kind == "SatisfactionRated":
@@ -296,7 +297,7 @@ def step(f: Fact, show_names: bool) -> Step:
     elif kind == "TaskEscalated":
         figures = {"level": b["to_level"]}
     elif kind == "ProposalPublished":
-        figures = {"notice_ends_at": _when(b["notice_ends_at"])}
+        figures = {"notice_ends_at": moment(b["notice_ends_at"])}
     return Step(kind, f["occurred_at"], who, text, figures, f["resolution_id"])
 
 
@@ -346,11 +347,11 @@ def notices(facts: list[Fact], now: datetime, show_names: bool) -> list[Notice]:
         if raised is None or not published or any(f["type"] in _ENDED for f in mine):
             continue
         last = published[-1]["body"]
-        ends = _when(last["notice_ends_at"])
+        ends = moment(last["notice_ends_at"])
         if ends <= now:
             continue
         found.append(Notice(proposal_id, raised["body"]["title"], raised["body"]["summary"],
-                            raised["council_id"], last["form"], ends, _when(last.get("session_at")),
+                            raised["council_id"], last["form"], ends, moment(last.get("session_at")),
                             timeline(mine, show_names)))
     return sorted(found, key=lambda n: (n.notice_ends_at, n.proposal_id))
 
@@ -385,7 +386,7 @@ def votes(facts: Iterable[Fact]) -> list[VoteResult]:
             terms = b["terms"]
             found[f["vote_id"]] = VoteResult(
                 f["vote_id"], terms["question"], b["council_id"], b["matter"]["kind"], b["matter"]["id"],
-                terms.get("secrecy", "open"), _when(terms["closes_at"]), terms["electorate"]["size"],
+                terms.get("secrecy", "open"), moment(terms["closes_at"]), terms["electorate"]["size"],
                 terms.get("quorum_percent"))
         elif f["type"] == "VoteClosed":
             closings.append(f)
@@ -398,103 +399,3 @@ def votes(facts: Iterable[Fact]) -> list[VoteResult]:
                            "ballots": sum(b["tally"][k] for k in ("in_favour", "against", "abstain")),
                            **{k: b["tally"][k] for k in ("in_favour", "against", "abstain")}}
     return sorted(found.values(), key=lambda v: (v.closes_at, v.vote_id), reverse=True)
-
-
-# -- the district's communities and statistics -----------------------------------
-
-
-@dataclass
-class CommunityFigures:
-    """One community's row of the district statistics."""
-
-    community_id: str
-    name: str | None
-    proposals: int = 0
-    resolutions: int = 0
-    completed: int = 0
-    on_time: int = 0
-    fund_fen: int = 0
-    spent_fen: int = 0
-    ratings: dict[str, int] = field(default_factory=lambda: {"satisfied": 0, "basically_satisfied": 0,
-                                                             "dissatisfied": 0})
-
-    @property
-    def satisfaction_percent(self) -> float | None:
-        total = sum(self.ratings.values())
-        return round(100 * (self.ratings["satisfied"] + self.ratings["basically_satisfied"]) / total, 1) \
-            if total else None
-
-
-@dataclass
-class Statistics:
-    """The district's figures: sessions, person-times, proposals, resolutions and per community."""
-
-    sessions: int
-    person_times: int
-    proposals: int
-    resolutions: int
-    on_time: int
-    communities: list[CommunityFigures]
-
-
-#: The acts of residents and their representatives counted as person-times (人次), besides ballots.
-_PARTICIPATION = ("ProposalRaised", "MotionSeconded", "ObjectionLodged", "StatementMade")
-
-
-def statistics(facts: list[Fact]) -> Statistics:
-    """Count the district's figures from all its facts."""
-    council_community = {f["council_id"]: f["community_id"] for f in facts if f["type"] == "CouncilFormed"}
-    communities: dict[str, CommunityFigures] = {}
-
-    def of(community_id: str | None) -> CommunityFigures | None:
-        if community_id is None:
-            return None
-        if community_id not in communities:
-            communities[community_id] = CommunityFigures(community_id, community_name(facts, community_id))
-        return communities[community_id]
-
-    for community_id in set(council_community.values()):
-        of(community_id)
-    proposals = 0
-    for f in facts:
-        if f["type"] == "ProposalRaised":
-            proposals += 1
-            if (c := of(council_community.get(f["council_id"]))) is not None:
-                c.proposals += 1
-        elif f["type"] == "FundEstablished":
-            of(f["community_id"]).fund_fen += f["body"]["amount_fen"]
-    found = resolutions(facts)
-    for r in found.values():
-        c = of(r.community_id or council_community.get(r.council_id))
-        if c is None:
-            continue
-        c.resolutions += 1
-        c.spent_fen += r.spent_fen
-        if r.status not in ("registered", "in_progress"):
-            c.completed += r.tasks != {} and all(t.completed_at for t in r.tasks.values())
-            c.on_time += r.on_time
-        if r.rating:
-            for k, n in r.rating.items():
-                c.ratings[k] += n
-    sessions = len({(f["council_id"], _when(f["body"]["session_at"])) for f in facts
-                    if f["type"] == "ProposalPublished" and f["body"].get("session_at")})
-    ballots = sum(sum(f["body"]["tally"][k] for k in ("in_favour", "against", "abstain"))
-                  for f in facts if f["type"] == "VoteClosed")
-    person_times = ballots + sum(1 for f in facts if f["type"] in _PARTICIPATION)
-    return Statistics(sessions, person_times, proposals, len(found), sum(r.on_time for r in found.values()),
-                      sorted(communities.values(), key=lambda c: c.community_id))
-
-
-@dataclass(frozen=True)
-class Community:
-    """A community the district index lists."""
-
-    community_id: str
-    name: str | None
-
-
-def communities(facts: Iterable[Fact]) -> list[Community]:
-    """The communities the facts name: served by a council, holding a fund or a resolution."""
-    facts = list(facts)
-    ids = {f["community_id"] for f in facts if f["community_id"]}
-    return sorted((Community(c, community_name(facts, c)) for c in ids), key=lambda c: c.community_id)
