@@ -77,3 +77,16 @@ async def test_an_unreachable_service_is_told_as_unavailable():
         outcome = await actions.send(client, URLS, "raise", {"council_id": "c", "title": "t", "summary": "s"},
                                      RESIDENT, "T", "gulou", "k")
     assert not outcome.accepted and outcome.reason == "unavailable"
+
+
+def test_every_refusal_reason_and_every_form_outcome_has_plain_words_in_both_languages():
+    from contracts.common import RejectionReason
+    from services.portal import messages
+
+    reasons = [r.value for r in RejectionReason] + ["unauthenticated", "rate_limited", "unavailable"]
+    for language in messages.LANGUAGES:
+        catalogue = messages.CATALOGUE[language]
+        assert [r for r in reasons if f"refused.{r}" not in catalogue] == []
+        assert [a for a in actions.ACTIONS if f"done.{a}" not in catalogue] == []
+        assert messages.refusal(language, "a_reason_of_tomorrow") == catalogue["refused.unknown_command"]
+    assert messages.refusal("en", "duplicate") != messages.refusal("zh-CN", "duplicate")
