@@ -2,8 +2,9 @@
 platform the tests start (every service and the portal as processes, one start for this
 module), people signing in through the development issuer's login form.
 
-* on a phone-sized viewport a resident signs in and votes, and a second ballot is refused
-  in plain words;
+* on a phone-sized viewport a resident signs in and votes (a second ballot is refused in
+  plain words), objects to a proposal in its notice period (seconding it, a council
+  member's, is refused), raises a proposal from the roadmap and signs out;
 * an implementer reports progress through the portal and the community's roadmap shows it
   within seconds (the page polled; nothing slept on);
 * a supervisor records an inspection;
@@ -28,6 +29,7 @@ from rich.console import Console
 
 from contracts.common import Electorate, ElectorateKind, VoteMatter, VoteMatterKind, VoteTerms
 from contracts.oversight import AcceptTask, AssignTask, Implementer, ImplementerKind
+from contracts.proposals import ConsultationForm, PublishProposal, RaiseProposal
 from contracts.voting import OpenVote
 from services.portal import messages
 from tests.support.auth import acting
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.slow
 say = Console(width=160)  # the story's output, shown when a test fails
 ORG, ORG_NAME = demo.IMPLEMENTER_ID, "鼓楼绿色家园服务中心"
 QUESTION = "是否在3号院试行夜间静音时段?"
+NOTICED = "在小区东门加装路灯"
 
 
 @dataclass
@@ -53,7 +56,8 @@ class Story:
     voter: str
     resolution_id: str
     task_id: str
-    proposal_id: str
+    noticed: str
+    """A proposal in its notice period."""
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,12 @@ async def story(platform) -> Story:
             due_at=await api.now() + timedelta(days=60)))
         task_id = assigned["ids"]["task_id"]
         await api.send(AcceptTask(district=d, actor=STAFF, task_id=task_id))
+        # A second proposal, in its notice period for the whole module.
+        noticed = f"prop-notice-{t}"
+        await api.send(RaiseProposal(district=d, actor=demo.member("member-wang"), proposal_id=noticed,
+                                     council_id=councils.community, title=NOTICED, summary="在小区东门加装照明。"))
+        await api.send(PublishProposal(district=d, actor=WORKER, proposal_id=noticed, form=ConsultationForm.COUNCIL,
+                                       notice_ends_at=await api.now() + timedelta(days=7)))
         vote_id = f"vote-residents-{t}"
         roll = (voter, f"resident-wu-{t}")
         await api.send(OpenVote(district=d, actor=WORKER, vote_id=vote_id, council_id=councils.community,
@@ -91,8 +101,9 @@ async def story(platform) -> Story:
     async with httpx.AsyncClient(base_url=platform.urls["portal"], timeout=10) as portal:
         # The portal's copy catches up with the events: the pages the tests start from.
         await eventually(lambda: portal_shows(portal, f"/{d}/votes/{vote_id}", QUESTION), timeout=60)
+        await eventually(lambda: portal_shows(portal, f"/{d}/notices", NOTICED), timeout=60)
         await eventually(lambda: portal_shows(portal, f"/{d}/resolutions/{resolution_id}", ORG_NAME), timeout=60)
-    return Story(d, "xikang", councils.community, vote_id, voter, resolution_id, task_id, proposal_id)
+    return Story(d, "xikang", councils.community, vote_id, voter, resolution_id, task_id, noticed)
 
 
 async def portal_shows(portal: httpx.AsyncClient, path: str, text: str) -> bool:
@@ -160,6 +171,20 @@ async def test_a_resident_signs_in_on_a_phone_and_votes(platform, story: Story, 
     assert t("refused.duplicate") in await phone.inner_text("[role='alert']")
     await screenshot(phone, "phone-3-refused")
 
+    # On a proposal in its notice period: an objection is recorded; seconding is a council
+    # member's, so the resident's is refused, in plain words.
+    notices = f"/{story.district}/notices"
+    await phone.goto(f"{portal}{notices}")
+    notice = f"article[data-proposal='{story.noticed}']"
+    await phone.fill(f"{notice} textarea[name='grounds']", "路灯会照进卧室,请装遮光罩。")
+    await phone.click(f"{notice} form[action='/act/object'] button[type='submit']")
+    await phone.wait_for_url(f"{portal}{notices}")
+    assert t("done.object") in await phone.inner_text("[role='status']")
+    await phone.click(f"{notice} form[action='/act/second'] button[type='submit']")
+    await phone.wait_for_url(f"{portal}{notices}")
+    assert t("refused.not_authorised") in await phone.inner_text("[role='alert']")
+    await screenshot(phone, "phone-4-second-refused")
+
     # Raising a proposal before the community's council, from its roadmap.
     roadmap = f"/{story.district}/communities/{story.community}"
     await phone.goto(f"{portal}{roadmap}")
@@ -168,7 +193,7 @@ async def test_a_resident_signs_in_on_a_phone_and_votes(platform, story: Story, 
     await phone.click("form[action='/act/raise'] button[type='submit']")
     await phone.wait_for_url(f"{portal}{roadmap}")
     assert t("done.raise") in await phone.inner_text("[role='status']")
-    await screenshot(phone, "phone-4-raised")
+    await screenshot(phone, "phone-5-raised")
 
     await phone.click("form[action='/auth/logout'] button[type='submit']")
     await phone.wait_for_url(f"{portal}{roadmap}")
