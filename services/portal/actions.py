@@ -131,6 +131,8 @@ async def send(client: httpx.AsyncClient, urls: Mapping[str, str], action: str, 
     """Send the form's command with the person's token; the service's answer as an :class:`Outcome`."""
     found = ACTIONS[action]
     body = command_body(action, form, person, district, key)
+    if found.service not in urls:
+        return Outcome(action, False, "unavailable", f"no URL for {found.service} (YISHI_PORTAL_SERVICE_URLS)")
     try:
         answer = await client.post(f"{urls[found.service].rstrip('/')}/{district}/commands/{found.command_type}",
                                    json=body, headers={"authorization": f"Bearer {token}", "idempotency-key": key})

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.middleware import Middleware
@@ -46,6 +47,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", AuthlibDeprecationWarning)
     from authlib.integrations.starlette_client import OAuth, OAuthError
 
+log = structlog.get_logger("yishi.portal.signin")
 SESSION_COOKIE = "yishi_portal"
 SESSION_MAX_AGE_S = 8 * 3600
 
@@ -134,9 +136,11 @@ def router(portal: PortalSettings, settings: Settings) -> APIRouter:
                 raise Unauthenticated("the portal trusts no provider (YISHI_AUTH_ISSUER is unset)")
             principal = await verifier.verify(token["access_token"])
         except (OAuthError, Unauthenticated, httpx.HTTPError) as exc:
-            return back(request, {"kind": "signin_failed", "detail": str(exc)}, target)
+            log.warning("sign-in failed", reason=str(exc))
+            return back(request, {"kind": "signin_failed"}, target)
         if principal.district not in districts:
-            return back(request, {"kind": "signin_failed", "detail": "another district's account"}, target)
+            log.warning("sign-in refused: another district's account", district=principal.district)
+            return back(request, {"kind": "signin_failed"}, target)
         expires_in = float(token.get("expires_in") or 3600)
         request.session["person"] = {"subject": principal.subject, "district": principal.district,
                                      "roles": sorted(principal.roles), "seats": sorted(principal.seats),
@@ -158,12 +162,13 @@ def router(portal: PortalSettings, settings: Settings) -> APIRouter:
     async def act(request: Request, action: str) -> Response:
         fields = await form_fields(request)
         target = fields.get("next") if isinstance(fields.get("next"), str) else None
-        if action not in actions.ACTIONS or fields.get("csrf") != request.session.get("csrf") \
-                or not request.session.get("csrf"):
-            return Response("forbidden", 403)
+        if action not in actions.ACTIONS:
+            return Response("not found", 404)
         who = person(request)
-        if who is None:
+        if who is None:  # never signed in, or the session or its token expired: sign in again
             return back(request, {"kind": "refused", "reason": "unauthenticated"}, target)
+        if fields.get("csrf") != request.session.get("csrf"):
+            return Response("forbidden: the form is not this session's", 403)
         key = fields.get("key") if isinstance(fields.get("key"), str) and fields.get("key") else actions.new_key()
         outcome = await actions.send(client, portal.service_urls, action, fields, who, request.session["token"],
                                      who.district, key)

@@ -77,6 +77,9 @@ async def test_an_unreachable_service_is_told_as_unavailable():
         outcome = await actions.send(client, URLS, "raise", {"council_id": "c", "title": "t", "summary": "s"},
                                      RESIDENT, "T", "gulou", "k")
     assert not outcome.accepted and outcome.reason == "unavailable"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fail)) as client:  # a service not configured
+        outcome = await actions.send(client, {}, "vote", {}, RESIDENT, "T", "gulou", "k")
+    assert not outcome.accepted and outcome.reason == "unavailable"
 
 
 def test_every_refusal_reason_and_every_form_outcome_has_plain_words_in_both_languages():

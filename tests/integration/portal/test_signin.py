@@ -90,6 +90,9 @@ async def test_a_callback_with_a_state_the_session_did_not_start_is_refused(port
 
 
 async def test_a_form_without_the_sessions_csrf_token_is_refused(portal):
+    anonymous = await portal.post("/act/vote", data={"vote_id": "v-1", "choice": "in_favour", "next": "/gulou"})
+    assert anonymous.status_code == 303 and session_of(portal)["flash"] == {"kind": "refused",
+                                                                           "reason": "unauthenticated"}
     code, state = provider_code(await to_provider(portal))
     await portal.get("/auth/callback", params={"code": code, "state": state})
     answer = await portal.post("/act/vote", data={"vote_id": "v-1", "choice": "in_favour", "key": "k"})
