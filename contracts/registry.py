@@ -195,7 +195,8 @@ _SPECS: tuple[TypeSpec, ...] = (
         proposals.EscalateProposal, proposals.WithdrawProposal,
         proposals.ReturnProposalForReconsultation,
     ),
-    *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed),
+    *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed,
+           voting.VoteBoardPublished, voting.VoteParticipants),
     *_types("voting", Kind.COMMAND, voting.OpenVote, voting.CastBallot, voting.CloseVote),
     *_types(
         "oversight", Kind.EVENT,

@@ -86,11 +86,12 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
     async def district_index(request: Request, district: str) -> Response:
         if district not in districts:
             return not_found(request)
-        facts = await projections.district_facts(pool(), district)
-        return render(request, "district.html", district=district, communities=statistics.communities(facts),
-                      notices=views.notices([f for f in facts if f["proposal_id"]], clock.now(),
+        now = clock.now()
+        return render(request, "district.html", district=district,
+                      communities=statistics.communities(await projections.community_index_facts(pool(), district)),
+                      notices=views.notices(await projections.notice_facts(pool(), district, now), now,
                                             settings.show_names),
-                      votes=views.votes(facts)[:10])
+                      votes=views.votes(await projections.vote_facts(pool(), district))[:10])
 
     async def roadmap_of(district: str, community_id: str) -> views.Roadmap | None:
         if district not in districts:
@@ -157,9 +158,10 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
     async def notices(request: Request, district: str) -> Response:
         if district not in districts:
             return not_found(request)
-        facts = await projections.proposals_facts(pool(), district)
+        now = clock.now()
         return render(request, "notices.html", district=district,
-                      notices=views.notices(facts, clock.now(), settings.show_names))
+                      notices=views.notices(await projections.notice_facts(pool(), district, now), now,
+                                            settings.show_names))
 
     @router.get("/{district}/votes")
     async def votes(request: Request, district: str) -> Response:

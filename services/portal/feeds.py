@@ -28,7 +28,7 @@ def atom(url: str, title: str, lang: str, steps: list[Step], site: str, district
     feed.updated(max((s.at for s in steps), default=None) or _epoch())
     for s in steps:  # feedgen puts the last added first
         entry = feed.add_entry()
-        entry.id(f"{url}#{s.kind}-{s.at.isoformat()}-{s.who.name}")
+        entry.id(f"urn:yishi:{district}:event:{s.event_id}")  # the event's id: the same in every feed
         label = messages.describe(lang, s.kind, s.figures)
         who = messages.translate(lang, f"role.{s.who.role}") + (f" {s.who.name}" if s.who.name else "")
         entry.title(label)

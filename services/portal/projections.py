@@ -9,6 +9,7 @@ may show (:data:`WITHHELD`), so a page cannot leak it whatever its template does
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -100,12 +101,24 @@ async def resolution_facts(pool: asyncpg.Pool, district: str, resolution_id: str
         """, district, resolution_id))
 
 
-async def proposals_facts(pool: asyncpg.Pool, district: str, proposal_ids: list[str] | None = None) -> list[Fact]:
-    """The facts of proposals (all of the district's, or these): raising, publication,
-    deliberation, votes and decisions."""
+async def notice_facts(pool: asyncpg.Pool, district: str, now: datetime) -> list[Fact]:
+    """The facts of the proposals whose last publication's notice ends after ``now`` (the
+    candidates for the notice page; :func:`services.portal.views.notices` decides)."""
     return _facts(await pool.fetch(
-        f"SELECT {_COLUMNS} FROM facts WHERE district = $1 AND proposal_id IS NOT NULL "
-        f"AND ($2::text[] IS NULL OR proposal_id = ANY($2::text[])) {_ORDER}", district, proposal_ids))
+        f"""
+        WITH published AS (
+            SELECT DISTINCT proposal_id FROM facts WHERE district = $1 AND type = 'ProposalPublished'
+              AND (body->>'notice_ends_at')::timestamptz > $2)
+        SELECT {_COLUMNS} FROM facts WHERE district = $1 AND proposal_id IN (SELECT proposal_id FROM published)
+        {_ORDER}
+        """, district, now))
+
+
+async def community_index_facts(pool: asyncpg.Pool, district: str) -> list[Fact]:
+    """The facts that name the district's communities: councils, funds and resolutions."""
+    return _facts(await pool.fetch(
+        f"SELECT {_COLUMNS} FROM facts WHERE district = $1 AND community_id IS NOT NULL "
+        f"AND type IN ('CouncilFormed', 'FundEstablished', 'ResolutionRegistered') {_ORDER}", district))
 
 
 async def vote_facts(pool: asyncpg.Pool, district: str, vote_id: str | None = None) -> list[Fact]:

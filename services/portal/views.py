@@ -260,6 +260,7 @@ class Step:
     text: str | None = None
     figures: dict[str, Any] = field(default_factory=dict)
     resolution_id: str | None = None
+    event_id: str = ""
 
 
 #: The facts a timeline tells, from the need to the rating.
@@ -298,7 +299,7 @@ def step(f: Fact, show_names: bool) -> Step:
         figures = {"level": b["to_level"]}
     elif kind == "ProposalPublished":
         figures = {"notice_ends_at": moment(b["notice_ends_at"])}
-    return Step(kind, f["occurred_at"], who, text, figures, f["resolution_id"])
+    return Step(kind, f["occurred_at"], who, text, figures, f["resolution_id"], f["event_id"])
 
 
 def timeline(facts: Iterable[Fact], show_names: bool) -> list[Step]:

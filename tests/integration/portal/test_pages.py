@@ -287,6 +287,15 @@ async def test_the_feeds_are_atom_with_an_entry_per_step(portal_running, client)
             assert len(titles) == entries
     community = ET.fromstring((await client.get(f"/{d}/communities/xikang/feed.atom")).content)
     assert "任务停滞" in [e.findtext(f"{ATOM}title") for e in community.findall(f"{ATOM}entry")]
+    # An entry is its event: one id per step, the same in both feeds, linking to its resolution.
+    resolution = ET.fromstring((await client.get(f"/{d}/resolutions/res-xikang-2026-017/feed.atom")).content)
+    ids = [e.findtext(f"{ATOM}id") for e in resolution.findall(f"{ATOM}entry")]
+    assert len(set(ids)) == len(ids)
+    shared = {e.findtext(f"{ATOM}id") for e in community.findall(f"{ATOM}entry")} & set(ids)
+    assert len(shared) == 11  # registered, assigned, accepted, allocated, progress, stalled, spent, completed,
+    #                           inspected, rated, closed: its proposal's steps are not the community's
+    links = {e.find(f"{ATOM}link").get("href") for e in community.findall(f"{ATOM}entry")}
+    assert links == {f"http://test/{d}/resolutions/res-xikang-2026-017", f"http://test/{d}/resolutions/res-lights"}
 
 
 async def test_only_the_widget_may_be_framed(portal_running, client):
@@ -333,3 +342,25 @@ async def test_the_pages_answer_without_a_token(portal_running, client):
     d = portal_running.district
     for path in (f"/{d}", f"/{d}/notices", f"/{d}/votes", f"/{d}/statistics", "/static/portal.css"):
         assert (await client.get(path)).status_code == 200, path
+
+
+async def test_every_page_is_one_column_semantic_html_with_headings_in_order(portal_running, client):
+    d = portal_running.district
+    for path in (f"/{d}", f"/{d}/communities/xikang", f"/{d}/resolutions/res-xikang-2026-017", f"/{d}/notices",
+                 f"/{d}/votes", f"/{d}/votes/vote-xikang-2026-017", f"/{d}/statistics", f"/embed/{d}/communities/xikang",
+                 f"/{d}/communities/nowhere"):
+        for language in ("zh-CN", "en"):
+            page = parse((await client.get(path, headers={"Accept-Language": language})).text)
+            tags = [tag for tag, _ in page.tags]
+            attrs = dict(page.tags)
+            assert attrs["html"]["lang"] == language, path
+            assert {"name": "viewport", "content": "width=device-width, initial-scale=1"} in \
+                [a for tag, a in page.tags if tag == "meta"], path
+            assert tags.count("main") == 1 and tags.count("h1") == 1, path
+            if not path.startswith("/embed"):
+                assert {"header", "footer", "nav"} <= set(tags), path
+                assert all(a.get("aria-label") for tag, a in page.tags if tag == "nav"), path
+            levels = [int(tag[1]) for tag in tags if tag in ("h1", "h2", "h3", "h4")]
+            assert levels[0] == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:])), (path, levels)
+            assert all(a.get("alt") is not None for tag, a in page.tags if tag == "img"), path
+            assert all(a.get("aria-label") for tag, a in page.tags if tag == "svg"), path
