@@ -159,7 +159,8 @@ _PORTAL = ("CouncilFormed", "ProposalRaised", "ProposalPublished", "MotionSecond
            "StatementMade", "ProposalEscalated", "ProposalWithdrawn", "ProposalReturnedForReconsultation",
            "ProposalDecided", "VoteOpened", "VoteClosed", "ResolutionRegistered", "TaskAssigned", "TaskAccepted",
            "ProgressReported", "FundsAllocated", "FundsSpent", "TaskStalled", "TaskEscalated", "TaskCompleted",
-           "InspectionRecorded", "SatisfactionRated", "ResolutionClosed", "FundEstablished")
+           "InspectionRecorded", "SatisfactionRated", "ResolutionClosed", "FundEstablished", "SessionClosed",
+           "AttendanceRecorded")
 for _name in _PORTAL:
     _CONSUMERS.setdefault(_name, set()).add("portal")
 

@@ -37,6 +37,11 @@ def environment() -> Environment:
     return env
 
 
+def language_of(request: Request) -> str:
+    """The reader's language: the switch's cookie, else ``Accept-Language`` (:func:`messages.choose`)."""
+    return messages.choose(request.cookies.get(messages.COOKIE), request.headers.get("accept-language"))
+
+
 def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: Clock,
                  settings: PortalSettings) -> APIRouter:
     """The public routes of the portal."""
@@ -44,12 +49,13 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
     env = environment()
 
     def render(request: Request, template: str, status: int = 200, *, embed: bool = False, **values: Any) -> Response:
-        lang = messages.choose(request.cookies.get(messages.COOKIE), request.headers.get("accept-language"))
+        lang = language_of(request)
 
         def t(key: str, **params: Any) -> str:
             return messages.translate(lang, key, **params)
 
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
         def describe(step: views.Step) -> str:
             return messages.describe(lang, step.kind, step.figures)
 
@@ -73,10 +79,12 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
         return Response(CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
     @router.get("/lang/{language}")
-    async def switch_language(language: str, next: str = "/") -> Response:
+    async def switch_language(language: str, next: str | None = None) -> Response:
         """The language switch: a link (no script) that keeps the choice in the ``lang``
-        cookie and goes back to the page it came from (a path of this site only)."""
-        target = next if next.startswith("/") and not next.startswith("//") and "\\" not in next else "/"
+        cookie and goes back to the page it came from (a path of this site only, else the
+        first district's index)."""
+        local = next and next.startswith("/") and not next.startswith("//") and "\\" not in next
+        target = next if local else f"/{districts[0]}"
         response = RedirectResponse(target, 303)
         if language in messages.LANGUAGES:
             response.set_cookie(messages.COOKIE, language, max_age=365 * 86400, samesite="lax", httponly=True)
@@ -125,7 +133,7 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
         found = views.roadmap(facts, community_id)
         if found is None:
             return not_found(request, district)
-        lang = messages.choose(request.cookies.get(messages.COOKIE), request.headers.get("accept-language"))
+        lang = language_of(request)
         title = messages.translate(lang, "feed.community", community=found.name or community_id)
         return feeds.atom(str(request.url), title, lang, views.timeline(facts, settings.show_names),
                           str(request.base_url).rstrip("/"), district)
@@ -149,7 +157,7 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
         found, facts = await resolution_of(district, resolution_id)
         if found is None:
             return not_found(request, district)
-        lang = messages.choose(request.cookies.get(messages.COOKIE), request.headers.get("accept-language"))
+        lang = language_of(request)
         return feeds.atom(str(request.url), messages.translate(lang, "feed.resolution", title=found.title), lang,
                           views.timeline(facts, settings.show_names), str(request.base_url).rstrip("/"),
                           district)
@@ -182,7 +190,7 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
     async def district_statistics(request: Request, district: str) -> Response:
         if district not in districts:
             return not_found(request)
-        lang = messages.choose(request.cookies.get(messages.COOKIE), request.headers.get("accept-language"))
+        lang = language_of(request)
         figures = statistics.statistics(await projections.district_facts(pool(), district))
         return render(request, "statistics.html", district=district, stats=figures,
                       charts=charts.district_charts(figures, lambda key: messages.translate(lang, key)))

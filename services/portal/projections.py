@@ -19,12 +19,14 @@ from contracts.envelope import Envelope
 
 # Tables: services/portal/migrations (Alembic branch portal).
 
-#: Fields never copied: the voters' roll (residents' ids, the link from a person to a vote)
-#: and a closed open vote's ballots (who chose what). A secret vote's events carry no choice.
+#: Fields never copied: the voters' roll (residents' ids, the link from a person to a vote),
+#: a closed open vote's ballots (who chose what) and who attended a session (only counted).
+#: A secret vote's events carry no choice.
 WITHHELD: dict[str, Any] = {
     "VoteOpened": {"terms": {"electorate": {"roll"}}},
     "VoteRequested": {"terms": {"electorate": {"roll"}}},
     "VoteClosed": {"ballots"},
+    "AttendanceRecorded": {"person_id", "proxy_for"},
 }
 
 _KEYS = ("council_id", "community_id", "proposal_id", "vote_id", "resolution_id", "task_id")

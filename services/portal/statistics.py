@@ -43,8 +43,9 @@ class Statistics:
     communities: list[CommunityFigures]
 
 
-#: The acts of residents and their representatives counted as person-times (人次), besides ballots.
-_PARTICIPATION = ("ProposalRaised", "MotionSeconded", "ObjectionLodged", "StatementMade")
+#: The acts of residents and their representatives counted as person-times (人次), besides
+#: ballots: attending a session, raising, seconding, objecting, speaking.
+_PARTICIPATION = ("AttendanceRecorded", "ProposalRaised", "MotionSeconded", "ObjectionLodged", "StatementMade")
 
 
 def statistics(facts: list[Fact]) -> Statistics:
@@ -82,8 +83,13 @@ def statistics(facts: list[Fact]) -> Statistics:
         if r.rating:
             for k, n in r.rating.items():
                 c.ratings[k] += n
-    sessions = len({(f["council_id"], moment(f["body"]["session_at"])) for f in facts
-                    if f["type"] == "ProposalPublished" and f["body"].get("session_at")})
+    # Sessions held: those closed, and for councils that keep no session calendar, the
+    # session times their proposals were published for.
+    held = {f["body"]["session_id"]: f["council_id"] for f in facts if f["type"] == "SessionClosed"}
+    calendars = set(held.values())
+    sessions = len(held) + len({(f["council_id"], moment(f["body"]["session_at"])) for f in facts
+                                if f["type"] == "ProposalPublished" and f["body"].get("session_at")
+                                and f["council_id"] not in calendars})
     ballots = sum(sum(f["body"]["tally"][k] for k in ("in_favour", "against", "abstain"))
                   for f in facts if f["type"] == "VoteClosed")
     person_times = ballots + sum(1 for f in facts if f["type"] in _PARTICIPATION)

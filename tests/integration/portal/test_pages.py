@@ -15,7 +15,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from contracts import oversight, proposals
+from contracts import oversight, proposals, sessions
 from contracts.common import Actor, Role
 from contracts.examples import worked_example
 from contracts.registry import Kind, decode, spec, to_envelope
@@ -73,6 +73,13 @@ def story(district: str) -> list[tuple[str, object, str]]:
                                                 occurred_at=NOW - timedelta(hours=10), objection_id="obj-lift-1",
                                                 grounds="一楼住户担心采光。"), "prop-lift"),
     ]
+    # A session of the council's calendar, attended by two residents.
+    held = {"district": district, "council_id": "council-xikang", "session_id": "session-xikang-03"}
+    events += [("proposals", sessions.AttendanceRecorded(**held, actor=WORKER, occurred_at=NOW - timedelta(days=3),
+                                                         person_id=p, by="worker"), "session-xikang-03")
+               for p in ("resident-attends-1", "resident-attends-2")]
+    events.append(("proposals", sessions.SessionClosed(**held, actor=WORKER, occurred_at=NOW - timedelta(days=3),
+                                                       closed_at=NOW - timedelta(days=3)), "session-xikang-03"))
     # A second resolution, its task stalled then escalated, no news since.
     later = {"district": district, "occurred_at": at + timedelta(days=40)}
     events += [
@@ -270,6 +277,11 @@ async def test_statistics_draw_svg_charts_with_a_table_of_their_figures(portal_r
     assert tables == 3
     text = " ".join(parse(html).text)
     assert "西康路社区议事会" in text and "200000" in text and "82350" in text and "95.7" in text
+    # One session held (closed; the calendar's council's published session time is not another);
+    # person-times: 2 attendances, 2 raisings, 2 seconds, 2 objections, 2 statements, 14 ballots.
+    assert "Sessions 1 Person-times 24" in text
+    rows = await projections.all_rows(portal_running.ctx.pool)
+    assert not any("resident-attends" in str(r["body"]) for r in rows)  # counted, not named
 
 
 async def test_the_feeds_are_atom_with_an_entry_per_step(portal_running, client):
@@ -335,7 +347,8 @@ async def test_the_language_switch_is_a_link_that_sets_a_cookie(portal_running, 
                                  cookies={"lang": "en"}) as switched_client:
         again = await switched_client.get(switched.headers["location"], headers={"Accept-Language": "zh-CN"})
     assert '<html lang="en">' in again.text and "outcome roadmap" in again.text
-    assert (await client.get("/lang/en?next=//evil.example/")).headers["location"] == "/"
+    for elsewhere in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        assert (await client.get("/lang/en", params={"next": elsewhere})).headers["location"] == f"/{d}"
 
 
 async def test_the_pages_answer_without_a_token(portal_running, client):

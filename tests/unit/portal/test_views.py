@@ -135,6 +135,14 @@ def test_statistics_count_person_times_sessions_and_on_time_delivery_per_communi
              fact("FundsSpent", 21, resolution_id="res-1", amount_fen=40_000)]
     stats = statistics.statistics(sorted(facts, key=lambda f: f["occurred_at"]))
     assert (stats.sessions, stats.person_times, stats.proposals, stats.resolutions, stats.on_time) == (1, 7, 1, 1, 1)
+    # A council with a session calendar: its closed sessions count, and who attended (two
+    # person-times); the session time its proposal was published for is not counted twice.
+    held = [fact("SessionClosed", 5, council_id="c-1", session_id="s-1"),
+            fact("SessionClosed", 12, council_id="c-1", session_id="s-2"),
+            fact("AttendanceRecorded", 5, council_id="c-1", session_id="s-1"),
+            fact("AttendanceRecorded", 5, council_id="c-1", session_id="s-1")]
+    stats = statistics.statistics(sorted(facts + held, key=lambda f: f["occurred_at"]))
+    assert (stats.sessions, stats.person_times) == (2, 9)
     (xikang,) = stats.communities
     assert (xikang.name, xikang.proposals, xikang.resolutions, xikang.completed, xikang.on_time, xikang.fund_fen,
             xikang.spent_fen) == ("西康", 1, 1, 1, 1, 100_000, 40_000)
