@@ -562,20 +562,20 @@ class _Refused(Exception):
         self.rejection = rejection
 
 
-def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None, lock: int | None = None):
+def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None, lock: str | None = None):
     """A transaction on ``conn`` (a savepoint inside its own), else on a connection of
     ``pool`` held for it alone; holding the advisory lock ``lock`` shared, if given."""
     return _holding(conn, lock) if conn is not None else _pooled(pool, lock)
 
 
 @asynccontextmanager
-async def _pooled(pool: asyncpg.Pool, lock: int | None) -> AsyncIterator[asyncpg.Connection]:
+async def _pooled(pool: asyncpg.Pool, lock: str | None) -> AsyncIterator[asyncpg.Connection]:
     async with pool.acquire() as conn, _holding(conn, lock):
         yield conn
 
 
 @asynccontextmanager
-async def _holding(conn: Any, lock: int | None) -> AsyncIterator[asyncpg.Connection]:
+async def _holding(conn: Any, lock: str | None) -> AsyncIterator[asyncpg.Connection]:
     """``conn.transaction()``, the lock ``lock`` taken with its start where the
     connection can (:meth:`yishi.db.Connection.lock_with_begin`), else in a statement of
     its own; an in-memory store's connection holds no locks (nor needs them: its handler
@@ -585,7 +585,7 @@ async def _holding(conn: Any, lock: int | None) -> AsyncIterator[asyncpg.Connect
         with_begin(lock)
     async with conn.transaction():
         if lock is not None and with_begin is None and hasattr(conn, "execute"):
-            await conn.execute("SELECT pg_advisory_xact_lock_shared($1::bigint)", lock)
+            await conn.execute(f"SELECT pg_advisory_xact_lock_shared({lock})")
         yield conn
 
 

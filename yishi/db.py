@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import re
 
 import asyncpg
 import structlog
@@ -28,11 +28,19 @@ LOG_CHANNEL = "left('yishi.log.' || current_schema(), 63)"
 """SQL naming the channel of a service's log (one per schema; channel names hold 63 bytes)."""
 
 
-def advisory_key(name: str) -> int:
-    """The advisory lock key (a signed 64-bit integer) of the lock ``name``: the first
-    eight bytes of its SHA-256. Computed here, not by the server, so that the lock can be
-    taken in the very statement that starts a transaction (:meth:`Connection.lock_with_begin`)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+_LOCK_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,200}")
+
+
+def advisory_key(name: str) -> str:
+    """SQL computing the advisory lock key of the lock ``name`` as every release has,
+    ``hashtextextended(name, 0)``: pods of two releases, side by side in a rolling update,
+    still exclude each other. The name becomes a literal, so that the lock can be taken in
+    the very statement that starts a transaction (:meth:`Connection.lock_with_begin`, a
+    simple query, which takes no parameters); it may hold only the characters of ids and
+    lock prefixes, so no quoting can go wrong."""
+    if not _LOCK_NAME.fullmatch(name):
+        raise ValueError(f"an advisory lock name holds only [A-Za-z0-9._:/-]: {name!r}")
+    return f"hashtextextended('{name}', 0)"
 
 
 class Connection(asyncpg.Connection):
@@ -46,13 +54,13 @@ class Connection(asyncpg.Connection):
         """Events were appended on this connection (told to the relay on release)."""
         self.appended = True
 
-    def lock_with_begin(self, key: int) -> None:
-        """Take the advisory lock ``key`` (:func:`advisory_key`) shared, until the
+    def lock_with_begin(self, key: str) -> None:
+        """Take the advisory lock ``key`` (SQL from :func:`advisory_key`) shared, until the
         transaction ends, in the statement that starts the next transaction (``BEGIN``, or
         ``SAVEPOINT`` inside one): one simple query, one round trip for both, and every
         later statement's snapshot sees what the lock's exclusive holders committed.
         The next statement on this connection must be that start."""
-        self._with_begin = f"SELECT pg_advisory_xact_lock_shared({int(key)});"
+        self._with_begin = f"SELECT pg_advisory_xact_lock_shared({key});"
 
     async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
         """asyncpg's ``execute``; the transaction's start carries the lock asked for by

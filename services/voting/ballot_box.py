@@ -220,7 +220,7 @@ class PostgresBallotBox(BallotBox):
     """The ballot box in the voting service's schema, on the command's connection."""
 
     async def lock_for_close(self, conn: Any, vote_id: str) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", advisory_key(vote_lock(vote_id)))
+        await conn.execute(f"SELECT pg_advisory_xact_lock({advisory_key(vote_lock(vote_id))})")
 
     async def _put_open(self, conn: Any, vote_id: str, voter_id: str, ballot_id: str, choice: Choice, *,
                         first: bool) -> bool:

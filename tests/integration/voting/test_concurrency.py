@@ -115,3 +115,31 @@ async def test_concurrent_ballots_duplicates_and_a_racing_close(servers):
         assert tally["status"] == "closed" and tally["turnout"] == len(accepted)
         assert tally["tally"]["in_favour"] == expected["in_favour"]
         assert (await r.client.get(f"/other-{d}/votes/vote-race/tally")).status_code == 404
+
+
+async def test_a_ballot_waits_for_a_close_of_the_release_before(servers):
+    """In a rolling update, a pod of the release before closes a vote while this release's
+    pods take ballots: the close's lock, keyed as that release keyed it (by the server,
+    ``hashtextextended('yishi.vote/' || stream, 0)``), must hold this release's ballot back
+    until the close commits, and the ballot then sees the vote closed."""
+    async with running(spec(), servers) as r:
+        bus = create_bus(r.ctx.store, r.ctx.clock)
+        d = r.district
+        opened = await bus.dispatch(open_command(d, "vote-roll", r.clock.now() + timedelta(days=1), 3),
+                                    command_id="open", correlation_id="open", principal=PLATFORM)
+        assert isinstance(opened, CommandAccepted)
+        old_close = await r.ctx.pool.acquire()
+        try:
+            tx = old_close.transaction()
+            await tx.start()
+            await old_close.execute("SELECT pg_advisory_xact_lock(hashtextextended('yishi.vote/' || $1, 0))",
+                                    vote_stream(d, "vote-roll"))
+            command = ballot(d, "vote-roll", "m0000", "b-roll", BallotChoice.IN_FAVOUR)
+            cast = asyncio.create_task(bus.dispatch(command, command_id="cmd-roll", correlation_id="roll",
+                                                    principal=Principal.of_actor(command.actor, d)))
+            await asyncio.sleep(0.5)
+            assert not cast.done(), f"the ballot did not wait for the older release's close: {cast.result()}"
+            await tx.rollback()
+        finally:
+            await r.ctx.pool.release(old_close)
+        assert isinstance(await asyncio.wait_for(cast, 30), CommandAccepted)
