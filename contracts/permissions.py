@@ -72,6 +72,19 @@ _TABLE: dict[str, frozenset[Role]] = {
     "EscalateProposal": frozenset({CW, CH}),
     "WithdrawProposal": frozenset({R, CM}),
     "ReturnProposalForReconsultation": frozenset({CW, CH, OF}),
+    # consultation sessions: the convener keeps the rota and schedule, the convener and the
+    # chair run a session; anyone may check in to one with its code.
+    "SetChairRota": frozenset({CW, DA}),
+    "SetSessionSchedule": frozenset({CW, DA}),
+    "ScheduleSession": frozenset({CW, CH}),
+    "ChangeSessionChair": frozenset({CW, DA}),
+    "AddAgendaItem": frozenset({CW, CH}),
+    "InviteStakeholder": frozenset({CW, CH}),
+    "OpenSession": frozenset({CW, CH}),
+    "CheckIn": frozenset({R, CM, CW, CH, EX, IM, SU, OF}),
+    "RecordAttendance": frozenset({CW, CH}),
+    "CloseSession": frozenset({CW, CH}),
+    "PublishMinutes": frozenset({CW, CH}),
     # voting: convening roles open and close; electors are checked against the roll.
     "OpenVote": frozenset({CW, CH, OF}),
     "CastBallot": frozenset({R, CM, CH, EX}),
@@ -156,6 +169,17 @@ _PARTIES: dict[str, Party] = {
     "ReturnProposalForReconsultation": Party.COUNCIL,
     "OpenVote": Party.COUNCIL,
     "CloseVote": Party.COUNCIL,
+    # sessions: the council's own staff and chairs (CheckIn is anyone's, with the code)
+    "SetChairRota": Party.COUNCIL,
+    "SetSessionSchedule": Party.COUNCIL,
+    "ScheduleSession": Party.COUNCIL,
+    "ChangeSessionChair": Party.COUNCIL,
+    "AddAgendaItem": Party.COUNCIL,
+    "InviteStakeholder": Party.COUNCIL,
+    "OpenSession": Party.COUNCIL,
+    "RecordAttendance": Party.COUNCIL,
+    "CloseSession": Party.COUNCIL,
+    "PublishMinutes": Party.COUNCIL,
     # Not checked: EstablishFund and the catalogue (a community's, no council's; the street
     # government's list), MakeStatement (consultation hears anyone the table lets speak,
     # an implementer for their organisation), CastBallot (the roll decides).

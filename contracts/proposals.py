@@ -117,6 +117,8 @@ class CouncilRules(Value):
     secrecy: Secrecy = Secrecy.OPEN
     forms: tuple[ConsultationForm, ...] = Field(
         default=(ConsultationForm.COUNCIL,), min_length=1, description="Forms of consultation the council uses.")
+    proxies_allowed: bool = Field(
+        default=False, description="Whether a household member may attend a session as proxy for a resident.")
 
 
 class Decision(StrEnum):
@@ -312,6 +314,8 @@ class StatementMade(Event):
     step: DeliberationStep
     speaker_role: SpeakerRole
     text: Text
+    session_id: Id | None = Field(default=None, description="The consultation session it was made in, if any.")
+    invited: bool = Field(default=False, description="Made by a stakeholder invited to the session for this item.")
 
 
 class VoteRequested(Event):
@@ -321,6 +325,7 @@ class VoteRequested(Event):
     council_id: Id
     matter: VoteMatter
     terms: VoteTerms
+    session_id: Id | None = Field(default=None, description="The consultation session it was requested in, if any.")
 
 
 class ProposalEscalated(Event):
@@ -373,6 +378,8 @@ class ProposalDecided(Event):
     resolution_id: Id | None = Field(
         default=None, description="The resolution oversight registers for an adopted proposal "
         "(`resolution_id_for`: `res-` + the proposal id); absent otherwise.")
+    session_id: Id | None = Field(default=None, description="The consultation session the deciding vote was "
+                                  "requested in, if any.")
 
     @model_validator(mode="after")
     def _resolution_iff_adopted(self) -> ProposalDecided:
@@ -511,6 +518,8 @@ class MakeStatement(Command):
     step: DeliberationStep
     speaker_role: SpeakerRole
     text: Text
+    session_id: Id | None = Field(default=None, description="The open session it is made in; an invited "
+                                  "stakeholder must name it, and speaks only on the item invited for.")
 
 
 class RequestVote(Command):
@@ -520,6 +529,8 @@ class RequestVote(Command):
     council_id: Id
     matter: VoteMatter
     terms: VoteTerms
+    session_id: Id | None = Field(default=None, description="The open session it is requested in; its "
+                                  "attendance must make the quorum (contracts/README.md, \"Sessions\").")
 
 
 class EscalateProposal(Command):

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import ValidationError
 from pydantic.config import ExtraValues
 
-from contracts import notify, oversight, proposals, voting
+from contracts import notify, oversight, proposals, sessions, voting
 from contracts.common import CommandAccepted, CommandRejected, Contract, RejectionReason
 from contracts.envelope import Envelope
 from yishi.names import SERVICES, commands_topic, events_topic, replies_topic
@@ -177,6 +177,13 @@ _SPECS: tuple[TypeSpec, ...] = (
         proposals.ProposalReturnedForReconsultation, proposals.ProposalDecided,
     ),
     *_types(
+        "proposals", Kind.EVENT,
+        sessions.ChairRotaSet, sessions.SessionScheduleSet, sessions.SessionScheduled,
+        sessions.SessionChairChanged, sessions.AgendaItemAdded, sessions.StakeholderInvited,
+        sessions.SessionOpened, sessions.AttendanceRecorded, sessions.SessionClosed,
+        sessions.SessionMinutesPublished,
+    ),
+    *_types(
         "proposals", Kind.COMMAND,
         proposals.FormCouncil, proposals.SeatMember, proposals.UnseatMember,
         proposals.NominateRepresentative, proposals.PubliciseNomination, proposals.NominateSlate,
@@ -186,8 +193,15 @@ _SPECS: tuple[TypeSpec, ...] = (
         proposals.EscalateProposal, proposals.WithdrawProposal,
         proposals.ReturnProposalForReconsultation,
     ),
+    *_types(
+        "proposals", Kind.COMMAND,
+        sessions.SetChairRota, sessions.SetSessionSchedule, sessions.ScheduleSession,
+        sessions.ChangeSessionChair, sessions.AddAgendaItem, sessions.InviteStakeholder,
+        sessions.OpenSession, sessions.CheckIn, sessions.RecordAttendance, sessions.CloseSession,
+        sessions.PublishMinutes,
+    ),
     *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed,
-           voting.VoteBoardPublished, voting.VoteParticipants),
+            voting.VoteBoardPublished, voting.VoteParticipants),
     *_types("voting", Kind.COMMAND, voting.OpenVote, voting.CastBallot, voting.CloseVote),
     *_types(
         "oversight", Kind.EVENT,

@@ -79,20 +79,25 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
         (R.ALREADY_EXISTS, "the objection id is already on record"),
     ),
     "MakeStatement": (
-        (R.NOT_FOUND, "the proposal does not exist"),
+        (R.NOT_FOUND, "the proposal does not exist, or the session named does not"),
         (R.INVALID_STATE, "the proposal is not published; the round's first statement is not the motion; the "
                           "step is over (the five steps run in order: motion, seconding, objection, debate, "
                           "expert comment)"),
         (R.ALREADY_EXISTS, "the statement id is already on record"),
-        (R.NOT_AUTHORISED, "the speaker's role does not speak in this step, or the speaker is not who that role "
-                           "is (the proposer, a seconder, an objector …)"),
+        (R.NOT_AUTHORISED, "a session is named and is not open, or the proposal is not on its agenda; the "
+                           "speaker is invited to the session for another item only, or speaks as invited "
+                           "without naming the open session; the speaker's role does not speak in this step, "
+                           "or the speaker is not who that role is (the proposer, a seconder, an objector …)"),
     ),
     "RequestVote": (
-        (R.NOT_FOUND, "the proposal, nomination or slate, or its council, does not exist"),
+        (R.NOT_FOUND, "the proposal, nomination or slate, or its council, or the session named, does not exist"),
         (R.INVALID_STATE, "the matter is before another council; the proposal is not published (or the "
                           "nomination not publicised); its notice period has not ended; the motion has not been "
                           "presented this round (a `MakeStatement` of step `motion`); it has fewer seconds than "
-                          "the council's `seconds_required`; the council has no seated members"),
+                          "the council's `seconds_required`; the council has no seated members; a session is "
+                          "named for a nomination's or a slate's vote, or is not open, is another council's, or "
+                          "does not have the proposal on its agenda, or its attendance does not make the vote's "
+                          "quorum (contracts/README.md, \"Sessions\")"),
         (R.ALREADY_EXISTS, "the vote id was already requested"),
         (R.DEADLINE_PASSED, "the vote would close in the past"),
         (R.INVALID_COMMAND, "a proposal's council-members electorate names another council, or another "
@@ -113,5 +118,61 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
     "ReturnProposalForReconsultation": (
         (R.NOT_FOUND, "the proposal does not exist"),
         (R.INVALID_STATE, "the proposal is not decided (adopted or rejected)"),
+    ),
+    # consultation sessions (domain/session.py)
+    "SetChairRota": (
+        (R.NOT_FOUND, "the council does not exist"),
+        (R.INVALID_COMMAND, "the rota names a person twice"),
+    ),
+    "SetSessionSchedule": (
+        (R.NOT_FOUND, "the council does not exist"),
+        (R.INVALID_STATE, "the council does not consult in this form"),
+    ),
+    "ScheduleSession": (
+        (R.ALREADY_EXISTS, "the session id is taken"),
+        (R.NOT_FOUND, "the council does not exist"),
+        (R.INVALID_STATE, "the council does not consult in this form; no chair is named and the council has no "
+                          "rota"),
+        (R.INVALID_COMMAND, "the session starts in the past"),
+    ),
+    "ChangeSessionChair": (
+        (R.NOT_FOUND, "the session does not exist"),
+        (R.INVALID_STATE, "the session is closed, or already has this chair"),
+    ),
+    "AddAgendaItem": (
+        (R.NOT_FOUND, "the session or the proposal does not exist"),
+        (R.INVALID_STATE, "the session is closed; the proposal is another council's, or decided, escalated or "
+                          "withdrawn"),
+        (R.DUPLICATE, "the proposal is already on the agenda"),
+    ),
+    "InviteStakeholder": (
+        (R.NOT_FOUND, "the session does not exist"),
+        (R.INVALID_STATE, "the session is closed, or the proposal is not on its agenda"),
+        (R.DUPLICATE, "the person is already invited to this item"),
+    ),
+    "OpenSession": (
+        (R.NOT_FOUND, "the session does not exist"),
+        (R.INVALID_STATE, "the session is already open or closed"),
+    ),
+    "CheckIn": (
+        (R.NOT_FOUND, "the session does not exist"),
+        (R.INVALID_STATE, "the session is not open"),
+        (R.NOT_AUTHORISED, "the code is not the session's; a proxy where the council's rules allow none"),
+        (R.DUPLICATE, "the person (or the resident represented) is already recorded"),
+    ),
+    "RecordAttendance": (
+        (R.NOT_FOUND, "the session does not exist"),
+        (R.INVALID_STATE, "the session is not open"),
+        (R.NOT_AUTHORISED, "a proxy where the council's rules allow none"),
+        (R.DUPLICATE, "the person (or the resident represented) is already recorded"),
+    ),
+    "CloseSession": (
+        (R.NOT_FOUND, "the session does not exist"),
+        (R.INVALID_STATE, "the session is not open"),
+    ),
+    "PublishMinutes": (
+        (R.NOT_FOUND, "the session does not exist"),
+        (R.INVALID_STATE, "the session is not closed"),
+        (R.DUPLICATE, "its minutes are already published"),
     ),
 }
