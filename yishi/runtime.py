@@ -34,6 +34,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.security import parse_security
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware import Middleware
 
 from contracts import registry
 from contracts.common import Actor, Command
@@ -94,6 +95,8 @@ class ServiceContext:
     public: APIRouter = field(default_factory=APIRouter)
     """Routes served without a token (the portal's public pages): what they show is public,
     and they check the district themselves."""
+    middleware: list[Middleware] = field(default_factory=list)
+    """ASGI middleware the service adds around its app (the portal's session cookie)."""
     background: list[Background] = field(default_factory=list)
     handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool, Refusal | None]] = field(
         default_factory=dict)
@@ -373,6 +376,8 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     app.include_router(ctx.router, dependencies=[Depends(authenticate), Depends(served)],
                        responses=UNAUTHORISED_RESPONSES)
     app.include_router(ctx.public)
+    for added in ctx.middleware:
+        app.add_middleware(added.cls, *added.args, **added.kwargs)
     return app
 
 
