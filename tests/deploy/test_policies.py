@@ -24,6 +24,7 @@ from services.portal.settings import PortalSettings
 from tests.deploy.manifests import DEPLOY, OVERLAYS, READERS, SERVICES, TREES, Obj, kubernetes_errors, render, rendered
 from yishi import names
 from yishi.settings import Settings
+from yishi.witness.submit import parse_witness_urls
 
 # What each service consumes (the platform's facts; the generator must agree).
 CONSUMES = {
@@ -189,7 +190,7 @@ def endpoint(url: str, default_port: int | None = None) -> tuple[str, int]:
 
 # Every setting that names a host to connect to, and how the derivation below reads it.
 ENDPOINT_SETTINGS = {
-    Settings: {"database_url", "kafka_bootstrap", "auth_issuer", "auth_jwks_url"},
+    Settings: {"database_url", "kafka_bootstrap", "auth_issuer", "auth_jwks_url", "witness_urls"},
     NotifySettings: {"smtp_host", "sms_gateway_url", "wechat_gateway_url", "bulletin_board_urls", "webhook_origins"},
     PortalSettings: {"oidc_discovery_url", "service_urls"},
 }
@@ -202,6 +203,7 @@ def needed_endpoints(service: str, env: dict[str, str]) -> set[tuple[str, int]]:
     for url, port in ((s.database_url, 5432), (s.auth_issuer, None), (s.auth_jwks_url, None)):
         if url:
             needed.add(endpoint(url, port))
+    needed |= {endpoint(w.url) for w in parse_witness_urls(s.witness_urls)}  # they cosign checkpoints
     if service == "notify":
         n = parsed(NotifySettings, env)
         if n.smtp_host:
