@@ -136,6 +136,13 @@ _CONSUMERS = {
     "ProposalDecided": {"oversight"},
     "MemberSeated": {"notify"},
     "MemberUnseated": {"notify"},
+    # consultation sessions: notify tells their people
+    "SessionScheduled": {"notify"},
+    "SessionChairChanged": {"notify"},
+    "SessionOpened": {"notify"},
+    "SessionClosed": {"notify"},
+    "StakeholderInvited": {"notify"},
+    "SessionMinutesPublished": {"notify"},
     # voting
     "VoteOpened": {"notify", "oversight"},
     "BallotAccepted": {"notify", "oversight"},
