@@ -31,9 +31,9 @@ from contracts.proposals import (
     UnseatMember,
     WithdrawProposal,
 )
-from services.proposals import projections
+from services.proposals import projections, sessions
 from services.proposals.consumers import ReturnForReconsultation, TakeVoteResult
-from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
+from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Session, Slate
 from yishi.clock import Clock
 from yishi.commands import CommandBus, CommandContext, Projection
 from yishi.repository import Repository
@@ -237,6 +237,7 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
     @bus.handles(MakeStatement)
     async def make_statement(cmd: MakeStatement, ctx: CommandContext) -> str:
         proposal = await ctx.load(Proposal, cmd.district, cmd.proposal_id)
+        session = await load_optional(ctx, Session, cmd.district, cmd.session_id)
         proposal.make_statement(
             statement_id=cmd.statement_id,
             step=cmd.step,
@@ -244,8 +245,9 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
             speaker_id=cmd.actor.id,
             text=cmd.text,
             now=ctx.clock.now(),
+            session=session,
         )
-        await ctx.save(cmd, proposal)
+        await ctx.save(cmd, proposal, *([session] if session else []))
         return cmd.proposal_id
 
     @bus.handles(RequestVote)
@@ -255,11 +257,18 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
         nomination or a slate to the residents' vote as requested."""
         now = ctx.clock.now()
         matter: Any
+        session = await load_optional(ctx, Session, cmd.district, cmd.session_id)
         if cmd.matter.kind == VoteMatterKind.PROPOSAL:
             matter = await addressed(ctx, cmd, Proposal, cmd.matter.id)
             council = await ctx.load(Council, cmd.district, matter.council_id)
             _check_council(cmd, matter.council_id)
-            matter.request_vote(council=council, vote_id=cmd.vote_id, terms=cmd.terms, now=now)
+            matter.request_vote(council=council, vote_id=cmd.vote_id, terms=cmd.terms, now=now, session=session)
+            if session is not None:
+                await ctx.save(cmd, matter, session)
+                return cmd.matter.id
+        elif session is not None:
+            raise Rejected(RejectionReason.INVALID_STATE, f"a {cmd.matter.kind}'s vote is not a session's",
+                           cmd.matter.id)
         else:
             confirmed = Slate if cmd.matter.kind == VoteMatterKind.SLATE else Nomination
             matter = await addressed(ctx, cmd, confirmed, cmd.matter.id)
@@ -293,6 +302,8 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
         await ctx.save(cmd, proposal)
         return cmd.proposal_id
 
+    sessions.register(bus)
+
     # -- the platform's own, in reaction to other services' events (:mod:`.consumers`) --
 
     @bus.handles(TakeVoteResult, internal=True)
@@ -305,7 +316,12 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
             proposal = await ctx.load(Proposal, cmd.district, matter.id)
             if not proposal.close_vote(vote_id=cmd.vote_id, outcome=cmd.outcome, tally=cmd.tally, now=now):
                 raise _not_waiting(cmd)
-            await ctx.save(cmd, proposal)
+            # A decision taken by a session's vote goes into that session's minutes.
+            session = await load_optional(ctx, Session, cmd.district, proposal.votes[-1].get("session_id"))
+            decided = proposal.decision is not None
+            linked = session is not None and decided and session.link_decision(
+                vote_id=cmd.vote_id, proposal_id=matter.id, now=now)
+            await ctx.save(cmd, proposal, *([session] if linked else []))
             return matter.id
         slate = matter.kind == VoteMatterKind.SLATE
         confirmed: Any = await ctx.load(Slate if slate else Nomination, cmd.district, matter.id)

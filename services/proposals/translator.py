@@ -12,8 +12,18 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts import proposals as c
+from contracts import sessions as cs
 from contracts.common import Contract, VoteMatter, VoteMatterKind
-from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
+from services.proposals.domain import (
+    Calendar,
+    CatalogueCategory,
+    CatalogueItem,
+    Council,
+    Nomination,
+    Proposal,
+    Session,
+    Slate,
+)
 from yishi.commands import recorded_actor
 from yishi.relay import Translator
 from yishi.repository import Repository
@@ -170,6 +180,8 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
             step=e.step,
             speaker_role=e.speaker_role,
             text=e.text,
+            session_id=getattr(e, "session_id", None),  # absent from statements stored before sessions
+            invited=getattr(e, "invited", False),
         ),
     ),
     Proposal.VoteRequested: (
@@ -178,6 +190,7 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
             vote_id=e.vote_id,
             council_id=e.council_id,
             terms=e.terms,
+            session_id=getattr(e, "session_id", None),
             matter=VoteMatter(kind=VoteMatterKind.PROPOSAL, id=e.proposal_id),
         ),
     ),
@@ -218,6 +231,46 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
         c.ProposalWithdrawn,
         lambda e: dict(proposal_id=e.proposal_id, council_id=e.council_id, reason=e.reason),
     ),
+    # consultation sessions; a session's check-in code is never published
+    Calendar.RotaSet: (cs.ChairRotaSet, lambda e: dict(council_id=e.council_id, chairs=e.chairs)),
+    Calendar.ScheduleSet: (cs.SessionScheduleSet, lambda e: dict(council_id=e.council_id, **e.schedule)),
+    Session.Scheduled: (
+        cs.SessionScheduled,
+        lambda e: dict(session_id=e.session_id, council_id=e.council_id, form=e.form, starts_at=e.starts_at,
+                       place=e.place, online_link=e.online_link, chair=e.chair, from_rota=e.from_rota),
+    ),
+    Session.ChairChanged: (
+        cs.SessionChairChanged,
+        lambda e: dict(session_id=e.session_id, council_id=e.council_id, chair=e.chair, reason=e.reason),
+    ),
+    Session.ItemAdded: (
+        cs.AgendaItemAdded,
+        lambda e: dict(session_id=e.session_id, council_id=e.council_id, proposal_id=e.proposal_id,
+                       offered=e.offered),
+    ),
+    Session.StakeholderInvited: (
+        cs.StakeholderInvited,
+        lambda e: dict(session_id=e.session_id, council_id=e.council_id, proposal_id=e.proposal_id,
+                       person_id=e.person_id, kind=e.kind, name=e.name),
+    ),
+    Session.Opened: (
+        cs.SessionOpened,
+        lambda e: dict(session_id=e.session_id, council_id=e.council_id, opened_at=e.at, chair=e.chair),
+    ),
+    Session.Attended: (
+        cs.AttendanceRecorded,
+        lambda e: dict(session_id=e.session_id, council_id=e.council_id, person_id=e.person_id, by=e.by,
+                       proxy_for=e.proxy_for),
+    ),
+    Session.Closed: (
+        cs.SessionClosed, lambda e: dict(session_id=e.session_id, council_id=e.council_id, closed_at=e.at),
+    ),
+    Session.MinutesPublished: (
+        cs.SessionMinutesPublished,
+        lambda e: dict(session_id=e.session_id, council_id=e.council_id, form=e.form, held_at=e.held_at,
+                       chair=e.chair, agenda=e.agenda, attendance=e.attendance, proxies=e.proxies,
+                       statements=e.statements, votes=e.votes, decisions=e.decisions, text=e.text),
+    ),
 }
 
 
@@ -233,6 +286,8 @@ _PUBLIC_ID: dict[type, str] = {
     CatalogueCategory: "category_id",
     CatalogueItem: "item_id",
     Proposal: "proposal_id",
+    Calendar: "council_id",
+    Session: "session_id",
 }
 _SUBJECT: dict[type, str] = {
     event_type: field

@@ -11,7 +11,7 @@ the same public id in two districts names two different streams, and another
 district's id is simply not found.
 
 One module per aggregate: :mod:`.council`, :mod:`.nominations` (nominations and slates),
-:mod:`.catalogue`, :mod:`.proposal`, and :mod:`.rules` for what they share. The public
+:mod:`.catalogue`, :mod:`.proposal`, :mod:`.session` (calendars and sessions), and :mod:`.rules` for what they share. The public
 names are re-exported here: import them from ``services.proposals.domain``.
 """
 
@@ -21,6 +21,7 @@ from services.proposals.domain.catalogue import CatalogueCategory, CatalogueItem
 from services.proposals.domain.council import Council
 from services.proposals.domain.nominations import Nomination, NominationStatus, Slate
 from services.proposals.domain.proposal import Proposal, ProposalStatus
+from services.proposals.domain.session import Calendar, Session, SessionStatus, next_occurrence
 from services.proposals.domain.rules import AT_LEAST_AS_STRICT, LEVELS, STEP_ROLES, STEPS, stream_id
 from yishi.topics import register_moved
 
@@ -29,6 +30,7 @@ __all__ = [
     "LEVELS",
     "STEPS",
     "STEP_ROLES",
+    "Calendar",
     "CatalogueCategory",
     "CatalogueItem",
     "Council",
@@ -36,7 +38,10 @@ __all__ = [
     "NominationStatus",
     "Proposal",
     "ProposalStatus",
+    "Session",
+    "SessionStatus",
     "Slate",
+    "next_occurrence",
     "stream_id",
 ]
 

@@ -19,6 +19,7 @@ from contracts.voting import VoteOutcome
 from services.proposals.domain.catalogue import CatalogueItem
 from services.proposals.domain.council import Council
 from services.proposals.domain.rules import STEP_ROLES, STEPS, stream_id
+from services.proposals.domain.session import Session
 from yishi.rules import Rejected, within_horizon
 
 
@@ -211,10 +212,13 @@ class Proposal(Aggregate):
         )
 
     def make_statement(
-        self, *, statement_id: str, step: str, speaker_role: str, speaker_id: str, text: str, now: datetime
+        self, *, statement_id: str, step: str, speaker_role: str, speaker_id: str, text: str, now: datetime,
+        session: Session | None = None,
     ) -> None:
         """Record a statement: steps in order (a round opens with the motion), each step
-        heard from its own side, and a speaker's role matching what they did."""
+        heard from its own side, and a speaker's role matching what they did; made in an
+        open ``session`` (which links it) if one is given, where its invited stakeholders
+        speak on their own item only (:meth:`Session.admit_speaker`)."""
         self._require(ProposalStatus.PUBLISHED, doing="make a statement")
         if any(s["statement_id"] == statement_id for s in self.statements):
             raise Rejected(
@@ -235,6 +239,7 @@ class Proposal(Aggregate):
                 RejectionReason.NOT_AUTHORISED, f"a {speaker_role} does not speak in the {step} step", self.proposal_id
             )
         self._check_speaker(speaker_role, speaker_id)
+        invited = session.admit_speaker(proposal_id=self.proposal_id, speaker_id=speaker_id) if session else False
         self._statement_made(
             proposal_id=self.proposal_id,
             council_id=self.council_id,
@@ -245,7 +250,11 @@ class Proposal(Aggregate):
             speaker_id=speaker_id,
             text=text,
             at=now,
+            session_id=session.session_id if session else None,
+            invited=invited,
         )
+        if session is not None:
+            session.link_statement(statement_id, now)
 
     def _check_speaker(self, role: str, speaker_id: str) -> None:
         checks = {
@@ -263,11 +272,13 @@ class Proposal(Aggregate):
         if not ok:
             raise Rejected(RejectionReason.NOT_AUTHORISED, message, self.proposal_id)
 
-    def request_vote(self, *, council: Council, vote_id: str, terms: VoteTerms, now: datetime) -> dict[str, Any]:
+    def request_vote(self, *, council: Council, vote_id: str, terms: VoteTerms, now: datetime,
+                     session: Session | None = None) -> dict[str, Any]:
         """Refer the proposal to a vote on ``terms``, as requested within the council's
         voting rules (:meth:`Council.vote_terms`): only after the notice period, with the
-        motion presented in this round and the council's required number of seconds.
-        Returns the vote terms."""
+        motion presented in this round and the council's required number of seconds; in
+        an open ``session`` whose attendance makes the quorum (:meth:`Session.admit_vote`),
+        which links it, if one is given. Returns the vote terms."""
         closes_at = terms.closes_at
         self._require(ProposalStatus.PUBLISHED, doing="request a vote")
         if now < self.notice_ends_at:
@@ -291,9 +302,15 @@ class Proposal(Aggregate):
             raise Rejected(RejectionReason.DEADLINE_PASSED, "the vote would close in the past", self.proposal_id)
         within_horizon(closes_at, now, "closes_at", self.proposal_id)
         decided = council.vote_terms(terms, self.proposal_id)
+        if session is not None:
+            session.admit_vote(proposal_id=self.proposal_id, council_id=self.council_id,
+                               electorate=decided["electorate"], quorum=terms.quorum_share)
         self._vote_requested(
-            proposal_id=self.proposal_id, council_id=self.council_id, vote_id=vote_id, terms=decided, at=now
+            proposal_id=self.proposal_id, council_id=self.council_id, vote_id=vote_id, terms=decided, at=now,
+            session_id=session.session_id if session else None,
         )
+        if session is not None:
+            session.link_vote(vote_id=vote_id, proposal_id=self.proposal_id, now=now)
         return decided
 
     def close_vote(self, *, vote_id: str, outcome: str, tally: dict[str, int], now: datetime) -> bool:
@@ -419,6 +436,8 @@ class Proposal(Aggregate):
         speaker_id: str,
         text: str,
         at: datetime,
+        session_id: str | None = None,  # absent from statements stored before sessions
+        invited: bool = False,
     ) -> None:
         self.statements.append(
             {
@@ -429,6 +448,8 @@ class Proposal(Aggregate):
                 "speaker_id": speaker_id,
                 "text": text,
                 "at": at,
+                "session_id": session_id,
+                "invited": invited,
             }
         )
         self.history.append({"what": "statement_made", "at": at, "statement_id": statement_id, "round": round,
@@ -436,10 +457,12 @@ class Proposal(Aggregate):
 
     @event("VoteRequested")
     def _vote_requested(
-        self, proposal_id: str, council_id: str, vote_id: str, terms: dict[str, Any], at: datetime
+        self, proposal_id: str, council_id: str, vote_id: str, terms: dict[str, Any], at: datetime,
+        session_id: str | None = None,
     ) -> None:
         self.status = ProposalStatus.VOTING.value
-        self.votes.append({"vote_id": vote_id, "requested_at": at, "terms": terms, "outcome": None, "tally": None})
+        self.votes.append({"vote_id": vote_id, "requested_at": at, "terms": terms, "outcome": None, "tally": None,
+                           "session_id": session_id})
         self.history.append({"what": "vote_requested", "at": at, "vote_id": vote_id})
 
     @event("Decided")
