@@ -111,7 +111,7 @@ def wire_consumers(ctx: ServiceContext, bus: CommandBus) -> None:
                      {"session_id": e.session_id, "title": title or e.proposal_id, "proposal_id": e.proposal_id,
                       "starts_at": local_time(session["starts_at"]) if session else "-",
                       "where": where(session["place"], session["online_link"]) if session else "-"},
-                     people=(e.person_id,), expires_at=session["starts_at"] if session else None)
+                     people=(e.person_id,))  # no expiry: one may be invited while the session is open
 
     async def minutes_published(e: sessions.SessionMinutesPublished, env: Envelope,
                                 conn: asyncpg.Connection) -> None:

@@ -126,7 +126,8 @@ async def a_council_with_an_invited_expert(n: Notify, session_id: str, starts_at
 async def test_the_invited_hear_of_it_and_the_members_read_that_the_minutes_are_published(servers, mailbox):
     district = new_district()
     await ensure_topics(servers.kafka_bootstrap, [events_topic(district, "proposals")])
-    async with notify(servers, mailbox, district, f"s_{uuid.uuid4().hex[:12]}", ManualClock(T0),
+    clock = ManualClock(T0)
+    async with notify(servers, mailbox, district, f"s_{uuid.uuid4().hex[:12]}", clock,
                       f"g{uuid.uuid4().hex[:8]}") as n:
         await a_council_with_an_invited_expert(n, "sess-1", T0 + timedelta(days=10))
 
@@ -136,6 +137,12 @@ async def test_the_invited_hear_of_it_and_the_members_read_that_the_minutes_are_
         assert "2026-04-11 09:00" in body and "宁海路社区议事厅" in body and "prop-lift" in body
         assert "发言限于该议题" in body
         assert all(n.mail(m, "") == [] for m in MEMBERS)  # the invitation is the expert's alone
+        # Invited once the session is under way (to another item): told all the same.
+        clock.set(T0 + timedelta(days=10, hours=1))
+        await n.publish(n.event(StakeholderInvited, session_id="sess-1", council_id=COUNCIL, proposal_id="prop-bikes",
+                                person_id=EXPERT, kind="expert", name="周工"), "sess-1")
+        await eventually(lambda: _async(len(n.mail(EXPERT, "协商邀请")) == 2), timeout=60)
+        assert n.mail(EXPERT, "协商邀请")[1]["Subject"] == "协商邀请:prop-bikes"
 
         await n.publish(n.event(SessionMinutesPublished, session_id="sess-1", council_id=COUNCIL,
                                 form="consultation_day", held_at=(T0 + timedelta(days=10)).isoformat(),
