@@ -10,9 +10,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from contracts.common import Id, Role
+from contracts.permissions import Party, acts_for
 from services.proposals import projections
 from services.proposals.domain import ProposalStatus
 from services.proposals.projections import (
+    CalendarView,
     CatalogueCategoryView,
     CatalogueItemView,
     CouncilView,
@@ -20,6 +22,7 @@ from services.proposals.projections import (
     NominationView,
     ProposalSummary,
     ProposalView,
+    SessionView,
     SlateView,
 )
 from yishi.auth import Principal, authenticate
@@ -155,6 +158,43 @@ def router(ctx: ServiceContext, repository: Repository) -> APIRouter:
     async def get_proposal(district: str, proposal_id: Id) -> dict:
         """A proposal with seconds, objections, the five-step statements, votes, decision and history."""
         return await one("proposal", district, proposal_id)
+
+    @api.get("/{district}/councils/{council_id}/calendar", response_model=CalendarView,
+             summary="A council's rota of chairs and monthly schedule",
+             responses={404: {"description": "The council has set neither"}})
+    async def get_calendar(district: str, council_id: Id) -> dict:
+        """The rota (and its next chair), the schedule, the next start the timer will
+        schedule, and the council's sessions."""
+        return await one("calendar", district, council_id)
+
+    @api.get("/{district}/sessions", response_model=Page[SessionView], summary="Consultation sessions")
+    async def list_sessions(district: str, council_id: Id | None = Query(default=None),
+                            status: str | None = Query(default=None, pattern="^(scheduled|open|closed|minuted)$"),
+                            query: PageQuery = Depends(by_id)) -> dict:
+        """Sessions of the district, optionally of one council and in one status
+        (scheduled, open, closed, minuted), by id, a page at a time."""
+        return await page_of("session", district, query, council_id=council_id, status=status)
+
+    @api.get("/{district}/sessions/{session_id}", response_model=SessionView, summary="One consultation session",
+             responses={404: {"description": "No such session in this district"}})
+    async def get_session(district: str, session_id: Id) -> dict:
+        """A session: chair, agenda, invitations, attendance, statements, votes and decisions."""
+        return await one("session", district, session_id)
+
+    @api.get("/{district}/sessions/{session_id}/check-in-code", summary="A session's check-in code",
+             responses={403: {"description": "Only the council's community workers and chairs see it."},
+                        404: {"description": "No such session in this district"}})
+    async def get_check_in_code(district: str, session_id: Id,
+                                principal: Principal = Depends(authenticate)) -> dict[str, str]:
+        """The code people check in with (``CheckIn``), shown in the room: for a community
+        worker or a chair acting for the session's council only (``acts_for``), as
+        ``RecordAttendance``'s callers."""
+        doc = await one("session", district, session_id)
+        staff = [r for r in (Role.COMMUNITY_WORKER, Role.CHAIR) if r in principal.roles]
+        if principal.district != district or not any(
+                acts_for("RecordAttendance", r, principal.acts_for, {Party.COUNCIL: doc["council_id"]}) for r in staff):
+            raise HTTPException(403, "only a community worker or a chair of the session's council sees its code")
+        return {"session_id": session_id, "code": doc["code"]}
 
     @api.post("/admin/read-models/rebuild", tags=["admin"], summary="Rebuild the read models from the log",
               responses={403: {"description": "Only a district administrator may rebuild."}})

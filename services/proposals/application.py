@@ -223,6 +223,9 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
         council = await ctx.load(Council, cmd.district, proposal.council_id)
         proposal.second(council=council, member_id=cmd.actor.id, now=ctx.clock.now())
         await ctx.save(cmd, proposal)
+        if len(proposal.seconders) == council.rules["seconds_required"]:
+            # The seconding passed: the platform offers the proposal for the next session.
+            await sessions.offer(bus, ctx, cmd.district, proposal.proposal_id)
         return cmd.proposal_id
 
     @bus.handles(LodgeObjection)

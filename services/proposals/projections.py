@@ -1,5 +1,6 @@
 """Read models of the proposals service: one JSON document per council, nomination,
-slate, catalogue category and item, and proposal (with its whole deliberation record).
+slate, catalogue category and item, proposal (with its whole deliberation record), and
+council calendar and consultation session (what the sessions' timer reads).
 
 Each document is a view of its aggregate's state (:func:`view`). Command handlers and
 consumers write it in the same transaction as the aggregate's new events
@@ -15,7 +16,7 @@ from typing import Any
 
 import asyncpg
 from eventsourcing.domain import Aggregate
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import Attachment, CouncilLevel, VoteTerms
 from contracts.proposals import (
@@ -28,6 +29,7 @@ from contracts.proposals import (
 )
 from services.proposals import domain
 from services.proposals.domain import (
+    Calendar,
     CatalogueCategory,
     CatalogueItem,
     Council,
@@ -35,6 +37,7 @@ from services.proposals.domain import (
     NominationStatus,
     Proposal,
     ProposalStatus,
+    Session,
     Slate,
 )
 from yishi.commands import Saved
@@ -172,6 +175,8 @@ class StatementView(View):
     speaker_id: str
     text: str
     at: datetime
+    session_id: str | None = None
+    invited: bool = False
 
 
 class VoteView(View):
@@ -182,6 +187,7 @@ class VoteView(View):
     terms: VoteTerms
     outcome: str | None
     tally: dict[str, int] | None
+    session_id: str | None = None
 
 
 class DecisionView(View):
@@ -236,6 +242,54 @@ class ProposalView(ProposalSummary):
     history: list[HistoryEntry]
 
 
+class CalendarView(View):
+    """A council's rota of chairs and monthly schedule, and what its timer does next."""
+
+    council_id: str
+    chairs: list[str]
+    next_chair: str | None
+    schedule: dict[str, Any] | None
+    next_at: datetime | None = Field(description="The start of the next session to schedule; none while the "
+                                     "schedule's session is pending (scheduled, not yet opened).")
+    pending: str | None
+    sessions: list[str]
+
+
+class AttendanceView(View):
+    """One person-time of a session's attendance."""
+
+    person_id: str
+    by: str
+    proxy_for: str | None
+
+
+class SessionView(View):
+    """A consultation session: chair, agenda, invitations, attendance, and what was said
+    and decided in it. The check-in code is not part of it (see ``…/check-in-code``)."""
+
+    session_id: str
+    council_id: str
+    form: ConsultationForm
+    starts_at: datetime
+    place: str | None
+    online_link: str | None
+    chair: str
+    from_rota: bool
+    status: str
+    opened_at: datetime | None
+    closed_at: datetime | None
+    agenda: list[str]
+    invited: dict[str, list[str]] = Field(description="Agenda item (proposal id) → the people invited to speak on it.")
+    attendance: list[AttendanceView]
+    statements: list[str]
+    votes: list[dict[str, str]]
+    decisions: list[str]
+
+
+class _StoredSession(SessionView):
+    code: str  # kept in the read model for the staff's query, never in SessionView answers
+
+
 KINDS: dict[type[Aggregate], str] = {
     Council: "council",
     Nomination: "nomination",
@@ -243,6 +297,8 @@ KINDS: dict[type[Aggregate], str] = {
     CatalogueCategory: "category",
     CatalogueItem: "item",
     Proposal: "proposal",
+    Calendar: "calendar",
+    Session: "session",
 }
 
 
@@ -286,6 +342,13 @@ def view(aggregate: Aggregate) -> tuple[str, str | None, str | None, View]:
             aggregate.status,
             ProposalView(history=history, **_fields(ProposalView, state, exclude={"history"})),
         )
+    if isinstance(aggregate, Calendar):
+        # status "due": the timer has a session to schedule (its start in next_at)
+        return (aggregate.council_id, aggregate.council_id, "due" if aggregate.due() else None,
+                CalendarView(next_chair=aggregate.next_chair(), **_fields(CalendarView, state)))
+    if isinstance(aggregate, Session):
+        return aggregate.session_id, aggregate.council_id, aggregate.status, _StoredSession(**_fields(_StoredSession,
+                                                                                                     state))
     raise TypeError(f"no read model for {type(aggregate).__name__}")
 
 
@@ -360,6 +423,20 @@ async def get(pool: asyncpg.Pool, kind: str, district: str, public_id: str) -> d
         "SELECT doc FROM read_models WHERE kind = $1 AND district = $2 AND id = $3", kind, district, public_id
     )
     return json.loads(doc) if doc is not None else None
+
+
+async def due_calendars(conn: asyncpg.Connection | asyncpg.Pool) -> list[tuple[str, str, datetime]]:
+    """``(district, council id, start)`` of every calendar with a session to schedule."""
+    rows = await conn.fetch("SELECT district, id, doc->>'next_at' AS next_at FROM read_models "
+                            "WHERE kind = 'calendar' AND status = 'due' ORDER BY district, id")
+    return [(r["district"], r["id"], datetime.fromisoformat(r["next_at"])) for r in rows]
+
+
+async def due_sessions(conn: asyncpg.Connection | asyncpg.Pool, now: datetime) -> list[tuple[str, str]]:
+    """``(district, session id)`` of every scheduled session whose start has come."""
+    rows = await conn.fetch("SELECT district, id FROM read_models WHERE kind = 'session' AND status = 'scheduled' "
+                            "AND (doc->>'starts_at')::timestamptz <= $1 ORDER BY district, id", now)
+    return [(r["district"], r["id"]) for r in rows]
 
 
 async def find(

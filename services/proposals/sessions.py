@@ -80,6 +80,15 @@ def next_session(sessions: list[Session]) -> Session | None:
     return min(waiting, key=lambda s: s.starts_at) if waiting else None
 
 
+async def offer(bus: CommandBus, ctx: CommandContext, district: str, proposal_id: str) -> None:
+    """The platform's reaction to a seconding that passed, in the seconding's transaction
+    ``ctx``: an :class:`OfferForAgenda` through ``bus``, whose refusal (no session
+    scheduled) is a recorded reply and leaves the seconding standing."""
+    command = OfferForAgenda(district=district, actor=bus.system_actor, proposal_id=proposal_id)
+    await bus.dispatch(command, command_id=f"{ctx.command_id}:offer", correlation_id=ctx.correlation_id,
+                       principal=bus.platform, conn=ctx.conn, key=f"offer:{ctx.command_id}")
+
+
 def register(bus: CommandBus) -> None:
     """Register the session handlers on the proposals service's ``bus``."""
 
@@ -90,7 +99,7 @@ def register(bus: CommandBus) -> None:
         now = ctx.clock.now()
         session = Session.schedule(session_id=session_id, council=council, calendar=calendar, form=form,
                                    starts_at=starts_at, place=place, online_link=online_link, chair=chair,
-                                   code=new_code(), now=now)
+                                   code=new_code(), now=now, from_schedule=from_schedule)
         calendar.took(session, from_schedule=from_schedule, now=now)
         await ctx.save(cmd, session, calendar)
         return session_id
@@ -124,7 +133,7 @@ def register(bus: CommandBus) -> None:
         twice finds it scheduled: ``invalid_state``, or its id taken)."""
         council = await ctx.load(Council, cmd.district, cmd.council_id)
         calendar = await ctx.load(Calendar, cmd.district, cmd.council_id)
-        if calendar.due(ctx.clock.now()) != cmd.starts_at:
+        if calendar.due() != cmd.starts_at:
             raise Rejected(RejectionReason.INVALID_STATE,
                            f"{cmd.council_id} has no session due at {cmd.starts_at.isoformat()}", cmd.council_id)
         plan = calendar.schedule or {}

@@ -11,10 +11,10 @@ import pytest
 from contracts.common import Command
 from contracts.proposals import FormCouncil
 from tests.support.handlers import assert_every_handler_tested, covers
-from tests.unit.proposals import test_handlers, test_handlers_proposals
+from tests.unit.proposals import test_handlers, test_handlers_proposals, test_handlers_sessions
 from tests.unit.proposals.handler_support import Bus, form_council
 
-PROPOSALS_TESTS = (test_handlers, test_handlers_proposals)
+PROPOSALS_TESTS = (test_handlers, test_handlers_proposals, test_handlers_sessions)
 
 
 class DissolveCouncil(Command):

@@ -25,7 +25,16 @@ from services.notify.translator import make_translator
 from services.oversight import translator as oversight_translator
 from services.oversight.domain import Authority, Fund, Policy, ReminderPolicy, Resolution, Task
 from services.proposals import translator as proposals_translator
-from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Proposal, Slate
+from services.proposals.domain import (
+    Calendar,
+    CatalogueCategory,
+    CatalogueItem,
+    Council,
+    Nomination,
+    Proposal,
+    Session,
+    Slate,
+)
 from tests.unit.notify.test_domain import T0 as NOTIFY_T0
 from tests.unit.proposals.support import DAY, T0, council, terms_for
 from yishi.relay import Publication, Translator, kafka_message, to_envelope
@@ -110,6 +119,8 @@ PROPOSALS_IDS: dict[str, PublicId] = {
     "CatalogueItem": lambda d: d["item_id"],
     "Proposal": _matter("proposal"),
     "Slate": _matter("slate"),
+    "Calendar": lambda d: d["council_id"],
+    "Session": lambda d: d["session_id"],
 }
 
 
@@ -168,9 +179,27 @@ def proposals_events() -> list[RecordedEvent]:
         sl.request_vote(vote_id=f"v-{slate_id}", terms=terms, closes_at=T0 + 9 * DAY, now=T0 + 5 * DAY)
         sl.close_vote(vote_id=f"v-{slate_id}", outcome=outcome, now=T0 + 9 * DAY)
         slates.append(sl)
+    # A session of c's calendar, from scheduling to its minutes.
+    calendar = Calendar.open_for(c, T0)
+    calendar.set_rota(chairs=["chair-a", "chair-b"], now=T0)
+    calendar.set_schedule(council=c, schedule={"form": "council", "day_of_month": 15, "local_time": "19:00",
+                                               "timezone": "Asia/Shanghai", "place": None, "online_link": None},
+                          now=T0)
+    session = Session.schedule(session_id="s-1", council=c, calendar=calendar, form="council",
+                               starts_at=calendar.due(), place="社区中心", online_link=None, chair=None,
+                               code="7Q4KD2", now=T0)
+    calendar.took(session, from_schedule=True, now=T0)
+    session.change_chair(chair="chair-b", reason="请假", now=T0)
+    session.add_item(proposal=raised(c, "p-4"), offered=True, now=T0)
+    session.invite(proposal_id=session.agenda[0], person_id="expert-9", kind="expert", name=None, now=T0)
+    session.open(session.starts_at)
+    session.record_attendance(person_id="r-1", proxy_for=None, council=c, now=session.starts_at)
+    session.close(session.starts_at + DAY)
+    session.publish_minutes(text=None, now=session.starts_at + DAY)
     # A council with a proposal's id: the two share a key (harmless: only more ordering).
     twin = council(council_id="p-1", members={})
-    return recorded(street, c, category, item, decided, escalated, withdrawn, *nominations, *slates, twin)
+    return recorded(street, c, category, item, decided, escalated, withdrawn, *nominations, *slates, calendar,
+                    session, twin)
 
 
 def test_proposals_events_are_keyed_by_the_public_id_of_their_aggregate():

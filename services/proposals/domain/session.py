@@ -92,8 +92,9 @@ class Calendar(Aggregate):
         self._schedule_set(council_id=self.council_id, schedule=schedule,
                            next_at=None if self.pending else next_occurrence(schedule, now), at=now)
 
-    def due(self, now: datetime) -> datetime | None:
-        """The start of the session the timer should schedule now, if any."""
+    def due(self) -> datetime | None:
+        """The start of the session the timer should schedule, if any (it is scheduled at
+        once: it is the council's next session from then on)."""
         return self.next_at if self.schedule and self.pending is None and self.next_at is not None else None
 
     def next_chair(self) -> str | None:
@@ -161,11 +162,13 @@ class Session(Aggregate):
     @classmethod
     def schedule(cls, *, session_id: str, council: Council, calendar: Calendar, form: str, starts_at: datetime,
                  place: str | None, online_link: str | None, chair: str | None, code: str,
-                 now: datetime) -> Session:
-        """Schedule a session of ``council`` in one of its forms, starting after ``now``;
-        without ``chair``, the rota's next chairs it. ``code`` is its check-in code."""
+                 now: datetime, from_schedule: bool = False) -> Session:
+        """Schedule a session of ``council`` in one of its forms, starting after ``now``
+        (or when its schedule says, ``from_schedule``: a start the timer missed while the
+        service was down is still that month's session, opened at once); without
+        ``chair``, the rota's next chairs it. ``code`` is its check-in code."""
         _check_form(council, form)
-        if starts_at <= now:
+        if starts_at <= now and not from_schedule:
             raise Rejected(RejectionReason.INVALID_COMMAND, "the session would start in the past", session_id)
         chosen, from_rota = calendar.chair_for(chair)
         return cls(district=council.district, session_id=session_id, council_id=council.council_id, form=str(form),

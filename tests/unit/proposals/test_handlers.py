@@ -29,7 +29,7 @@ from services.proposals.application import build_bus
 from services.proposals.consumers import TakeVoteResult
 from services.proposals.domain import CatalogueCategory, CatalogueItem, Council, Nomination, Slate
 from tests.support.handlers import assert_every_handler_tested, covers
-from tests.unit.proposals import test_handlers_proposals
+from tests.unit.proposals import test_handlers_proposals, test_handlers_sessions
 from tests.unit.proposals.handler_support import (  # noqa: F401  (h: fixture)
     D,
     DAY,
@@ -56,7 +56,7 @@ from yishi.repository import Repository
 
 def test_every_handler_has_its_unit_tests():
     bus = build_bus(Repository(MemoryEventStore()), ManualClock(), project=None)
-    assert_every_handler_tested(bus, sys.modules[__name__], test_handlers_proposals)
+    assert_every_handler_tested(bus, sys.modules[__name__], test_handlers_proposals, test_handlers_sessions)
     assert {TakeVoteResult.__name__, "ReturnForReconsultation"} <= {m.__name__ for m in bus.internal}
 
 

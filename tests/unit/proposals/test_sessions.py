@@ -35,7 +35,7 @@ def scheduled(cal: Calendar, c=None, *, starts_at: datetime | None = None, chair
               session_id: str | None = None) -> Session:
     """A session as the handlers schedule it: from the calendar's due start unless given."""
     c = c or council(forms=FORMS)
-    due = cal.due(T0)
+    due = cal.due()
     starts = starts_at or due
     s = Session.schedule(session_id=session_id or session_id_for(c.council_id, starts), council=c, calendar=cal,
                          form="consultation_day", starts_at=starts, place=None, online_link=None, chair=chair,
@@ -67,13 +67,13 @@ def test_the_next_start_is_the_day_and_local_time_of_the_schedule_strictly_after
 def test_one_session_of_the_schedule_is_pending_at_a_time_and_the_next_is_due_once_it_opened():
     c = council(forms=FORMS)
     cal = calendar(c)
-    assert cal.due(T0) == at(2026, 3, 15, 19, 0)
+    assert cal.due() == at(2026, 3, 15, 19, 0)
     march = scheduled(cal, c)
     assert march.session_id == "c-1-session-20260315"
-    assert cal.due(T0) is None  # March is pending: April is not scheduled yet
+    assert cal.due() is None  # March is pending: April is not scheduled yet
     march.open(march.starts_at)
     cal.opened(march, march.starts_at)
-    assert cal.due(march.starts_at) == at(2026, 4, 15, 19, 0)
+    assert cal.due() == at(2026, 4, 15, 19, 0)
 
 
 def test_a_schedule_in_a_form_the_council_does_not_use_is_refused():
