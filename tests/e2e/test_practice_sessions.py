@@ -150,6 +150,11 @@ async def test_two_months_of_consultation_days(platform):
             await say_in_session(EXPERT, lift, DeliberationStep.EXPERT_COMMENT, SpeakerRole.EXPERT, "补充一点。", 3)
         await api.send(PublishMinutes(district=district, actor=WORKER, session_id=session_id,
                                       text="议定:加装电梯方案进入表决准备。"))
+        minuted = await api.get("proposals", f"sessions/{session_id}")
+        assert (minuted["status"], minuted["invited"]) == ("minuted", {lift: [EXPERT.id]})
+        assert [(a["person_id"], a["by"], a["proxy_for"]) for a in minuted["attendance"]] == [
+            ("member-wang", "self", None), ("member-li", "worker", None), ("member-zhao", "worker", None),
+            (EXPERT.id, "worker", None), (f"household-chen-{tag}", "worker", "member-chen")]
         proposal = await api.get("proposals", f"proposals/{lift}")
         expert_said = [s for s in proposal["statements"] if s["speaker_id"] == EXPERT.id]
         assert [(s["session_id"], s["invited"]) for s in expert_said] == [(session_id, True)]
@@ -182,8 +187,11 @@ async def test_two_months_of_consultation_days(platform):
 
         # The notices delivered: the invitation, the reminders the day before, the minutes.
         def delivered(template: str, session: str) -> dict[str, str]:
-            return {b["recipient_id"]: b["subject"] for b in platform.inbox.bodies()
-                    if b["template"] == template and session in b["body"]}
+            """Who got ``template`` about ``session``, with its subject; each once."""
+            got = [(b["recipient_id"], b["subject"]) for b in platform.inbox.bodies()
+                   if b["template"] == template and session in b["body"]]
+            assert len(got) == len(set(got)), f"{template} delivered twice: {got}"
+            return dict(got)
 
         async def all_delivered():
             return (len(delivered("session.reminder", second["session_id"])) == len(MEMBERS)
