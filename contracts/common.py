@@ -452,6 +452,11 @@ class VoteTerms(Value):
         default=False, description="Whether a voter may replace their ballot until the vote closes.")
     options: tuple[VoteOption, ...] | None = Field(
         default=None, description="The options of an approval vote (majority `approval`), at least two.")
+    verifiable: bool | None = Field(
+        default=None, description="Secret votes: each voter gets a tracking code, and the close publishes the "
+        "board (codes and choices, no voter) and who took part, so anyone recounts (contracts/README.md "
+        "\"Verifiable secret ballots\"). Absent: on for secret votes; `false` turns it off. Open votes ignore "
+        "it: they publish who voted how.")
 
     @model_validator(mode="after")
     def _one_quorum(self) -> VoteTerms:
@@ -461,6 +466,11 @@ class VoteTerms(Value):
                 and self.quorum.fraction != fractions.Fraction(self.quorum_percent, 100):
             raise ValueError("quorum_percent and quorum disagree: give one of them")
         return self
+
+    @property
+    def publishes_board(self) -> bool:
+        """Whether the vote publishes its board of tracking codes (a secret vote, unless turned off)."""
+        return self.secrecy == Secrecy.SECRET and self.verifiable is not False
 
     @property
     def quorum_share(self) -> fractions.Fraction:

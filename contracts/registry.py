@@ -208,7 +208,8 @@ _SPECS: tuple[TypeSpec, ...] = (
         sessions.OpenSession, sessions.CheckIn, sessions.RecordAttendance, sessions.CloseSession,
         sessions.PublishMinutes,
     ),
-    *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed),
+    *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed,
+           voting.VoteBoardPublished, voting.VoteParticipants),
     *_types("voting", Kind.COMMAND, voting.OpenVote, voting.CastBallot, voting.CloseVote),
     *_types(
         "oversight", Kind.EVENT,

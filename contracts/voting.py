@@ -5,14 +5,22 @@ paper register) but never the choice; choices appear only summed, in ``VoteClose
 The ``ballot_id`` a voter sends with a secret ballot is their receipt: it is never
 stored or published (only its hash, beside the anonymous choice), and it lets them
 check that their choice was recorded and, where allowed, replace it.
+
+Verifiable secret ballots (``VoteTerms.verifiable``, on for secret votes unless turned
+off): each secret ballot gets a random tracking code, stored beside the anonymous choice
+and shown only to its voter (by their receipt). After the close the vote publishes its
+board (``VoteBoardPublished``: every code with its choice, in code order, no voter) and
+who took part (``VoteParticipants``: voter ids, not how); :func:`recount` counts the
+board, which anyone compares with ``VoteClosed``'s tally (``yishi audit recount``).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, StringConstraints
 
 from contracts.common import Command, Count, Event, Id, NewId, Value, VoteMatter, VoteTerms
 
@@ -60,6 +68,35 @@ class RecordedBallot(Value):
     approvals: tuple[Id, ...] | None = None
 
 
+TrackingCode = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{20}$"),
+    Field(description="A secret ballot's tracking code: 80 random bits in hex, drawn for the ballot (a "
+          "replacement draws a new one), shown to its voter only.", examples=["3f9ac2e17b04d5a96e18"]),
+]
+
+
+class BoardEntry(Value):
+    """One counted secret ballot on a vote's board: its tracking code and its choice, no voter."""
+
+    tracking_code: TrackingCode
+    choice: BallotChoice
+    approvals: tuple[Id, ...] | None = Field(default=None, description="Approval votes: the options approved.")
+
+
+def recount(entries: Iterable[BoardEntry], *, approval: bool) -> Tally:
+    """The tally of a board, as ``VoteClosed`` reports it: ballots per choice and, for an
+    approval vote (``approval``), approvals per option (else ``approvals`` is None).
+    A pure function, so anyone holding the board counts it again."""
+    counts = {choice: 0 for choice in BallotChoice}
+    approvals: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.choice] += 1
+        for option in entry.approvals or ():
+            approvals[option] = approvals.get(option, 0) + 1
+    return Tally(in_favour=counts[BallotChoice.IN_FAVOUR], against=counts[BallotChoice.AGAINST],
+                 abstain=counts[BallotChoice.ABSTAIN], approvals=approvals if approval else None)
+
+
 class VoteOpened(Event):
     """A vote opened for ballots on these terms, until ``terms.closes_at``."""
 
@@ -96,6 +133,31 @@ class VoteClosed(Event):
     closed_at: AwareDatetime | None = None
     ballots: tuple[RecordedBallot, ...] | None = Field(
         default=None, description="Open votes only: who voted how. Never present for secret votes.")
+
+
+class VoteBoardPublished(Event):
+    """A closed verifiable secret vote's board: each counted ballot's tracking code and choice.
+
+    In tracking-code order (random, so unrelated to who voted when), no voter id.
+    Published right after ``VoteClosed``, in pages of at most 5,000 entries (a message
+    stays far below Kafka's 1 MB); :func:`recount` of all pages' ``entries`` is its tally."""
+
+    vote_id: Id
+    entries: tuple[BoardEntry, ...]
+    page: Annotated[int, Field(ge=1)] = Field(default=1, description="This page's number, from 1.")
+    pages: Annotated[int, Field(ge=1)] = Field(default=1, description="How many pages the board has.")
+
+
+class VoteParticipants(Event):
+    """Who took part in a closed verifiable secret vote, not how.
+
+    By voter id, in id order, published right after the board and paged as it is: as many
+    as the board has entries, each an elector of the vote."""
+
+    vote_id: Id
+    voter_ids: tuple[Id, ...]
+    page: Annotated[int, Field(ge=1)] = Field(default=1, description="This page's number, from 1.")
+    pages: Annotated[int, Field(ge=1)] = Field(default=1, description="How many pages the list has.")
 
 
 class OpenVote(Command):

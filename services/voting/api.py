@@ -1,4 +1,5 @@
-"""HTTP queries of the voting service: a vote, its (live) tally, and a receipt check.
+"""HTTP queries of the voting service: a vote, its (live) tally, a receipt check and a
+verifiable vote's published board.
 
 Commands are served by the runtime (``POST /{district}/commands/{Type}``). Another
 district's votes are answered as not found.
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from contracts.common import Id, VoteMatter, VoteMatterKind, VoteTerms
-from contracts.voting import BallotChoice, Tally, VoteClosure, VoteOutcome
+from contracts.voting import BallotChoice, BoardEntry, Tally, TrackingCode, VoteClosure, VoteOutcome
 from yishi.auth import Principal, authenticate
 from yishi.pagination import Page, PageQuery, page_query
 from yishi.runtime import ServiceContext
@@ -73,9 +74,25 @@ class ReceiptView(BaseModel):
     counted: bool = Field(description="The vote has closed and this ballot is in its tally.")
     choice: BallotChoice | None = None
     approvals: list[str] | None = None
+    tracking_code: TrackingCode | None = Field(
+        default=None, description="Verifiable secret votes: the ballot's tracking code, to find on the vote's board "
+                                  "once it closes (anyone who sees it with the board learns the choice).")
+
+
+class BoardView(BaseModel):
+    """A closed verifiable vote's published board and participants, with what to check them
+    against (``yishi audit recount``): the terms (who is eligible) and the published tally."""
+
+    vote_id: str
+    terms: VoteTerms
+    tally: Tally
+    entries: list[BoardEntry] = Field(description="Every counted ballot: tracking code and choice, in code order.")
+    voter_ids: list[str] = Field(description="Who took part, in id order; as many as entries.")
 
 
 _NOT_FOUND = {404: {"description": "No such vote in this district."}}
+_NO_BOARD = {404: {"description": "No such vote in this district, or it has published no board: it is open, or "
+                                  "not a verifiable secret vote."}}
 _RECEIPT_NOT_FOUND = {404: {"description": "No such vote in this district; for a secret vote also: no ballot of "
                                            "the caller's with this receipt (only its voter may read it)."}}
 
@@ -145,7 +162,22 @@ def router(ctx: ServiceContext) -> APIRouter:
             found = await box.open_choice(ctx.pool, row["vote_id"], ballot_id)
         return ReceiptView(vote_id=vote_id, recorded=found is not None,
                            counted=found is not None and row["result"] is not None,
-                           choice=found.choice if found else None, approvals=found.approvals if found else None)
+                           choice=found.choice if found else None, approvals=found.approvals if found else None,
+                           tracking_code=found.tracking_code if found else None)
+
+    @api.get("/{vote_id}/board", response_model=BoardView, responses=_NO_BOARD)
+    async def get_board(district: str, vote_id: Id) -> BoardView:
+        """A closed verifiable vote's board (``VoteBoardPublished``) and participants
+        (``VoteParticipants``), for any reader of the district: voters find their tracking
+        code, anyone recounts the tally from it and checks who took part."""
+        row = await find(district, vote_id)
+        published = await projections.published_board(ctx.pool, row["vote_id"])
+        if published is None:
+            raise HTTPException(404, f"vote {vote_id} has published no board: it is open, or not a verifiable "
+                                     "secret vote")
+        entries, voter_ids = published
+        return BoardView(vote_id=vote_id, terms=row["terms"], tally=row["result"]["tally"], entries=entries,
+                         voter_ids=voter_ids)
 
     return api
 

@@ -111,7 +111,11 @@ def build_bus(repository: Repository, clock: Clock, *, box: BallotBox | None = N
             ballots = None
         else:
             ballots = await box.open_ballots(ctx.conn, vote.id)
-        vote.close(await box.tally(ctx.conn, vote.id, vote.secret), closed_by, now, ballots)
+        board = participants = None
+        if vote.verifiable:  # published with the close, under its lock: exactly what was counted
+            board, participants = await box.board(ctx.conn, vote.id), await box.participant_ids(ctx.conn, vote.id)
+        vote.close(await box.tally(ctx.conn, vote.id, vote.secret), closed_by, now, ballots, board=board,
+                   participants=participants)
         await ctx.save(cmd, vote)
         return cmd.vote_id
 

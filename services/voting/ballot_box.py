@@ -18,7 +18,10 @@ decide with them:
   <BallotBox.mix>` moves pending choices in shuffled batches to ``secret_choices`` in a
   transaction of its own, so the row that survives carries neither the ballot's
   transaction id (``xmin``) nor its order. A receipt is used once: the box refuses a
-  second ballot under it before anything is saved (:meth:`BallotBox.cast`).
+  second ballot under it before anything is saved (:meth:`BallotBox.cast`). A
+  verifiable vote's choice carries its tracking code too (:func:`new_tracking_code`,
+  random, a new one for a replacement): the close publishes the codes with the choices
+  (:meth:`BallotBox.board`), and only the voter, by their receipt, reads which is theirs.
 
 Every table keys a vote by its stream id (``Vote.id``), scoped by district.
 
@@ -35,11 +38,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 from contracts.common import RejectionReason
+from contracts.voting import BoardEntry
 from yishi.rules import Rejected
 from yishi.store import ConcurrencyError
 from services.voting.domain import Ballot, Tally, Vote
@@ -58,12 +63,26 @@ def receipt_hash(district: str, vote_id: str, voter_id: str, ballot_id: str) -> 
     return hashlib.sha256(f"yishi-receipt/v2/{district}/{vote_id}/{voter_id}/{ballot_id}".encode()).digest()
 
 
+def new_tracking_code() -> str:
+    """A secret ballot's tracking code (``contracts.voting.TrackingCode``): random, never
+    derived from the voter or their receipt, so the board links no code to anyone, and
+    never in the ballot's reply (replies are stored and published): its voter reads it by
+    their receipt. 80 bits: two ballots of a vote share one with odds near 10^-16 at 10^4."""
+    return secrets.token_hex(10)
+
+
+def _code(vote: Vote) -> str | None:
+    """A new tracking code for a secret ballot of ``vote`` if it is verifiable."""
+    return new_tracking_code() if vote.verifiable else None
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """A ballot's choice as the box holds it."""
+    """A ballot's choice as the box holds it (a verifiable vote's secret one with its code)."""
 
     choice: str
     approvals: list[str] | None
+    tracking_code: str | None = None
 
 
 class BallotBox(ABC):
@@ -85,13 +104,13 @@ class BallotBox(ABC):
             put = await self._put_open(conn, vote.id, voter_id, ballot_id, Choice(choice, approvals), first=first)
         elif first:
             registered, put = await self._put_secret(conn, vote.id, voter_id, self.receipt(vote, voter_id, ballot_id),
-                                                     Choice(choice, approvals))
+                                                     Choice(choice, approvals, _code(vote)))
             if registered and not put:
                 raise Rejected(RejectionReason.ALREADY_EXISTS, "this ballot_id is already used; choose a random one",
                                vote.vote_id)
         else:
             put = await self._replace_secret(conn, vote.id, self.receipt(vote, voter_id, ballot_id),
-                                             Choice(choice, approvals))
+                                             Choice(choice, approvals, _code(vote)))
             if not put:
                 raise Rejected(RejectionReason.INVALID_STATE,
                                "a secret ballot is replaced by sending it again with its first ballot_id", vote.vote_id)
@@ -167,6 +186,14 @@ class BallotBox(ABC):
     async def votes_to_mix(self, conn: Any) -> list[str]:
         """Open secret votes with a full batch (:data:`MIX_BATCH`) of choices waiting to be mixed."""
 
+    @abstractmethod
+    async def board(self, conn: Any, vote_id: str) -> list[BoardEntry]:
+        """A verifiable vote's mixed choices with their tracking codes, in code order (mix first)."""
+
+    @abstractmethod
+    async def participant_ids(self, conn: Any, vote_id: str) -> list[str]:
+        """Who has voted, by voter id in id order."""
+
 
 def _tally(choices: Any) -> Tally:
     counts = {"in_favour": 0, "against": 0, "abstain": 0}
@@ -209,11 +236,11 @@ class PostgresBallotBox(BallotBox):
     async def _put_secret(self, conn: Any, vote_id: str, voter_id: str, receipt: bytes,
                           choice: Choice) -> tuple[bool, bool]:
         row = await conn.fetchrow(
-            _REGISTER_VOTER + ", put AS (INSERT INTO pending_choices (receipt, vote_id, choice, approvals) "
-            "SELECT $3::bytea, $1, $4::text, $5::text[] WHERE EXISTS (SELECT FROM registered) "
+            _REGISTER_VOTER + ", put AS (INSERT INTO pending_choices (receipt, vote_id, choice, approvals, "
+            "tracking_code) SELECT $3::bytea, $1, $4::text, $5::text[], $6::text WHERE EXISTS (SELECT FROM registered) "
             "ON CONFLICT DO NOTHING RETURNING 1) "
             "SELECT EXISTS (SELECT FROM registered) AS registered, EXISTS (SELECT FROM put) AS put",
-            vote_id, voter_id, receipt, choice.choice, choice.approvals)
+            vote_id, voter_id, receipt, choice.choice, choice.approvals, choice.tracking_code)
         return row["registered"], row["put"]
 
     async def _replace_secret(self, conn: Any, vote_id: str, receipt: bytes, choice: Choice) -> bool:
@@ -224,14 +251,16 @@ class PostgresBallotBox(BallotBox):
             "SELECT (SELECT count(*) FROM p) + (SELECT count(*) FROM s)", receipt, vote_id)
         if not removed:
             return False
-        await conn.execute("INSERT INTO pending_choices (receipt, vote_id, choice, approvals) VALUES ($1, $2, $3, $4)",
-                           receipt, vote_id, choice.choice, choice.approvals)
+        await conn.execute("INSERT INTO pending_choices (receipt, vote_id, choice, approvals, tracking_code) "
+                           "VALUES ($1, $2, $3, $4, $5)", receipt, vote_id, choice.choice, choice.approvals,
+                           choice.tracking_code)
         return True
 
     async def recorded(self, conn: Any, vote_id: str, receipt: bytes) -> Choice | None:
         row = await conn.fetchrow(
-            "SELECT choice, approvals FROM secret_choices WHERE vote_id = $1 AND receipt = $2 UNION ALL "
-            "SELECT choice, approvals FROM pending_choices WHERE vote_id = $1 AND receipt = $2", vote_id, receipt)
+            "SELECT choice, approvals, tracking_code FROM secret_choices WHERE vote_id = $1 AND receipt = $2 UNION ALL "
+            "SELECT choice, approvals, tracking_code FROM pending_choices WHERE vote_id = $1 AND receipt = $2",
+            vote_id, receipt)
         return _choice(row)
 
     async def open_choice(self, conn: Any, vote_id: str, ballot_id: str) -> Choice | None:
@@ -257,20 +286,33 @@ class PostgresBallotBox(BallotBox):
         if pending < at_least:
             return 0
         return int((await conn.execute(
-            "WITH moved AS (DELETE FROM pending_choices WHERE vote_id = $1 RETURNING receipt, choice, approvals) "
-            "INSERT INTO secret_choices (receipt, vote_id, choice, approvals) "
-            "SELECT receipt, $1, choice, approvals FROM moved ORDER BY random()", vote_id)).split()[-1])
+            "WITH moved AS (DELETE FROM pending_choices WHERE vote_id = $1 "
+            "RETURNING receipt, choice, approvals, tracking_code) "
+            "INSERT INTO secret_choices (receipt, vote_id, choice, approvals, tracking_code) "
+            "SELECT receipt, $1, choice, approvals, tracking_code FROM moved ORDER BY random()", vote_id)).split()[-1])
 
     async def votes_to_mix(self, conn: Any) -> list[str]:
         rows = await conn.fetch("SELECT vote_id FROM pending_choices GROUP BY vote_id HAVING count(*) >= $1",
                                 MIX_BATCH)
         return [r["vote_id"] for r in rows]
 
+    async def board(self, conn: Any, vote_id: str) -> list[BoardEntry]:
+        rows = await conn.fetch("SELECT tracking_code, choice, approvals FROM secret_choices WHERE vote_id = $1 "
+                                "ORDER BY tracking_code COLLATE \"C\"", vote_id)
+        return [BoardEntry(tracking_code=r["tracking_code"], choice=r["choice"],
+                           approvals=tuple(r["approvals"]) if r["approvals"] is not None else None) for r in rows]
+
+    async def participant_ids(self, conn: Any, vote_id: str) -> list[str]:
+        rows = await conn.fetch("SELECT voter_id FROM participants WHERE vote_id = $1 ORDER BY voter_id COLLATE \"C\"",
+                                vote_id)
+        return [r["voter_id"] for r in rows]
+
 
 def _choice(row: Any) -> Choice | None:
     if row is None:
         return None
-    return Choice(row["choice"], list(row["approvals"]) if row["approvals"] is not None else None)
+    return Choice(row["choice"], list(row["approvals"]) if row["approvals"] is not None else None,
+                  row.get("tracking_code"))
 
 
 class MemoryBallotBox(BallotBox):
@@ -353,3 +395,11 @@ class MemoryBallotBox(BallotBox):
 
     async def votes_to_mix(self, conn: Any) -> list[str]:
         return [vote_id for vote_id, pending in self.pending.items() if len(pending) >= MIX_BATCH]
+
+    async def board(self, conn: Any, vote_id: str) -> list[BoardEntry]:
+        return sorted((BoardEntry(tracking_code=c.tracking_code, choice=c.choice,
+                                  approvals=tuple(c.approvals) if c.approvals is not None else None)
+                       for c in self.mixed.get(vote_id, {}).values()), key=lambda e: e.tracking_code)
+
+    async def participant_ids(self, conn: Any, vote_id: str) -> list[str]:
+        return sorted(self.participants.get(vote_id, ()))

@@ -10,7 +10,8 @@ stream version:
   only, never the choice: :meth:`Ballot.cast` and :meth:`Ballot.replace` decide that
   (the choice goes to the ballot box, :mod:`services.voting.ballot_box`).
 
-Counting (:func:`decide`) is a pure function of the terms and the tally.
+Counting (:func:`decide`) is a pure function of the terms and the tally. A verifiable
+secret vote's close also publishes its board and who took part (:meth:`Vote.close`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate, MetaDomainEvent, event
 
 from contracts.common import MajorityRule, RejectionReason, Role, Secrecy, VoteTerms
-from contracts.voting import BallotChoice, VoteClosure, VoteOutcome
+from contracts.voting import BallotChoice, BoardEntry, VoteClosure, VoteOutcome
 from yishi.rules import Rejected, within_horizon
 
 # Roles that may convene (open or close) a vote besides its own convener.
@@ -189,6 +190,12 @@ class Vote(NamedAggregate):
         return frozenset(roll) if roll is not None else None
 
     @property
+    def verifiable(self) -> bool:
+        """Whether the close publishes the board of tracking codes (``VoteTerms.publishes_board``;
+        read from the stored terms without parsing them, as every ballot asks)."""
+        return self.secret and self.terms_json.get("verifiable") is not False
+
+    @property
     def changes_allowed(self) -> bool:
         return bool(self.terms_json.get("ballot_changes_allowed"))
 
@@ -239,10 +246,16 @@ class Vote(NamedAggregate):
         raise Rejected(RejectionReason.NOT_AUTHORISED, "only the convener may close a vote early", self.vote_id)
 
     def close(self, tally: Tally, closed_by: VoteClosure, now: datetime,
-              ballots: list[dict[str, Any]] | None = None) -> Result:
-        """Close and count. ``ballots`` (who voted how) is kept for open votes only."""
+              ballots: list[dict[str, Any]] | None = None, *, board: list[BoardEntry] | None = None,
+              participants: list[str] | None = None) -> Result:
+        """Close and count. ``ballots`` (who voted how) is kept for open votes only. A
+        verifiable vote then publishes its ``board`` (the counted ballots' codes and
+        choices, put in code order here: random, so it tells nothing of who voted when)
+        and its ``participants`` (in id order), both required for it and refused for any other."""
         if self.closed:
             raise Rejected(RejectionReason.INVALID_STATE, "the vote is already closed", self.vote_id)
+        if (board is not None, participants is not None) != (self.verifiable, self.verifiable):
+            raise ValueError("a verifiable vote, and only one, closes with its board and participants")
         result = decide(self.terms, self.electorate_size, tally)
         self._closed(
             vote_id=self.vote_id, council_id=self.council_id, matter=self.matter,
@@ -253,7 +266,21 @@ class Vote(NamedAggregate):
             winning_option=result.winning_option, closed_by=str(closed_by), closed_at=now,
             ballots=None if self.secret else ballots,
         )
+        if self.verifiable:
+            entries = [e.model_dump(mode="json") for e in sorted(board, key=lambda e: e.tracking_code)]
+            for page, chunk, pages in _pages(entries):
+                self._board_published(vote_id=self.vote_id, entries=chunk, page=page, pages=pages)
+            for page, chunk, pages in _pages(sorted(participants)):
+                self._participants_listed(vote_id=self.vote_id, voter_ids=chunk, page=page, pages=pages)
         return result
+
+    @event("BoardPublished")
+    def _board_published(self, vote_id: str, entries: list[dict[str, Any]], page: int, pages: int) -> None:
+        """Nothing to apply: the board is published, the vote decides nothing with it."""
+
+    @event("ParticipantsListed")
+    def _participants_listed(self, vote_id: str, voter_ids: list[str], page: int, pages: int) -> None:
+        """Nothing to apply: the list is published, the vote decides nothing with it."""
 
     @event("Closed")
     def _closed(self, vote_id: str, council_id: str, matter: dict[str, Any], electorate_size: int, tally: dict[str, Any], outcome: str, quorum_met: bool, turnout_percent: float,
@@ -263,6 +290,19 @@ class Vote(NamedAggregate):
         self.result = {"tally": tally, "outcome": outcome, "quorum_met": quorum_met,
                        "turnout_percent": turnout_percent, "winning_option": winning_option,
                        "closed_by": closed_by, "closed_at": closed_at.isoformat()}
+
+
+BOARD_PAGE = 5000
+"""Entries of a board (about 80 bytes each as JSON) or voter ids of its participants per
+event: a page of 400 KB at most, so that a vote of any size publishes within Kafka's
+default 1 MB message (a 13,000-ballot board in one event would not)."""
+
+
+def _pages(items: list[Any]) -> list[tuple[int, list[Any], int]]:
+    """``items`` in pages of :data:`BOARD_PAGE`: (number from 1, items, how many pages); one
+    page, empty, for none."""
+    chunks = [items[i:i + BOARD_PAGE] for i in range(0, len(items), BOARD_PAGE)] or [[]]
+    return [(n, chunk, len(chunks)) for n, chunk in enumerate(chunks, 1)]
 
 
 class Ballot(NamedAggregate):

@@ -2,8 +2,12 @@
 (:func:`project`) in the same transaction as the events they follow.
 
 * ``votes`` — one row per vote: terms, closing time, and the result once closed. The
-  closing timer derives due work from it, so timers survive restarts. It follows the
-  vote's events alone, so it can be rebuilt from the log.
+  closing timer derives due work from it, so timers survive restarts.
+* ``published_boards``, ``published_participants`` — a closed verifiable vote's board
+  and who took part, as published: each in a table of its own, so that no row holds
+  voter ids (a roll, the participants) beside the board's choices.
+
+All follow the votes' events alone, so they can be rebuilt from the log.
 
 Who has voted, and how, is not here: it is the ballot box's
 (:mod:`services.voting.ballot_box`), write-side state that the log cannot rebuild (a
@@ -39,6 +43,16 @@ async def project(conn: asyncpg.Connection, saved: Saved) -> None:
             await vote_opened(conn, votes[event.originator_id])
         elif isinstance(event, Vote.Closed):
             await vote_closed(conn, votes[event.originator_id])
+        elif isinstance(event, Vote.BoardPublished):
+            await conn.execute(  # page after page, in the order they are saved
+                "INSERT INTO published_boards (vote_id, entries) VALUES ($1, $2::jsonb) ON CONFLICT (vote_id) "
+                "DO UPDATE SET entries = published_boards.entries || excluded.entries",
+                event.originator_id, json.dumps(event.entries))
+        elif isinstance(event, Vote.ParticipantsListed):
+            await conn.execute(
+                "INSERT INTO published_participants (vote_id, voter_ids) VALUES ($1, $2::jsonb) ON CONFLICT (vote_id) "
+                "DO UPDATE SET voter_ids = published_participants.voter_ids || excluded.voter_ids",
+                event.originator_id, json.dumps(event.voter_ids))
 
 
 async def vote_opened(conn: asyncpg.Connection, vote: Vote) -> None:
@@ -93,6 +107,15 @@ async def find_votes(pool: asyncpg.Pool, district: str, *, council_id: str | Non
         ORDER BY public_id LIMIT $7
         """, district, council_id, closed, matter_kind, matter_id, after, limit)
     return [_decoded(r) for r in rows]
+
+
+async def published_board(pool: asyncpg.Pool, vote_id: str) -> tuple[list[dict[str, Any]], list[str]] | None:
+    """The board and the participants the vote (its stream id ``vote_id``) published at its
+    close; None if it published none (open, or not verifiable)."""
+    row = await pool.fetchrow(
+        "SELECT b.entries, p.voter_ids FROM published_boards b JOIN published_participants p USING (vote_id) "
+        "WHERE vote_id = $1", vote_id)
+    return (json.loads(row["entries"]), json.loads(row["voter_ids"])) if row is not None else None
 
 
 def _decoded(row: asyncpg.Record) -> dict[str, Any]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.common import VoteMatter, VoteTerms
-from contracts.voting import BallotAccepted, RecordedBallot, Tally, VoteClosed, VoteOpened
+from contracts.voting import (
+    BallotAccepted,
+    BoardEntry,
+    RecordedBallot,
+    Tally,
+    VoteBoardPublished,
+    VoteClosed,
+    VoteOpened,
+    VoteParticipants,
+)
 from services.voting.domain import Ballot, Vote
 from yishi.commands import recorded_actor
 from yishi.store import RecordedEvent
@@ -32,6 +41,12 @@ def _public(event: Any, recorded: RecordedEvent) -> Public | None:
             closed_by=event.closed_by, closed_at=event.closed_at,
             ballots=None if event.ballots is None else tuple(RecordedBallot.model_validate(b) for b in event.ballots),
         )
+    elif isinstance(event, Vote.BoardPublished):
+        model = VoteBoardPublished(**common, vote_id=event.vote_id, page=event.page, pages=event.pages,
+                                   entries=tuple(BoardEntry.model_validate(e) for e in event.entries))
+    elif isinstance(event, Vote.ParticipantsListed):
+        model = VoteParticipants(**common, vote_id=event.vote_id, voter_ids=tuple(event.voter_ids), page=event.page,
+                                 pages=event.pages)
     elif isinstance(event, (Ballot.Cast, Ballot.Replaced)):
         model = BallotAccepted(
             **common, vote_id=event.vote_id, ballot_id=event.ballot_id or recorded.stream_id, choice=event.choice,

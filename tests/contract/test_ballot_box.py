@@ -167,6 +167,49 @@ async def test_votes_with_a_full_batch_pending_are_listed_to_mix(box):
     assert await box.votes_to_mix(conn) == []
 
 
+async def test_a_verifiable_vote_boards_its_mixed_choices_by_tracking_code_and_registers_who_voted(box):
+    box, conn = box
+    v = vote(secrecy="secret", majority="approval", options=[{"id": "east", "label": "东"},
+                                                                {"id": "west", "label": "西"}])
+    ballots = {"m3": ("in_favour", ["east"]), "m1": ("abstain", None), "m2": ("in_favour", ["east", "west"])}
+    for voter, (choice, approvals) in ballots.items():
+        await box.cast(conn, v, voter, f"r-{voter}", choice, approvals, first=True)
+    codes = {voter: (await box.secret_choice(conn, v, voter, f"r-{voter}")).tracking_code for voter in ballots}
+    assert all(len(c) == 20 and int(c, 16) >= 0 for c in codes.values()) and len(set(codes.values())) == 3
+    assert await box.board(conn, v.id) == []  # nothing is boarded before it is mixed
+    await box.mix(conn, v.id)
+    board = await box.board(conn, v.id)
+    assert [e.tracking_code for e in board] == sorted(codes.values())
+    assert {e.tracking_code: (e.choice, e.approvals) for e in board} == {
+        codes["m3"]: ("in_favour", ("east",)), codes["m1"]: ("abstain", None),
+        codes["m2"]: ("in_favour", ("east", "west"))}
+    assert await box.participant_ids(conn, v.id) == ["m1", "m2", "m3"]
+    assert (await box.secret_choice(conn, v, "m1", "r-m1")).tracking_code == codes["m1"]  # mixed, still found
+
+
+async def test_a_replaced_secret_choice_gets_a_new_tracking_code(box):
+    box, conn = box
+    v = vote(secrecy="secret", ballot_changes_allowed=True)
+    await box.cast(conn, v, "m1", "r-1", "in_favour", None, first=True)
+    await box.mix(conn, v.id)
+    first = (await box.secret_choice(conn, v, "m1", "r-1")).tracking_code
+    await box.cast(conn, v, "m1", "r-1", "against", None, first=False)
+    second = (await box.secret_choice(conn, v, "m1", "r-1")).tracking_code
+    await box.mix(conn, v.id)
+    assert first != second
+    assert [(e.tracking_code, e.choice) for e in await box.board(conn, v.id)] == [(second, "against")]
+
+
+async def test_an_open_vote_or_a_secret_one_turned_off_draws_no_tracking_code(box):
+    box, conn = box
+    off, public = vote("v-off", secrecy="secret", verifiable=False), vote("v-open")
+    await box.cast(conn, off, "m1", "r-1", "against", None, first=True)
+    await box.cast(conn, public, "m1", "b-1", "against", None, first=True)
+    assert (await box.secret_choice(conn, off, "m1", "r-1")).tracking_code is None
+    assert (await box.open_choice(conn, public.id, "b-1")).tracking_code is None
+    assert await box.participant_ids(conn, public.id) == ["m1"]
+
+
 def test_both_boxes_implement_the_one_interface():
     assert issubclass(PostgresBallotBox, BallotBox) and issubclass(MemoryBallotBox, BallotBox)
     PostgresBallotBox(), MemoryBallotBox()  # neither leaves an abstract method open

@@ -40,7 +40,7 @@ OLD_VOTES = """
         result          jsonb
     )
 """
-ALL_VOTING = ["yishi_0001", "yishi_0002", "voting_0001", "voting_0002"]
+ALL_VOTING = ["yishi_0001", "yishi_0002", "voting_0001", "voting_0002", "voting_0003"]
 
 
 @pytest.fixture
@@ -110,7 +110,33 @@ async def test_migrations_running_at_once_apply_each_revision_once(servers, db):
     runs = await asyncio.gather(*(migrations.upgrade(servers.database_url, schema, migrations.locations("voting"))
                                   for _ in range(3)))
     assert sorted(len(r) for r in runs) == [0, 0, len(ALL_VOTING)]
-    assert await migrations.current(conn, schema) == {"yishi_0002", "voting_0002"}
+    assert await migrations.current(conn, schema) == {"yishi_0002", "voting_0003"}
+
+
+async def test_secret_choices_of_open_votes_get_a_tracking_code_when_codes_arrive(servers, db):
+    """voting_0003 draws a code for every choice of a vote still open (verifiable by
+    default, it publishes a board at its close), in the format the service draws."""
+    conn, new_schema = db
+    schema = new_schema()
+    await migrations.upgrade(servers.database_url, schema, migrations.locations("voting"))
+    await conn.execute(f'SET search_path = "{schema}"')
+    await conn.execute("INSERT INTO votes (vote_id, district, council_id, matter, terms, secret, electorate_size, "
+                       "opened_at, closes_at, closed_at, public_id) VALUES "
+                       "('v-open', 'gulou', 'c-1', '{}', '{}', true, 9, now(), now(), NULL, 'v-open'), "
+                       "('v-closed', 'gulou', 'c-1', '{}', '{}', true, 9, now(), now(), now(), 'v-closed')")
+    await conn.execute("INSERT INTO secret_choices (receipt, vote_id, choice) VALUES "
+                       "('\\x01', 'v-open', 'against'), ('\\x02', 'v-closed', 'against')")
+    await conn.execute("INSERT INTO pending_choices (receipt, vote_id, choice) VALUES ('\\x03', 'v-open', 'abstain')")
+    # As before this release: the revision before, the choices without codes.
+    await conn.execute("UPDATE alembic_version SET version_num = 'voting_0002' WHERE version_num = 'voting_0003'")
+    await conn.execute("RESET search_path")
+    assert await migrations.upgrade(servers.database_url, schema, migrations.locations("voting")) == ["voting_0003"]
+    codes = {r["vote_id"] + "/" + r["choice"]: r["tracking_code"] for r in await conn.fetch(
+        f'SELECT vote_id, choice, tracking_code FROM "{schema}".secret_choices UNION ALL '
+        f'SELECT vote_id, choice, tracking_code FROM "{schema}".pending_choices')}
+    assert codes["v-closed/against"] is None
+    assert all(len(c) == 20 and int(c, 16) >= 0 for c in (codes["v-open/against"], codes["v-open/abstain"]))
+    assert codes["v-open/against"] != codes["v-open/abstain"]
 
 
 async def test_a_schema_lacking_a_revision_is_refused(servers, db):
@@ -122,8 +148,9 @@ async def test_a_schema_lacking_a_revision_is_refused(servers, db):
     # The release before voting_0002: the platform's and voting's baselines only.
     await migrations.upgrade(servers.database_url, behind, migrations.locations("voting"))
     await conn.execute(f"UPDATE \"{behind}\".alembic_version SET version_num = 'voting_0001' "
-                       "WHERE version_num = 'voting_0002'")
-    with pytest.raises(migrations.SchemaOutOfDate, match=r"lacks migrations voting_0002 .*yishi migrate voting"):
+                       "WHERE version_num = 'voting_0003'")
+    with pytest.raises(migrations.SchemaOutOfDate,
+                       match=r"lacks migrations voting_0002, voting_0003 .*yishi migrate voting"):
         await migrations.check(conn, behind, voting, "voting")
     # A newer release's revision (unknown here) is accepted: the previous release keeps running.
     await conn.execute(f"UPDATE \"{behind}\".alembic_version SET version_num = 'voting_0099' "

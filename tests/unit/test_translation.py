@@ -15,6 +15,7 @@ from contracts import registry
 from contracts.common import Actor, VoteMatter
 from contracts.voting import (
     BallotAccepted,
+    BoardEntry,
     RecordedBallot,
     Tally as PublicTally,
     VoteClosed,
@@ -39,13 +40,16 @@ MAPPER = default_mapper()
 
 
 def voting_events() -> list[RecordedEvent]:
-    """Every kind voting publishes: open and approval votes, cast and replaced ballots, secret ones."""
+    """Every kind voting publishes: open and approval votes, cast and replaced ballots, secret ones,
+    a verifiable vote's board and participants."""
     events = []
     for t in (terms(), terms("approval", **OPTIONS), terms(secrecy="secret")):
         vote = open_vote(t)
         approvals = {"east": 4, "west": 2} if t.majority == "approval" else {}
+        board = dict(board=[BoardEntry(tracking_code="0" * 20, choice="in_favour")], participants=["m1"]) \
+            if vote.verifiable else {}
         vote.close(Tally(6, 1, 0, approvals), VoteClosure.CONVENER, NOW,
-                   ballots=[{"voter_id": "m1", "choice": "in_favour", "approvals": None}])
+                   ballots=[{"voter_id": "m1", "choice": "in_favour", "approvals": None}], **board)
         events += voting_recorded(vote.collect_events())
     changeable = open_vote(terms(ballot_changes_allowed=True))
     ballot = Ballot.cast(vote=changeable, voter_id="m1", ballot_id="b-1", choice="against", approvals=None, now=NOW)
@@ -71,7 +75,8 @@ SERVICES: dict[str, tuple[Callable[[], Translator], Callable[[], list[RecordedEv
     "notify": (lambda: make_translator(Repository(None).to_domain_event), notify_events_with_no_recipient,
                {Notification.Created, Notification.NoRecipient, Delivery.Delivered, Delivery.Failed,
                 Delivery.DeadLettered}),
-    "voting": (lambda: voting_translate, voting_events, {Vote.Opened, Vote.Closed, Ballot.Cast, Ballot.Replaced}),
+    "voting": (lambda: voting_translate, voting_events, {Vote.Opened, Vote.Closed, Vote.BoardPublished,
+                                                         Vote.ParticipantsListed, Ballot.Cast, Ballot.Replaced}),
 }
 
 # Domain event fields that the public model names alike but shapes differently (checked

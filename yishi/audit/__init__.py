@@ -12,5 +12,6 @@ zero, or an exported bundle.
 * :mod:`yishi.audit.checkpoints` signs the log chain head (Ed25519);
 * :mod:`yishi.audit.verify` checks chains, checkpoints and Kafka against the stores;
 * :mod:`yishi.audit.export` writes and checks self-contained bundles;
+* :mod:`yishi.audit.recount` recounts verifiable secret votes from their published boards;
 * :mod:`yishi.audit.cli` is ``yishi audit …``.
 """

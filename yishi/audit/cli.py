@@ -1,4 +1,4 @@
-"""``yishi audit …``: replay, reports, verification and export for auditors.
+"""``yishi audit …``: replay, reports, verification, export and recounts for auditors.
 
 Sources: the services' stores (``YISHI_DATABASE_URL``; each service's schema is its name
 unless ``--schema service=schema``), their Kafka topics from offset zero
@@ -211,6 +211,69 @@ def report(services: ServicesOpt = None, schema: SchemaOpt = None, district: Dis
         sys.stdout.write(reports.to_json(entries) + "\n" if format is Format.JSON else reports.to_csv(entries))
 
 
+@audit_app.command("recount")
+def recount_cmd(
+        bundle: Annotated[Optional[Path], typer.Option("--bundle", help="recount from an export bundle")] = None,
+        url: Annotated[Optional[str], typer.Option(help="recount from the voting service at this URL")] = None,
+        token: Annotated[Optional[str], typer.Option(help="--url: a bearer token of the district")] = None,
+        district: DistrictOpt = None,
+        vote: Annotated[Optional[str], typer.Option(help="only this vote (required with --url)")] = None) -> None:
+    """Recount verifiable secret votes from their published boards and compare with their
+    tallies; check participants against the board and the electorate; exit 1 on any finding."""
+    from yishi.audit.recount import describe, recount_vote
+
+    if (bundle is None) == (url is None):
+        raise UserError("give one of --bundle and --url", code=2)
+    if url is not None:
+        if not (district and vote and token):
+            raise UserError("--url needs --district, --vote and --token", code=2)
+        votes, boardless = [_board_from_service(url, token, district, vote)], []
+    else:
+        votes, boardless = _boards_from_bundle(bundle, district, vote)
+    for skipped in boardless:
+        console.print(f"{skipped.district}/{skipped.vote_id}: secret, closed, published no board (closed before "
+                      "boards, or turned off): not recountable", markup=False)
+    if not votes:
+        raise UserError("no closed vote with a published board" + (f" named {vote}" if vote else ""))
+    results = [recount_vote(v) for v in votes]
+    for result in results:
+        console.print(describe(result), style=None if result.ok else "red", markup=False)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _boards_from_bundle(bundle: Path, district: str | None, vote: str | None) -> tuple[list, list]:
+    from yishi.audit.export import bundle_events
+    from yishi.audit.recount import published_votes
+    from yishi.audit.sources import to_public, translator
+
+    if "voting" not in _manifest(bundle)["services"]:
+        raise UserError(f"the bundle {bundle} holds no voting events", code=2)
+    translate = translator("voting")
+    events = (to_public("voting", translate, e) for e in bundle_events(bundle, "voting")
+              if district is None or e.district == district)
+    boarded, boardless = published_votes(e for e in events if e is not None)
+    keep = (lambda v: v.vote_id == vote) if vote else (lambda v: True)
+    return [v for v in boarded if keep(v)], [v for v in boardless if keep(v)]
+
+
+def _board_from_service(url: str, token: str, district: str, vote: str):
+    import httpx
+
+    from yishi.audit.recount import published_board
+
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/{district}/votes/{vote}/board",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise UserError(f"cannot reach the voting service at {url}: {exc}") from exc
+    if response.status_code != 200:
+        detail = response.json().get("detail", response.text) if response.headers.get(
+            "content-type", "").endswith("json") else response.text
+        raise UserError(f"{url} answered {response.status_code} for vote {vote}'s board: {detail}")
+    return published_board(district, response.json())
+
+
 def _show(verdict: Verdict) -> None:
     console.print("checked " + ", ".join(f"{n:,} {what}" for what, n in verdict.checked.items()))
     if verdict.ok:
@@ -311,3 +374,4 @@ def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint
         console.print(f"note: {where} holds checkpoints signed by {keys} keys; this is the newest one's",
                       markup=False)
     print(key)
+

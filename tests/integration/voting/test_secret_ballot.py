@@ -87,12 +87,18 @@ async def test_secret_vote_leaves_no_link_from_voter_to_choice(servers):
         assert vote["result"]["closed_by"] == "convener"
         assert {c: vote["result"]["tally"][c] for c in CHOICES} == counts
 
-        # Each voter checks their own receipt; a guessed one is no ballot of theirs.
+        # Each voter checks their own receipt, and finds its tracking code on the published
+        # board with their choice; a guessed one is no ballot of theirs.
+        board = {e["tracking_code"]: e["choice"] for e in
+                 (await client.get(f"/{d}/votes/vote-secret/board")).json()["entries"]}
+        assert len(board) == len(VOTERS)
         for voter, (ballot_id, choice) in cast.items():
             receipt = (await client.get(f"/{d}/votes/vote-secret/receipts/{ballot_id}",
                                         headers=bearer(voter, d, "resident"))).json()
+            code = receipt.pop("tracking_code")
             assert receipt == {"vote_id": "vote-secret", "recorded": True, "counted": True, "choice": choice,
                                "approvals": None}
+            assert board[code] == choice
         assert (await client.get(f"/{d}/votes/vote-secret/receipts/guess-1",
                                  headers=bearer(VOTERS[0], d, "resident"))).status_code == 404
 
@@ -116,7 +122,8 @@ async def test_secret_vote_leaves_no_link_from_voter_to_choice(servers):
         assert sorted(stored_order) == sorted(cast_order) and stored_order != cast_order  # shuffled
 
         # Every message published for the district: events and replies, bodies and headers.
-        events = await read_topic(servers.kafka_bootstrap, f"{d}.voting.events", 1 + len(VOTERS) + 2 + 1)
+        # opened, the ballots, two replaced, closed, then its board and its participants
+        events = await read_topic(servers.kafka_bootstrap, f"{d}.voting.events", 1 + len(VOTERS) + 2 + 1 + 2)
         for topic, expect in ((f"{d}.voting.events", len(events)), (f"{d}.voting.replies", 1 + len(VOTERS) + 4 + 1)):
             records = await read_records(servers.kafka_bootstrap, topic, expect)
             assert len(records) >= expect

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from contracts.common import MajorityRule, RejectionReason, Role, VoteTerms
-from contracts.voting import BallotChoice, VoteClosure, VoteOutcome
+from contracts.voting import BallotChoice, BoardEntry, VoteClosure, VoteOutcome, recount
+from services.voting import domain
 from services.voting.domain import Ballot, Tally, Vote, ballot_stream, decide
 from yishi.repository import default_mapper
 from yishi.rules import HORIZON, Rejected
@@ -29,6 +30,10 @@ def terms(majority: str = "simple", quorum: int = 50, size: int = 10, secrecy: s
 
 OPTIONS = {"options": [{"id": "east", "label": "东侧"}, {"id": "west", "label": "西侧"},
                        {"id": "north", "label": "北侧"}]}
+
+
+def entry(code: str, choice: str = "in_favour", approvals: tuple[str, ...] | None = None) -> BoardEntry:
+    return BoardEntry(tracking_code=code, choice=choice, approvals=approvals)
 
 
 def open_vote(t: VoteTerms, role: Role = Role.COMMUNITY_WORKER) -> Vote:
@@ -184,9 +189,81 @@ def test_secret_ballot_records_participation_only_and_replays():
 def test_vote_replays_from_its_events():
     mapper = default_mapper()
     vote = open_vote(terms(secrecy="secret"))
-    vote.close(Tally(2, 1, 0), VoteClosure.CONVENER, NOW, ballots=[{"voter_id": "m1"}])
+    vote.close(Tally(2, 1, 0), VoteClosure.CONVENER, NOW, ballots=[{"voter_id": "m1"}],
+               board=[entry("0" * 20, "against")], participants=["m1"])
     replayed = None
     for e in vote.collect_events():
         replayed = mapper.to_domain_event(mapper.to_stored_event(e)).mutate(replayed)
     assert replayed.closed and replayed.secret and replayed.terms == vote.terms
     assert replayed.result["outcome"] == "no_quorum"  # 3 of 10 with quorum 50 %
+
+
+# -- verifiable secret votes: the board and who took part ------------------------
+
+
+def test_a_verifiable_vote_publishes_its_board_in_code_order_and_who_took_part_after_its_close():
+    vote = open_vote(terms(secrecy="secret"))
+    assert vote.verifiable and vote.terms.publishes_board  # on by default for a secret vote
+    # As the box hands them over: in the order they were mixed, not by code.
+    board = [entry("c" * 20, "against"), entry("a" * 20), entry("b" * 20, "abstain")]
+    vote.close(Tally(1, 1, 1), VoteClosure.DEADLINE, NOW, board=board, participants=["m7", "m2", "m5"])
+    closed, published, listed = vote.collect_events()[1:]
+    assert isinstance(closed, Vote.Closed) and closed.ballots is None
+    assert [e["tracking_code"][0] for e in published.entries] == ["a", "b", "c"]  # code order: random
+    assert [e["choice"] for e in published.entries] == ["in_favour", "abstain", "against"]
+    assert all(set(e) == {"tracking_code", "choice", "approvals"} for e in published.entries)  # no voter
+    assert "m2" not in repr(published.entries)
+    assert listed.voter_ids == ["m2", "m5", "m7"]  # id order: nothing of the ballots' order
+
+
+def test_an_open_vote_or_a_secret_one_turned_off_publishes_no_board():
+    for t in (terms(), terms(verifiable=True), terms(secrecy="secret", verifiable=False)):
+        vote = open_vote(t)
+        assert not vote.verifiable and not t.publishes_board
+        vote.close(Tally(1, 0, 0), VoteClosure.DEADLINE, NOW, ballots=[])
+        assert [type(e).__name__ for e in vote.collect_events()] == ["Opened", "Closed"]
+        with pytest.raises(ValueError):  # a board is the verifiable votes' only
+            open_vote(t).close(Tally(), VoteClosure.DEADLINE, NOW, board=[], participants=[])
+    with pytest.raises(ValueError):  # and theirs is required
+        open_vote(terms(secrecy="secret")).close(Tally(), VoteClosure.DEADLINE, NOW)
+
+
+def test_a_stored_secret_vote_from_before_the_option_is_verifiable():
+    stored = terms(secrecy="secret").model_dump(mode="json")
+    del stored["verifiable"]
+    assert VoteTerms.model_validate(stored).publishes_board
+
+
+@given(st.lists(st.sampled_from(["in_favour", "against", "abstain"]), max_size=30))
+def test_recounting_a_board_counts_each_choice(choices):
+    board = [entry(f"{i:020x}", c) for i, c in enumerate(choices)]
+    counted = recount(board, approval=False)
+    assert (counted.in_favour, counted.against, counted.abstain) == tuple(choices.count(c) for c in
+                                                                          ("in_favour", "against", "abstain"))
+    assert counted.approvals is None
+
+
+def test_recounting_an_approval_board_counts_each_option():
+    board = [entry("1" * 20, "in_favour", ("east", "west")), entry("2" * 20, "in_favour", ("east",)),
+             entry("3" * 20, "abstain")]
+    counted = recount(board, approval=True)
+    assert (counted.in_favour, counted.abstain, counted.approvals) == (2, 1, {"east": 2, "west": 1})
+    assert recount([], approval=True).approvals == {}
+
+
+def test_a_large_board_and_its_participants_are_published_in_pages(monkeypatch):
+    monkeypatch.setattr(domain, "BOARD_PAGE", 2)
+    vote = open_vote(terms(secrecy="secret"))
+    board = [entry(f"{i:020x}") for i in (4, 0, 3, 1, 2)]
+    vote.close(Tally(5, 0, 0), VoteClosure.DEADLINE, NOW, board=board, participants=[f"m{i}" for i in range(5)])
+    events = vote.collect_events()
+    boards = [e for e in events if isinstance(e, Vote.BoardPublished)]
+    lists = [e for e in events if isinstance(e, Vote.ParticipantsListed)]
+    assert [(e.page, e.pages, [x["tracking_code"][-1] for x in e.entries]) for e in boards] == [
+        (1, 3, ["0", "1"]), (2, 3, ["2", "3"]), (3, 3, ["4"])]  # code order across the pages
+    assert [(e.page, e.pages, e.voter_ids) for e in lists] == [(1, 3, ["m0", "m1"]), (2, 3, ["m2", "m3"]),
+                                                              (3, 3, ["m4"])]
+    empty = open_vote(terms(secrecy="secret"))
+    empty.close(Tally(), VoteClosure.DEADLINE, NOW, board=[], participants=[])
+    assert [(e.page, e.pages, e.entries) for e in empty.collect_events() if isinstance(e, Vote.BoardPublished)] == [
+        (1, 1, [])]  # an empty board is published too: nobody voted

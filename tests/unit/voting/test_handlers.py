@@ -14,11 +14,12 @@ from contracts.common import Actor, CommandAccepted, CommandRejected, RejectionR
 from contracts.envelope import Envelope
 from contracts.proposals import VoteRequested
 from contracts.registry import to_envelope
-from contracts.voting import BallotChoice, CastBallot, CloseVote, OpenVote
+from contracts.voting import BallotChoice, CastBallot, CloseVote, OpenVote, VoteBoardPublished, VoteParticipants
 from services.voting.application import build_bus, close_due
 from services.voting.ballot_box import MemoryBallotBox, receipt_hash
 from services.voting.consumers import vote_requested
 from services.voting.domain import Ballot, Vote
+from services.voting.translator import translate
 from tests.support.handlers import Handlers, assert_every_handler_tested, covers
 from yishi.clock import ManualClock
 from yishi.memory import MemoryEventStore
@@ -227,6 +228,56 @@ async def test_closing_a_secret_vote_mixes_and_counts_its_choices(h, box):
     assert b"m1" not in closed.state and b'"ballots":null' in closed.state.replace(b" ", b"")
 
 
+async def published_board(h: Handlers) -> tuple[list[dict], list[str]]:
+    """Vote v-1's board entries and participants, as published (``VoteBoardPublished``,
+    ``VoteParticipants``)."""
+    board, listed = (translate(e) for e in (await h.store.read_stream(VOTE))[2:])
+    assert (board.type, listed.type) == ("VoteBoardPublished", "VoteParticipants")
+    return (VoteBoardPublished.model_validate_json(board.data).model_dump(mode="json")["entries"],
+            list(VoteParticipants.model_validate_json(listed.data).voter_ids))
+
+
+@covers(CloseVote, "board")
+async def test_closing_a_verifiable_vote_publishes_its_board_and_who_took_part(h, box):
+    await h.accepted(open_vote(secrecy="secret"))
+    for voter, choice in (("m1", "against"), ("m2", "in_favour"), ("m3", "against")):
+        await h.accepted(ballot(voter, f"r-{voter}", choice))
+    codes = {v: (await box.secret_choice(None, await h.load(Vote, D, "v-1"), v, f"r-{v}")).tracking_code
+             for v in ROLL}
+    await h.accepted(close(), aspects=["board"])
+    assert await topics(h, VOTE) == ["Vote.Opened", "Vote.Closed", "Vote.BoardPublished", "Vote.ParticipantsListed"]
+    board = (await h.store.read_stream(VOTE))[2]
+    assert all(voter.encode() not in board.state for voter in ROLL)  # no voter id on the board
+    vote = await h.load(Vote, D, "v-1")
+    assert vote.result["tally"] == {"in_favour": 1, "against": 2, "abstain": 0, "approvals": None}
+    entries, voter_ids = await published_board(h)
+    assert sorted(e["tracking_code"] for e in entries) == [e["tracking_code"] for e in entries]  # code order
+    assert {e["tracking_code"]: e["choice"] for e in entries} == {
+        codes["m1"]: "against", codes["m2"]: "in_favour", codes["m3"]: "against"}  # each voter's code, their choice
+    assert voter_ids == ROLL
+
+
+async def test_a_replaced_secret_ballot_is_on_the_board_under_a_new_code_only(h, box):
+    await h.accepted(open_vote(secrecy="secret", ballot_changes_allowed=True))
+    await h.accepted(ballot("m1", "r-1", "in_favour"))
+    vote = await h.load(Vote, D, "v-1")
+    first = (await box.secret_choice(None, vote, "m1", "r-1")).tracking_code
+    await h.accepted(ballot("m1", "r-1", "against"))
+    second = (await box.secret_choice(None, vote, "m1", "r-1")).tracking_code
+    assert first != second and len(second) == 20
+    await h.accepted(close())
+    entries, voter_ids = await published_board(h)
+    assert entries == [{"tracking_code": second, "choice": "against", "approvals": None}] and voter_ids == ["m1"]
+
+
+async def test_a_secret_vote_turned_off_draws_no_code_and_publishes_no_board(h, box):
+    await h.accepted(open_vote(secrecy="secret", verifiable=False))
+    await h.accepted(ballot("m1", "r-1", "against"))
+    assert (await box.secret_choice(None, await h.load(Vote, D, "v-1"), "m1", "r-1")).tracking_code is None
+    await h.accepted(close())
+    assert await topics(h, VOTE) == ["Vote.Opened", "Vote.Closed"]
+
+
 @covers(CloseVote, "refused")
 async def test_close_vote_refusals(h):
     missing = await h.rejected(close("v-9"), RejectionReason.NOT_FOUND)
@@ -272,9 +323,9 @@ async def test_the_timer_closes_a_vote_once_everyone_voted_unless_ballots_may_ch
 
 # -- every handler has its tests ------------------------------------------------
 
-EXTRA = {CastBallot: ("secret", "replaced"), CloseVote: ("secret", "timer")}
+EXTRA = {CastBallot: ("secret", "replaced"), CloseVote: ("secret", "timer", "board")}
 """Beyond accepted, resent and refused: what a secret vote's ballot and close record, a
-ballot replaced, and the timer's close."""
+ballot replaced, the timer's close, and a verifiable vote's published board."""
 
 
 def test_every_handler_of_the_bus_is_tested_here(h):

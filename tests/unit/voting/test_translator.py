@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from contracts.voting import BallotAccepted, VoteClosed, VoteOpened, VoteOutcome
+from contracts.voting import (
+    BallotAccepted,
+    BoardEntry,
+    VoteBoardPublished,
+    VoteClosed,
+    VoteOpened,
+    VoteOutcome,
+    VoteParticipants,
+)
 from services.voting.domain import Ballot, Tally
 from services.voting.translator import translate
 from contracts.voting import VoteClosure
@@ -27,7 +35,8 @@ def recorded(events, actor="worker-1", role="community_worker") -> list[Recorded
 
 def published(event: RecordedEvent):
     publication = translate(event)
-    model = {"VoteOpened": VoteOpened, "VoteClosed": VoteClosed, "BallotAccepted": BallotAccepted}[publication.type]
+    model = {"VoteOpened": VoteOpened, "VoteClosed": VoteClosed, "BallotAccepted": BallotAccepted,
+             "VoteBoardPublished": VoteBoardPublished, "VoteParticipants": VoteParticipants}[publication.type]
     return model.model_validate_json(publication.data)
 
 
@@ -48,7 +57,7 @@ def test_open_vote_publishes_terms_ballots_and_who_voted_how():
 
 
 def test_secret_vote_publishes_no_choice_and_no_receipt():
-    vote = open_vote(terms(secrecy="secret"))
+    vote = open_vote(terms(secrecy="secret", verifiable=False))
     vote.close(Tally(6, 1, 0), VoteClosure.DEADLINE, NOW, ballots=[{"voter_id": "m1", "choice": "in_favour"}])
     closed = published(recorded(vote.collect_events())[1])
     assert closed.ballots is None and closed.tally.in_favour == 6
@@ -56,3 +65,16 @@ def test_secret_vote_publishes_no_choice_and_no_receipt():
     event = recorded(ballot.collect_events(), "m1", "council_member")[0]
     accepted = published(event)
     assert accepted.choice is None and accepted.ballot_id == event.stream_id and accepted.actor.id == "m1"
+
+
+def test_a_verifiable_vote_publishes_its_board_and_participants_under_the_vote():
+    vote = open_vote(terms(secrecy="secret"))
+    board = [BoardEntry(tracking_code="b" * 20, choice="against"), BoardEntry(tracking_code="a" * 20,
+                                                                              choice="in_favour")]
+    vote.close(Tally(1, 1, 0), VoteClosure.DEADLINE, NOW, board=board, participants=["m2", "m1"])
+    events = recorded(vote.collect_events())
+    board_published, participants = (published(e) for e in events[2:])
+    assert [translate(e).subject for e in events[2:]] == ["vote-1", "vote-1"]
+    assert board_published.vote_id == "vote-1" and board_published.entries == tuple(sorted(
+        board, key=lambda e: e.tracking_code))
+    assert participants.voter_ids == ("m1", "m2") and b"m1" not in translate(events[2]).data
