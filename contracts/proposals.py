@@ -378,6 +378,8 @@ class ProposalDecided(Event):
     resolution_id: Id | None = Field(
         default=None, description="The resolution oversight registers for an adopted proposal "
         "(`resolution_id_for`: `res-` + the proposal id); absent otherwise.")
+    session_id: Id | None = Field(default=None, description="The consultation session the deciding vote was "
+                                  "requested in, if any.")
 
     @model_validator(mode="after")
     def _resolution_iff_adopted(self) -> ProposalDecided:

@@ -209,7 +209,7 @@ _SPECS: tuple[TypeSpec, ...] = (
         sessions.PublishMinutes,
     ),
     *_types("voting", Kind.EVENT, voting.VoteOpened, voting.BallotAccepted, voting.VoteClosed,
-           voting.VoteBoardPublished, voting.VoteParticipants),
+            voting.VoteBoardPublished, voting.VoteParticipants),
     *_types("voting", Kind.COMMAND, voting.OpenVote, voting.CastBallot, voting.CloseVote),
     *_types(
         "oversight", Kind.EVENT,

@@ -225,7 +225,7 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
         await ctx.save(cmd, proposal)
         if len(proposal.seconders) == council.rules["seconds_required"]:
             # The seconding passed: the platform offers the proposal for the next session.
-            await sessions.offer(bus, ctx, cmd.district, proposal.proposal_id)
+            await sessions.offer(bus, ctx, cmd.district, proposal.council_id, proposal.proposal_id)
         return cmd.proposal_id
 
     @bus.handles(LodgeObjection)
@@ -266,20 +266,17 @@ def build_bus(repository: Repository, clock: Clock, project: Projection | None =
             council = await ctx.load(Council, cmd.district, matter.council_id)
             _check_council(cmd, matter.council_id)
             matter.request_vote(council=council, vote_id=cmd.vote_id, terms=cmd.terms, now=now, session=session)
-            if session is not None:
-                await ctx.save(cmd, matter, session)
-                return cmd.matter.id
-        elif session is not None:
-            raise Rejected(RejectionReason.INVALID_STATE, f"a {cmd.matter.kind}'s vote is not a session's",
-                           cmd.matter.id)
         else:
+            if session is not None:
+                raise Rejected(RejectionReason.INVALID_STATE, f"a {cmd.matter.kind}'s vote is not a session's",
+                               cmd.matter.id)
             confirmed = Slate if cmd.matter.kind == VoteMatterKind.SLATE else Nomination
             matter = await addressed(ctx, cmd, confirmed, cmd.matter.id)
             _check_council(cmd, matter.council_id)
             matter.request_vote(
                 vote_id=cmd.vote_id, terms=cmd.terms.model_dump(mode="json"), closes_at=cmd.terms.closes_at, now=now
             )
-        await ctx.save(cmd, matter)
+        await ctx.save(cmd, matter, *([session] if session else []))
         return cmd.matter.id
 
     @bus.handles(EscalateProposal)

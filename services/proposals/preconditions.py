@@ -95,9 +95,9 @@ PRECONDITIONS: dict[str, tuple[Refusal, ...]] = {
                           "nomination not publicised); its notice period has not ended; the motion has not been "
                           "presented this round (a `MakeStatement` of step `motion`); it has fewer seconds than "
                           "the council's `seconds_required`; the council has no seated members; a session is "
-                          "named and is not open, is another council's, or does not have the proposal on its "
-                          "agenda, or its attendance does not make the vote's quorum (contracts/README.md, "
-                          "\"Sessions\")"),
+                          "named for a nomination's or a slate's vote, or is not open, is another council's, or "
+                          "does not have the proposal on its agenda, or its attendance does not make the vote's "
+                          "quorum (contracts/README.md, \"Sessions\")"),
         (R.ALREADY_EXISTS, "the vote id was already requested"),
         (R.DEADLINE_PASSED, "the vote would close in the past"),
         (R.INVALID_COMMAND, "a proposal's council-members electorate names another council, or another "

@@ -279,7 +279,7 @@ class SessionView(View):
     opened_at: datetime | None
     closed_at: datetime | None
     agenda: list[str]
-    invited: dict[str, list[str]] = Field(description="Agenda item (proposal id) → the people invited to speak on it.")
+    invited: dict[str, list[str]] = Field(description="Agenda item (proposal id) → who is invited to speak on it.")
     attendance: list[AttendanceView]
     statements: list[str]
     votes: list[dict[str, str]]

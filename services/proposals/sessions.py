@@ -1,8 +1,8 @@
 """Command handlers of consultation sessions (:mod:`services.proposals.domain.session`):
 a council's rota and schedule, each session's chair, agenda, invitations, attendance and
 minutes, and the platform's own commands about them (the schedule's timer,
-:mod:`services.proposals.timer`; the agenda offer after a seconding,
-:mod:`services.proposals.consumers`). Registered on the service's bus by
+:mod:`services.proposals.timer`; the agenda offer after a seconding that passed,
+:func:`offer`, sent from ``SecondMotion``'s handler). Registered on the service's bus by
 :func:`register`, as :mod:`services.proposals.application` registers the rest."""
 
 from __future__ import annotations
@@ -80,10 +80,13 @@ def next_session(sessions: list[Session]) -> Session | None:
     return min(waiting, key=lambda s: s.starts_at) if waiting else None
 
 
-async def offer(bus: CommandBus, ctx: CommandContext, district: str, proposal_id: str) -> None:
+async def offer(bus: CommandBus, ctx: CommandContext, district: str, council_id: str, proposal_id: str) -> None:
     """The platform's reaction to a seconding that passed, in the seconding's transaction
     ``ctx``: an :class:`OfferForAgenda` through ``bus``, whose refusal (no session
-    scheduled) is a recorded reply and leaves the seconding standing."""
+    scheduled) is a recorded reply and leaves the seconding standing. Only for a council
+    that holds sessions (it has a calendar): others are offered nothing."""
+    if await ctx.find(Calendar, district, council_id) is None:
+        return
     command = OfferForAgenda(district=district, actor=bus.system_actor, proposal_id=proposal_id)
     await bus.dispatch(command, command_id=f"{ctx.command_id}:offer", correlation_id=ctx.correlation_id,
                        principal=bus.platform, conn=ctx.conn, key=f"offer:{ctx.command_id}")

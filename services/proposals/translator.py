@@ -205,6 +205,7 @@ _CONTRACTS: dict[type, tuple[type[Contract], Fields]] = {
             catalogue_item_id=e.catalogue_item_id,
             resolution=e.resolution,
             resolution_id=c.resolution_id_for(e.proposal_id) if e.decision == c.Decision.ADOPTED else None,
+            session_id=getattr(e, "session_id", None),
         ),
     ),
     Proposal.ReturnedForReconsultation: (

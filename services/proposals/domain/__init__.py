@@ -11,8 +11,9 @@ the same public id in two districts names two different streams, and another
 district's id is simply not found.
 
 One module per aggregate: :mod:`.council`, :mod:`.nominations` (nominations and slates),
-:mod:`.catalogue`, :mod:`.proposal`, :mod:`.session` (calendars and sessions), and :mod:`.rules` for what they share. The public
-names are re-exported here: import them from ``services.proposals.domain``.
+:mod:`.catalogue`, :mod:`.proposal`, :mod:`.session` (calendars and sessions), and
+:mod:`.rules` for what they share. The public names are re-exported here: import them
+from ``services.proposals.domain``.
 """
 
 from __future__ import annotations

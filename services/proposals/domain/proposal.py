@@ -1,6 +1,6 @@
 """Proposals before a council and their whole deliberation record.
 
-About 520 lines: it is one aggregate class, whose recorded events the library builds
+About 540 lines: it is one aggregate class, whose recorded events the library builds
 from the ``@event`` methods in its own body, so it cannot be cut in two without
 changing the classes (and the topics) its stored events are named by."""
 
@@ -330,6 +330,7 @@ class Proposal(Aggregate):
                 catalogue_item_id=self.catalogue_item_id,
                 resolution=self.summary if outcome == VoteOutcome.ADOPTED else None,
                 at=now,
+                session_id=self.votes[-1].get("session_id"),
             )
         else:
             reason = "the vote did not reach its quorum" if outcome == VoteOutcome.NO_QUORUM else "the vote was tied"
@@ -477,6 +478,7 @@ class Proposal(Aggregate):
         catalogue_item_id: str | None,
         resolution: str | None,
         at: datetime,
+        session_id: str | None = None,  # absent from decisions stored before sessions
     ) -> None:
         self.status = decision
         self.votes[-1].update(outcome=decision, tally=tally)

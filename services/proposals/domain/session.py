@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
@@ -23,8 +24,11 @@ from services.proposals.domain.council import Council
 from services.proposals.domain.rules import stream_id
 from yishi.rules import Rejected
 
+if TYPE_CHECKING:  # the proposal module imports this one
+    from services.proposals.domain.proposal import Proposal
 
-class SessionStatus:
+
+class SessionStatus(StrEnum):
     """Where a session stands."""
 
     SCHEDULED = "scheduled"
@@ -189,7 +193,7 @@ class Session(Aggregate):
         self.chair = chair
         self.from_rota = from_rota
         self.code = code
-        self.status = SessionStatus.SCHEDULED
+        self.status = SessionStatus.SCHEDULED.value
         self.opened_at: datetime | None = None
         self.closed_at: datetime | None = None
         self.agenda: list[str] = []
@@ -211,6 +215,11 @@ class Session(Aggregate):
         return sum(1 for a in self.attendance
                    if people is None or (a["proxy_for"] or a["person_id"]) in people)
 
+    @property
+    def _ids(self) -> dict[str, str]:
+        """What every event of a session names: the session and its council."""
+        return {"session_id": self.session_id, "council_id": self.council_id}
+
     def _require(self, *statuses: str, doing: str) -> None:
         if self.status not in statuses:
             raise Rejected(RejectionReason.INVALID_STATE,
@@ -224,9 +233,9 @@ class Session(Aggregate):
         if chair == self.chair:
             raise Rejected(RejectionReason.INVALID_STATE, f"{chair} already chairs {self.session_id}",
                            self.session_id)
-        self._chair_changed(session_id=self.session_id, council_id=self.council_id, chair=chair, reason=reason, at=now)
+        self._chair_changed(**self._ids, chair=chair, reason=reason, at=now)
 
-    def add_item(self, *, proposal: Any, offered: bool, now: datetime) -> None:
+    def add_item(self, *, proposal: Proposal, offered: bool, now: datetime) -> None:
         """Put ``proposal`` (one of the council's, still undecided) on the agenda."""
         self._require(SessionStatus.SCHEDULED, SessionStatus.OPEN, doing="add to its agenda")
         if proposal.council_id != self.council_id or proposal.status not in ("raised", "published", "voting"):
@@ -236,7 +245,7 @@ class Session(Aggregate):
         if proposal.proposal_id in self.agenda:
             raise Rejected(RejectionReason.DUPLICATE,
                            f"proposal {proposal.proposal_id} is already on the agenda", self.session_id)
-        self._item_added(session_id=self.session_id, council_id=self.council_id, proposal_id=proposal.proposal_id, offered=offered, at=now)
+        self._item_added(**self._ids, proposal_id=proposal.proposal_id, offered=offered, at=now)
 
     def invite(self, *, proposal_id: str, person_id: str, kind: str, name: str | None, now: datetime) -> None:
         """Invite a stakeholder to speak on one agenda item."""
@@ -247,12 +256,12 @@ class Session(Aggregate):
         if person_id in self.invited.get(proposal_id, ()):
             raise Rejected(RejectionReason.DUPLICATE, f"{person_id} is already invited to {proposal_id}",
                            self.session_id)
-        self._invited(session_id=self.session_id, council_id=self.council_id, proposal_id=proposal_id, person_id=person_id, kind=str(kind), name=name, at=now)
+        self._invited(**self._ids, proposal_id=proposal_id, person_id=person_id, kind=str(kind), name=name, at=now)
 
     def open(self, now: datetime) -> None:
         """Open the session (the timer at its start, or by hand)."""
         self._require(SessionStatus.SCHEDULED, doing="open")
-        self._opened(session_id=self.session_id, council_id=self.council_id, chair=self.chair, at=now)
+        self._opened(**self._ids, chair=self.chair, at=now)
 
     def check_in(self, *, person_id: str, code: str, proxy_for: str | None, council: Council,
                  now: datetime) -> None:
@@ -276,7 +285,7 @@ class Session(Aggregate):
         who = proxy_for or person_id
         if who in {a["proxy_for"] or a["person_id"] for a in self.attendance}:
             raise Rejected(RejectionReason.DUPLICATE, f"{who} is already recorded as present", self.session_id)
-        self._attended(session_id=self.session_id, council_id=self.council_id, person_id=person_id, by=by, proxy_for=proxy_for, at=now)
+        self._attended(**self._ids, person_id=person_id, by=by, proxy_for=proxy_for, at=now)
 
     def admit_speaker(self, *, proposal_id: str, speaker_id: str) -> bool:
         """Whether ``speaker_id`` speaks on ``proposal_id`` in this session as an invited
@@ -296,7 +305,7 @@ class Session(Aggregate):
 
     def link_statement(self, statement_id: str, now: datetime) -> None:
         """A statement was made in the session."""
-        self._statement_linked(session_id=self.session_id, council_id=self.council_id, statement_id=statement_id, at=now)
+        self._statement_linked(**self._ids, statement_id=statement_id, at=now)
 
     def admit_vote(self, *, proposal_id: str, council_id: str, electorate: dict[str, Any], quorum: Any) -> None:
         """A vote on ``proposal_id`` may be requested in the session: it is open, the item
@@ -315,19 +324,19 @@ class Session(Aggregate):
 
     def link_vote(self, *, vote_id: str, proposal_id: str, now: datetime) -> None:
         """A vote was requested in the session."""
-        self._vote_linked(session_id=self.session_id, council_id=self.council_id, vote_id=vote_id, proposal_id=proposal_id, at=now)
+        self._vote_linked(**self._ids, vote_id=vote_id, proposal_id=proposal_id, at=now)
 
     def link_decision(self, *, vote_id: str, proposal_id: str, now: datetime) -> bool:
         """A vote requested in the session decided its proposal; False if not this session's vote."""
         if not any(v["vote_id"] == vote_id for v in self.votes) or proposal_id in self.decisions:
             return False
-        self._decision_linked(session_id=self.session_id, council_id=self.council_id, proposal_id=proposal_id, at=now)
+        self._decision_linked(**self._ids, proposal_id=proposal_id, at=now)
         return True
 
     def close(self, now: datetime) -> None:
         """Close the session; invitations end."""
         self._require(SessionStatus.OPEN, doing="close")
-        self._closed(session_id=self.session_id, council_id=self.council_id, at=now)
+        self._closed(**self._ids, at=now)
 
     def publish_minutes(self, *, text: str | None, now: datetime) -> None:
         """Publish the minutes of the closed session."""
@@ -336,7 +345,7 @@ class Session(Aggregate):
                            self.session_id)
         self._require(SessionStatus.CLOSED, doing="publish its minutes")
         self._minutes_published(
-            session_id=self.session_id, council_id=self.council_id, form=self.form, held_at=self.opened_at,
+            **self._ids, form=self.form, held_at=self.opened_at,
             chair=self.chair, agenda=list(self.agenda), attendance=self.present(),
             proxies=sum(1 for a in self.attendance if a["proxy_for"]), statements=list(self.statements),
             votes=[v["vote_id"] for v in self.votes], decisions=list(self.decisions), text=text, at=now)
@@ -353,16 +362,18 @@ class Session(Aggregate):
         self.agenda.append(proposal_id)
 
     @event("StakeholderInvited")
-    def _invited(self, session_id: str, council_id: str, proposal_id: str, person_id: str, kind: str, name: str | None, at: datetime) -> None:
+    def _invited(self, session_id: str, council_id: str, proposal_id: str, person_id: str, kind: str,
+                 name: str | None, at: datetime) -> None:
         self.invited.setdefault(proposal_id, []).append(person_id)
 
     @event("Opened")
     def _opened(self, session_id: str, council_id: str, chair: str, at: datetime) -> None:
-        self.status = SessionStatus.OPEN
+        self.status = SessionStatus.OPEN.value
         self.opened_at = at
 
     @event("Attended")
-    def _attended(self, session_id: str, council_id: str, person_id: str, by: str, proxy_for: str | None, at: datetime) -> None:
+    def _attended(self, session_id: str, council_id: str, person_id: str, by: str, proxy_for: str | None,
+                  at: datetime) -> None:
         self.attendance.append({"person_id": person_id, "by": by, "proxy_for": proxy_for})
 
     @event("StatementLinked")
@@ -379,12 +390,12 @@ class Session(Aggregate):
 
     @event("Closed")
     def _closed(self, session_id: str, council_id: str, at: datetime) -> None:
-        self.status = SessionStatus.CLOSED
+        self.status = SessionStatus.CLOSED.value
         self.closed_at = at
 
     @event("MinutesPublished")
     def _minutes_published(self, session_id: str, council_id: str, form: str, held_at: datetime, chair: str,
                            agenda: list[str], attendance: int, proxies: int, statements: list[str],
                            votes: list[str], decisions: list[str], text: str | None, at: datetime) -> None:
-        self.status = SessionStatus.MINUTED
+        self.status = SessionStatus.MINUTED.value
 

@@ -231,6 +231,13 @@ async def test_the_seconding_that_makes_the_councils_number_offers_the_proposal_
     assert (await h.load(Session, D, S)).agenda == ["p-2"]
 
 
+async def test_a_council_that_holds_no_sessions_is_offered_nothing(h):
+    await council(h, forms=FORMS)  # no rota, no schedule
+    await published(h)
+    await h.accepted(SecondMotion(district=D, actor=member(1), proposal_id="p-1"))
+    assert await replies(h, "OfferForAgenda") == []
+
+
 async def replies(h: Bus, command_type: str) -> list[Any]:
     """The refusals the store holds of commands of ``command_type``."""
     return [r for e in await h.store.read_log(limit=10_000) if e.topic == "contract:CommandRejected"
@@ -327,6 +334,8 @@ async def test_an_invited_expert_speaks_on_their_item_in_the_open_session_only(h
     assert [(s["statement_id"], s["session_id"], s["invited"]) for s in statements] == [
         ("st-1", S, False), ("st-3", S, True)]
     assert (await h.load(Session, D, S)).statements == ["st-1", "st-2", "st-3"]
+    assert [(e["statement_id"], e["session_id"], e["invited"]) for e in await published_events(h, "StatementMade")] \
+        == [("st-1", S, False), ("st-2", S, False), ("st-3", S, True)]
     await h.accepted(CloseSession(district=D, actor=WORKER, session_id=S))
     await h.rejected(said("p-1", EXPERT, "st-5", **expert), "not_authorised", S)  # the session is over
     await h.rejected(said("p-1", EXPERT, "st-5", session_id="s-none", **expert), "not_found", "s-none")
@@ -344,6 +353,9 @@ async def test_a_vote_requested_in_a_session_needs_its_quorum_present_and_its_de
     refused = await h.rejected(vote, "invalid_state", S)
     assert "1 of 3 electors present" in refused.message
     await h.accepted(RecordAttendance(district=D, actor=WORKER, session_id=S, person_id="m2"))
+    nomination = RequestVote.model_validate({**vote.model_dump(), "vote_id": "v-n",
+                                             "matter": {"kind": "nomination", "id": "n-1"}})
+    await h.rejected(nomination, "invalid_state", "n-1")  # only a proposal's vote is a session's
     await h.accepted(vote)
     await h.accepted(result(h, "proposal", "p-1", "adopted"), platform=True)
     await h.accepted(CloseSession(district=D, actor=WORKER, session_id=S))
@@ -351,3 +363,7 @@ async def test_a_vote_requested_in_a_session_needs_its_quorum_present_and_its_de
     minutes = (await h.load(Session, D, S))
     assert (minutes.votes, minutes.decisions, minutes.present()) == ([{"vote_id": "v-1", "proposal_id": "p-1"}],
                                                                      ["p-1"], 2)
+    assert [e["session_id"] for e in await published_events(h, "VoteRequested")] == [S]
+    assert [e["session_id"] for e in await published_events(h, "ProposalDecided")] == [S]
+    [published] = await published_events(h, "SessionMinutesPublished")
+    assert (published["votes"], published["decisions"], published["attendance"]) == (["v-1"], ["p-1"], 2)

@@ -3,13 +3,18 @@ schedule), on the aggregates alone with the time passed in (:mod:`services.propo
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from contracts.common import RejectionReason as R
 from contracts.sessions import session_id_for
 from services.proposals.domain import Calendar, Session, next_occurrence
+from services.proposals.translator import translate
 from tests.unit.proposals.support import DAY, T0, council, published, rejects, terms_for
+from tests.unit.test_public_subjects import recorded
+from yishi.repository import Repository
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIFTEENTH = {"form": "consultation_day", "day_of_month": 15, "local_time": "19:00", "timezone": "Asia/Shanghai",
@@ -236,3 +241,21 @@ def test_the_minutes_of_a_closed_session_count_its_attendance_and_list_what_was_
             minutes.decisions, minutes.chair, minutes.held_at) == (
         ["p-1"], 2, 1, ["st-1"], ["v-1"], ["p-1"], "chair-a", s.starts_at)
     rejects(R.DUPLICATE, s.publish_minutes, text=None, now=s.starts_at + DAY)
+
+
+def test_statements_and_votes_stored_before_sessions_still_load_and_publish_without_one():
+    c = council()
+    p = published(c)
+    p.make_statement(statement_id="st-1", step="motion", speaker_role="proposer", speaker_id=p.proposer_id,
+                     text="动议", now=T0)
+    events = recorded(p)
+    old = events[-1]
+    state = json.loads(old.state)
+    del state["session_id"], state["invited"]  # as stored before sessions
+    events[-1] = dataclasses.replace(old, state=json.dumps(state).encode())
+    loaded = None
+    for e in events:
+        loaded = Repository(None).to_domain_event(e).mutate(loaded)
+    assert (loaded.statements[-1]["session_id"], loaded.statements[-1]["invited"]) == (None, False)
+    published_statement = json.loads(translate(events[-1]).data)
+    assert (published_statement["session_id"], published_statement["invited"]) == (None, False)
