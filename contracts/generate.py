@@ -29,7 +29,7 @@ from pydantic.json_schema import models_json_schema
 from contracts.common import DISTRICT_PATTERN
 from contracts.examples import worked_example
 from contracts.registry import REGISTRY, Kind, TypeSpec
-from yishi.names import SERVICES
+from yishi.names import READERS, SERVICES
 
 CONTRACTS_DIR = Path(__file__).resolve().parent
 SCHEMAS = "schemas"
@@ -165,6 +165,14 @@ def asyncapi() -> dict[str, Any]:
                 operations[f"{service}.consume.{producer}"] = {
                     "action": "receive",
                     "summary": f"The {service} service reacts to these {producer} events.",
+                    **_on_channel(producer, Kind.EVENT, consumed),
+                }
+    for reader in READERS:  # no channels of its own: it only reads the others' events
+        for producer in SERVICES:
+            if consumed := ids(producer, Kind.EVENT, consumer=reader):
+                operations[f"{reader}.consume.{producer}"] = {
+                    "action": "receive",
+                    "summary": f"The {reader} service keeps a copy of these {producer} events.",
                     **_on_channel(producer, Kind.EVENT, consumed),
                 }
 

@@ -161,6 +161,16 @@ _CONSUMERS = {
     "NotificationDelivered": {"oversight"},
     "NotificationFailed": {"oversight"},
 }
+# The portal (a reader: yishi.names.READERS) keeps a copy of these for its public pages;
+# not ballots (a vote's page shows its closing counts only) nor reminders.
+_PORTAL = ("CouncilFormed", "ProposalRaised", "ProposalPublished", "MotionSeconded", "ObjectionLodged",
+           "StatementMade", "ProposalEscalated", "ProposalWithdrawn", "ProposalReturnedForReconsultation",
+           "ProposalDecided", "VoteOpened", "VoteClosed", "ResolutionRegistered", "TaskAssigned", "TaskAccepted",
+           "ProgressReported", "FundsAllocated", "FundsSpent", "TaskStalled", "TaskEscalated", "TaskCompleted",
+           "InspectionRecorded", "SatisfactionRated", "ResolutionClosed", "FundEstablished", "SessionClosed",
+           "AttendanceRecorded")
+for _name in _PORTAL:
+    _CONSUMERS.setdefault(_name, set()).add("portal")
 
 
 def _types(service: str, kind: Kind, *models: type[Contract]) -> list[TypeSpec]:
@@ -223,7 +233,7 @@ _SPECS: tuple[TypeSpec, ...] = (
     TypeSpec(
         "FundsAllocated", Kind.EVENT, "oversight",
         {1: oversight.FundsAllocatedV1, 2: oversight.FundsAllocated},
-        {1: oversight.upcast_funds_allocated_v1},
+        {1: oversight.upcast_funds_allocated_v1}, consumers=frozenset(_CONSUMERS.get("FundsAllocated", ())),
     ),
     *_types(
         "oversight", Kind.COMMAND,

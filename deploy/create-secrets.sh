@@ -7,7 +7,7 @@
 set -euo pipefail
 
 namespace=${1:?usage: $0 NAMESPACE}
-services=(proposals voting oversight notify)
+services=(proposals voting oversight notify portal)
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
 

@@ -24,13 +24,15 @@ from pathlib import Path
 
 DISTRICTS_DIR = Path(__file__).resolve().parent / "districts"
 
-SERVICES = ("proposals", "voting", "oversight", "notify")
+SERVICES = ("proposals", "voting", "oversight", "notify")  # each has its topics
+READERS = ("portal",)  # no topics of its own: it reads others' events (yishi.names.READERS)
 # Whose events topics each service consumes (besides its own commands topic).
 CONSUMES = {
     "proposals": ("voting", "oversight"),  # vote outcomes; re-consultation from oversight
     "voting": ("proposals",),
     "oversight": ("proposals", "voting"),
     "notify": SERVICES,
+    "portal": ("proposals", "voting", "oversight"),
 }
 KAFKA_CLUSTER = "yishi-kafka"
 # Same rule as yishi.names.check_district (a test keeps them equal).
@@ -49,7 +51,7 @@ def topic_names(district: str) -> list[tuple[str, str]]:
     """Every topic of a district as (topic name, kind), kind in events/commands/replies/dlq."""
     topics = [(f"{district}.{s}.{kind}", kind) for s in SERVICES for kind in ("events", "commands", "replies")]
     consumed = {f"{district}.{s}.commands" for s in SERVICES}
-    consumed |= {f"{district}.{t}.events" for s in SERVICES for t in CONSUMES[s]}
+    consumed |= {f"{district}.{t}.events" for s in SERVICES + READERS for t in CONSUMES[s]}
     topics += [(f"{name}.dlq", "dlq") for name, _ in topics if name in consumed]
     return topics
 
@@ -73,7 +75,8 @@ def _acl_item(resource_type: str, name: str, pattern: str, operations: list[str]
 
 def _acl_patch(district: str, service: str) -> str:
     """JSON patch appending the district's ACLs to KafkaUser yishi-SERVICE (in the base)."""
-    entries = [("topic", f"{district}.{service}.", "prefix", ["Describe", "Read", "Write"])]
+    entries = [] if service in READERS else [("topic", f"{district}.{service}.", "prefix",
+                                                ["Describe", "Read", "Write"])]
     for other in CONSUMES[service]:
         if other != service:  # its own topics are covered by the prefix above
             entries.append(("topic", f"{district}.{other}.events", "literal", ["Describe", "Read"]))
@@ -156,9 +159,10 @@ def _kustomization(district: str) -> str:
         "      version: v1\n"
         "      kind: KafkaUser\n"
         f"      name: yishi-{s}\n"
-        for s in SERVICES
+        for s in SERVICES + READERS
     )
-    # Every service's API for the district, /DISTRICT/..., through its Ingress (base/ingress.yaml).
+    # Every service's API (and the portal's pages) for the district, /DISTRICT/..., through its Ingress
+    # (base/ingress.yaml).
     patches += "".join(
         "  - target:\n"
         "      group: networking.k8s.io\n"
@@ -169,7 +173,7 @@ def _kustomization(district: str) -> str:
         "      - op: add\n"
         "        path: /spec/rules/0/http/paths/-\n"
         f"        value: {{path: /{district}, pathType: Prefix, backend: {{service: {{name: yishi-{s}, port: {{number: 8000}}}}}}}}\n"
-        for s in SERVICES
+        for s in SERVICES + READERS
     )
     return (
         f"# District {district}: include in an overlay's components and add {district} to\n"
@@ -196,7 +200,7 @@ def render(district: str) -> dict[str, str]:
         "kustomization.yaml": _kustomization(district),
         "topics.yaml": _topics(district),
         "integration-user.yaml": _integration_user(district),
-        **{f"acl-{s}.yaml": _acl_patch(district, s) for s in SERVICES},
+        **{f"acl-{s}.yaml": _acl_patch(district, s) for s in SERVICES + READERS},
     }
     return {name: HEADER.format(district=district) + text for name, text in files.items()}
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from contracts.common import Role
 from yishi.audit.cli import audit_app
 from yishi.cli_support import UserError, console, database_pool, debug_option, main, progress
-from yishi.names import SERVICES, check_service
+from yishi.names import READERS, RUNNABLE, SERVICES, check_runnable, check_service
 from yishi.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, callback=debug_option)
@@ -27,7 +27,7 @@ app.add_typer(audit_app, name="audit")
 def available_services() -> list[str]:
     """Services whose package has a ``main.spec`` factory (the others are not built yet)."""
     found = []
-    for name in SERVICES:
+    for name in RUNNABLE:
         try:
             module = importlib.import_module(f"services.{name}.main")
         except ModuleNotFoundError:
@@ -38,7 +38,7 @@ def available_services() -> list[str]:
 
 
 def load_spec(service: str):
-    check_service(service)
+    check_runnable(service)
     try:
         module = importlib.import_module(f"services.{service}.main")
     except ModuleNotFoundError:
@@ -47,7 +47,7 @@ def load_spec(service: str):
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversight or notify")]) -> None:
+def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversight, notify or portal")]) -> None:
     """Run one service (HTTP, consumers, relay) with settings from YISHI_* variables."""
     import uvicorn
 
@@ -112,7 +112,7 @@ def migrate(service: Annotated[str, typer.Argument(help="whose schema to migrate
     from yishi import migrations
 
     settings = Settings(service=service)
-    check_service(service)
+    check_runnable(service)
     if not settings.database_url:
         raise UserError("set YISHI_DATABASE_URL", code=2)
     schema = settings.db_schema or service
@@ -168,7 +168,7 @@ def run(
     settings = Settings()
     names = services or available_services()
     for name in names:
-        check_service(name)
+        check_runnable(name)
     ports = {name: base_port + i for i, name in enumerate(names)}
     try:
         check_ports_free(ports)
@@ -229,7 +229,8 @@ def run(
                     raise typer.Exit(1)
                 time.sleep(0.2)
         for name, port in ports.items():
-            table.add_row(name, f"http://127.0.0.1:{port}  (API docs: /docs)")
+            table.add_row(name, f"http://127.0.0.1:{port}/{settings.districts[0]}  (public pages, no login)"
+                          if name in READERS else f"http://127.0.0.1:{port}  (API docs: /docs)")
         if not names:
             table.add_row("services", "none built yet")
         if not stopping:

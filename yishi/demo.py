@@ -72,9 +72,10 @@ from contracts.proposals import (
 )
 from contracts.voting import BallotChoice, CastBallot, CloseVote
 from yishi.auth import ActingAs, dev_issuer
-from yishi.names import SERVICES
+from yishi.names import RUNNABLE
 
 DEMO_DISTRICT = "gulou"
+COMMUNITY = "xikang"  # the area the story's community council serves: its roadmap is the portal's page
 REHEARSAL_FACTOR = 40_320
 """How fast the demo platform's clock runs (``YISHI_CLOCK_FACTOR``): four weeks a minute, so
 the story's seven-day notice lasts 15 s and a day without news 2.1 s."""
@@ -101,7 +102,7 @@ def service_env(env: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in wanted.items() if key not in env}
 
 
-def urls_from(host: str, base_port: int, services: Iterable[str] = SERVICES) -> dict[str, str]:
+def urls_from(host: str, base_port: int, services: Iterable[str] = RUNNABLE) -> dict[str, str]:
     """Where ``yishi run --base-port`` puts each service: consecutive ports in service order."""
     return {name: f"http://{host}:{base_port + i}" for i, name in enumerate(services)}
 
@@ -291,7 +292,7 @@ async def form_councils(api: Api, tag: str, say: Console, *, notice_period_days:
                                seats=(Seat(seat_id="seat-bs-01", kind=SeatKind.BUREAU_STAFF),)))
     rules = CouncilRules(seconds_required=1, notice_period_days=notice_period_days, quorum_percent=60)
     await api.send(FormCouncil(district=api.district, actor=WORKER, council_id=community, name="西康路社区议事会",
-                               level="community", area_id="xikang", parent_council_id=street,
+                               level="community", area_id=COMMUNITY, parent_council_id=street,
                                seats=tuple(Seat(seat_id=s, kind=k) for s, k, _ in MEMBERS), rules=rules))
     say.print(f"🏛  {who(WORKER.id)} forms [bold]西康路社区议事会[/bold] ({community}), under the street council "
               f"{street}: seconds required 1, notice {notice_period_days} days, quorum 60%, simple majority")
@@ -488,8 +489,24 @@ async def tell(urls: Mapping[str, str], say: Console, *, district: str = DEMO_DI
                    open_for=timedelta(days=VOTE_DAYS) if real_periods else timedelta(minutes=10))
         resolution_id = await deliver(api, councils, proposal_id, say, inbox)
         trail = await audit(api, resolution_id, say)
+        if "portal" in urls:
+            await roadmap(api, urls["portal"], resolution_id, say)
         say.rule("the story is complete")
         return trail
+
+
+async def roadmap(api: Api, portal: str, resolution_id: str, say: Console) -> str:
+    """Wait for the portal's public roadmap of the story's community to show the
+    resolution, and give its link (the last line of the story)."""
+    url = f"{portal}/{api.district}/communities/{COMMUNITY}"
+    deadline = time.monotonic() + api.timeout
+    while f'data-resolution="{resolution_id}"' not in (page := await api._http.get(url)).text:
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the portal's roadmap did not show {resolution_id} within {api.timeout:.0f}s "
+                             f"(last answer {page.status_code})")
+        await asyncio.sleep(0.2)
+    say.print(f"🗺  the outcome roadmap, public, no login: {url}", soft_wrap=True)
+    return url
 
 
 async def escalate(api: Api, councils: Councils, proposal_id: str, say: Console) -> dict:

@@ -6,6 +6,12 @@ import re
 from functools import lru_cache
 
 SERVICES = ("proposals", "voting", "oversight", "notify")
+"""The services that own aggregates and publish: each has its topics and its contracts."""
+READERS = ("portal",)
+"""Services that own no aggregate and publish nothing: they read the others' public events
+from Kafka into their read models. No topic or contract of their own."""
+RUNNABLE = SERVICES + READERS
+"""Every service ``yishi serve`` and ``yishi run`` start, and ``yishi migrate`` migrates."""
 _DISTRICT = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
@@ -20,6 +26,13 @@ def check_district(district: str) -> str:
             f"invalid district {district!r}: use 1-40 lowercase letters, digits or hyphens, starting with a letter"
         )
     return district
+
+
+def check_runnable(service: str) -> str:
+    """Return ``service`` if ``yishi serve`` can run it (a service or a reader)."""
+    if service not in RUNNABLE:
+        raise InvalidName(f"unknown service {service!r}: expected one of {', '.join(RUNNABLE)}")
+    return service
 
 
 def check_service(service: str) -> str:

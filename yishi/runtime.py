@@ -89,6 +89,9 @@ class ServiceContext:
     verifier: TokenVerifier
     ids: IdSource = field(default_factory=DerivedIds)
     router: APIRouter = field(default_factory=APIRouter)
+    public: APIRouter = field(default_factory=APIRouter)
+    """Routes served without a token (the portal's public pages): what they show is public,
+    and they check the district themselves."""
     background: list[Background] = field(default_factory=list)
     handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool, Refusal | None]] = field(
         default_factory=dict)
@@ -358,6 +361,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
 
     app.include_router(ctx.router, dependencies=[Depends(authenticate), Depends(served)],
                        responses=UNAUTHORISED_RESPONSES)
+    app.include_router(ctx.public)
     return app
 
 

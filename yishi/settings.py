@@ -147,10 +147,10 @@ def known_variables() -> frozenset[str]:
     """Every ``YISHI_*`` variable something reads: the fields of :class:`Settings` and of
     each service's own settings (``services/NAME/settings.py``, e.g. ``YISHI_NOTIFY_*``),
     and :data:`NOT_SETTINGS`."""
-    from yishi.names import SERVICES
+    from yishi.names import RUNNABLE
 
     classes: list[type[BaseSettings]] = [Settings]
-    for service in SERVICES:
+    for service in RUNNABLE:
         try:
             module = importlib.import_module(f"services.{service}.settings")
         except ModuleNotFoundError as exc:

@@ -26,7 +26,8 @@ CRD_DIR = REPO_ROOT.parent / "shared" / "crds"
 # What `kubectl apply -k` accepts: the base on its own and every environment overlay.
 TREES = ("base", "overlays/dev", "overlays/prod")
 OVERLAYS = ("overlays/dev", "overlays/prod")
-SERVICES = ("proposals", "voting", "oversight", "notify")
+SERVICES = ("proposals", "voting", "oversight", "notify", "portal")  # the portal: a reader, no topics
+READERS = ("portal",)
 # The kubectl on every machine (and the oldest cluster the manifests target).
 KUBERNETES_VERSION = "1.32.0"
 CUSTOM_GROUPS = frozenset({"kafka.strimzi.io", "postgresql.cnpg.io", "barmancloud.cnpg.io"})

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from services.notify.settings import NotifySettings
-from tests.deploy.manifests import DEPLOY, OVERLAYS, SERVICES, TREES, Obj, kubernetes_errors, render, rendered
+from tests.deploy.manifests import DEPLOY, OVERLAYS, READERS, SERVICES, TREES, Obj, kubernetes_errors, render, rendered
 from yishi import names
 from yishi.settings import Settings
 
@@ -29,6 +29,7 @@ CONSUMES = {
     "voting": ("proposals",),
     "oversight": ("proposals", "voting"),
     "notify": ("proposals", "voting", "oversight", "notify"),
+    "portal": ("proposals", "voting", "oversight"),  # a reader: no topics of its own
 }
 EXPECTED_DISTRICTS = {"overlays/dev": ["gulou"], "overlays/prod": ["gulou", "chaoyang"]}
 # Secrets ops provide (deploy/README.md says how); the rest come from the operators.
@@ -301,7 +302,7 @@ def test_egress_differences_are_found(tmp_path):
     kustomization.write_text(text, encoding="utf-8")
     issuer = ({("external", "id.example.org", 443)}, {("external", "required-oidc-issuer.invalid", 443)})
     assert egress_differences(render(kustomization.parent)) == {
-        "proposals": issuer, "voting": issuer, "oversight": issuer,
+        "proposals": issuer, "voting": issuer, "oversight": issuer, "portal": issuer,
         "notify": (issuer[0] | {("external", "sms.example.org", 8443)}, issuer[1])}
 
 
@@ -316,10 +317,11 @@ def test_the_prod_issuer_is_an_obvious_required_value():
 def expected_topics(district: str) -> dict[str, str]:
     topics = {}
     for s in SERVICES:
-        topics[names.events_topic(district, s)] = "events"
-        topics[names.commands_topic(district, s)] = "commands"
-        topics[names.replies_topic(district, s)] = "replies"
-        topics[names.dead_letter_topic(names.commands_topic(district, s))] = "dlq"
+        if s not in READERS:
+            topics[names.events_topic(district, s)] = "events"
+            topics[names.commands_topic(district, s)] = "commands"
+            topics[names.replies_topic(district, s)] = "replies"
+            topics[names.dead_letter_topic(names.commands_topic(district, s))] = "dlq"
         for other in CONSUMES[s]:
             topics[names.dead_letter_topic(names.events_topic(district, other))] = "dlq"
     return topics
@@ -401,9 +403,10 @@ def test_each_service_principal_may_do_what_it_needs_and_no_more(overlay):
         assert not allowed(user, "group", f"yishi.{'voting' if service != 'voting' else 'notify'}.x", "Read")
         writes, reads = set(), set()
         for d in districts:
-            writes |= {names.events_topic(d, service), names.replies_topic(d, service),
-                       names.dead_letter_topic(names.commands_topic(d, service))}
-            reads.add(names.commands_topic(d, service))
+            if service not in READERS:  # a reader has no topics of its own
+                writes |= {names.events_topic(d, service), names.replies_topic(d, service),
+                           names.dead_letter_topic(names.commands_topic(d, service))}
+                reads.add(names.commands_topic(d, service))
             for other in CONSUMES[service]:
                 reads.add(names.events_topic(d, other))
                 writes.add(names.dead_letter_topic(names.events_topic(d, other)))
@@ -537,7 +540,8 @@ def test_committed_district_folders_are_what_the_generator_writes():
     generator = load_generator()
     assert generator.stale() == [], "run: python deploy/new_district.py NAME"
     assert dict(generator.CONSUMES) == CONSUMES
-    assert generator.SERVICES == names.SERVICES == SERVICES
+    assert generator.SERVICES + generator.READERS == names.RUNNABLE == SERVICES
+    assert generator.READERS == names.READERS == READERS
 
 
 @pytest.mark.parametrize("name", ["gulou", "chaoyang", "a", "x-1", "Gulou", "1st", "-a", "a_b", "a" * 41])
@@ -582,4 +586,4 @@ def test_create_secrets_script_makes_the_secrets_the_pods_use():
     assert 'db_secret="yishi-pg-$service"' in text and 'key_secret="yishi-$service-signing-key"' in text
     assert "--type=kubernetes.io/basic-auth" in text and "--from-literal=username=\"$service\"" in text
     assert "--from-file=signing-key.pem=" in text
-    assert "services=(proposals voting oversight notify)" in text
+    assert "services=(proposals voting oversight notify portal)" in text

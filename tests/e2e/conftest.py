@@ -1,5 +1,5 @@
-"""The platform as production runs it, for the end-to-end tests: the four services as
-separate ``yishi serve`` processes, each with its own database on the test PostgreSQL,
+"""The platform as production runs it, for the end-to-end tests: the four services and the
+portal as separate ``yishi serve`` processes, each with its own database on the test PostgreSQL,
 talking only over the test broker, serving two fresh districts. One start per module."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.support.auth import auth_env
 from tests.support.service import new_district
 from yishi import migrations
 from yishi.demo import WebhookInbox
-from yishi.names import SERVICES
+from yishi.names import RUNNABLE as SERVICES  # the portal too
 
 POLICY_DAY_S = 1.0
 """A reminder-policy day of the test platform's oversight, in seconds."""

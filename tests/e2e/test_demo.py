@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 
-STORY = ("forms 西康路社区议事会", "raises «", "seconds the motion", "lodges an objection", "expert_comment:",
+STORY = ("(public pages, no login)", "forms 西康路社区议事会", "raises «", "seconds the motion", "lodges an objection", "expert_comment:",
          "voting opens", "ballot: ", "vote closed (all_voted): 4 in favour, 1 against", "ProposalDecided:",
          "ResolutionRegistered:", "TaskAssigned:", "TaskStalled:", "NotificationDelivered", "by webhook: 任务提醒",
-         "TaskCompleted:", "InspectionRecorded:", "SatisfactionRated", "audit trail:", "the story is complete",
+         "TaskCompleted:", "InspectionRecorded:", "SatisfactionRated", "audit trail:",
+         "the outcome roadmap, public, no login: http://127.0.0.1:", "the story is complete",
          "stopped")
 """Key lines of the story, in the order they are told."""
 
@@ -33,7 +34,7 @@ def free_ports(count: int) -> int:
 
 def test_run_with_the_demo_tells_the_whole_story_and_exits():
     env = {k: v for k, v in os.environ.items() if not k.startswith("YISHI_")}
-    done = subprocess.run([sys.executable, "-m", "yishi.cli", "run", "--demo", "--demo-exit", "--base-port", str(free_ports(4))],
+    done = subprocess.run([sys.executable, "-m", "yishi.cli", "run", "--demo", "--demo-exit", "--base-port", str(free_ports(5))],
                           env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-5000:]
     missing = [line for line in STORY if line not in done.stderr]

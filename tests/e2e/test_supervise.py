@@ -19,7 +19,7 @@ import psutil
 
 from yishi.embedded import free_port
 
-SERVICE_COUNT = 4  # proposals, voting, oversight, notify: consecutive ports in this order
+SERVICE_COUNT = 5  # proposals, voting, oversight, notify, portal: consecutive ports in this order
 
 
 class Run:
@@ -117,7 +117,7 @@ def test_a_killed_service_is_restarted_while_the_others_keep_running():
     try:
         run.wait_for("press Ctrl-C")
         before = run.services()
-        assert set(before) == {"proposals", "voting", "oversight", "notify"}, run.text
+        assert set(before) == {"proposals", "voting", "oversight", "notify", "portal"}, run.text
         seen = [*psutil.Process(run.proc.pid).children(recursive=True)]
         mark = len(run.lines)
         before["voting"].send_signal(signal.SIGKILL)
@@ -127,7 +127,7 @@ def test_a_killed_service_is_restarted_while_the_others_keep_running():
         run.wait_for(rf"voting ready on port {base + 1}", after=restarted)
         after = run.services()
         assert after["voting"].pid != before["voting"].pid
-        assert all(after[name].pid == before[name].pid for name in ("proposals", "oversight", "notify"))
+        assert all(after[name].pid == before[name].pid for name in ("proposals", "oversight", "notify", "portal"))
         seen += [after["voting"], *after["voting"].children(recursive=True)]
         for i in range(SERVICE_COUNT):
             assert httpx.get(f"http://127.0.0.1:{base + i}/healthz", timeout=5).status_code == 200

@@ -8,7 +8,7 @@ import pytest
 from contracts import registry
 from contracts.registry import Kind
 from yishi.cli import load_spec
-from yishi.names import SERVICES
+from yishi.names import RUNNABLE, SERVICES
 from yishi.runtime import create_app
 from yishi.settings import Settings
 
@@ -19,7 +19,7 @@ def wiring(service: str):
     return create_app(load_spec(service), settings).state.ctx
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", RUNNABLE)
 def test_consumed_events_are_registered_events_of_their_source(service):
     ctx = wiring(service)
     for name, (source, types) in ctx.subscriptions.items():
@@ -44,7 +44,7 @@ def test_every_registered_command_is_served_by_its_owner():
 
 
 def test_registry_says_who_consumes_what():
-    consumed = {(type_name, service) for service in SERVICES
+    consumed = {(type_name, service) for service in RUNNABLE
                 for _, types in wiring(service).subscriptions.values() for type_name in types}
     declared = {(name, consumer) for name, spec in registry.REGISTRY.items() for consumer in spec.consumers}
     assert consumed == declared

@@ -1,0 +1,23 @@
+"""Wiring of the portal service in one place: ``spec()`` for ``yishi serve portal``.
+
+The portal is the platform's public face: it keeps a copy of the other services' public
+events (from Kafka only, never their databases) and serves them as pages without a token.
+It owns no aggregate and sends no command."""
+
+from __future__ import annotations
+
+from services.portal.api import build_router
+from services.portal.consumers import wire_consumers
+from services.portal.settings import PortalSettings
+from yishi.runtime import ServiceContext, ServiceSpec
+
+
+def spec(settings: PortalSettings | None = None) -> ServiceSpec:
+    """The portal service. Its settings come from ``YISHI_PORTAL_*`` unless given."""
+    settings = settings or PortalSettings()
+
+    def wire(ctx: ServiceContext) -> None:
+        wire_consumers(ctx)
+        ctx.public.include_router(build_router(lambda: ctx.pool, ctx.settings.districts, ctx.clock, settings))
+
+    return ServiceSpec(name="portal", wire=wire)
