@@ -277,31 +277,30 @@ class LocalIssuer:
         """Where the JWKS is served (see :meth:`serve`)."""
         if self._server is None:
             raise RuntimeError("call serve() first: services fetch the keys over HTTP")
+        return f"{self.base_url}/jwks.json"
+
+    @property
+    def base_url(self) -> str:
+        """Where the issuer is served (see :meth:`serve`)."""
+        if self._server is None:
+            raise RuntimeError("call serve() first: services fetch the keys over HTTP")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/jwks.json"
+        return f"http://{host}:{port}"
+
+    @property
+    def discovery_url(self) -> str:
+        """Its OpenID discovery document, naming the sign-in endpoints (:mod:`yishi.dev_login`)."""
+        return f"{self.base_url}/.well-known/openid-configuration"
 
     def serve(self, port: int = 0) -> str:
-        """Serve the JWKS file over HTTP on loopback from a daemon thread (re-read on every
-        request, so a rotation by another process is published at once); returns its URL."""
+        """Serve the JWKS file (re-read on every request, so a rotation by another process
+        is published at once), the discovery document and the sign-in endpoints of
+        :mod:`yishi.dev_login` over HTTP on loopback from a daemon thread; returns the
+        JWKS's URL."""
         if self._server is None:
-            jwks_path = self.jwks_path
+            from yishi.dev_login import handler
 
-            class Handler(http.server.BaseHTTPRequestHandler):
-                def do_GET(self) -> None:  # noqa: N802 - the http.server API
-                    if self.path != "/jwks.json":
-                        self.send_error(404)
-                        return
-                    body = jwks_path.read_bytes()
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-
-                def log_message(self, *args: Any) -> None:
-                    pass
-
-            self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler(self))
             threading.Thread(target=self._server.serve_forever, name="jwks", daemon=True).start()
         return self.jwks_url
 
@@ -350,6 +349,14 @@ class LocalIssuer:
                   "exp": now + int(ttl), "jti": uuid.uuid4().hex, "district": district,
                   "roles": [str(r) for r in roles], "seats": list(seats),
                   **({} if acts_for is None else {"acts_for": list(acts_for)}), **(extra or {})}
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+    def id_token(self, subject: str, client_id: str, *, nonce: str | None, ttl: float = 3600) -> str:
+        """A signed OpenID Connect ID token for ``subject``, issued to ``client_id``."""
+        kid, key = self._keys[-1]
+        now = int(time.time())
+        claims = {"iss": self.issuer, "aud": client_id, "sub": subject, "iat": now, "auth_time": now,
+                  "exp": now + int(ttl), **({"nonce": nonce} if nonce else {})}
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
 
     def for_actor(self, actor: Mapping[str, Any], district: str, ttl: float = 3600,

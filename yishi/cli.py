@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import signal
 import time
@@ -19,9 +20,11 @@ from yishi.audit.cli import audit_app
 from yishi.cli_support import UserError, console, database_pool, debug_option, main, progress
 from yishi.names import READERS, RUNNABLE, SERVICES, check_runnable, check_service
 from yishi.settings import Settings
+from yishi.witness.cli import witness_app
 
 app = typer.Typer(no_args_is_help=True, callback=debug_option)
 app.add_typer(audit_app, name="audit")
+app.add_typer(witness_app, name="witness")
 
 
 def available_services() -> list[str]:
@@ -188,6 +191,9 @@ def run(
         issuer = dev_issuer()
         issuer.serve()
         env.update(issuer.settings())
+        env.setdefault("YISHI_PORTAL_OIDC_DISCOVERY_URL", issuer.discovery_url)  # the portal signs in there
+    # The portal's forms send their commands to the services of this run.
+    env.setdefault("YISHI_PORTAL_SERVICE_URLS", json.dumps({n: f"http://127.0.0.1:{p}" for n, p in ports.items()}))
     if demo:
         env.update(demo_story.service_env(env))
     if float(env.get("YISHI_CLOCK_FACTOR", "1")) != 1 and not env.get("YISHI_CLOCK_EPOCH"):

@@ -22,7 +22,7 @@ Every read and write of one command goes through the one connection of its trans
 a handler never waits for a second pooled connection while it holds one, so any number
 of concurrent callers (resending or not) cannot exhaust the pool into a standstill.
 
-(About 500 lines on purpose: identity, authorisation, the handler's context and the recorded
+(About 620 lines on purpose: identity, authorisation, the handler's context and the recorded
 reply are one mechanism, read together; its HTTP edge is :mod:`yishi.command_http`.)
 """
 
@@ -50,14 +50,15 @@ from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated
 from yishi.clock import Clock
+from yishi.db import advisory_key
 from yishi.ids import DerivedIds, IdSource, choose_ids
 from yishi.inbox import Poison
 from yishi.logging import bound_correlation
 from yishi.names import replies_topic
 from yishi.relay import Publication, Translator
-from yishi.repository import Repository
+from yishi.repository import Repository, Staged
 from yishi.rules import Rejected
-from yishi.store import ConcurrencyError, EventStore, Metadata, NewEvent, RecordedEvent
+from yishi.store import Append, ConcurrencyError, EventStore, Metadata, NewEvent, RecordedEvent
 from yishi.tracing import command_span
 
 log = structlog.get_logger("yishi.commands")
@@ -122,7 +123,13 @@ transaction, so queries never see events without their rows."""
 class CommandContext:
     """What a handler works with: one transaction, the repository, the clock, the ids,
     and the four steps every handler is made of (:meth:`load` or :meth:`find`,
-    :meth:`ensure_new`, then :meth:`save`)."""
+    :meth:`ensure_new`, then :meth:`save`).
+
+    What :meth:`save` saves is written when the handler returns, in the statement that
+    records the command's reply (one round trip for both), or before the context's next
+    read (:meth:`find`, :meth:`load`, :meth:`ensure_new`, :meth:`save`). A handler that
+    goes on with ``conn`` itself after saving, and needs to see what it saved, calls
+    :meth:`flush` first."""
 
     conn: asyncpg.Connection
     repository: Repository
@@ -134,6 +141,11 @@ class CommandContext:
     """Who sent the command (already authorised); ``platform`` for the platform's own. Checks
     that need the record (:meth:`authorise_party`) read it."""
     project: Projection | None = field(default=None, repr=False)
+    _staged: Staged = field(default_factory=Staged, repr=False)
+    _saved: list[Saved] = field(default_factory=list, repr=False)
+    _prefetched: dict[str, list[RecordedEvent]] = field(default_factory=dict, repr=False)
+    """The streams the handler declared it reads first (:meth:`CommandBus.handles`), read
+    with the command's stored reply; each used once, by :meth:`find_each`."""
 
     def authorise_party(self, command: Command, record: dict[Party, str | None], subject: str | None = None) -> None:
         """:func:`authorise_party` for this command's caller."""
@@ -148,7 +160,18 @@ class CommandContext:
     async def find(self, cls: type[A], *key: str) -> A | None:
         """The ``cls`` whose id ``cls.create_id(*key)`` names (the district first, so another
         district's is never found), or None."""
-        return (await self.repository.get_each((cls, cls.create_id(*key)), conn=self.conn))[0]
+        return (await self.find_each((cls, cls.create_id(*key))))[0]
+
+    async def find_each(self, *wanted: tuple[type[Aggregate], str]) -> list[Any]:
+        """Several aggregates by ``(cls, stream id)``, each found or None, their streams
+        read in one statement (:meth:`Repository.get_each`), or none at all when they were
+        read with the command's stored reply (the handler's declared ``reads``)."""
+        await self.flush()
+        ids = [str(stream_id) for _, stream_id in wanted]
+        if ids and all(stream_id in self._prefetched for stream_id in ids):
+            streams = {stream_id: self._prefetched.pop(stream_id) for stream_id in dict.fromkeys(ids)}
+            return [self.repository.replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
+        return await self.repository.get_each(*wanted, conn=self.conn)
 
     async def load(self, cls: type[A], *key: str) -> A:
         """Like :meth:`find`, but a missing one is refused with ``not_found`` naming the
@@ -161,17 +184,31 @@ class CommandContext:
     async def ensure_new(self, cls: type[Aggregate], *key: str) -> None:
         """Refuse a command creating a ``cls`` whose id is taken with ``already_exists`` (the
         same command resent is answered by the bus from its reply, before this)."""
+        await self.flush()
         if await self.repository.exists(cls.create_id(*key), conn=self.conn):
             raise Rejected(RejectionReason.ALREADY_EXISTS, f"{noun(cls)} {key[-1]} already exists", key[-1])
 
     async def save(self, command: Command, *aggregates: Any) -> Saved:
         """Save the aggregates ``command`` changed, and the service's read models of them,
-        in this command's transaction."""
+        in this command's transaction (written with its reply: see the class docstring)."""
+        await self.flush()
+        self._prefetched.clear()  # what was read before a save is not read again
         meta = self.meta(command.actor, command.district)
-        saved = Saved(meta, aggregates, await self.repository.save(*aggregates, meta=meta, conn=self.conn))
-        if self.project is not None and saved.events:
-            await self.project(self.conn, saved)
+        staged = self.repository.stage(*aggregates, meta=meta)
+        saved = Saved(meta, aggregates, staged.events)
+        self._staged.extend(staged)
+        self._saved.append(saved)
         return saved
+
+    async def flush(self, *more: Append) -> None:
+        """Write what was saved and not yet written, with ``more`` appends (the reply), in
+        one statement where the store can; then the read models of it."""
+        staged, saved, self._staged, self._saved = self._staged, self._saved, Staged(), []
+        if staged.appends or more:
+            await self.repository.write(staged, *more, conn=self.conn)
+        for one in saved:
+            if self.project is not None and one.events:
+                await self.project(self.conn, one)
 
 
 def noun(cls: type) -> str:
@@ -194,6 +231,11 @@ def _actor(actor_id: str, role: str, seat_id: str | None) -> Actor:
 
 
 Handler = Callable[[Any, CommandContext], Awaitable[str]]
+Lock = Callable[[Any], str]
+"""What names the advisory lock a command's handler holds shared from its first statement
+on (see :meth:`CommandBus.handles`)."""
+Reads = Callable[[Any], Sequence[tuple[type[Aggregate], str]]]
+"""The aggregates, ``(cls, stream id)``, a command's handler reads first (see :meth:`CommandBus.handles`)."""
 Reply = CommandAccepted | CommandRejected
 
 
@@ -215,6 +257,8 @@ class CommandBus:
         self.project = project
         self.handlers: dict[type[Command], Handler] = {}
         self.internal: set[type[Command]] = set()
+        self.locks: dict[type[Command], Lock] = {}
+        self.reads: dict[type[Command], Reads] = {}
         self.platform = Principal.of_platform(service)
         """The service itself, sending the commands its timers and reactions decide."""
         self.system_actor = Actor(id=self.platform.subject, role=Role.SYSTEM)
@@ -226,15 +270,28 @@ class CommandBus:
     def store(self) -> EventStore:
         return self.repository.store
 
-    def handles(self, model: type[C], *, internal: bool = False) -> Callable[[Handler], Handler]:
+    def handles(self, model: type[C], *, internal: bool = False, lock: Lock | None = None,
+                reads: Reads | None = None) -> Callable[[Handler], Handler]:
         """Decorator: register the handler of ``model``; an ``internal`` command is the
-        platform's own (not a public contract, not served to callers)."""
+        platform's own (not a public contract, not served to callers).
+
+        Two declarations save a command round trips. ``lock(command)`` names an advisory
+        lock (:func:`yishi.db.advisory_key`) the handler holds shared until its transaction
+        ends, taken in the statement that starts it: whoever takes it exclusively waits
+        for the handlers in flight, and every statement after sees what that holder
+        committed. ``reads(command)`` lists the aggregates, ``(cls, stream id)``, the
+        handler reads first (with :meth:`CommandContext.find_each`): their streams are read
+        in the statement that looks up the command's stored reply."""
         def register(handler: Handler) -> Handler:
             if model in self.handlers:
                 raise ValueError(f"{model.__name__} already has a handler")
             self.handlers[model] = handler
             if internal:
                 self.internal.add(model)
+            if lock is not None:
+                self.locks[model] = lock
+            if reads is not None:
+                self.reads[model] = reads
             return handler
         return register
 
@@ -299,8 +356,9 @@ class CommandBus:
         handler runs in it and the reply is recorded in it. A handler's refusal rolls the
         attempt back, so nothing it wrote is kept, and is recorded in a second one; the
         accepted path, the common one, pays for one transaction and no savepoint."""
+        lock = self.locks.get(type(request.command))
         try:
-            async with _transaction(self.store.pool, conn) as tx:
+            async with _transaction(self.store.pool, conn, advisory_key(lock(request.command)) if lock else None) as tx:
                 return await self._run(request, identity, principal, tx)
         except _Refused as refused:
             async with _transaction(self.store.pool, conn) as tx:
@@ -319,7 +377,8 @@ class CommandBus:
             # same refused request is answered by the refusal already recorded.
             return await self._record_once(request, f"{identity.stream}.denied.{request.fingerprint[:32]}", conn,
                                            denied)
-        stored = await self._stored_reply(identity.stream, conn)
+        reads = self.reads.get(type(command))
+        stored, prefetched = await self._stored_reply_reading(identity.stream, reads(command) if reads else (), conn)
         if stored is not None:
             fingerprint_, reply = stored
             if fingerprint_ == request.fingerprint:
@@ -335,9 +394,11 @@ class CommandBus:
             raise _Refused(Rejected(RejectionReason.UNKNOWN_COMMAND,
                                     f"{self.service} does not handle {type(command).__name__}"))
         ctx = CommandContext(conn, self.repository, self.store, self.clock, request.command_id,
-                             request.correlation_id, principal, self.project)
+                             request.correlation_id, principal, self.project, _prefetched=prefetched)
         try:
             subject = await handler(command, ctx)
+            # What the handler saved is written with its reply, in one statement.
+            return await self._record(request, identity.stream, conn, subject, ctx)
         except Rejected as exc:
             raise _Refused(exc) from None
         except asyncpg.DataError as exc:
@@ -345,16 +406,19 @@ class CommandBus:
             # on every attempt, so it is the command's fault, answered as such.
             raise _Refused(Rejected(RejectionReason.INVALID_COMMAND,
                                     f"a value of the command cannot be stored: {type(exc).__name__}: {exc}")) from None
-        return await self._record(request, identity.stream, conn, subject)
+
+    async def _stored_reply_reading(self, stream: str, wanted: Sequence[tuple[type[Aggregate], str]],
+                                    conn: asyncpg.Connection
+                                    ) -> tuple[tuple[str | None, Reply] | None, dict[str, list[RecordedEvent]]]:
+        """:meth:`_stored_reply`, and the streams of ``wanted`` read in the same statement."""
+        if not wanted:
+            return await self._stored_reply(stream, conn), {}
+        streams = await self.store.read_streams([stream, *(str(stream_id) for _, stream_id in wanted)], conn=conn)
+        return _reply_of(streams.pop(stream)), streams
 
     async def _stored_reply(self, stream: str, conn: asyncpg.Connection) -> tuple[str | None, Reply] | None:
         """The reply stored in ``stream`` with the fingerprint of its request, if any."""
-        events = await self.store.read_stream(stream, conn=conn)
-        if not events:
-            return None
-        name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
-        reply = registry.spec(name).model.model_validate_json(events[0].state)
-        return events[0].metadata.get(FINGERPRINT), reply
+        return _reply_of(await self.store.read_stream(stream, conn=conn))
 
     async def _record_once(self, request: "Request", stream: str, conn: asyncpg.Connection,
                            outcome: Rejected) -> Reply:
@@ -363,7 +427,8 @@ class CommandBus:
         return stored[1] if stored is not None else await self._record(request, stream, conn, outcome)
 
     async def _record(self, request: "Request", stream: str, conn: asyncpg.Connection | None,
-                      outcome: str | Rejected) -> Reply:
+                      outcome: str | Rejected, ctx: CommandContext | None = None) -> Reply:
+        """Record ``outcome`` as the reply in ``stream`` (with what ``ctx``'s handler saved)."""
         command = request.command
         type_name = request.type_name
         common = dict(district=command.district, actor=command.actor, occurred_at=self.clock.now(),
@@ -374,12 +439,13 @@ class CommandBus:
             log.info("command rejected", command=type_name, reason=str(outcome.reason), message=outcome.message)
         else:
             reply = CommandAccepted(**common, subject=outcome, ids=request.chosen_ids)
-        await record_reply(self.store, stream, reply,
-                           Metadata(actor=command.actor.id, actor_role=str(command.actor.role),
-                                    district=command.district, correlation_id=request.correlation_id,
-                                    causation_id=request.command_id, occurred_at=self.clock.now(),
-                                    extra={FINGERPRINT: request.fingerprint}),
-                           conn=conn)
+        meta = Metadata(actor=command.actor.id, actor_role=str(command.actor.role), district=command.district,
+                        correlation_id=request.correlation_id, causation_id=request.command_id,
+                        occurred_at=self.clock.now(), extra={FINGERPRINT: request.fingerprint})
+        if ctx is None:
+            await record_reply(self.store, stream, reply, meta, conn=conn)
+        else:
+            await ctx.flush(reply_append(stream, reply, meta))
         return reply
 
     # -- edges -----------------------------------------------------------------
@@ -429,6 +495,15 @@ class CommandBus:
                 actor="unknown", district=envelope.district, correlation_id=envelope.correlation_id,
                 causation_id=envelope.id, occurred_at=self.clock.now()), conn=conn)
         return Poison(message)
+
+def _reply_of(events: Sequence[RecordedEvent]) -> tuple[str | None, Reply] | None:
+    """The reply a reply stream's ``events`` hold, with its request's fingerprint; None if empty."""
+    if not events:
+        return None
+    name = events[0].topic.removeprefix(REPLY_TOPIC_PREFIX)
+    reply = registry.spec(name).model.model_validate_json(events[0].state)
+    return events[0].metadata.get(FINGERPRINT), reply
+
 
 def with_replies(translate: Translator, service: str) -> Translator:
     """A relay translator that publishes stored replies to the service's replies topic
@@ -487,21 +562,30 @@ class _Refused(Exception):
         self.rejection = rejection
 
 
-def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None):
+def _transaction(pool: asyncpg.Pool, conn: asyncpg.Connection | None, lock: int | None = None):
     """A transaction on ``conn`` (a savepoint inside its own), else on a connection of
-    ``pool`` held for it alone."""
-    return _nested(conn) if conn is not None else _pooled(pool)
+    ``pool`` held for it alone; holding the advisory lock ``lock`` shared, if given."""
+    return _holding(conn, lock) if conn is not None else _pooled(pool, lock)
 
 
 @asynccontextmanager
-async def _nested(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    async with conn.transaction():
+async def _pooled(pool: asyncpg.Pool, lock: int | None) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, _holding(conn, lock):
         yield conn
 
 
 @asynccontextmanager
-async def _pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    async with pool.acquire() as conn, conn.transaction():
+async def _holding(conn: Any, lock: int | None) -> AsyncIterator[asyncpg.Connection]:
+    """``conn.transaction()``, the lock ``lock`` taken with its start where the
+    connection can (:meth:`yishi.db.Connection.lock_with_begin`), else in a statement of
+    its own; an in-memory store's connection holds no locks (nor needs them: its handler
+    tests run one command at a time)."""
+    with_begin = getattr(conn, "lock_with_begin", None) if lock is not None else None
+    if with_begin is not None:
+        with_begin(lock)
+    async with conn.transaction():
+        if lock is not None and with_begin is None and hasattr(conn, "execute"):
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1::bigint)", lock)
         yield conn
 
 
@@ -525,6 +609,10 @@ def _once_stream() -> str:
 async def record_reply(store: EventStore, stream: str, reply: Reply, meta: Metadata,
                        *, conn: asyncpg.Connection | None) -> None:
     """Store a reply as the only event of ``stream``."""
+    await store.append_each([reply_append(stream, reply, meta)], conn=conn)
+
+
+def reply_append(stream: str, reply: Reply, meta: Metadata) -> Append:
+    """The append storing ``reply`` as the only event of ``stream``."""
     name = registry.type_name(type(reply))
-    await store.append(stream, 0,
-                       [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta, conn=conn)
+    return Append(stream, 0, [NewEvent(REPLY_TOPIC_PREFIX + name, reply.model_dump_json().encode())], meta)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 
 import asyncpg
 import structlog
@@ -27,15 +28,41 @@ LOG_CHANNEL = "left('yishi.log.' || current_schema(), 63)"
 """SQL naming the channel of a service's log (one per schema; channel names hold 63 bytes)."""
 
 
+def advisory_key(name: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of the lock ``name``: the first
+    eight bytes of its SHA-256. Computed here, not by the server, so that the lock can be
+    taken in the very statement that starts a transaction (:meth:`Connection.lock_with_begin`)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 class Connection(asyncpg.Connection):
     """A pooled connection that remembers whether events were appended on it since it was
-    taken from the pool."""
+    taken from the pool, and can take a lock with the next ``BEGIN``."""
 
     appended = False
+    _with_begin: str | None = None
 
     def note_appended(self) -> None:
         """Events were appended on this connection (told to the relay on release)."""
         self.appended = True
+
+    def lock_with_begin(self, key: int) -> None:
+        """Take the advisory lock ``key`` (:func:`advisory_key`) shared, until the
+        transaction ends, in the statement that starts the next transaction (``BEGIN``, or
+        ``SAVEPOINT`` inside one): one simple query, one round trip for both, and every
+        later statement's snapshot sees what the lock's exclusive holders committed.
+        The next statement on this connection must be that start."""
+        self._with_begin = f"SELECT pg_advisory_xact_lock_shared({int(key)});"
+
+    async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
+        """asyncpg's ``execute``; the transaction's start carries the lock asked for by
+        :meth:`lock_with_begin`."""
+        with_begin, self._with_begin = self._with_begin, None
+        if with_begin is not None:
+            if args or not query.startswith(("BEGIN", "SAVEPOINT")):
+                raise asyncpg.InterfaceError(f"a lock meant to go with BEGIN met another statement first: {query!r}")
+            query = f"{query} {with_begin}"
+        return await super().execute(query, *args, timeout=timeout)
 
 
 def mark_appended(conn: object) -> None:
@@ -58,7 +85,10 @@ class CommitNotifier:
 
     async def released(self, conn: asyncpg.Connection) -> None:
         """The pool's reset hook: a connection given back (its transaction over)."""
-        if isinstance(conn, Connection) and conn.appended:
+        if not isinstance(conn, Connection):
+            return
+        conn._with_begin = None  # a lock asked for a transaction that never started
+        if conn.appended:
             conn.appended = False
             self.poke()
 

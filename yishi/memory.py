@@ -17,6 +17,8 @@ PostgreSQL store guarantees, this one does the same way:
   still open: a transaction is numbered at its first append, positions at each append,
   so a transaction that commits late holds readers back instead of being skipped.
 * Events carry the hash chain of their stream as the PostgreSQL store computes it.
+* Advisory locks are not held (a connection here has no ``execute``): the handlers
+  tested here run one command at a time.
 
 The tamper-evidence steps (:meth:`EventStore.seal`, :meth:`EventStore.verify`) are
 PostgreSQL only. SQL is not understood: a handler that writes a projection with
@@ -37,6 +39,7 @@ import orjson
 from yishi.clock import Clock
 from yishi.store import (
     GENESIS,
+    Append,
     ConcurrencyError,
     EventStore,
     LogCursor,
@@ -267,6 +270,16 @@ class MemoryEventStore(EventStore):
         if implicit:
             conn._end(frame, commit=True)
         return positions
+
+    async def append_each(self, appends: Sequence[Append], *, conn: MemoryConnection | None = None) -> list[int]:
+        """Each of ``appends`` as :meth:`append` does it, all or nothing (in a savepoint of
+        ``conn``'s transaction, or in a transaction of its own); the positions, in order."""
+        if conn is None:
+            async with self.pool.acquire() as own:
+                return await self.append_each(appends, conn=own)
+        async with conn.transaction():
+            return [p for a in appends
+                    for p in await self.append(a.stream_id, a.expected_version, a.events, a.meta, conn=conn)]
 
     async def save_snapshot(self, snapshot: Snapshot, *, conn: MemoryConnection | None = None) -> None:
         """Keep the newest snapshot of a stream (snapshots are a cache, not the record)."""

@@ -44,6 +44,8 @@ UNSIGNED = Gauge("yishi_checkpoint_unsigned_events", "Events chained into the lo
                  "checkpoint", ["service"])
 LAST_SIGNED = Gauge("yishi_checkpoint_last_signed_timestamp_seconds", "signed_at of the newest signed checkpoint "
                     "(0: none yet)", ["service"])
+WITNESS_COSIGNED = Gauge("yishi_witness_cosigned_size", "Tree size of the newest checkpoint each witness "
+                         "cosigned for this service's log (yishi/witness/submit.py)", ["service", "witness"])
 
 _CHECKPOINT_LAG = """
 SELECT COALESCE((SELECT max(seq) FROM log_chain), 0) - COALESCE((SELECT max(seq) FROM checkpoints), 0) AS unsigned,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,9 +164,14 @@ def passthrough(event: RecordedEvent) -> Publication:
     For infrastructure tests and benchmarks; services install a translator to their
     public contracts instead, so domain events stay private.
     """
-    name = event.topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
     match = _CLASS_VERSION.search(event.state)
-    return Publication(name, int(match.group(1)) if match else 1, event.state)
+    return Publication(_type_name(event.topic), int(match.group(1)) if match else 1, event.state)
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_name(topic: str) -> str:
+    """The event class name of a stored topic (``module:Class.Event`` → ``Event``)."""
+    return topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
 def to_envelope(event: RecordedEvent, service: str, publication: Publication) -> Envelope:

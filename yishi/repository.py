@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -32,7 +33,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import TopicError, resolve_topic
 
-from yishi.store import EventStore, Metadata, NewEvent, RecordedEvent, Snapshot
+from yishi.store import Append, EventStore, Metadata, NewEvent, RecordedEvent, Snapshot
 
 A = TypeVar("A", bound=BaseAggregate)
 
@@ -137,7 +138,7 @@ class Repository:
         if self.snapshot_every:  # a snapshot to look for first, per stream
             return [await self._get_or_none(cls, stream_id, conn) for cls, stream_id in wanted]
         streams = await self.store.read_streams([str(stream_id) for _, stream_id in wanted], conn=conn)
-        return [self._replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
+        return [self.replayed(cls, streams[str(stream_id)]) for cls, stream_id in wanted]
 
     async def _get_or_none(self, cls: type[A], stream_id: str, conn: asyncpg.Connection | None) -> A | None:
         try:
@@ -145,7 +146,7 @@ class Repository:
         except AggregateNotFound:
             return None
 
-    def _replayed(self, cls: type[A], events: Sequence[RecordedEvent]) -> A | None:
+    def replayed(self, cls: type[A], events: Sequence[RecordedEvent]) -> A | None:
         """The ``cls`` that ``events`` (a whole stream) make; None for an empty stream or
         one that holds no ``cls``."""
         if not events:
@@ -187,27 +188,51 @@ class Repository:
         Returns the saved domain events (for translators and replies). Raises
         :class:`yishi.store.ConcurrencyError` when any aggregate changed meanwhile.
         """
-        pending = [(agg, agg.collect_events()) for agg in aggregates]
-        pending = [(agg, events) for agg, events in pending if events]
-        if not pending:
-            return []
-        if conn is None and len(pending) > 1:
-            async with self.store.pool.acquire() as own, own.transaction():
-                return await self._save(pending, meta, own)
-        return await self._save(pending, meta, conn)
+        staged = self.stage(*aggregates, meta=meta)
+        if staged.appends:
+            await self.write(staged, conn=conn)
+        return staged.events
 
-    async def _save(self, pending: Sequence[tuple[Aggregate, Sequence[Any]]], meta: Metadata,
-                    conn: asyncpg.Connection | None) -> list[Any]:
-        saved: list[Any] = []
-        for aggregate, events in pending:
-            stored = [self.mapper.to_stored_event(e) for e in events]
+    def stage(self, *aggregates: Aggregate, meta: Metadata) -> "Staged":
+        """What saving ``aggregates`` will write (their pending events, collected now, and
+        any snapshot due), without writing it: :meth:`write` does, perhaps with more."""
+        staged = Staged()
+        for aggregate in aggregates:
+            events = aggregate.collect_events()
+            if not events:
+                continue
             expected = events[0].originator_version - 1
-            await self.store.append(str(aggregate.id), expected,
-                                    [NewEvent(s.topic, s.state) for s in stored], meta, conn=conn)
-            saved.extend(events)
+            staged.appends.append(Append(str(aggregate.id), expected,
+                                         [NewEvent(s.topic, s.state) for s in map(self.mapper.to_stored_event, events)],
+                                         meta))
+            staged.events.extend(events)
             if self.snapshot_every and aggregate.version // self.snapshot_every > expected // self.snapshot_every:
                 snap = self.mapper.to_stored_event(AggregateSnapshot.take(aggregate))
-                await self.store.save_snapshot(
-                    Snapshot(str(aggregate.id), aggregate.version, snap.topic, snap.state), conn=conn
-                )
-        return saved
+                staged.snapshots.append(Snapshot(str(aggregate.id), aggregate.version, snap.topic, snap.state))
+        return staged
+
+    async def write(self, staged: "Staged", *more: Append, conn: asyncpg.Connection | None = None) -> None:
+        """Write what :meth:`stage` staged, and ``more`` appends (a command's reply), all or
+        nothing: every append in one statement where the store can (:meth:`EventStore.append_each`)."""
+        if conn is None and staged.snapshots:
+            async with self.store.pool.acquire() as own, own.transaction():
+                return await self.write(staged, *more, conn=own)
+        await self.store.append_each([*staged.appends, *more], conn=conn)
+        for snapshot in staged.snapshots:
+            await self.store.save_snapshot(snapshot, conn=conn)
+
+
+@dataclass
+class Staged:
+    """What a save will write (:meth:`Repository.stage`): appends, the domain events they
+    hold, in order, and snapshots due."""
+
+    appends: list[Append] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    def extend(self, other: "Staged") -> None:
+        """Add ``other``'s writes after these."""
+        self.appends += other.appends
+        self.events += other.events
+        self.snapshots += other.snapshots

@@ -34,6 +34,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.security import parse_security
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware import Middleware
 
 from contracts import registry
 from contracts.common import Actor, Command
@@ -41,7 +42,7 @@ from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi import clock as clocks
 from yishi import migrations, problems, tracing
-from yishi.audit.checkpoints import Checkpointer, load_signing_key
+from yishi.audit.checkpoints import Checkpointer, default_origin, load_signing_key
 from yishi.auth import UNAUTHORISED_RESPONSES, TokenVerifier, authenticate
 from yishi.clock import Clock
 from yishi.ids import DerivedIds, IdSource
@@ -57,6 +58,8 @@ from yishi.names import commands_topic, events_topic
 from yishi.relay import Relay, Translator, passthrough
 from yishi.settings import Settings
 from yishi.store import EventStore
+from yishi.tlog.http import log_router
+from yishi.witness.submit import cosign_forever, parse_witness_urls
 
 log = structlog.get_logger("yishi.runtime")
 
@@ -92,6 +95,8 @@ class ServiceContext:
     public: APIRouter = field(default_factory=APIRouter)
     """Routes served without a token (the portal's public pages): what they show is public,
     and they check the district themselves."""
+    middleware: list[Middleware] = field(default_factory=list)
+    """ASGI middleware the service adds around its app (the portal's session cookie)."""
     background: list[Background] = field(default_factory=list)
     handlers: dict[str, tuple[Handler, Callable[[Envelope], bool] | None, bool, Refusal | None]] = field(
         default_factory=dict)
@@ -246,6 +251,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
                          security=kafka_security, middlewares=[broker_middleware(spec.name)],
                          logger=logging.getLogger(f"yishi.{spec.name}.broker"))
     verifier = TokenVerifier(settings)
+    witnesses = parse_witness_urls(settings.witness_urls)  # a mistyped key stops the start, not later
     ctx = ServiceContext(spec=spec, settings=settings, clock=clock, broker=broker, store=EventStore(None, clock),
                          verifier=verifier, ids=ids or DerivedIds(),
                          commits=OffsetCommits(settings.consumer_commit_interval_s))
@@ -271,7 +277,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
             await ctx.pool.close()
             raise
         checkpointer = Checkpointer(spec.name, load_signing_key(spec.name, settings.signing_key_file),
-                                    interval=settings.checkpoint_interval_s, clock=clock)
+                                    interval=settings.checkpoint_interval_s, clock=clock,
+                                    origin=settings.log_origin or default_origin(spec.name, settings.districts))
+        log.info("merkle log", service=spec.name, origin=checkpointer.origin, verifier_key=checkpointer.verifier_key)
         dlq_producer = new_producer(settings.kafka_bootstrap, client_id=f"yishi-{spec.name}-dlq", **kafka_options)
         await dlq_producer.start()
         stop = asyncio.Event()
@@ -288,6 +296,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
         tasks = [asyncio.create_task(relay_.run(stop), name="relay"),
                  asyncio.create_task(_seal_forever(ctx.store, stop, checkpointer), name="sealer")]
         tasks += [asyncio.create_task(_supervised(job, stop, ctx.pool, ctx.retry_policy)) for job in ctx.background]
+        if witnesses:  # cosignatures beside each new checkpoint, never holding the sealer up
+            tasks.append(asyncio.create_task(cosign_forever(spec.name, ctx.pool, witnesses, checkpointer.signer.verifier,
+                                                            stop, settings.checkpoint_interval_s), name="witnesses"))
         tasks.append(asyncio.create_task(ctx.commits.run(stop), name="offset-commits"))
         await broker.start()
         tasks.append(asyncio.create_task(watch.run(stop), name="watch"))  # its first ping finds the broker started
@@ -351,6 +362,9 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # The Merkle log's proofs are public: anyone may check them, no token.
+    app.include_router(log_router())
+
     # Everything a service adds requires a valid token of the district in its path.
     async def served(request: Request) -> None:
         """A district this deployment does not serve is not found: nothing is stored for
@@ -362,6 +376,8 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     app.include_router(ctx.router, dependencies=[Depends(authenticate), Depends(served)],
                        responses=UNAUTHORISED_RESPONSES)
     app.include_router(ctx.public)
+    for added in ctx.middleware:
+        app.add_middleware(added.cls, *added.args, **added.kwargs)
     return app
 
 

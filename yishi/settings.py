@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         default=None, description="Ed25519 private key (PEM, PKCS#8) that signs log checkpoints; unset: a "
         "development key kept under $XDG_STATE_HOME/yishi/keys (see yishi/audit/checkpoints.py).")
     checkpoint_interval_s: float = Field(default=60.0, gt=0, description="Least time between signed checkpoints.")
+    log_origin: str | None = Field(
+        default=None, description="The origin line of the service's signed Merkle log checkpoints (C2SP "
+        "tlog-checkpoint) and the name its note signatures carry; unset: yishi.<districts joined by ,>/<service>.")
+    witness_urls: str | None = Field(
+        default=None, description="Witnesses that cosign the service's checkpoints (C2SP tlog-witness): "
+        "comma-separated 'URL VKEY' pairs, VKEY the witness's cosignature/v1 key (yishi witness keygen); "
+        "asked again every checkpoint interval (yishi/witness/submit.py).")
     health_interval_s: float = Field(default=5.0, gt=0, description="How often a service pings Kafka "
                                      "(yishi_kafka_up) and measures its relay's lag and unsigned checkpoints.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1, description="Largest HTTP request body accepted; "
@@ -126,6 +133,14 @@ class Settings(BaseSettings):
         from limits import parse_many
 
         parse_many(value)  # raises ValueError on a malformed limit
+        return value
+
+    @field_validator("log_origin")
+    @classmethod
+    def _check_origin(cls, value: str | None) -> str | None:
+        # It names the note signatures too: C2SP signed-note key names hold no '+' nor space.
+        if value is not None and (not value or any(c == "+" or c.isspace() or ord(c) < 0x20 for c in value)):
+            raise ValueError("the log origin must be non-empty, without '+', spaces or control characters")
         return value
 
     @field_validator("districts", "auth_algorithms", "clock_rehearsal_issuers", mode="before")

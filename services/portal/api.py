@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from services.portal import charts, feeds, messages, projections, statistics, views
+from services.portal import charts, feeds, messages, projections, signin, statistics, views
 from services.portal.settings import PortalSettings
 from yishi.clock import Clock
 
@@ -60,7 +60,9 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
             return messages.describe(lang, step.kind, step.figures)
 
         html = env.get_template(template).render(t=t, describe=describe, lang=lang, languages=messages.LANGUAGES,
-                                                 here=quote(here), **values)
+                                                 here=quote(here), here_path=here,
+                                                 refusal=lambda reason: messages.refusal(lang, reason),
+                                                 **signin.page_context(request), **values)
         ancestors = settings.embed_ancestors if embed else "'none'"
         headers = {"Content-Security-Policy": _CSP.format(ancestors=ancestors), "Content-Language": lang,
                    "Vary": "Accept-Language, Cookie", "X-Content-Type-Options": "nosniff",
@@ -106,10 +108,14 @@ def build_router(pool: Callable[[], asyncpg.Pool], districts: list[str], clock: 
 
     @router.get("/{district}/communities/{community_id}")
     async def roadmap(request: Request, district: str, community_id: str) -> Response:
-        found = await roadmap_of(district, community_id)
+        facts = await projections.community_facts(pool(), district, community_id) if district in districts else []
+        found = views.roadmap(facts, community_id)
         if found is None:
             return not_found(request, district)
-        return render(request, "roadmap.html", district=district, roadmap=found)
+        # The community's council, where a signed-in resident raises a proposal.
+        council = next((f["council_id"] for f in facts if f["type"] == "CouncilFormed"
+                        and f["community_id"] == community_id and f["body"].get("level") == "community"), None)
+        return render(request, "roadmap.html", district=district, roadmap=found, council_id=council)
 
     @router.get("/embed/{district}/communities/{community_id}")
     async def roadmap_widget(request: Request, district: str, community_id: str) -> Response:

@@ -160,6 +160,64 @@ _M: dict[str, tuple[str, str]] = {
                       "Nothing is here: the address may be wrong, or it is not of this district."),
     "feed.community": ("{community} 的决议进展", "Progress of {community}'s resolutions"),
     "feed.resolution": ("决议进展：{title}", "Progress of the resolution: {title}"),
+    # signing in and acting (services/portal/signin.py, actions.py)
+    "signin.login": ("登录", "Sign in"),
+    "signin.logout": ("退出登录", "Sign out"),
+    "signin.as": ("已登录：{subject}", "Signed in as {subject}"),
+    "signin.signed_in": ("你已登录。", "You are signed in."),
+    "signin.signed_out": ("你已退出登录。", "You are signed out."),
+    "signin.failed": ("登录没有成功，请再试一次。", "Signing in did not work; please try again."),
+    "act.vote": ("你的选择", "Your choice"),
+    "act.vote.send": ("投票", "Cast my ballot"),
+    "act.second": ("附议", "Second this proposal"),
+    "act.object": ("提出异议", "Object"),
+    "act.object.grounds": ("异议理由", "Your grounds"),
+    "act.raise": ("提出议题", "Raise a proposal"),
+    "act.raise.title": ("标题", "Title"),
+    "act.raise.summary": ("内容", "Summary"),
+    "act.raise.send": ("提交议题", "Raise it"),
+    "act.progress": ("报告进度：{implementer}", "Report progress: {implementer}"),
+    "act.progress.percent": ("完成百分比", "Percent complete"),
+    "act.progress.summary": ("进展说明", "What was done"),
+    "act.progress.send": ("提交进度", "Send the report"),
+    "act.inspect": ("记录监督检查", "Record an inspection"),
+    "act.inspect.aspects": ("检查内容", "Aspects inspected"),
+    "act.inspect.finding": ("结论", "Finding"),
+    "act.inspect.notes": ("说明", "Notes"),
+    "act.inspect.send": ("提交检查记录", "Record it"),
+    "aspect.progress": ("进度", "Progress"),
+    "aspect.quality": ("质量", "Quality"),
+    "aspect.spending": ("资金使用", "Spending"),
+    "done.raise": ("议题已提交。", "Your proposal was raised."),
+    "done.second": ("你已附议。", "You seconded the proposal."),
+    "done.object": ("你的异议已记录。", "Your objection was recorded."),
+    "done.vote": ("你的选票已投出。", "Your ballot was cast."),
+    "done.receipt": ("选票编号：{receipt}", "Ballot receipt: {receipt}"),
+    "done.progress": ("进度已报告。", "Your progress report was recorded."),
+    "done.inspect": ("检查记录已保存。", "Your inspection was recorded."),
+    # a refusal, by its reason (contracts.common.RejectionReason, and the portal's own three)
+    "refused.unknown_command": ("这个操作现在无法进行。", "This action is not available."),
+    "refused.unsupported_schema_version": ("这个操作现在无法进行。", "This action is not available."),
+    "refused.invalid_command": ("填写的内容不完整或不正确，请检查后再试。",
+                                "Something in the form is missing or not valid; please check it and try again."),
+    "refused.wrong_district": ("这不属于你所在的区。", "This belongs to another district."),
+    "refused.not_authorised": ("你的身份不能进行这个操作。", "Your role does not allow this."),
+    "refused.not_found": ("找不到要操作的对象。", "What you acted on could not be found."),
+    "refused.already_exists": ("已经有同样编号的记录。", "Something with this id already exists."),
+    "refused.invalid_state": ("现在这个阶段不能这样做。", "This cannot be done at this stage."),
+    "refused.duplicate": ("你已经做过了（例如已经投过票）。", "You have already done this (for example, voted)."),
+    "refused.not_eligible": ("你不在这次表决的投票人名单中。", "You are not on this vote's roll."),
+    "refused.deadline_passed": ("期限已过。", "The deadline has passed."),
+    "refused.over_budget": ("超出了安排的资金。", "This goes over the allocated funds."),
+    "refused.conflict": ("同时有其他修改，请再试一次。", "Something changed at the same time; please try again."),
+    "refused.idempotency_key_reused": ("这个表单已经提交过，请刷新页面后再试。",
+                                       "This form was sent before; reload the page and try again."),
+    "refused.council_rule": ("不符合议事会的规则。", "This breaks a rule of the council."),
+    "refused.vote_requested_through_proposals": ("议题的表决要通过议题提请。",
+                                                 "A proposal's vote is requested through the proposal."),
+    "refused.unauthenticated": ("登录已过期，请重新登录。", "Your sign-in has expired; please sign in again."),
+    "refused.rate_limited": ("操作太频繁，请稍后再试。", "Too many actions at once; please wait a moment."),
+    "refused.unavailable": ("服务暂时不可用，请稍后再试。", "The service is unavailable just now; please try later."),
 }
 
 CATALOGUE: dict[str, dict[str, str]] = {
@@ -171,6 +229,12 @@ def translate(language: str, key: str, **params: object) -> str:
     bug (a KeyError), not a blank on the page."""
     text = CATALOGUE[language][key]
     return text.format(**params) if params else text
+
+
+def refusal(language: str, reason: str | None) -> str:
+    """A refused command's reason in plain words (``refused.*``); a reason this catalogue
+    does not know yet reads as the service being unable to do it now."""
+    return CATALOGUE[language].get(f"refused.{reason}") or CATALOGUE[language]["refused.unknown_command"]
 
 
 def choose(cookie: str | None, accept_language: str | None) -> str:

@@ -21,7 +21,7 @@ from yishi.repository import Repository
 from yishi.rules import Rejected
 from yishi.store import EventStore
 from services.voting import projections
-from services.voting.ballot_box import MIX_BATCH, BallotBox, PostgresBallotBox
+from services.voting.ballot_box import MIX_BATCH, BallotBox, PostgresBallotBox, vote_lock
 from services.voting.domain import Ballot, Vote
 
 log = structlog.get_logger("yishi.voting")
@@ -69,16 +69,16 @@ def build_bus(repository: Repository, clock: Clock, *, box: BallotBox | None = N
         await ctx.save(cmd, vote)
         return cmd.vote_id
 
-    @bus.handles(CastBallot)
+    # The bus takes the vote's lock, shared, with the transaction's BEGIN (a close waits for
+    # the ballots in flight), then reads the vote and the voter's ballot with the command's
+    # stored reply, in one statement: after the lock, it sees every close before it.
+    @bus.handles(CastBallot, lock=lambda cmd: vote_lock(Vote.create_id(cmd.district, cmd.vote_id)),
+                 reads=_ballot_reads)
     async def cast_ballot(cmd: CastBallot, ctx: CommandContext) -> str:
         """Accept the actor's ballot: once per voter (replaced where the vote allows it),
         only while the vote is open. Returns the vote id, never anything of the choice."""
-        voter, stream = cmd.actor.id, Vote.create_id(cmd.district, cmd.vote_id)
-        await box.lock_for_ballot(ctx.conn, stream)
-        # The vote and the voter's ballot in one read (not two ctx.find), after the lock: it
-        # sees every close before it.
-        vote, ballot = await ctx.repository.get_each(
-            (Vote, stream), (Ballot, Ballot.create_id(cmd.district, cmd.vote_id, voter)), conn=ctx.conn)
+        voter = cmd.actor.id
+        vote, ballot = await ctx.find_each(*_ballot_reads(cmd))
         if vote is None:
             raise _no_vote(cmd.district, cmd.vote_id)
         now = ctx.clock.now()
@@ -120,6 +120,12 @@ def build_bus(repository: Repository, clock: Clock, *, box: BallotBox | None = N
         return cmd.vote_id
 
     return bus
+
+
+def _ballot_reads(cmd: CastBallot) -> list[tuple[type, str]]:
+    """What a ballot reads: its vote, and its voter's ballot on it."""
+    return [(Vote, Vote.create_id(cmd.district, cmd.vote_id)),
+            (Ballot, Ballot.create_id(cmd.district, cmd.vote_id, cmd.actor.id))]
 
 
 def _no_vote(district: str, vote_id: str) -> Rejected:

@@ -26,8 +26,9 @@ decide with them:
 Every table keys a vote by its stream id (``Vote.id``), scoped by district.
 
 Concurrency between ballots and the close is serialised per vote, without a global
-lock: a ballot holds the vote's lock shared, the close holds it exclusively while it
-counts (:meth:`~BallotBox.lock_for_ballot`, :meth:`~BallotBox.lock_for_close`).
+lock: a ballot holds the vote's lock (:func:`vote_lock`) shared, taken by the command bus
+as the ballot's handler declares, the close holds it exclusively while it counts
+(:meth:`~BallotBox.lock_for_close`).
 
 Two implementations of one interface (one contract suite, ``tests/contract/test_ballot_box.py``):
 :class:`PostgresBallotBox`, the service's, on the command's connection, and
@@ -45,6 +46,7 @@ from typing import Any
 
 from contracts.common import RejectionReason
 from contracts.voting import BoardEntry
+from yishi.db import advisory_key
 from yishi.rules import Rejected
 from yishi.store import ConcurrencyError
 from services.voting.domain import Ballot, Tally, Vote
@@ -61,6 +63,13 @@ def receipt_hash(district: str, vote_id: str, voter_id: str, ballot_id: str) -> 
     asking with the same ballot id (staff, an auditor) hashes another voter id and finds
     nothing, and no stored row names the voter."""
     return hashlib.sha256(f"yishi-receipt/v2/{district}/{vote_id}/{voter_id}/{ballot_id}".encode()).digest()
+
+
+def vote_lock(vote_id: str) -> str:
+    """The name of the advisory lock (:func:`yishi.db.advisory_key`) of the vote whose
+    stream is ``vote_id``: held shared by each ballot (declared to the command bus,
+    :meth:`yishi.commands.CommandBus.handles`), exclusively by the close."""
+    return f"yishi.vote/{vote_id}"
 
 
 def new_tracking_code() -> str:
@@ -129,14 +138,9 @@ class BallotBox(ABC):
     # -- the storage -----------------------------------------------------------
 
     @abstractmethod
-    async def lock_for_ballot(self, conn: Any, vote_id: str) -> None:
-        """Hold the vote's lock shared until the transaction ends: ballots run side by
-        side, and a close waits for those in flight."""
-
-    @abstractmethod
     async def lock_for_close(self, conn: Any, vote_id: str) -> None:
-        """Hold the vote's lock exclusively until the transaction ends: every ballot
-        committed before is counted, every later one sees the vote closed."""
+        """Hold the vote's lock (:func:`vote_lock`) exclusively until the transaction ends:
+        every ballot committed before is counted, every later one sees the vote closed."""
 
     @abstractmethod
     async def _put_open(self, conn: Any, vote_id: str, voter_id: str, ballot_id: str, choice: Choice, *,
@@ -215,11 +219,8 @@ ballot is recorded only if the voter was added: one already there has another ba
 class PostgresBallotBox(BallotBox):
     """The ballot box in the voting service's schema, on the command's connection."""
 
-    async def lock_for_ballot(self, conn: Any, vote_id: str) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtextextended('yishi.vote/' || $1, 0))", vote_id)
-
     async def lock_for_close(self, conn: Any, vote_id: str) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('yishi.vote/' || $1, 0))", vote_id)
+        await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", advisory_key(vote_lock(vote_id)))
 
     async def _put_open(self, conn: Any, vote_id: str, voter_id: str, ballot_id: str, choice: Choice, *,
                         first: bool) -> bool:
@@ -329,9 +330,6 @@ class MemoryBallotBox(BallotBox):
         self.open: dict[str, dict[str, tuple[str, Choice]]] = {}  # vote → voter → (ballot id, choice)
         self.pending: dict[str, dict[bytes, Choice]] = {}  # vote → receipt → choice
         self.mixed: dict[str, dict[bytes, Choice]] = {}  # vote → receipt → choice, in mixed order
-
-    async def lock_for_ballot(self, conn: Any, vote_id: str) -> None:
-        """Nothing to hold: one command at a time."""
 
     async def lock_for_close(self, conn: Any, vote_id: str) -> None:
         """Nothing to hold: one command at a time."""

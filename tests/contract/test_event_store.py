@@ -15,7 +15,7 @@ from eventsourcing.domain import Aggregate
 
 from tests.support.store import Counter, Tally, events, meta
 from yishi.repository import AggregateNotFound, Repository
-from yishi.store import (GENESIS, ConcurrencyError, LogCursor, NewEvent, Snapshot, StoreError, canonical_metadata,
+from yishi.store import (GENESIS, Append, ConcurrencyError, LogCursor, NewEvent, Snapshot, StoreError, canonical_metadata,
                          chain_hash, event_digest)
 
 
@@ -133,6 +133,35 @@ async def test_a_batch_is_all_or_nothing(store):
     assert await store.read_stream("elsewhere") == []
     await store.append("s", 1, events(2), meta())
     assert [e.version for e in await store.read_stream("s")] == [1, 2, 3]
+
+
+async def test_appends_to_several_streams_go_together_or_not_at_all(store):
+    """``append_each``: one event on each of several streams (a command's aggregates and its
+    reply), each chained in its own stream, in the order given; one stream not at its
+    expected version, ahead or behind, and none of them is written."""
+    await store.append("a", 0, events(1), meta())
+    positions = await store.append_each([Append("a", 1, events(1, "a2"), meta()),
+                                         Append("new", 0, events(1, "n1"), meta("xicheng"))])
+    a, new = await store.read_stream("a"), await store.read_stream("new")
+    assert [e.version for e in a] == [1, 2] and [e.version for e in new] == [1]
+    assert positions == [a[1].position, new[0].position] and positions == sorted(positions)
+    assert new[0].district == "xicheng" and a[1].tx_id == new[0].tx_id
+    for stream in (a, new):
+        previous = GENESIS
+        for e in stream:
+            digest = event_digest(e.stream_id, e.version, e.event_id, e.district, e.topic, e.state,
+                                  canonical_metadata(e.metadata))
+            assert e.hash == chain_hash(previous, digest), f"{e.stream_id} v{e.version} does not chain"
+            previous = e.hash
+    for stale in ([Append("a", 1, events(1), meta()), Append("other", 0, events(1), meta())],   # behind
+                  [Append("other", 0, events(1), meta()), Append("a", 5, events(1), meta())],   # ahead
+                  [Append("other", 0, events(1), meta()), Append("new", 0, events(1), meta())]):  # new, but exists
+        with pytest.raises(ConcurrencyError):
+            await store.append_each(stale)
+    assert await store.read_stream("other") == []
+    assert [e.version for e in await store.read_stream("a")] == [1, 2]
+    mixed = await store.append_each([Append("a", 2, events(2, "a3"), meta()), Append("other", 0, events(1), meta())])
+    assert len(mixed) == 3 and [e.version for e in await store.read_stream("a")] == [1, 2, 3, 4]
 
 
 async def test_recorded_events_carry_what_was_appended(store):

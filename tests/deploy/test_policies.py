@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from services.notify.settings import NotifySettings
+from services.portal.settings import PortalSettings
 from tests.deploy.manifests import DEPLOY, OVERLAYS, READERS, SERVICES, TREES, Obj, kubernetes_errors, render, rendered
 from yishi import names
 from yishi.settings import Settings
@@ -189,6 +191,7 @@ def endpoint(url: str, default_port: int | None = None) -> tuple[str, int]:
 ENDPOINT_SETTINGS = {
     Settings: {"database_url", "kafka_bootstrap", "auth_issuer", "auth_jwks_url"},
     NotifySettings: {"smtp_host", "sms_gateway_url", "wechat_gateway_url", "bulletin_board_urls", "webhook_origins"},
+    PortalSettings: {"oidc_discovery_url", "service_urls"},
 }
 
 
@@ -206,6 +209,11 @@ def needed_endpoints(service: str, env: dict[str, str]) -> set[tuple[str, int]]:
         # Webhooks go out once YISHI_NOTIFY_WEBHOOK_SECRET is set (it comes from a Secret: count them).
         urls = [n.sms_gateway_url, n.wechat_gateway_url, *n.bulletin_board_urls, *n.webhook_origins]
         needed |= {endpoint(u) for u in urls if u}
+    if service == "portal":
+        # The sign-in provider, and the services the signed-in forms send commands to.
+        discovery = env.get("YISHI_PORTAL_OIDC_DISCOVERY_URL")
+        urls = [*([discovery] if discovery else []), *json.loads(env.get("YISHI_PORTAL_SERVICE_URLS", "{}")).values()]
+        needed |= {endpoint(u) for u in urls}
     return needed
 
 
@@ -218,6 +226,8 @@ def in_cluster_pods(objects: list[Obj]) -> dict[str, dict[str, str]]:
     for cluster in of_kind(objects, "Cluster"):
         for suffix in ("rw", "ro", "r"):
             hosts[f"{cluster}-{suffix}"] = {"cnpg.io/cluster": cluster}
+    for name, service in of_kind(objects, "Service").items():  # the platform's own Services
+        hosts.setdefault(name, service["spec"]["selector"])
     return hosts
 
 

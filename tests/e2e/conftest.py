@@ -5,6 +5,7 @@ talking only over the test broker, serving two fresh districts. One start per mo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -22,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.auth import auth_env
+from tests.support.auth import auth_env, issuer
 from tests.support.service import new_district
 from yishi import migrations
 from yishi.demo import WebhookInbox
@@ -100,6 +101,8 @@ async def platform(servers, tmp_path_factory, request) -> AsyncIterator[Platform
                        "YISHI_LOG_JSON": "false", "YISHI_LOG_LEVEL": "INFO", "YISHI_RELAY_IDLE_WAIT_S": "0.01",
                        "YISHI_OVERSIGHT_POLICY_DAY_S": str(POLICY_DAY_S), "YISHI_NOTIFY_WEBHOOK_SECRET": secret,
                        "YISHI_NOTIFY_WORKER_INTERVAL_S": "0.1", **auth_env(),
+                       "YISHI_PORTAL_OIDC_DISCOVERY_URL": issuer().discovery_url,
+                       "YISHI_PORTAL_SERVICE_URLS": json.dumps(urls),
                        **getattr(request.module, "PLATFORM_ENV", {})}
                 await migrations.upgrade(env["YISHI_DATABASE_URL"], name, migrations.locations(name))
                 with open(logs / name, "w") as log:

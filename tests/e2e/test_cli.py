@@ -68,12 +68,14 @@ async def test_serve_refuses_an_unmigrated_schema_and_migrate_upgrades_it_once(s
                                                              "YISHI_AUTH_ISSUER": "http://127.0.0.1:9/unused"})
         assert refused.returncode == 1
         assert refused.stderr.strip() == (f"error: schema '{schema_name}' lacks migrations voting_0001, voting_0002, "
-                                          "yishi_0001, yishi_0002 (it has none): run `yishi migrate voting` first")
+                                          "voting_0003, yishi_0001, yishi_0002, yishi_0003 (it has none): run "
+                                          "`yishi migrate voting` first")
         runs = [subprocess.run([sys.executable, "-m", "yishi.cli", "migrate", "voting"], env=env,
                                capture_output=True, text=True, timeout=60) for _ in range(2)]
         assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
         applied = runs[0].stderr.split(f"{schema_name}: applied ", 1)[1].split()
-        assert sorted(r.strip(",") for r in applied) == ["voting_0001", "voting_0002", "yishi_0001", "yishi_0002"]
+        assert sorted(r.strip(",") for r in applied) == ["voting_0001", "voting_0002", "voting_0003", "yishi_0001",
+                                                         "yishi_0002", "yishi_0003"]
         assert f"{schema_name}: up to date" in runs[1].stderr
     finally:
         conn = await asyncpg.connect(servers.database_url)

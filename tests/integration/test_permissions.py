@@ -85,15 +85,21 @@ async def test_identity_is_checked_before_the_table(servers):
         assert response.json()["reason"] != "not_authorised", response.text
 
 
+PUBLIC_LOG = ("/log/checkpoint", "/log/proof/inclusion", "/log/proof/consistency")
+"""The Merkle log's public, read-only proofs (yishi/tlog/http.py)."""
+
+
 @pytest.mark.parametrize("headers, detail", [
     ({}, "a bearer token is required"),
     ({"authorization": "Bearer not-a-jwt"}, "invalid token"),
     ({"authorization": "Basic dXNlcjpwYXNz"}, "a bearer token is required"),
 ])
-async def test_requests_without_a_valid_token_are_refused_everywhere_but_health(servers, headers, detail):
+async def test_requests_without_a_valid_token_are_refused_everywhere_but_health_and_the_public_log(
+        servers, headers, detail):
     async with running(voting_spec(), servers) as svc:
         plain = svc.client
-        paths = [p for p in svc.app.openapi()["paths"] if p not in ("/healthz", "/readyz", "/healthz/kafka")]
+        paths = [p for p in svc.app.openapi()["paths"] if p not in ("/healthz", "/readyz", "/healthz/kafka")
+                 and p not in PUBLIC_LOG]
         assert paths
         for path in paths:
             url = path.replace("{district}", svc.district)
@@ -106,6 +112,9 @@ async def test_requests_without_a_valid_token_are_refused_everywhere_but_health(
             assert response.headers["www-authenticate"].startswith("Bearer")
         assert (await plain.get("/healthz", auth=None)).status_code == 200
         assert (await plain.get("/readyz", auth=None)).status_code == 200
+        for path in PUBLIC_LOG:  # anyone checks the log: no token asked, whatever is sent
+            response = await plain.get(path, headers=headers, auth=None)
+            assert response.status_code in (400, 404), (path, response.text)
 
 
 async def test_commands_over_the_limit_get_429_per_caller(servers):

@@ -12,6 +12,8 @@ zero, or an exported bundle.
 * :mod:`yishi.audit.checkpoints` signs the log chain head (Ed25519);
 * :mod:`yishi.audit.verify` checks chains, checkpoints and Kafka against the stores;
 * :mod:`yishi.audit.export` writes and checks self-contained bundles;
+* :mod:`yishi.audit.proofs` checks a service's Merkle log from outside: signed
+  checkpoints, inclusion and consistency proofs, a bundle against a checkpoint;
 * :mod:`yishi.audit.recount` recounts verifiable secret votes from their published boards;
 * :mod:`yishi.audit.cli` is ``yishi audit …``.
 """

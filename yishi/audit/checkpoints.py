@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from yishi.clock import Clock, SystemClock
+from yishi.tlog import log as tlog
+from yishi.tlog import note
 
 log = structlog.get_logger("yishi.audit.checkpoints")
 
@@ -41,7 +44,9 @@ _DOMAIN = b"yishi-checkpoint-v1"
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """The log chain of ``service`` at ``seq`` (the event at ``position``), signed."""
+    """The log chain of ``service`` at ``seq`` (the event at ``position``), signed; and,
+    since the Merkle log (:mod:`yishi.tlog`), the ``root`` of its tree of ``seq`` leaves
+    and the C2SP signed ``note`` of that tree head (None on checkpoints signed before)."""
 
     service: str
     seq: int
@@ -50,6 +55,8 @@ class Checkpoint:
     signed_at: datetime
     public_key: bytes
     signature: bytes
+    root: bytes | None = None
+    note: str | None = None
 
     def message(self) -> bytes:
         """What is signed: service, seq, position and chain (signed_at is informational)."""
@@ -67,13 +74,15 @@ class Checkpoint:
         """One JSON object, bytes as hex (the line format of bundles)."""
         return {"service": self.service, "seq": self.seq, "position": self.position, "chain": self.chain.hex(),
                 "signed_at": self.signed_at.isoformat(), "public_key": self.public_key.hex(),
-                "signature": self.signature.hex()}
+                "signature": self.signature.hex(), "root": self.root.hex() if self.root else None,
+                "note": self.note}
 
     @classmethod
     def from_json(cls, d: dict) -> "Checkpoint":
         return cls(d["service"], d["seq"], d["position"], bytes.fromhex(d["chain"]),
                    datetime.fromisoformat(d["signed_at"]), bytes.fromhex(d["public_key"]),
-                   bytes.fromhex(d["signature"]))
+                   bytes.fromhex(d["signature"]), bytes.fromhex(d["root"]) if d.get("root") else None,
+                   d.get("note"))
 
 
 def message(service: str, seq: int, position: int, chain: bytes) -> bytes:
@@ -125,18 +134,33 @@ def load_signing_key(service: str, key_file: str | Path | None = None) -> Ed2551
     return key
 
 
+def default_origin(service: str, districts: Sequence[str]) -> str:
+    """The origin of a service's Merkle log when ``YISHI_LOG_ORIGIN`` is unset:
+    ``yishi.<districts joined by ,>/<service>``."""
+    return f"yishi.{','.join(districts)}/{service}"
+
+
 class Checkpointer:
     """Signs the log chain head of one service into its ``checkpoints`` table, at most
-    once per ``interval`` seconds and only when the head moved."""
+    once per ``interval`` seconds and only when the head moved; with it, the Merkle tree
+    head at that size as a C2SP tlog-checkpoint of ``origin``, a signed note whose key
+    name is the origin (:mod:`yishi.tlog.note`)."""
 
     def __init__(self, service: str, key: Ed25519PrivateKey, *, interval: float = 60.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, origin: str | None = None) -> None:
         self.service = service
         self.key = key
         self.public_key = public_bytes(key)
         self.interval = interval
         self.clock = clock or SystemClock()
+        self.origin = origin or f"yishi/{service}"
+        self.signer = note.Signer(self.origin, key)
         self._last = float("-inf")
+
+    @property
+    def verifier_key(self) -> str:
+        """The note verifier key of this log (``origin+keyid+key``), what auditors trust."""
+        return self.signer.verifier.vkey
 
     async def record(self, pool: asyncpg.Pool) -> Checkpoint | None:
         """Sign and store the current chain head if it is new and the interval has passed."""
@@ -147,21 +171,27 @@ class Checkpointer:
             "ORDER BY seq DESC LIMIT 1")
         if head is None:
             return None
+        root = signed = None
+        if await tlog.size(pool) >= head["seq"]:  # else the sealer is still catching an old log up
+            root = await tlog.root(pool, head["seq"])
+            signed = note.sign_checkpoint(note.Checkpoint(self.origin, head["seq"], root), self.signer).decode()
         checkpoint = Checkpoint(self.service, head["seq"], head["position"], head["chain"], self.clock.now(),
                                 self.public_key,
-                                self.key.sign(message(self.service, head["seq"], head["position"], head["chain"])))
+                                self.key.sign(message(self.service, head["seq"], head["position"], head["chain"])),
+                                root, signed)
         await pool.execute(
-            "INSERT INTO checkpoints (seq, position, chain, signed_at, public_key, signature) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
+            "INSERT INTO checkpoints (seq, position, chain, signed_at, public_key, signature, root, note) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (seq) DO NOTHING",
             checkpoint.seq, checkpoint.position, checkpoint.chain, checkpoint.signed_at, checkpoint.public_key,
-            checkpoint.signature)
+            checkpoint.signature, checkpoint.root, checkpoint.note)
         self._last = time.monotonic()
         return checkpoint
 
 
 async def read_checkpoints(pool: asyncpg.Pool, service: str) -> list[Checkpoint]:
     """Every checkpoint of the service whose ``pool`` is given, oldest first."""
-    rows = await pool.fetch("SELECT seq, position, chain, signed_at, public_key, signature FROM checkpoints ORDER BY seq")
+    rows = await pool.fetch("SELECT seq, position, chain, signed_at, public_key, signature, root, note "
+                            "FROM checkpoints ORDER BY seq")
     return [Checkpoint(service, **dict(r)) for r in rows]
 
 

@@ -30,6 +30,7 @@ from yishi.audit.replay import (
     service_state,
     service_state_from_store,
 )
+from yishi.audit.proofs_cli import log_app, read_note
 from yishi.audit.verify import Verdict
 from yishi.audit.views import AuditView
 from yishi.cli_support import UserError, console, database_pool, progress
@@ -336,20 +337,33 @@ def export(path: Annotated[Path, typer.Argument(help="new bundle directory")], s
 
 @audit_app.command("verify-bundle")
 def verify_bundle_cmd(path: Annotated[Path, typer.Argument(help="bundle directory")],
-                      public_key: KeyOpt = None) -> None:
-    """Check a bundle offline: manifest hashes, every chain, signed checkpoints; exit 1 on any finding."""
+                      public_key: KeyOpt = None,
+                      checkpoint: Annotated[Optional[list[str]], typer.Option(
+                          "--checkpoint", help="SERVICE=FILE: a signed checkpoint kept from the service (yishi audit "
+                          "checkpoint --save); the bundle's events must hash to its root")] = None,
+                      log_key: Annotated[Optional[list[str]], typer.Option(
+                          "--log-key", help="SERVICE=KEY: the trusted log key each --checkpoint is verified "
+                          "with (a note verifier key or hex)")] = None) -> None:
+    """Check a bundle offline: manifest hashes, every chain, signed checkpoints, and (with
+    --checkpoint) the Merkle root recomputed from its events; exit 1 on any finding."""
     from yishi.audit.export import verify_bundle
 
     keys = _keys(public_key)
+    kept = {s: read_note(Path(f)) for s, f in _pairs(checkpoint, "--checkpoint").items()}
+    log_keys = _pairs(log_key, "--log-key")
+    if missing := sorted(set(kept) - set(log_keys)):
+        raise typer.BadParameter(f"--checkpoint of {', '.join(missing)} needs its --log-key")
     _manifest(path)
     with progress("verifying") as tick:
-        verdict = verify_bundle(path, keys, progress=tick)
+        verdict = verify_bundle(path, keys, progress=tick, checkpoints={s: (kept[s], log_keys[s]) for s in kept})
     _show(verdict)
 
 
 @audit_app.command("public-key")
 def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint key")],
-                   schema: SchemaOpt = None, bundle: BundleOpt = None) -> None:
+                   schema: SchemaOpt = None, bundle: BundleOpt = None,
+                   note: Annotated[bool, typer.Option(help="print it as the verifier key of the log's signed "
+                                                           "notes (origin+keyid+key), for --log-key")] = False) -> None:
     """Print the public key (hex) the service signs its checkpoints with, as published with
     its newest signed checkpoint in its store (or in a --bundle). Nothing is generated or
     read from this machine's keys. Whoever can write the store could replace it: compare it
@@ -373,5 +387,30 @@ def public_key_cmd(service: Annotated[str, typer.Argument(help="whose checkpoint
     if keys and keys > 1:
         console.print(f"note: {where} holds checkpoints signed by {keys} keys; this is the newest one's",
                       markup=False)
+    if note:
+        key = _verifier_key(service, schema, bundle, bytes.fromhex(key))
     print(key)
 
+
+def _verifier_key(service: str, schemas: list[str] | None, bundle: Path | None, public_key: bytes) -> str:
+    """The note verifier key of ``public_key`` under the origin of the newest signed note."""
+    from yishi.tlog import note
+
+    if bundle is not None:
+        from yishi.audit.export import bundle_checkpoints
+
+        signed = next((c.note for c in reversed(bundle_checkpoints(bundle, service)) if c.note), None)
+    else:
+        async def from_store() -> str | None:
+            async with _pools([service], schemas) as pools:
+                return await pools[service].fetchval(
+                    "SELECT note FROM checkpoints WHERE note IS NOT NULL ORDER BY seq DESC LIMIT 1")
+
+        signed = asyncio.run(from_store())
+    if signed is None:
+        raise UserError(f"{service} has signed no checkpoint of its Merkle log yet")
+    return note.Verifier(signed.split("\n", 1)[0], note.ED25519, public_key).vkey
+
+
+# The Merkle log's proofs: yishi audit checkpoint, inclusion, consistency (yishi/audit/proofs_cli.py).
+audit_app.registered_commands += log_app.registered_commands

@@ -102,9 +102,13 @@ def bundle_checkpoints(path: Path, service: str) -> list[Checkpoint]:
 
 
 def verify_bundle(path: Path, public_keys: dict[str, bytes] | None = None,
-                  progress: Callable[..., None] | None = None) -> Verdict:
+                  progress: Callable[..., None] | None = None,
+                  checkpoints: dict[str, tuple[bytes, str]] | None = None) -> Verdict:
     """Check a bundle offline: every file against the manifest (missing, extra, altered),
-    then each service's chains and checkpoints (against ``public_keys`` when given).
+    then each service's chains and checkpoints (against ``public_keys`` when given), and
+    its events against ``checkpoints``, ``service -> (signed note, trusted log key)`` kept
+    from the service itself: the Merkle root recomputed from the bundle's events must be
+    the signed one (:func:`yishi.audit.proofs.check_bundle_leaves`).
     ``progress(0, total)`` is told how many events the manifest lists, then
     ``progress(n)`` as n more are checked."""
     manifest = read_manifest(path)
@@ -133,4 +137,18 @@ def verify_bundle(path: Path, public_keys: dict[str, bytes] | None = None,
         key = (public_keys or {}).get(service)
         verdict.extend(check_log(service, counted(bundle_events(path, service)), bundle_checkpoints(path, service),
                                  key))
+    for service, (signed, log_key) in (checkpoints or {}).items():
+        verdict.extend(_against_checkpoint(path, manifest, service, signed, log_key))
     return verdict
+
+
+def _against_checkpoint(path: Path, manifest: dict, service: str, signed: bytes, log_key: str) -> Verdict:
+    from yishi.audit.proofs import Trusted, check_bundle_leaves, open_checkpoint
+
+    if service not in manifest["services"]:
+        return Verdict({}, [Finding(service, None, "a checkpoint was given but the bundle holds no such service")])
+    checkpoint, findings = open_checkpoint(signed, Trusted(log_key))
+    read = 0
+    if checkpoint is not None:
+        read, findings = check_bundle_leaves(checkpoint, bundle_events(path, service))
+    return Verdict({"leaves": read}, [Finding(service, None, f) for f in findings])

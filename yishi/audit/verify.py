@@ -28,6 +28,8 @@ from yishi.audit.sources import kafka_records, stored_events, translator
 from yishi.commands import REPLY_TOPIC_PREFIX
 from yishi.relay import to_envelope
 from yishi.store import GENESIS, EventStore, RecordedEvent, canonical_metadata, chain_hash, event_digest, seal_link
+from yishi.tlog import log as tlog
+from yishi.tlog import merkle, note
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,53 @@ def check_checkpoints(service: str, checkpoints: Sequence[Checkpoint], chains: d
     return findings
 
 
+def check_tree_heads(service: str, checkpoints: Sequence[Checkpoint], roots: dict[int, bytes],
+                     public_key: bytes, already: Iterable[Finding] = ()) -> list[Finding]:
+    """Compare each checkpoint's Merkle tree head with the tree recomputed from the events
+    (``seq -> root``), and check its signed note (origin, size, root) against ``public_key``.
+    Checkpoints signed before the Merkle log (no root), and those ``already`` found broken
+    by :func:`check_checkpoints`, are skipped: one finding per broken checkpoint."""
+    already = {f.position for f in already}
+    findings = []
+    for cp in checkpoints:
+        if cp.root is None or cp.position in already:
+            continue
+        if cp.note is not None:
+            origin = cp.note.split("\n", 1)[0]
+            try:
+                signed, _ = note.open_checkpoint(cp.note.encode(), note.Verifier(origin, note.ED25519, public_key))
+            except note.NoteError as exc:
+                findings.append(Finding(service, cp.position, f"the signed note of the checkpoint at seq {cp.seq} "
+                                        f"does not verify against the trusted key: {exc}"))
+            else:
+                if (signed.size, signed.root_hash) != (cp.seq, cp.root):
+                    findings.append(Finding(service, cp.position, f"the signed note of the checkpoint at seq "
+                                            f"{cp.seq} is of another tree ({signed.size} leaves)"))
+        actual = roots.get(cp.seq)
+        if actual is None:
+            findings.append(Finding(service, cp.position, f"the Merkle tree has fewer leaves than the checkpoint "
+                                    f"at seq {cp.seq}: sealed history was removed"))
+        elif actual != cp.root:
+            findings.append(Finding(service, cp.position, f"the Merkle tree of the events up to seq {cp.seq} does "
+                                    "not have the checkpoint's root: history up to it was rewritten"))
+    return findings
+
+
+class _Heads:
+    """The Merkle tree heads of a log read leaf by leaf, at the sizes wanted."""
+
+    def __init__(self, wanted: Iterable[int]) -> None:
+        self.wanted, self.roots = set(wanted), {}
+        self.size, self.frontier = 0, []
+
+    def add(self, position: int, stream_id: str, version: int, event_hash: bytes) -> None:
+        _, self.frontier = merkle.append(self.size, self.frontier,
+                                         [tlog.leaf_hash(position, stream_id, version, event_hash)])
+        self.size += 1
+        if self.size in self.wanted:
+            self.roots[self.size] = merkle.fold(self.frontier)
+
+
 async def verify_store(pool: asyncpg.Pool, service: str, public_key: bytes | None,
                        progress: Callable[..., None] | None = None) -> Verdict:
     """Chains of one service's store, and its checkpoints against ``public_key`` (when
@@ -115,7 +164,14 @@ async def verify_store(pool: asyncpg.Pool, service: str, public_key: bytes | Non
                                             "against the key stored beside them, which a DBA could replace"))
         chains = {r["seq"]: (r["position"], r["chain"]) for r in await pool.fetch(
             "SELECT seq, position, chain FROM log_chain WHERE seq = ANY($1::bigint[])", [c.seq for c in checkpoints])}
-        verdict.findings.extend(check_checkpoints(service, checkpoints, chains, public_key))
+        broken = check_checkpoints(service, checkpoints, chains, public_key)
+        verdict.findings.extend(broken)
+        heads = _Heads(c.seq for c in checkpoints if c.root is not None)
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            async for r in conn.cursor("SELECT e.position, e.stream_id, e.version, e.hash FROM log_chain c "
+                                       "JOIN events e USING (position) ORDER BY c.seq", prefetch=5000):
+                heads.add(r["position"], r["stream_id"], r["version"], r["hash"])
+        verdict.findings.extend(check_tree_heads(service, checkpoints, heads.roots, public_key, broken))
     verdict.findings.sort(key=_order)
     return verdict
 
@@ -128,8 +184,10 @@ def check_log(service: str, events: Iterable[RecordedEvent], checkpoints: Sequen
     heads: dict[str, tuple[int, bytes]] = {}  # stream -> (version, hash)
     wanted = {c.seq for c in checkpoints}
     chains: dict[int, tuple[int, bytes]] = {}
+    tree = _Heads(c.seq for c in checkpoints if c.root is not None)
     seq, link = 0, GENESIS
     for e in events:
+        tree.add(e.position, e.stream_id, e.version, e.hash)
         version, prev = heads.get(e.stream_id, (0, GENESIS))
         if e.version != version + 1:
             findings.append(Finding(service, e.position, f"stream {e.stream_id!r} jumps from version {version} "
@@ -149,7 +207,9 @@ def check_log(service: str, events: Iterable[RecordedEvent], checkpoints: Sequen
             public_key = checkpoints[-1].public_key
             findings.append(Finding(service, None, "no trusted public key given: checkpoints checked against the "
                                     "key in the bundle, which whoever wrote the bundle could replace"))
-        findings.extend(check_checkpoints(service, checkpoints, chains, public_key))
+        broken = check_checkpoints(service, checkpoints, chains, public_key)
+        findings.extend(broken)
+        findings.extend(check_tree_heads(service, checkpoints, tree.roots, public_key, broken))
     return Verdict({"events": seq, "checkpoints": len(checkpoints)}, sorted(findings, key=_order))
 
 
