@@ -136,6 +136,14 @@ _CONSUMERS = {
     "ProposalDecided": {"oversight"},
     "MemberSeated": {"notify"},
     "MemberUnseated": {"notify"},
+    # consultation sessions: notify tells their people; oversight counts them and their attendance
+    "SessionScheduled": {"notify"},
+    "SessionChairChanged": {"notify"},
+    "SessionOpened": {"notify"},
+    "SessionClosed": {"notify"},
+    "StakeholderInvited": {"notify"},
+    "AttendanceRecorded": {"oversight"},
+    "SessionMinutesPublished": {"notify", "oversight"},
     # voting
     "VoteOpened": {"notify", "oversight"},
     "BallotAccepted": {"notify", "oversight"},

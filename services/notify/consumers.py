@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from contracts import oversight, proposals, voting
+from contracts import oversight, proposals, sessions, voting
 from contracts.envelope import Envelope
 from contracts.notify import Recipient, RecipientKind
 from services.notify.application import Followed, GiveNotice
@@ -28,6 +28,13 @@ LOCAL = ZoneInfo("Asia/Shanghai")
 def local_time(when: datetime) -> str:
     """How times appear in messages: Beijing time, to the minute."""
     return when.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M")
+
+
+def where(place: str | None, online_link: str | None) -> str:
+    """Where a session is held, as messages say it: the place, the online link, or both.
+    Cut to 200 characters: a notice's parameters are published (at most 2,000 each)."""
+    text = " / ".join(p for p in (place, online_link) if p) or "-"
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def notice_of(envelope: Envelope, actor: Any, template: str, params: dict[str, str], **audience: Any) -> GiveNotice:
@@ -69,9 +76,56 @@ def wire_consumers(ctx: ServiceContext, bus: CommandBus) -> None:
                      members_of=e.council_id, followers=Followed(council_id=e.council_id, proposal_id=e.proposal_id),
                      public=True)
 
+    # -- consultation sessions (the proposals service's) ----------------------------
+    # The reminder the day before is the timer's (worker.SessionReminder) from the rows
+    # kept here: a session scheduled again (another time, place or chair) updates its row
+    # and keeps its ``reminded`` mark, so it is reminded once.
+
+    async def session_scheduled(e: sessions.SessionScheduled, env: Envelope, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO sessions (district, session_id, council_id, form, starts_at, place, online_link, chair)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (district, session_id) DO UPDATE SET"
+            " starts_at = EXCLUDED.starts_at, place = EXCLUDED.place, online_link = EXCLUDED.online_link,"
+            " chair = EXCLUDED.chair, form = EXCLUDED.form",
+            e.district, e.session_id, e.council_id, str(e.form), e.starts_at, e.place, e.online_link, e.chair)
+
+    async def session_chair_changed(e: sessions.SessionChairChanged, env: Envelope,
+                                    conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE sessions SET chair = $3 WHERE district = $1 AND session_id = $2",
+                           e.district, e.session_id, e.chair)
+
+    async def session_held(e: sessions.SessionOpened | sessions.SessionClosed, env: Envelope,
+                            conn: asyncpg.Connection) -> None:
+        # Once it opened, a reminder of it helps nobody (the timer also checks starts_at).
+        await conn.execute("UPDATE sessions SET closed = true WHERE district = $1 AND session_id = $2",
+                           e.district, e.session_id)
+
+    async def stakeholder_invited(e: sessions.StakeholderInvited, env: Envelope, conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO session_invitees VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                           e.district, e.session_id, e.person_id)
+        session = await conn.fetchrow("SELECT * FROM sessions WHERE district = $1 AND session_id = $2",
+                                      e.district, e.session_id)
+        title = await conn.fetchval("SELECT title FROM proposals WHERE district = $1 AND proposal_id = $2",
+                                    e.district, e.proposal_id)
+        await notice(conn, env, "session.invited",
+                     {"session_id": e.session_id, "title": title or e.proposal_id, "proposal_id": e.proposal_id,
+                      "starts_at": local_time(session["starts_at"]) if session else "-",
+                      "where": where(session["place"], session["online_link"]) if session else "-"},
+                     people=(e.person_id,))  # no expiry: one may be invited while the session is open
+
+    async def minutes_published(e: sessions.SessionMinutesPublished, env: Envelope,
+                                conn: asyncpg.Connection) -> None:
+        await notice(conn, env, "session.minutes_published",
+                     {"session_id": e.session_id, "held_at": local_time(e.held_at), "attendance": str(e.attendance),
+                      "decisions": str(len(e.decisions))},
+                     members_of=e.council_id)
+
     ctx.on_events("proposals", "proposals", {
         "MemberSeated": member_seated, "MemberUnseated": member_unseated,
         "ProposalRaised": proposal_raised, "ProposalPublished": proposal_published,
+        "SessionScheduled": session_scheduled, "SessionChairChanged": session_chair_changed,
+        "SessionOpened": session_held, "SessionClosed": session_held,
+        "StakeholderInvited": stakeholder_invited, "SessionMinutesPublished": minutes_published,
     })
 
     # -- voting ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from services.notify.domain import Backoff
 from services.notify.settings import NotifySettings
 from services.notify.templates import Templates, default_templates
 from services.notify.translator import make_translator
-from services.notify.worker import DeliveryWorker, VoteReminder
+from services.notify.worker import DeliveryWorker, SessionReminder, VoteReminder
 from yishi.jobs import every
 from yishi.repository import Repository
 from yishi.runtime import ServiceContext, ServiceSpec
@@ -63,6 +63,9 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
         ctx.background.append(deliveries)
         ctx.background.append(every(settings.worker_interval_s, lambda: reminder.run_once(ctx.pool), "notify.vote-reminder",
                                     ctx.retry_policy))
+        sessions = SessionReminder(bus)
+        ctx.background.append(every(settings.worker_interval_s, lambda: sessions.run_once(ctx.pool),
+                                    "notify.session-reminder", ctx.retry_policy))
 
     return ServiceSpec(name="notify", translate=make_translator(Repository(EventStore(None)).to_domain_event),
                        wire=wire)

@@ -224,6 +224,19 @@ async def votes_due_for_reminder(pool: asyncpg.Pool, due_before: datetime) -> li
                             due_before)
 
 
+async def sessions_due_for_reminder(pool: asyncpg.Pool, due_before: datetime) -> list[asyncpg.Record]:
+    """Sessions not yet under way, starting before ``due_before``, whose people were not reminded yet."""
+    return await pool.fetch("SELECT district, session_id FROM sessions WHERE NOT closed AND NOT reminded"
+                            " AND starts_at <= $1", due_before)
+
+
+async def session_invitees(conn: asyncpg.Connection, district: str, session_id: str) -> list[str]:
+    """Who was invited to speak at a session, by id."""
+    rows = await conn.fetch("SELECT person_id FROM session_invitees WHERE district = $1 AND session_id = $2"
+                            " ORDER BY person_id", district, session_id)
+    return [r["person_id"] for r in rows]
+
+
 async def task_audience(conn: asyncpg.Connection, district: str, task_id: str) -> list[str]:
     """The implementer's people on a task and the supervisors of its resolution."""
     rows = await conn.fetch(

@@ -22,6 +22,9 @@ PARAMS: Mapping[str, frozenset[str]] = {
     "task.stalled": frozenset({"task_id", "stalled_after_days"}),
     # reminder_id is not shown; it lets oversight match the notice to its reminder.
     "task.reminder_due": frozenset({"task_id", "kind", "due_at", "reminder_id"}),
+    "session.invited": frozenset({"session_id", "title", "proposal_id", "starts_at", "where"}),
+    "session.reminder": frozenset({"session_id", "starts_at", "where"}),
+    "session.minutes_published": frozenset({"session_id", "held_at", "attendance", "decisions"}),
 }
 """Every template the service renders, with the parameters it supplies."""
 
@@ -58,6 +61,27 @@ CATALOGUE: Mapping[str, Mapping[Language, tuple[str, str]]] = {
     "task.reminder_due": {
         Language.ZH_CN: ("任务提醒:${task_id}", "任务 ${task_id} 提醒(${kind}),期限 ${due_at}。"),
         Language.EN: ("Task reminder: ${task_id}", "Reminder (${kind}) for task ${task_id}, due ${due_at}."),
+    },
+    "session.invited": {
+        Language.ZH_CN: ("协商邀请:${title}",
+                         "诚邀您参加 ${starts_at} 的协商会议(${session_id},地点:${where}),"
+                         "就议题“${title}”(${proposal_id})发言。您的发言限于该议题,会议结束即止。"),
+        Language.EN: ("Invitation to a consultation: ${title}",
+                      "You are invited to the consultation session ${session_id} at ${starts_at} (${where}) "
+                      "to speak on \"${title}\" (${proposal_id}). You may speak on that item only, "
+                      "until the session closes."),
+    },
+    "session.reminder": {
+        Language.ZH_CN: ("明日协商会议:${starts_at}", "提醒:协商会议 ${session_id} 将于 ${starts_at} 举行,地点:${where}。"),
+        Language.EN: ("Consultation session tomorrow: ${starts_at}",
+                      "Reminder: the consultation session ${session_id} takes place at ${starts_at} (${where})."),
+    },
+    "session.minutes_published": {
+        Language.ZH_CN: ("会议纪要公布:${session_id}",
+                         "${held_at} 协商会议 ${session_id} 的纪要已公布:出席 ${attendance} 人次,议决事项 ${decisions} 项。"),
+        Language.EN: ("Minutes published: ${session_id}",
+                      "The minutes of the consultation session ${session_id} held at ${held_at} are published: "
+                      "attendance ${attendance} person-times, ${decisions} matters decided."),
     },
 }
 

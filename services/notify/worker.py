@@ -5,7 +5,10 @@
 * the **vote reminder** finds open votes about to close and reminds the electors who
   have not voted, once per vote (the notification id is derived from the vote, and the
   ``reminded`` mark is written in the same transaction), also after a restart that
-  missed the due time. The reminder is the platform's own command
+  missed the due time;
+* the **session reminder** does the same for consultation sessions, the day before
+  (:data:`SESSION_REMINDER_LEAD`), to the council's members and the session's invited,
+  once per session however often it is scheduled again. Each reminder is the platform's own command
   (:class:`~services.notify.application.GiveNotice`), dispatched through the bus like the
   notices other services' events ask for.
 
@@ -31,7 +34,7 @@ from contracts.notify import Channel, FailureReason
 from services.notify import projections
 from services.notify.application import GiveNotice
 from services.notify.channels import Message, RateLimiter, SendFailed
-from services.notify.consumers import local_time
+from services.notify.consumers import local_time, where
 from services.notify.domain import Backoff, Delivery, DeliveryStatus, source_notification_id
 from yishi.clock import Clock
 from yishi.commands import CommandBus
@@ -162,4 +165,50 @@ class VoteReminder:
                 await conn.execute("UPDATE votes SET reminded = true WHERE district = $1 AND vote_id = $2",
                                    row["district"], row["vote_id"])
             TIMERS_FIRED.labels("notify.vote-reminder").inc()
+        return reminded
+
+
+SESSION_REMINDER_LEAD = timedelta(hours=24)
+"""How long before a consultation session its people are reminded: the day before."""
+
+
+class SessionReminder:
+    """Reminds a session's council members and invited the day before it starts, once.
+
+    Once per session: the ``reminded`` mark is written in the reminder's transaction and
+    the notification id is derived from the session alone (not its time), so neither a
+    session scheduled again (another time, place or chair) nor a restart reminds twice."""
+
+    def __init__(self, bus: CommandBus, lead: timedelta = SESSION_REMINDER_LEAD) -> None:
+        self.bus = bus
+        self.lead = lead
+
+    async def run_once(self, pool: asyncpg.Pool) -> int:
+        """Remind for every session now inside its reminder window; returns how many sessions' people were reminded."""
+        now = self.bus.clock.now()
+        reminded = 0
+        for session in await projections.sessions_due_for_reminder(pool, now + self.lead):
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT * FROM sessions WHERE district = $1 AND session_id = $2 AND NOT reminded AND NOT closed "
+                    "FOR UPDATE", session["district"], session["session_id"])
+                if row is None:
+                    continue
+                if row["starts_at"] > now:  # a reminder once it began helps nobody
+                    timer = f"session-reminder:{row['district']}:{row['session_id']}"
+                    command = GiveNotice(
+                        district=row["district"], actor=self.bus.system_actor,
+                        notification_id=source_notification_id(timer, "session.reminder"),
+                        template="session.reminder",
+                        params={"session_id": row["session_id"], "starts_at": local_time(row["starts_at"]),
+                                "where": where(row["place"], row["online_link"])},
+                        regarding=("SessionScheduled", row["session_id"]), members_of=row["council_id"],
+                        people=tuple(await projections.session_invitees(conn, row["district"], row["session_id"])),
+                        expires_at=row["starts_at"])
+                    await self.bus.dispatch(command, command_id=f"timer-{timer}", correlation_id=f"timer-{timer}",
+                                            principal=self.bus.platform, conn=conn, key=f"timer:{timer}")
+                    reminded += 1
+                await conn.execute("UPDATE sessions SET reminded = true WHERE district = $1 AND session_id = $2",
+                                   row["district"], row["session_id"])
+            TIMERS_FIRED.labels("notify.session-reminder").inc()
         return reminded

@@ -181,10 +181,20 @@ class YearlyReview(BaseModel):
     fund_amount_fen: int | None
     allocated_fen: int
     spent_fen: int
+    sessions_held: int = 0
+    """Consultation sessions of the community's councils held in the year (minutes published)."""
+    sessions_by_form: dict[str, int] = {}
+    participant_times: int = 0
+    """Attendance person-times of those councils' sessions in the year."""
 
 
 class DistrictStatistics(BaseModel):
-    """District-wide figures, from consumed events and oversight's own records."""
+    """District-wide figures, from consumed events and oversight's own records.
+
+    ``activities`` are consultation sessions held (a session counts once its minutes are
+    published), ``participant_times`` attendance person-times. What these two guessed
+    before sessions were recorded (closed votes and deliberated proposals; raising,
+    seconding, objecting, statements and ballots) is kept apart under its own names."""
 
     proposals: int
     activities: int
@@ -192,6 +202,13 @@ class DistrictStatistics(BaseModel):
     resolutions: int
     resolutions_completed: int
     spent_fen: int
+    sessions_by_form: dict[str, int] = {}
+    """``activities`` by consultation form."""
+    votes_closed: int = 0
+    proposals_deliberated: int = 0
+    """Proposals with at least one statement on the record."""
+    contributions: int = 0
+    """Raising, seconding, objecting, statements and ballots, one each."""
 
 
 def _found(row: asyncpg.Record | None, what: str, id_: str) -> asyncpg.Record:
@@ -288,21 +305,24 @@ def router(ctx: ServiceContext) -> APIRouter:
     @api.get("/communities/{community_id}/reviews/{year}", response_model=YearlyReview)
     async def get_yearly_review(district: str, community_id: Id,
                                 year: int = Path(ge=2000, le=2200)) -> Any:  # the contracts' fund years
-        """Satisfaction rate, resolutions completed and on time, spending against the fund."""
+        """Satisfaction rate, resolutions completed and on time, spending against the fund,
+        consultation sessions held (by form) and their attendance person-times."""
         counts = await projections.year_counts(ctx.pool, district, community_id, year)
         ratings = await projections.year_ratings(ctx.pool, district, community_id, year)
         fund = await projections.community_fund(ctx.pool, district, community_id, year)
+        sessions = await projections.year_sessions(ctx.pool, district, community_id, year)
         votes = ratings["votes"] or 0
         return {"community_id": community_id, "year": year, **dict(counts), "ratings": ratings["ratings"],
+                **dict(sessions), "sessions_by_form": json.loads(sessions["sessions_by_form"]),
                 "satisfaction_rate_percent": round(100 * ratings["pleased"] / votes, 1) if votes else None,
                 "fund_amount_fen": fund["amount_fen"] if fund else None,
                 "allocated_fen": fund["allocated_fen"] if fund else 0, "spent_fen": fund["spent_fen"] if fund else 0}
 
     @api.get("/statistics", response_model=DistrictStatistics)
     async def get_statistics(district: str) -> Any:
-        """Activities held (deliberation sessions and votes), participants (person-times),
-        proposals, resolutions completed and spending."""
+        """Activities held (consultation sessions, by form), participants (attendance
+        person-times), proposals, resolutions completed and spending."""
         row = await projections.district_statistics(ctx.pool, district)
-        return dict(row)
+        return {**dict(row), "sessions_by_form": json.loads(row["sessions_by_form"])}
 
     return api

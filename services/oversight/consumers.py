@@ -19,6 +19,7 @@ from contracts.common import Actor, Command, Id, Text, Title, VoteMatterKind
 from contracts.envelope import Envelope
 from contracts.notify import NotificationDelivered, NotificationFailed, NotificationRequested
 from contracts.proposals import CouncilFormed, Decision, ProposalDecided
+from contracts.sessions import AttendanceRecorded, SessionMinutesPublished
 from yishi.commands import CommandBus
 from yishi.runtime import ServiceContext
 
@@ -76,10 +77,21 @@ def wire_consumers(ctx: ServiceContext, bus: CommandBus) -> None:
     async def council_formed(model: CouncilFormed, envelope: Envelope, conn: asyncpg.Connection) -> None:
         await projections.record_council(conn, model)
 
+    # The statistics count sessions held (a session is held on the record once its minutes
+    # are published: they carry its form) and attendance person-times.
+    async def minutes_published(model: SessionMinutesPublished, envelope: Envelope,
+                                conn: asyncpg.Connection) -> None:
+        await projections.record_session(conn, model)
+
+    async def attendance_recorded(model: AttendanceRecorded, envelope: Envelope, conn: asyncpg.Connection) -> None:
+        await projections.record_attendance(conn, model)
+
     ctx.on_events("proposals", "proposals", {
         **{name: record_step for name in PROPOSAL_STEPS},
         "ProposalDecided": proposal_decided,
         "CouncilFormed": council_formed,
+        "SessionMinutesPublished": minutes_published,
+        "AttendanceRecorded": attendance_recorded,
     })
     ctx.on_events("voting", "voting", {name: record_step for name in VOTING_STEPS})
 

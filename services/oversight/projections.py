@@ -19,6 +19,7 @@ from contracts import registry
 from contracts.common import Actor
 from contracts.oversight import PolicyScope, ReminderPolicySet
 from contracts.proposals import CouncilFormed
+from contracts.sessions import AttendanceRecorded, SessionMinutesPublished
 from yishi.commands import Saved
 from yishi.store import Metadata
 
@@ -308,22 +309,74 @@ async def community_fund(pool: asyncpg.Pool, district: str, community_id: str, y
 
 
 async def district_statistics(pool: asyncpg.Pool, district: str) -> asyncpg.Record:
-    """District-wide figures: proposals, activities (deliberation sessions and votes),
-    participant-times, resolutions (completed) and spending."""
+    """District-wide figures: proposals, activities (consultation sessions held, by form in
+    ``sessions_by_form``, a JSON object), participant-times (attendance person-times),
+    resolutions (completed) and spending; and what the platform's own record shows
+    besides: votes closed, proposals deliberated (with a statement) and contributions
+    (raising, seconding, objecting, statements and ballots, one each)."""
     return await pool.fetchrow(
         """
         SELECT
           (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'ProposalRaised') AS proposals,
+          (SELECT count(*) FROM ov_sessions WHERE district = $1) AS activities,
+          (SELECT COALESCE(jsonb_object_agg(form, n), '{}') FROM (
+              SELECT form, count(*) AS n FROM ov_sessions WHERE district = $1 GROUP BY form) f) AS sessions_by_form,
+          (SELECT count(*) FROM ov_attendance WHERE district = $1) AS participant_times,
+          (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'VoteClosed') AS votes_closed,
           (SELECT count(DISTINCT proposal_id) FROM ov_audit WHERE district = $1 AND type = 'StatementMade')
-            + (SELECT count(*) FROM ov_audit WHERE district = $1 AND type = 'VoteClosed') AS activities,
+              AS proposals_deliberated,
           (SELECT count(*) FROM ov_audit WHERE district = $1 AND type IN
               ('ProposalRaised', 'MotionSeconded', 'ObjectionLodged', 'StatementMade', 'BallotAccepted'))
-              AS participant_times,
+              AS contributions,
           (SELECT count(*) FROM ov_resolutions WHERE district = $1) AS resolutions,
           (SELECT count(*) FROM ov_resolutions WHERE district = $1 AND closed_reason = 'delivered')
               AS resolutions_completed,
           (SELECT COALESCE(sum(spent_fen), 0) FROM ov_funds WHERE district = $1) AS spent_fen
         """, district)
+
+
+async def year_sessions(pool: asyncpg.Pool, district: str, community_id: str, year: int) -> asyncpg.Record:
+    """Of a community's councils (community level and below) in ``year``: the consultation
+    sessions held (``sessions_by_form``, a JSON object) and the attendance person-times."""
+    return await pool.fetchrow(
+        f"""
+        WITH RECURSIVE councils AS ({_COUNCILS_OF_COMMUNITY})
+        SELECT
+          (SELECT count(*) FROM ov_sessions WHERE district = $1 AND council_id IN (SELECT council_id FROM councils)
+             AND extract(year FROM held_at) = $3) AS sessions_held,
+          (SELECT COALESCE(jsonb_object_agg(form, n), '{{}}') FROM (
+              SELECT form, count(*) AS n FROM ov_sessions WHERE district = $1
+                AND council_id IN (SELECT council_id FROM councils) AND extract(year FROM held_at) = $3
+              GROUP BY form) f) AS sessions_by_form,
+          (SELECT count(*) FROM ov_attendance WHERE district = $1 AND council_id IN (SELECT council_id FROM councils)
+             AND extract(year FROM recorded_at) = $3) AS participant_times
+        """, district, community_id, year)
+
+
+# The councils of a community: its community-level councils and every council below them
+# (what community_of answers the other way round).
+_COUNCILS_OF_COMMUNITY = """
+    SELECT council_id FROM ov_councils WHERE district = $1 AND level = 'community' AND area_id = $2
+    UNION
+    SELECT c.council_id FROM ov_councils c JOIN councils ON c.parent_council_id = councils.council_id
+    WHERE c.district = $1 AND c.level <> 'community'
+"""
+
+
+async def record_session(conn: asyncpg.Connection, minutes: SessionMinutesPublished) -> None:
+    """A session held, from its published minutes (published again: the newest minutes)."""
+    await conn.execute(
+        "INSERT INTO ov_sessions VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (district, session_id) DO UPDATE SET"
+        " form=EXCLUDED.form, held_at=EXCLUDED.held_at, chair=EXCLUDED.chair, attendance=EXCLUDED.attendance,"
+        " proxies=EXCLUDED.proxies", minutes.district, minutes.session_id, minutes.council_id, str(minutes.form),
+        minutes.held_at, minutes.chair, minutes.attendance, minutes.proxies)
+
+
+async def record_attendance(conn: asyncpg.Connection, attendance: AttendanceRecorded) -> None:
+    """One person-time: a person at a session, once however often it is recorded."""
+    await conn.execute("INSERT INTO ov_attendance VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
+                       attendance.district, attendance.session_id, attendance.council_id, attendance.person_id,
+                       attendance.proxy_for, attendance.occurred_at)
 
 
 # -- councils ------------------------------------------------------------------------------

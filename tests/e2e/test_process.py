@@ -98,7 +98,8 @@ async def test_rejected_and_no_quorum_votes_return_to_consultation(platform):
         assert (again["status"], again["round"]) == ("published", 2)
         # Neither became a resolution: oversight saw both deliberations and votes, registered nothing.
         await api.until("oversight's record of both votes", "oversight", "statistics",
-                        lambda s: s["activities"] >= before["activities"] + 4)
+                        lambda s: s["votes_closed"] + s["proposals_deliberated"]
+                        >= before["votes_closed"] + before["proposals_deliberated"] + 4)
         assert await api.get("oversight", f"resolutions/res-{rejected}") is None
         assert await api.get("oversight", f"resolutions/res-{no_quorum}") is None
 
@@ -145,7 +146,7 @@ async def test_two_districts_at_once_do_not_see_each_other(platform):
         assert await b.get("oversight", f"resolutions/res-{proposal_id}") is None
         assert await b.get("oversight", f"tasks/task-{t}-1") is None
         stats = await b.until("oversight's figures of the second district", "oversight", "statistics",
-                              lambda s: s["activities"] == 2)  # one deliberation, one vote
+                              lambda s: (s["proposals_deliberated"], s["votes_closed"]) == (1, 1))
         assert (stats["proposals"], stats["resolutions"]) == (1, 0)
 
     # The second district's topic carries its own events only: two councils, five seats, and
