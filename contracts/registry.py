@@ -168,7 +168,7 @@ _PORTAL = ("CouncilFormed", "ProposalRaised", "ProposalPublished", "MotionSecond
            "ProposalDecided", "VoteOpened", "VoteClosed", "ResolutionRegistered", "TaskAssigned", "TaskAccepted",
            "ProgressReported", "FundsAllocated", "FundsSpent", "TaskStalled", "TaskEscalated", "TaskCompleted",
            "InspectionRecorded", "SatisfactionRated", "ResolutionClosed", "FundEstablished", "SessionClosed",
-           "AttendanceRecorded")
+           "AttendanceRecorded", "SessionMinutesPublished")
 for _name in _PORTAL:
     _CONSUMERS.setdefault(_name, set()).add("portal")
 

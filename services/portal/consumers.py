@@ -17,7 +17,8 @@ from yishi.runtime import ServiceContext
 CONSUMED: dict[str, tuple[str, ...]] = {
     "proposals": ("CouncilFormed", "ProposalRaised", "ProposalPublished", "MotionSeconded", "ObjectionLodged",
                   "StatementMade", "ProposalEscalated", "ProposalWithdrawn", "ProposalReturnedForReconsultation",
-                  "ProposalDecided", "SessionClosed", "AttendanceRecorded"),
+                  "ProposalDecided", "SessionClosed", "AttendanceRecorded",
+                  "SessionMinutesPublished"),
     "voting": ("VoteOpened", "VoteClosed"),
     "oversight": ("ResolutionRegistered", "TaskAssigned", "TaskAccepted", "ProgressReported", "FundsAllocated",
                   "FundsSpent", "TaskStalled", "TaskEscalated", "TaskCompleted", "InspectionRecorded",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from services.portal.views import Fact, community_name, moment, resolutions
+from services.portal.views import Fact, community_name, resolutions
 
 
 @dataclass
@@ -41,11 +41,6 @@ class Statistics:
     resolutions: int
     on_time: int
     communities: list[CommunityFigures]
-
-
-#: The acts of residents and their representatives counted as person-times (人次), besides
-#: ballots: attending a session, raising, seconding, objecting, speaking.
-_PARTICIPATION = ("AttendanceRecorded", "ProposalRaised", "MotionSeconded", "ObjectionLodged", "StatementMade")
 
 
 def statistics(facts: list[Fact]) -> Statistics:
@@ -83,16 +78,13 @@ def statistics(facts: list[Fact]) -> Statistics:
         if r.rating:
             for k, n in r.rating.items():
                 c.ratings[k] += n
-    # Sessions held: those closed, and for councils that keep no session calendar, the
-    # session times their proposals were published for.
-    held = {f["body"]["session_id"]: f["council_id"] for f in facts if f["type"] == "SessionClosed"}
-    calendars = set(held.values())
-    sessions = len(held) + len({(f["council_id"], moment(f["body"]["session_at"])) for f in facts
-                                if f["type"] == "ProposalPublished" and f["body"].get("session_at")
-                                and f["council_id"] not in calendars})
-    ballots = sum(sum(f["body"]["tally"][k] for k in ("in_favour", "against", "abstain"))
-                  for f in facts if f["type"] == "VoteClosed")
-    person_times = ballots + sum(1 for f in facts if f["type"] in _PARTICIPATION)
+    # The district's own definitions (issue 20), the same as oversight's district statistics
+    # and yearly review: a session is held once its minutes are published; participants
+    # are attendance person-times (in person or by proxy): one AttendanceRecorded each, as
+    # a session records a person once (the facts are kept by event id, so a redelivery is
+    # one; who attended is withheld from the copy).
+    sessions = len({f["body"]["session_id"] for f in facts if f["type"] == "SessionMinutesPublished"})
+    person_times = sum(1 for f in facts if f["type"] == "AttendanceRecorded")
     return Statistics(sessions, person_times, proposals, len(found), sum(r.on_time for r in found.values()),
                       sorted(communities.values(), key=lambda c: c.community_id))
 

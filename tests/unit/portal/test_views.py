@@ -134,15 +134,19 @@ def test_statistics_count_person_times_sessions_and_on_time_delivery_per_communi
              resolution(), task(due=30), fact("TaskCompleted", 20, task_id="t-1", resolution_id="res-1"),
              fact("FundsSpent", 21, resolution_id="res-1", amount_fen=40_000)]
     stats = statistics.statistics(sorted(facts, key=lambda f: f["occurred_at"]))
-    assert (stats.sessions, stats.person_times, stats.proposals, stats.resolutions, stats.on_time) == (1, 7, 1, 1, 1)
-    # A council with a session calendar: its closed sessions count, and who attended (two
-    # person-times); the session time its proposal was published for is not counted twice.
+    # Figures from records only (issue 20): no minutes, no attendance, none held; ballots,
+    # raising and seconding are not person-times, nor a session time a proposal named.
+    assert (stats.sessions, stats.person_times, stats.proposals, stats.resolutions, stats.on_time) == (0, 0, 1, 1, 1)
+    # A session counts once its minutes are published (closed alone, not yet); each
+    # attendance is a person-time, a proxy's too.
     held = [fact("SessionClosed", 5, council_id="c-1", session_id="s-1"),
+            fact("SessionMinutesPublished", 5, council_id="c-1", session_id="s-1", form="consultation_day"),
             fact("SessionClosed", 12, council_id="c-1", session_id="s-2"),
             fact("AttendanceRecorded", 5, council_id="c-1", session_id="s-1"),
-            fact("AttendanceRecorded", 5, council_id="c-1", session_id="s-1")]
+            fact("AttendanceRecorded", 5, council_id="c-1", session_id="s-1"),
+            fact("AttendanceRecorded", 12, council_id="c-1", session_id="s-2")]
     stats = statistics.statistics(sorted(facts + held, key=lambda f: f["occurred_at"]))
-    assert (stats.sessions, stats.person_times) == (2, 9)
+    assert (stats.sessions, stats.person_times) == (1, 3)
     (xikang,) = stats.communities
     assert (xikang.name, xikang.proposals, xikang.resolutions, xikang.completed, xikang.on_time, xikang.fund_fen,
             xikang.spent_fen) == ("西康", 1, 1, 1, 1, 100_000, 40_000)
