@@ -6,6 +6,9 @@ into an ASGI app whose lifespan opens the pool, checks that the schema is migrat
 (:mod:`yishi.migrations`; no DDL at start), starts the broker (subscribers), the relay
 and the sealer, and stops them in reverse order on shutdown. Nothing is created at
 import time.
+
+(Just over 500 lines: it is the one place a service's parts are assembled and started in
+order, for every service; each part lives in the module it imports.)
 """
 
 from __future__ import annotations
