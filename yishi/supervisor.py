@@ -92,7 +92,12 @@ def describe_exit(returncode: int) -> str:
 class Service:
     """One supervised ``yishi serve`` process and what is known of its current run."""
 
-    def __init__(self, name: str, port: int, env: Mapping[str, str], tail_lines: int = 30) -> None:
+    #: Lines of a failed start's output shown: a start's traceback runs through one nested
+    #: lifespan frame per router the app includes, so a short tail showed only frames and
+    #: the last exception, never the cause chained before it (a refused connection).
+    TAIL_LINES = 120
+
+    def __init__(self, name: str, port: int, env: Mapping[str, str], tail_lines: int = TAIL_LINES) -> None:
         self.name = name
         self.port = port
         self.env = dict(env)
