@@ -43,9 +43,17 @@ def advisory_key(name: str) -> str:
     return f"hashtextextended('{name}', 0)"
 
 
+class RolledBackOnCommit(asyncpg.InterfaceError):
+    """``COMMIT`` answered ``ROLLBACK``: a statement of the transaction had failed and the
+    code went on (a database error caught without a savepoint), so PostgreSQL rolled all of
+    it back. Raised by the ``COMMIT`` itself, so that nothing acts as if it had been kept."""
+
+
 class Connection(asyncpg.Connection):
     """A pooled connection that remembers whether events were appended on it since it was
-    taken from the pool, and can take a lock with the next ``BEGIN``."""
+    taken from the pool, can take a lock with the next ``BEGIN``, and refuses a ``COMMIT``
+    that rolled back (:class:`RolledBackOnCommit`) instead of returning as if it had
+    committed, as asyncpg does: PostgreSQL's answer to it says so, no extra round trip."""
 
     appended = False
     _with_begin: str | None = None
@@ -70,7 +78,10 @@ class Connection(asyncpg.Connection):
             if args or not query.startswith(("BEGIN", "SAVEPOINT")):
                 raise asyncpg.InterfaceError(f"a lock meant to go with BEGIN met another statement first: {query!r}")
             query = f"{query} {with_begin}"
-        return await super().execute(query, *args, timeout=timeout)
+        status = await super().execute(query, *args, timeout=timeout)
+        if status == "ROLLBACK" and query.rstrip("; ").upper() == "COMMIT":
+            raise RolledBackOnCommit("the transaction had failed and was rolled back at its COMMIT")
+        return status
 
 
 def mark_appended(conn: object) -> None:

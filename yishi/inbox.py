@@ -50,6 +50,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
 from contracts.registry import ContractError
 from yishi import tracing
+from yishi.db import RolledBackOnCommit
 from yishi.failures import RetryPolicy, classify, describe, storable
 from yishi.kafka import ensure_topics
 from yishi.logging import bound_correlation
@@ -165,24 +166,24 @@ class Inbox:
         ``effect`` gets the transaction's connection and must do all its writes on it.
         With ``message_id`` None no inbox row is kept: the effect is idempotent by itself.
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = message_id is None or await conn.fetchval(
-                "INSERT INTO inbox (consumer, source, message_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING true",
-                self.consumer, source, message_id,
-            )
-            if not fresh:
-                DUPLICATES.labels(self.consumer).inc()
-                return False
-            await effect(conn)
-            # A handler that caught a database error without a savepoint leaves the
-            # transaction aborted, and PostgreSQL answers COMMIT with a silent ROLLBACK:
-            # effects and inbox row would be gone while the offset moved on. Ask first.
-            try:
-                await conn.execute("SELECT 1")
-            except asyncpg.InFailedSQLTransactionError as exc:
-                raise HandlerSwallowedError(
-                    "the handler caught a database error and went on; its transaction was rolled back") from exc
+        # A handler that caught a database error without a savepoint leaves the
+        # transaction aborted, and PostgreSQL answers COMMIT with a silent ROLLBACK:
+        # effects and inbox row would be gone while the offset moved on. The pool's
+        # connections refuse such a COMMIT (yishi.db.RolledBackOnCommit).
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = message_id is None or await conn.fetchval(
+                    "INSERT INTO inbox (consumer, source, message_id) VALUES ($1, $2, $3) "
+                    "ON CONFLICT DO NOTHING RETURNING true",
+                    self.consumer, source, message_id,
+                )
+                if not fresh:
+                    DUPLICATES.labels(self.consumer).inc()
+                    return False
+                await effect(conn)
+        except RolledBackOnCommit as exc:
+            raise HandlerSwallowedError(
+                "the handler caught a database error and went on; its transaction was rolled back") from exc
         PROCESSED.labels(self.consumer).inc()
         return True
 
