@@ -49,36 +49,58 @@ class RolledBackOnCommit(asyncpg.InterfaceError):
     it back. Raised by the ``COMMIT`` itself, so that nothing acts as if it had been kept."""
 
 
+def text_literal(value: str) -> str:
+    """SQL for the text ``value``, for a statement sent with ``BEGIN``
+    (:meth:`Connection.with_begin`, a simple query, which takes no parameters): written as
+    the hex of its UTF-8, so that no value, a Kafka header's included, can break out of it;
+    a NUL byte, which no PostgreSQL text holds, fails in the server as a parameter would."""
+    return f"convert_from(decode('{value.encode('utf-8').hex()}', 'hex'), 'UTF8')"
+
+
 class Connection(asyncpg.Connection):
     """A pooled connection that remembers whether events were appended on it since it was
-    taken from the pool, can take a lock with the next ``BEGIN``, and refuses a ``COMMIT``
-    that rolled back (:class:`RolledBackOnCommit`) instead of returning as if it had
-    committed, as asyncpg does: PostgreSQL's answer to it says so, no extra round trip."""
+    taken from the pool, can send a statement with the next ``BEGIN`` (a lock, an inbox
+    claim), and refuses a ``COMMIT`` that rolled back (:class:`RolledBackOnCommit`)
+    instead of returning as if it had committed, as asyncpg does: PostgreSQL's answer to
+    it says so, no extra round trip."""
 
     appended = False
     _with_begin: str | None = None
+    _begun: str | None = None
 
     def note_appended(self) -> None:
         """Events were appended on this connection (told to the relay on release)."""
         self.appended = True
 
+    def with_begin(self, statement: str) -> None:
+        """Send ``statement`` (SQL without parameters: literals from :func:`advisory_key`
+        or :func:`text_literal`) in the same simple query as the statement that starts the
+        next transaction (``BEGIN``, or ``SAVEPOINT`` inside one): one round trip for
+        both, the statement inside the transaction. Its status is :meth:`begun` after.
+        The next statement on this connection must be that start."""
+        self._with_begin = statement
+
     def lock_with_begin(self, key: str) -> None:
         """Take the advisory lock ``key`` (SQL from :func:`advisory_key`) shared, until the
-        transaction ends, in the statement that starts the next transaction (``BEGIN``, or
-        ``SAVEPOINT`` inside one): one simple query, one round trip for both, and every
-        later statement's snapshot sees what the lock's exclusive holders committed.
-        The next statement on this connection must be that start."""
-        self._with_begin = f"SELECT pg_advisory_xact_lock_shared({key});"
+        transaction ends, with the next transaction's start (:meth:`with_begin`): every
+        later statement's snapshot sees what the lock's exclusive holders committed."""
+        self.with_begin(f"SELECT pg_advisory_xact_lock_shared({key})")
+
+    def begun(self) -> str | None:
+        """The status of the statement last sent with a transaction's start (``INSERT 0 1``)."""
+        return self._begun
 
     async def execute(self, query: str, *args: object, timeout: float | None = None) -> str:
-        """asyncpg's ``execute``; the transaction's start carries the lock asked for by
-        :meth:`lock_with_begin`."""
+        """asyncpg's ``execute``; the transaction's start carries the statement asked for
+        by :meth:`with_begin`, and a ``COMMIT`` answered ``ROLLBACK`` raises."""
         with_begin, self._with_begin = self._with_begin, None
         if with_begin is not None:
             if args or not query.startswith(("BEGIN", "SAVEPOINT")):
-                raise asyncpg.InterfaceError(f"a lock meant to go with BEGIN met another statement first: {query!r}")
-            query = f"{query} {with_begin}"
+                raise asyncpg.InterfaceError(f"a statement meant to go with BEGIN met another first: {query!r}")
+            query = f"{query} {with_begin};"
         status = await super().execute(query, *args, timeout=timeout)
+        if with_begin is not None:
+            self._begun = status
         if status == "ROLLBACK" and query.rstrip("; ").upper() == "COMMIT":
             raise RolledBackOnCommit("the transaction had failed and was rolled back at its COMMIT")
         return status
@@ -106,7 +128,7 @@ class CommitNotifier:
         """The pool's reset hook: a connection given back (its transaction over)."""
         if not isinstance(conn, Connection):
             return
-        conn._with_begin = None  # a lock asked for a transaction that never started
+        conn._with_begin = conn._begun = None  # a statement meant for a transaction that never started
         if conn.appended:
             conn.appended = False
             self.poke()

@@ -50,7 +50,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
 from contracts.registry import ContractError
 from yishi import tracing
-from yishi.db import RolledBackOnCommit
+from yishi.db import RolledBackOnCommit, text_literal
 from yishi.failures import RetryPolicy, classify, describe, storable
 from yishi.kafka import ensure_topics
 from yishi.logging import bound_correlation
@@ -171,16 +171,18 @@ class Inbox:
         # effects and inbox row would be gone while the offset moved on. The pool's
         # connections refuse such a COMMIT (yishi.db.RolledBackOnCommit).
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                fresh = message_id is None or await conn.fetchval(
-                    "INSERT INTO inbox (consumer, source, message_id) VALUES ($1, $2, $3) "
-                    "ON CONFLICT DO NOTHING RETURNING true",
-                    self.consumer, source, message_id,
-                )
+            async with self.pool.acquire() as conn:
+                if message_id is not None:  # claimed in the BEGIN's round trip
+                    conn.with_begin("INSERT INTO inbox (consumer, source, message_id) VALUES ("
+                                    f"{text_literal(self.consumer)}, {text_literal(source)}, "
+                                    f"{text_literal(message_id)}) ON CONFLICT DO NOTHING")
+                async with conn.transaction():
+                    fresh = message_id is None or conn.begun() == "INSERT 0 1"
+                    if fresh:
+                        await effect(conn)
                 if not fresh:
                     DUPLICATES.labels(self.consumer).inc()
                     return False
-                await effect(conn)
         except RolledBackOnCommit as exc:
             raise HandlerSwallowedError(
                 "the handler caught a database error and went on; its transaction was rolled back") from exc

@@ -67,6 +67,45 @@ async def test_failed_effect_leaves_no_inbox_record(pool):
     assert [r["n"] for r in await pool.fetch("SELECT n FROM effects")] == [2]
 
 
+ODD_IDS = ["it's", "a\\'b", "'); DROP TABLE inbox; --", "$$x$$", "议事-🗳", "\\x00", " ", "\t\n"]
+"""Message ids and sources as any producer may send them (CloudEvents only asks for a
+non-empty string): quotes, backslashes, SQL, dollar quotes, CJK and emoji, blanks."""
+
+
+async def test_odd_ids_are_claimed_as_they_are_and_once(pool):
+    """The claim goes with BEGIN as a literal: each id is kept exactly, and a second
+    delivery of it (or of the same id from another source) is told apart."""
+    await pool.execute("CREATE TABLE effects (id text, source text)")
+    inbox = Inbox(pool, "c1")
+    for ident in ODD_IDS:
+        for source in (ident, "/yishi/gulou/proposals"):
+            async def effect(conn, ident=ident, source=source):
+                await conn.execute("INSERT INTO effects VALUES ($1, $2)", ident, source)
+
+            assert await inbox.process(ident, effect, source=source) is True, (ident, source)
+            assert await inbox.process(ident, effect, source=source) is False, (ident, source)
+    kept = await pool.fetch("SELECT source, message_id FROM inbox WHERE consumer = 'c1'")
+    assert sorted((r["message_id"], r["source"]) for r in kept) == sorted(
+        (i, s) for i in ODD_IDS for s in (i, "/yishi/gulou/proposals"))
+    assert await pool.fetchval("SELECT count(*) FROM effects") == 2 * len(ODD_IDS)
+
+
+async def test_a_nul_in_an_id_fails_in_the_database_and_keeps_nothing(pool):
+    """No PostgreSQL text holds a NUL: the claim fails as a parameter would (a database
+    error, which the consumer classifies) and no effect runs."""
+    inbox = Inbox(pool, "c1")
+    ran = []
+
+    async def effect(conn):
+        ran.append(1)
+
+    with pytest.raises(asyncpg.PostgresError):
+        await inbox.process("a\x00b", effect, source="/yishi/gulou/proposals")
+    assert ran == []
+    assert await pool.fetchval("SELECT count(*) FROM inbox") == 0
+    assert await inbox.process("ab", effect, source="/yishi/gulou/proposals") is True  # the connection is fine
+
+
 class EchoProcess:
     """The echo test service as a real process."""
 
