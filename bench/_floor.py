@@ -15,6 +15,7 @@ import asyncpg
 import uvicorn
 
 from yishi.auth import TokenVerifier, Unauthenticated
+from yishi.cli_support import SERVED
 from yishi.db import create_pool
 from yishi.settings import Settings
 
@@ -79,5 +80,4 @@ async def _answer(send, status: int, body: bytes) -> None:
 if __name__ == "__main__":
     settings = Settings(service="floor")
     # As yishi.cli.serve runs a service.
-    uvicorn.run(Floor(settings), host=settings.http_host, port=settings.http_port, log_config=None,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(Floor(settings), host=settings.http_host, port=settings.http_port, **SERVED)

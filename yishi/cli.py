@@ -17,7 +17,7 @@ from rich.table import Table
 
 from contracts.common import Role
 from yishi.audit.cli import audit_app
-from yishi.cli_support import UserError, console, database_pool, debug_option, main, progress
+from yishi.cli_support import SERVED, UserError, console, database_pool, debug_option, main, progress
 from yishi.names import READERS, RUNNABLE, SERVICES, check_runnable, check_service
 from yishi.settings import Settings
 from yishi.witness.cli import witness_app
@@ -68,8 +68,7 @@ def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversi
                                               migrations.locations(service, spec.migrations), service))
     except migrations.SchemaOutOfDate as exc:
         raise UserError(str(exc)) from exc
-    uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, **SERVED)
 
 
 @app.command("relay")

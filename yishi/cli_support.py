@@ -37,6 +37,14 @@ class UserError(Exception):
         self.code = code
 
 
+SERVED = {"loop": "uvloop", "http": "httptools", "log_config": None, "timeout_graceful_shutdown": 10}
+"""How ``yishi serve`` runs a service under uvicorn, and ``bench/run ballots`` its floor, to
+compare like with like: uvloop's event loop and httptools' HTTP parser (both pinned
+dependencies), named so that a missing one fails the start instead of falling back to
+asyncio's loop and the pure-Python h11, which cost a ballot more CPU than its whole command
+path in bench/run ballots; our own logging, and ten seconds to finish requests on SIGTERM."""
+
+
 def redact(url: str) -> str:
     """A database URL without its password, to name it in a message."""
     try:
