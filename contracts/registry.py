@@ -162,7 +162,8 @@ _CONSUMERS = {
     "NotificationFailed": {"oversight"},
 }
 # The portal (a reader: yishi.names.READERS) keeps a copy of these for its public pages;
-# not ballots (a vote's page shows its closing counts only) nor reminders.
+# not ballots (a vote's page shows its closing counts only) nor reminders. Its consumers
+# subscribe to this list (consumed_by("portal")): it is kept here only.
 _PORTAL = ("CouncilFormed", "ProposalRaised", "ProposalPublished", "MotionSeconded", "ObjectionLodged",
            "StatementMade", "ProposalEscalated", "ProposalWithdrawn", "ProposalReturnedForReconsultation",
            "ProposalDecided", "VoteOpened", "VoteClosed", "ResolutionRegistered", "TaskAssigned", "TaskAccepted",
@@ -270,6 +271,17 @@ def spec(type_name: str, kind: Kind | None = None) -> TypeSpec:
     if kind is not None and found.kind is not kind:
         raise UnknownEventType(f"{type_name!r} is a {found.kind}, not a {kind}")
     return found
+
+
+def consumed_by(service: str) -> dict[str, tuple[str, ...]]:
+    """The events ``service`` consumes (those naming it among their ``consumers``), by the
+    service that publishes them, in registry order: what it subscribes to, read from here
+    so its wiring and the registry cannot drift apart."""
+    consumed: dict[str, tuple[str, ...]] = {}
+    for s in _SPECS:
+        if s.kind is Kind.EVENT and service in s.consumers:
+            consumed[s.service] = (*consumed.get(s.service, ()), s.name)
+    return consumed
 
 
 class Encoded(NamedTuple):

@@ -77,7 +77,7 @@ def wire_consumers(ctx: ServiceContext, bus: CommandBus) -> None:
                      public=True)
 
     # -- consultation sessions (the proposals service's) ----------------------------
-    # The reminder the day before is the timer's (worker.SessionReminder) from the rows
+    # The reminder the day before is the timer's (worker.SESSION_COMING) from the rows
     # kept here: a session scheduled again (another time, place or chair) updates its row
     # and keeps its ``reminded`` mark, so it is reminded once.
 

@@ -19,7 +19,7 @@ from services.notify.domain import Backoff
 from services.notify.settings import NotifySettings
 from services.notify.templates import Templates, default_templates
 from services.notify.translator import make_translator
-from services.notify.worker import DeliveryWorker, SessionReminder, VoteReminder
+from services.notify.worker import SESSION_COMING, SESSION_REMINDER_LEAD, VOTE_CLOSING, DeliveryWorker, Reminder
 from yishi.jobs import every
 from yishi.repository import Repository
 from yishi.runtime import ServiceContext, ServiceSpec
@@ -59,13 +59,13 @@ def spec(settings: NotifySettings | None = None, templates: Templates | None = N
             finally:
                 await client.aclose()
 
-        reminder = VoteReminder(bus, timedelta(seconds=settings.vote_reminder_lead_s))
         ctx.background.append(deliveries)
-        ctx.background.append(every(settings.worker_interval_s, lambda: reminder.run_once(ctx.pool), "notify.vote-reminder",
-                                    ctx.retry_policy))
-        sessions = SessionReminder(bus)
-        ctx.background.append(every(settings.worker_interval_s, lambda: sessions.run_once(ctx.pool),
-                                    "notify.session-reminder", ctx.retry_policy))
+        vote_lead = timedelta(seconds=settings.vote_reminder_lead_s)
+        for reminder in (Reminder(bus, VOTE_CLOSING, vote_lead, ctx.retry_policy),
+                         Reminder(bus, SESSION_COMING, SESSION_REMINDER_LEAD, ctx.retry_policy)):
+            # ctx.pool exists once the service started: read it at each step.
+            ctx.background.append(every(settings.worker_interval_s, lambda r=reminder: r.run_once(ctx.pool),
+                                        reminder.kind.job, ctx.retry_policy))
 
     return ServiceSpec(name="notify", translate=make_translator(Repository(EventStore(None)).to_domain_event),
                        wire=wire)

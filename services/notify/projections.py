@@ -219,15 +219,16 @@ async def electors_who_have_not_voted(conn: asyncpg.Connection, district: str, v
 
 
 async def votes_due_for_reminder(pool: asyncpg.Pool, due_before: datetime) -> list[asyncpg.Record]:
-    """Open votes closing before ``due_before`` whose non-voters were not reminded yet."""
-    return await pool.fetch("SELECT * FROM votes WHERE NOT closed AND NOT reminded AND closes_at <= $1",
-                            due_before)
+    """Open votes closing before ``due_before`` whose non-voters were not reminded yet, soonest first."""
+    return await pool.fetch("SELECT district, vote_id FROM votes WHERE NOT closed AND NOT reminded AND closes_at <= $1"
+                            " ORDER BY closes_at, district, vote_id", due_before)
 
 
 async def sessions_due_for_reminder(pool: asyncpg.Pool, due_before: datetime) -> list[asyncpg.Record]:
-    """Sessions not yet under way, starting before ``due_before``, whose people were not reminded yet."""
+    """Sessions not yet under way, starting before ``due_before``, whose people were not reminded yet, soonest
+    first."""
     return await pool.fetch("SELECT district, session_id FROM sessions WHERE NOT closed AND NOT reminded"
-                            " AND starts_at <= $1", due_before)
+                            " AND starts_at <= $1 ORDER BY starts_at, district, session_id", due_before)
 
 
 async def session_invitees(conn: asyncpg.Connection, district: str, session_id: str) -> list[str]:

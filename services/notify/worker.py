@@ -2,13 +2,16 @@
 
 * the **delivery worker** picks due deliveries from the ``deliveries`` read model,
   claims an attempt (recorded before sending), sends, and records the outcome;
-* the **vote reminder** finds open votes about to close and reminds the electors who
-  have not voted, once per vote (the notification id is derived from the vote, and the
-  ``reminded`` mark is written in the same transaction), also after a restart that
-  missed the due time;
-* the **session reminder** does the same for consultation sessions, the day before
-  (:data:`SESSION_REMINDER_LEAD`), to the council's members and the session's invited,
-  once per session however often it is scheduled again. Each reminder is the platform's own command
+* the **reminders**, one :class:`Reminder` loop per :class:`Reminding` kind: the vote
+  reminder (:data:`VOTE_CLOSING`) finds open votes about to close and reminds the
+  electors who have not voted; the session reminder (:data:`SESSION_COMING`) reminds a
+  consultation session's council members and invited the day before
+  (:data:`SESSION_REMINDER_LEAD`). Each row is reminded once (the notification id is
+  derived from it, and its ``reminded`` mark is written in the same transaction), also
+  after a restart that missed the due time, and however often a session is scheduled
+  again. A row that cannot be reminded is recorded and, after its last attempt, set
+  aside (:class:`yishi.jobs.JobItems`): the rows after it are reminded all the same.
+  Each reminder is the platform's own command
   (:class:`~services.notify.application.GiveNotice`), dispatched through the bus like the
   notices other services' events ask for.
 
@@ -22,14 +25,17 @@ publishes, for no caller to read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import timedelta
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import structlog
 
-from contracts.common import Actor
+from contracts.common import Actor, CommandAccepted
 from contracts.notify import Channel, FailureReason
 from services.notify import projections
 from services.notify.application import GiveNotice
@@ -38,6 +44,8 @@ from services.notify.consumers import local_time, where
 from services.notify.domain import Backoff, Delivery, DeliveryStatus, source_notification_id
 from yishi.clock import Clock
 from yishi.commands import CommandBus
+from yishi.failures import RetryPolicy
+from yishi.jobs import JobItems
 from yishi.metrics import DELIVERIES, TIMERS_FIRED
 from yishi.repository import Repository
 from yishi.rules import Rejected
@@ -131,84 +139,127 @@ class DeliveryWorker:
         return None
 
 
-class VoteReminder:
-    """Reminds electors who have not voted, ``lead`` before a vote closes."""
+@dataclass(frozen=True)
+class Reminding:
+    """One kind of reminder, as :class:`Reminder` needs it: a read model whose rows each
+    ask for one reminder before the time in their ``at`` column, once.
 
-    def __init__(self, bus: CommandBus, lead: timedelta) -> None:
+    ``due`` lists the rows due by a time, soonest first; ``notice`` gives the parts of
+    the :class:`~services.notify.application.GiveNotice` a row asks for beyond the common
+    ones (``params`` and who is addressed), read in the reminder's transaction."""
+
+    job: str
+    """Names the job in logs, metrics (``yishi_timers_fired_total``, the job's item
+    failures) and ``failed_jobs``."""
+    table: str
+    key: str
+    """The table's id column (with ``district``, its key)."""
+    at: str
+    """The time column a reminder is ahead of; once it passed, the reminder helps nobody."""
+    timer: str
+    """The timer's name: with the row's key, the notice's id (so never twice, also across
+    releases: it must not change)."""
+    template: str
+    regarding: str
+    """The event type the notice is about (with the row's id)."""
+    due: Callable[[asyncpg.Pool, datetime], Awaitable[list[asyncpg.Record]]]
+    notice: Callable[[asyncpg.Connection, asyncpg.Record], Awaitable[dict[str, Any]]]
+
+
+class Reminder:
+    """Reminds, ``lead`` before its time, for every row of one :class:`Reminding` kind, once.
+
+    Once: the ``reminded`` mark is written in the reminder's transaction (row locked), and
+    the notification id is derived from the row's key alone, so neither a restart nor a
+    row changed meanwhile (a session scheduled again) reminds twice. A row whose time passed
+    unreminded (the service was down) is marked without a notice.
+
+    Each row is one item of :class:`yishi.jobs.JobItems`, so one that cannot be reminded
+    (its notice cannot be built or rendered: a value left by a past release, a bug) does
+    not stop the rows after it. Its failure is logged with the reason, counted
+    (``yishi_job_item_failures_total``) and recorded in ``failed_jobs``; it is tried again
+    at the next ticks (once per tick, and a tick that reminds nobody waits the job's
+    interval: no hot loop), at most ``YISHI_POISON_MAX_ATTEMPTS`` times in all (a failure
+    of the moment passes), then set aside (``yishi_job_items_parked_total``) until an
+    operator fixes the cause and deletes its ``failed_jobs`` row (notify, restarted, tries
+    it again). Why that and not a ``reminded`` mark with the reason on the row: the row is
+    not reminded (nobody was told, and marking it would lose the reminder for good once
+    the cause is fixed), and ``failed_jobs`` is where every background job's failed items
+    are kept, with one metric and one runbook. A notice the bus refuses (a template that
+    does not fit) is answered ``CommandRejected`` like any command, and the row marked.
+    A transient failure (the database away) is raised to :func:`yishi.jobs.every`, which
+    backs off."""
+
+    def __init__(self, bus: CommandBus, kind: Reminding, lead: timedelta, policy: RetryPolicy = RetryPolicy()) -> None:
         self.bus = bus
+        self.kind = kind
         self.lead = lead
+        self.policy = policy
+        self._items: JobItems | None = None
 
     async def run_once(self, pool: asyncpg.Pool) -> int:
-        """Remind for every vote now inside its reminder window; returns how many votes' electors were reminded."""
+        """Remind for every row now inside its reminder window; returns how many rows' people were reminded."""
+        self._items = self._items or JobItems(pool, self.kind.job, self.policy)
         now = self.bus.clock.now()
         reminded = 0
-        for vote in await projections.votes_due_for_reminder(pool, now + self.lead):
-            async with pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT * FROM votes WHERE district = $1 AND vote_id = $2 AND NOT reminded AND NOT closed "
-                    "FOR UPDATE", vote["district"], vote["vote_id"])
-                if row is None:
-                    continue
-                if row["closes_at"] > now:  # a reminder after the close helps nobody
-                    people = await projections.electors_who_have_not_voted(conn, row["district"], row["vote_id"])
-                    timer = f"vote-closing-soon:{row['district']}:{row['vote_id']}"
-                    command = GiveNotice(
-                        district=row["district"], actor=self.bus.system_actor,
-                        notification_id=source_notification_id(timer, "vote.closing_soon"),
-                        template="vote.closing_soon",
-                        params={"question": row["question"], "vote_id": row["vote_id"],
-                                "closes_at": local_time(row["closes_at"])},
-                        regarding=("VoteOpened", row["vote_id"]), people=people, expires_at=row["closes_at"])
-                    await self.bus.dispatch(command, command_id=f"timer-{timer}", correlation_id=f"timer-{timer}",
-                                            principal=self.bus.platform, conn=conn, key=f"timer:{timer}")
-                    reminded += 1
-                await conn.execute("UPDATE votes SET reminded = true WHERE district = $1 AND vote_id = $2",
-                                   row["district"], row["vote_id"])
-            TIMERS_FIRED.labels("notify.vote-reminder").inc()
+        for due in await self.kind.due(pool, now + self.lead):
+            district, key = due["district"], due[self.kind.key]
+            reminded += await self._items.run(f"{district}/{key}",
+                                              functools.partial(self._remind, pool, district, key, now)) or 0
         return reminded
 
+    async def _remind(self, pool: asyncpg.Pool, district: str, key: str, now: datetime) -> int:
+        """Remind for one row (unless reminded or closed meanwhile, or past its time) and mark it; 1 if reminded
+        (the notice accepted)."""
+        kind, sent = self.kind, 0
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT * FROM {kind.table} WHERE district = $1 AND {kind.key} = $2 AND NOT reminded AND NOT closed "
+                "FOR UPDATE", district, key)
+            if row is None:
+                return 0
+            if row[kind.at] > now:  # a reminder after its time helps nobody
+                timer = f"{kind.timer}:{district}:{key}"
+                command = GiveNotice(
+                    district=district, actor=self.bus.system_actor,
+                    notification_id=source_notification_id(timer, kind.template), template=kind.template,
+                    regarding=(kind.regarding, key), expires_at=row[kind.at], **await kind.notice(conn, row))
+                reply = await self.bus.dispatch(command, command_id=f"timer-{timer}", correlation_id=f"timer-{timer}",
+                                                principal=self.bus.platform, conn=conn, key=f"timer:{timer}")
+                sent = int(isinstance(reply, CommandAccepted))
+            await conn.execute(f"UPDATE {kind.table} SET reminded = true WHERE district = $1 AND {kind.key} = $2",
+                               district, key)
+        TIMERS_FIRED.labels(kind.job).inc()
+        return sent
+
+
+async def _vote_notice(conn: asyncpg.Connection, row: asyncpg.Record) -> dict[str, Any]:
+    return {"params": {"question": row["question"], "vote_id": row["vote_id"],
+                       "closes_at": local_time(row["closes_at"])},
+            "people": await projections.electors_who_have_not_voted(conn, row["district"], row["vote_id"])}
+
+
+VOTE_CLOSING = Reminding(
+    job="notify.vote-reminder", table="votes", key="vote_id", at="closes_at", timer="vote-closing-soon",
+    template="vote.closing_soon", regarding="VoteOpened", due=projections.votes_due_for_reminder, notice=_vote_notice)
+"""The electors of an open vote who have not voted, before it closes (lead:
+``vote_reminder_lead_s``), once per vote."""
+
+
+async def _session_notice(conn: asyncpg.Connection, row: asyncpg.Record) -> dict[str, Any]:
+    return {"params": {"session_id": row["session_id"], "starts_at": local_time(row["starts_at"]),
+                       "where": where(row["place"], row["online_link"])},
+            "members_of": row["council_id"],
+            "people": tuple(await projections.session_invitees(conn, row["district"], row["session_id"]))}
+
+
+SESSION_COMING = Reminding(
+    job="notify.session-reminder", table="sessions", key="session_id", at="starts_at", timer="session-reminder",
+    template="session.reminder", regarding="SessionScheduled", due=projections.sessions_due_for_reminder,
+    notice=_session_notice)
+"""A consultation session's council members and invited, the day before it starts
+(:data:`SESSION_REMINDER_LEAD`), once per session however often it is scheduled again:
+the notice's id is derived from the session alone, not its time."""
 
 SESSION_REMINDER_LEAD = timedelta(hours=24)
 """How long before a consultation session its people are reminded: the day before."""
-
-
-class SessionReminder:
-    """Reminds a session's council members and invited the day before it starts, once.
-
-    Once per session: the ``reminded`` mark is written in the reminder's transaction and
-    the notification id is derived from the session alone (not its time), so neither a
-    session scheduled again (another time, place or chair) nor a restart reminds twice."""
-
-    def __init__(self, bus: CommandBus, lead: timedelta = SESSION_REMINDER_LEAD) -> None:
-        self.bus = bus
-        self.lead = lead
-
-    async def run_once(self, pool: asyncpg.Pool) -> int:
-        """Remind for every session now inside its reminder window; returns how many sessions' people were reminded."""
-        now = self.bus.clock.now()
-        reminded = 0
-        for session in await projections.sessions_due_for_reminder(pool, now + self.lead):
-            async with pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT * FROM sessions WHERE district = $1 AND session_id = $2 AND NOT reminded AND NOT closed "
-                    "FOR UPDATE", session["district"], session["session_id"])
-                if row is None:
-                    continue
-                if row["starts_at"] > now:  # a reminder once it began helps nobody
-                    timer = f"session-reminder:{row['district']}:{row['session_id']}"
-                    command = GiveNotice(
-                        district=row["district"], actor=self.bus.system_actor,
-                        notification_id=source_notification_id(timer, "session.reminder"),
-                        template="session.reminder",
-                        params={"session_id": row["session_id"], "starts_at": local_time(row["starts_at"]),
-                                "where": where(row["place"], row["online_link"])},
-                        regarding=("SessionScheduled", row["session_id"]), members_of=row["council_id"],
-                        people=tuple(await projections.session_invitees(conn, row["district"], row["session_id"])),
-                        expires_at=row["starts_at"])
-                    await self.bus.dispatch(command, command_id=f"timer-{timer}", correlation_id=f"timer-{timer}",
-                                            principal=self.bus.platform, conn=conn, key=f"timer:{timer}")
-                    reminded += 1
-                await conn.execute("UPDATE sessions SET reminded = true WHERE district = $1 AND session_id = $2",
-                                   row["district"], row["session_id"])
-            TIMERS_FIRED.labels("notify.session-reminder").inc()
-        return reminded

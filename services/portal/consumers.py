@@ -8,22 +8,15 @@ from typing import Any
 
 import asyncpg
 
+from contracts import registry
 from contracts.envelope import Envelope
 from services.portal.projections import record
 from yishi.runtime import ServiceContext
 
-#: The public events the pages are drawn from, by the service that publishes them. Ballots
-#: are not among them: a vote's page shows its closing tally and turnout only.
-CONSUMED: dict[str, tuple[str, ...]] = {
-    "proposals": ("CouncilFormed", "ProposalRaised", "ProposalPublished", "MotionSeconded", "ObjectionLodged",
-                  "StatementMade", "ProposalEscalated", "ProposalWithdrawn", "ProposalReturnedForReconsultation",
-                  "ProposalDecided", "SessionClosed", "AttendanceRecorded",
-                  "SessionMinutesPublished"),
-    "voting": ("VoteOpened", "VoteClosed"),
-    "oversight": ("ResolutionRegistered", "TaskAssigned", "TaskAccepted", "ProgressReported", "FundsAllocated",
-                  "FundsSpent", "TaskStalled", "TaskEscalated", "TaskCompleted", "InspectionRecorded",
-                  "SatisfactionRated", "ResolutionClosed", "FundEstablished"),
-}
+CONSUMED: dict[str, tuple[str, ...]] = registry.consumed_by("portal")
+"""The public events the pages are drawn from, by the service that publishes them: the
+registry's list of what the portal consumes (``contracts.registry``), kept there only.
+Ballots are not among them: a vote's page shows its closing tally and turnout only."""
 
 
 async def keep(model: Any, envelope: Envelope, conn: asyncpg.Connection) -> None:

@@ -132,3 +132,19 @@ def test_every_service_has_commands_and_events():
     assert "voting" in registry.spec("VoteRequested").consumers
     assert "oversight" in registry.spec("ProposalDecided").consumers
     assert registry.spec("SecondMotion").model is proposals.SecondMotion
+
+
+def test_what_a_service_consumes_is_read_from_the_registry_by_publisher():
+    """The portal's subscriptions are the registry's portal consumers, grouped by who
+    publishes them (one source of truth: the two lists drifted apart before)."""
+    from services.portal.consumers import CONSUMED
+
+    portal = registry.consumed_by("portal")
+    assert CONSUMED == portal
+    assert {name for names in portal.values() for name in names} == {
+        name for name, spec in registry.REGISTRY.items() if "portal" in spec.consumers}
+    assert all(registry.spec(name, Kind.EVENT).service == service for service, names in portal.items()
+               for name in names)
+    assert "BallotAccepted" not in portal["voting"]  # a vote's page shows its closing counts only
+    assert registry.consumed_by("voting") == {"proposals": ("VoteRequested",)}
+    assert registry.consumed_by("nobody") == {}
