@@ -32,6 +32,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     UUIDAsHex,
     find_id_convertor,
+    str_to_uuid_convertor,
 )
 from eventsourcing.utils import TopicError, resolve_topic
 
@@ -79,18 +80,26 @@ class _OrjsonTranscoder(JSONTranscoder):
 
     def _revive(self, obj: Any, exact: bool) -> Any:
         """What the library's ``object_hook`` makes of each object, innermost first: a
-        ``{"_type_": …, "_data_": …}`` object becomes the value it encodes. With
+        ``{"_type_": …, "_data_": …}`` object becomes the value it encodes (at once when
+        its data is a string, as a datetime's, UUID's and decimal's are). With
         ``exact``, a float anywhere raises :class:`_Inexact`."""
+        names = self.names
         if type(obj) is dict:
             for key, value in obj.items():
                 kind = type(value)
-                if kind is dict or kind is list:
+                if kind is dict:
+                    if len(value) == 2 and type(name := value.get("_type_")) is str and name in names \
+                            and type(data := value.get("_data_")) is str:
+                        obj[key] = names[name].decode(data)
+                    else:
+                        obj[key] = self._revive(value, exact)
+                elif kind is list:
                     obj[key] = self._revive(value, exact)
                 elif kind is float and exact:
                     raise _Inexact
             if len(obj) == 2 and "_type_" in obj:
                 name = obj["_type_"]
-                transcoding = self.names.get(name) if type(name) is str else None
+                transcoding = names.get(name) if type(name) is str else None
                 if transcoding is not None and "_data_" in obj:
                     return transcoding.decode(obj["_data_"])
                 return self._decode_obj(obj)  # the library's answer (or error) for anything else
@@ -108,11 +117,15 @@ class _Mapper(Mapper):
     """The library's mapper, decoding a stored event's parts with a plan per topic made
     once (the event class, its class version and how its originator id is converted):
     the same domain events as :meth:`Mapper.to_domain_event`, without its per-event
-    topic resolution, id-convertor lookup and :class:`StoredEvent`."""
+    topic resolution, id-convertor lookup and :class:`StoredEvent`. The UUIDs of the
+    streams last read are kept (UUIDs are immutable), as each stream has many events."""
+
+    _KEPT_IDS = 65536
 
     def __init__(self, transcoder: JSONTranscoder) -> None:
         super().__init__(transcoder=transcoder)
         self._plans: dict[str, tuple[type, int, Any]] = {}
+        self._uuids: dict[str, uuid.UUID] = {}
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.decode(stored_event.topic, stored_event.state, stored_event.originator_id,
@@ -132,8 +145,18 @@ class _Mapper(Mapper):
                 f"Failed to deserialise state of stored event with topic '{topic}', "
                 f"originator_id '{originator_id}' and originator_version {originator_version}: {e}"
             ) from e
-        convert = from_str if type(originator_id) is str else find_id_convertor(cls, type(originator_id))
-        event_state["originator_id"] = convert(originator_id)
+        if type(originator_id) is not str:
+            event_state["originator_id"] = find_id_convertor(cls, type(originator_id))(originator_id)
+        elif from_str is str_to_uuid_convertor:
+            uuids = self._uuids
+            found = uuids.get(originator_id)
+            if found is None:
+                if len(uuids) >= self._KEPT_IDS:
+                    uuids.clear()
+                found = uuids[originator_id] = uuid.UUID(originator_id)
+            event_state["originator_id"] = found
+        else:
+            event_state["originator_id"] = from_str(originator_id)
         event_state["originator_version"] = originator_version
         from_version = event_state.pop("class_version", 1)
         while from_version < class_version:
