@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import asyncpg
@@ -30,6 +32,7 @@ from eventsourcing.persistence import (
     Mapper,
     MapperDeserialisationError,
     StoredEvent,
+    Transcoding,
     UUIDAsHex,
     find_id_convertor,
     str_to_uuid_convertor,
@@ -57,6 +60,18 @@ class _OrjsonTranscoder(JSONTranscoder):
     """The library's JSON transcoder, decoding with orjson: the same objects, several
     times faster (each replay, translation and aggregate load decodes every event)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # How the data of each registered name is decoded when it is a string: the
+        # library's datetimes, UUIDs and decimals straight by their constructors (their
+        # ``decode`` only asserts it is a string, then calls them), others by ``decode``.
+        self._from_str: dict[str, Callable[[str], Any]] = {}
+
+    def register(self, transcoding: Transcoding) -> None:
+        super().register(transcoding)
+        direct = {DatetimeAsISO: datetime.fromisoformat, UUIDAsHex: uuid.UUID, DecimalAsStr: Decimal}
+        self._from_str[transcoding.name] = direct.get(type(transcoding), transcoding.decode)
+
     def decode(self, data: bytes) -> Any:
         # orjson reads integers beyond 64 bits as floats, and refuses NaN and lone
         # surrogates: such states are decoded as the library decodes them. A state with
@@ -83,14 +98,14 @@ class _OrjsonTranscoder(JSONTranscoder):
         ``{"_type_": …, "_data_": …}`` object becomes the value it encodes (at once when
         its data is a string, as a datetime's, UUID's and decimal's are). With
         ``exact``, a float anywhere raises :class:`_Inexact`."""
-        names = self.names
+        names, from_str = self.names, self._from_str
         if type(obj) is dict:
             for key, value in obj.items():
                 kind = type(value)
                 if kind is dict:
-                    if len(value) == 2 and type(name := value.get("_type_")) is str and name in names \
+                    if len(value) == 2 and type(name := value.get("_type_")) is str and name in from_str \
                             and type(data := value.get("_data_")) is str:
-                        obj[key] = names[name].decode(data)
+                        obj[key] = from_str[name](data)
                     else:
                         obj[key] = self._revive(value, exact)
                 elif kind is list:
