@@ -135,7 +135,7 @@ class _Mapper(Mapper):
     topic resolution, id-convertor lookup and :class:`StoredEvent`. The UUIDs of the
     streams last read are kept (UUIDs are immutable), as each stream has many events."""
 
-    _KEPT_IDS = 65536
+    _KEPT_IDS = 4096  # streams; about 1 MB
 
     def __init__(self, transcoder: JSONTranscoder) -> None:
         super().__init__(transcoder=transcoder)
