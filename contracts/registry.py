@@ -306,7 +306,9 @@ def encode(model: Contract) -> Encoded:
         type_name, version = _BY_MODEL[type(model)]
     except KeyError:
         raise UnknownEventType(f"{type(model).__name__} is not a registered contract model") from None
-    return Encoded(type_name, version, model.model_dump_json().encode())
+    # The bytes model_dump_json() serialises and decodes to a str: the same JSON, without
+    # decoding and encoding it again (each event the relay publishes or a replay translates).
+    return Encoded(type_name, version, model.__pydantic_serializer__.to_json(model))
 
 
 def input_extra(kind: Kind) -> ExtraValues | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import asyncpg
@@ -28,8 +30,12 @@ from eventsourcing.persistence import (
     DecimalAsStr,
     JSONTranscoder,
     Mapper,
+    MapperDeserialisationError,
     StoredEvent,
+    Transcoding,
     UUIDAsHex,
+    find_id_convertor,
+    str_to_uuid_convertor,
 )
 from eventsourcing.utils import TopicError, resolve_topic
 
@@ -45,36 +51,135 @@ class AggregateNotFound(LookupError):
 _LONG_DIGITS = re.compile(rb"\d{19}")
 
 
+class _Inexact(Exception):
+    """A float in what orjson decoded: perhaps an integer beyond 64 bits, which orjson
+    reads as a float and the json module as an int."""
+
+
 class _OrjsonTranscoder(JSONTranscoder):
-    """The library's JSON transcoder, decoding with orjson: the same objects, about three
+    """The library's JSON transcoder, decoding with orjson: the same objects, several
     times faster (each replay, translation and aggregate load decodes every event)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # How the data of each registered name is decoded when it is a string: the
+        # library's datetimes, UUIDs and decimals straight by their constructors (their
+        # ``decode`` only asserts it is a string, then calls them), others by ``decode``.
+        self._from_str: dict[str, Callable[[str], Any]] = {}
+
+    def register(self, transcoding: Transcoding) -> None:
+        super().register(transcoding)
+        direct = {DatetimeAsISO: datetime.fromisoformat, UUIDAsHex: uuid.UUID, DecimalAsStr: Decimal}
+        self._from_str[transcoding.name] = direct.get(type(transcoding), transcoding.decode)
 
     def decode(self, data: bytes) -> Any:
         # orjson reads integers beyond 64 bits as floats, and refuses NaN and lone
-        # surrogates: such states (and any with 19 digits in a row) are decoded as the
-        # library decodes them.
-        if _LONG_DIGITS.search(data) is not None:
-            return super().decode(data)
+        # surrogates: such states are decoded as the library decodes them. A state with
+        # a float (rare) is searched for an integer of 19 digits or more; the others
+        # need no search, as orjson reads every integer within 64 bits exactly.
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             return super().decode(data)
-        return self._revive(obj) if b'"_type_"' in data and type(obj) in (dict, list) else obj
+        kind = type(obj)
+        if kind is not dict and kind is not list:
+            if kind is float and _LONG_DIGITS.search(data) is not None:
+                return super().decode(data)
+            return obj
+        try:
+            return self._revive(obj, True)
+        except _Inexact:
+            if _LONG_DIGITS.search(data) is not None:
+                return super().decode(data)
+            return self._revive(orjson.loads(data), False)
 
-    def _revive(self, obj: Any) -> Any:
+    def _revive(self, obj: Any, exact: bool) -> Any:
         """What the library's ``object_hook`` makes of each object, innermost first: a
-        ``{"_type_": …, "_data_": …}`` object becomes the value it encodes."""
+        ``{"_type_": …, "_data_": …}`` object becomes the value it encodes (at once when
+        its data is a string, as a datetime's, UUID's and decimal's are). With
+        ``exact``, a float anywhere raises :class:`_Inexact`."""
+        names, from_str = self.names, self._from_str
         if type(obj) is dict:
             for key, value in obj.items():
                 kind = type(value)
-                if kind is dict or kind is list:
-                    obj[key] = self._revive(value)
-            return self._decode_obj(obj) if len(obj) == 2 and "_type_" in obj else obj
+                if kind is dict:
+                    if len(value) == 2 and type(name := value.get("_type_")) is str and name in from_str \
+                            and type(data := value.get("_data_")) is str:
+                        obj[key] = from_str[name](data)
+                    else:
+                        obj[key] = self._revive(value, exact)
+                elif kind is list:
+                    obj[key] = self._revive(value, exact)
+                elif kind is float and exact:
+                    raise _Inexact
+            if len(obj) == 2 and "_type_" in obj:
+                name = obj["_type_"]
+                transcoding = names.get(name) if type(name) is str else None
+                if transcoding is not None and "_data_" in obj:
+                    return transcoding.decode(obj["_data_"])
+                return self._decode_obj(obj)  # the library's answer (or error) for anything else
+            return obj
         for i, value in enumerate(obj):
             kind = type(value)
             if kind is dict or kind is list:
-                obj[i] = self._revive(value)
+                obj[i] = self._revive(value, exact)
+            elif kind is float and exact:
+                raise _Inexact
         return obj
+
+
+class _Mapper(Mapper):
+    """The library's mapper, decoding a stored event's parts with a plan per topic made
+    once (the event class, its class version and how its originator id is converted):
+    the same domain events as :meth:`Mapper.to_domain_event`, without its per-event
+    topic resolution, id-convertor lookup and :class:`StoredEvent`. The UUIDs of the
+    streams last read are kept (UUIDs are immutable), as each stream has many events."""
+
+    _KEPT_IDS = 4096  # streams; about 1 MB
+
+    def __init__(self, transcoder: JSONTranscoder) -> None:
+        super().__init__(transcoder=transcoder)
+        self._plans: dict[str, tuple[type, int, Any]] = {}
+        self._uuids: dict[str, uuid.UUID] = {}
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return self.decode(stored_event.topic, stored_event.state, stored_event.originator_id,
+                           stored_event.originator_version)
+
+    def decode(self, topic: str, state: bytes, originator_id: Any, originator_version: int) -> Any:
+        """The domain event of a stored event's topic, state, stream id and version."""
+        plan = self._plans.get(topic)
+        if plan is None:
+            cls = resolve_topic(topic)
+            plan = self._plans[topic] = (cls, getattr(cls, "class_version", 1), find_id_convertor(cls, str))
+        cls, class_version, from_str = plan
+        try:
+            event_state: dict[str, Any] = self.transcoder.decode(state)
+        except Exception as e:
+            raise MapperDeserialisationError(
+                f"Failed to deserialise state of stored event with topic '{topic}', "
+                f"originator_id '{originator_id}' and originator_version {originator_version}: {e}"
+            ) from e
+        if type(originator_id) is not str:
+            event_state["originator_id"] = find_id_convertor(cls, type(originator_id))(originator_id)
+        elif from_str is str_to_uuid_convertor:
+            uuids = self._uuids
+            found = uuids.get(originator_id)
+            if found is None:
+                if len(uuids) >= self._KEPT_IDS:
+                    uuids.clear()
+                found = uuids[originator_id] = uuid.UUID(originator_id)
+            event_state["originator_id"] = found
+        else:
+            event_state["originator_id"] = from_str(originator_id)
+        event_state["originator_version"] = originator_version
+        from_version = event_state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
+            from_version += 1
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", event_state)
+        return domain_event
 
 
 def default_mapper(*extra_transcodings: Any) -> Mapper:
@@ -83,7 +188,7 @@ def default_mapper(*extra_transcodings: Any) -> Mapper:
     transcoder = _OrjsonTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr(), *extra_transcodings):
         transcoder.register(transcoding)
-    return Mapper(transcoder=transcoder)
+    return _Mapper(transcoder)
 
 
 def _resolved(topic: str) -> Any:
@@ -104,6 +209,8 @@ class Repository:
 
     def to_domain_event(self, event: RecordedEvent | Snapshot) -> Any:
         """A stored row back into the library's domain event (upcast to its class version)."""
+        if type(self.mapper) is _Mapper:
+            return self.mapper.decode(event.topic, event.state, event.stream_id, event.version)
         return self.mapper.to_domain_event(
             StoredEvent(originator_id=event.stream_id, originator_version=event.version, topic=event.topic,
                         state=event.state)

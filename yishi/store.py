@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from functools import cached_property
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -183,6 +182,19 @@ class LogCursor:
     position: int = 0
 
 
+class _Decoded:
+    """:attr:`RecordedEvent.metadata`: ``metadata_json`` decoded on first read and kept in
+    the instance, as ``functools.cached_property`` does but without the lock it takes on
+    Python 3.11 (each event of a replay or a relay batch is read once)."""
+
+    def __get__(self, event: Any, owner: type | None = None) -> Any:
+        if event is None:
+            return self
+        raw = event.metadata_json
+        value = event.__dict__["metadata"] = orjson.loads(raw) if isinstance(raw, str) else raw
+        return value
+
+
 @dataclass(frozen=True)
 class RecordedEvent:
     """An event as stored.
@@ -208,10 +220,7 @@ class RecordedEvent:
     traceparent: str | None = None
     tracestate: str | None = None
 
-    @cached_property
-    def metadata(self) -> dict[str, Any]:
-        raw = self.metadata_json
-        return orjson.loads(raw) if isinstance(raw, str) else raw
+    metadata = _Decoded()  # not a field: decoded from metadata_json on first read
 
     @property
     def cursor(self) -> LogCursor:
