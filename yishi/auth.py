@@ -8,6 +8,8 @@ discovery document), cached for ``YISHI_AUTH_JWKS_CACHE_S``; a token signed with
 the cache does not know makes the cache refresh, at most once per
 ``YISHI_AUTH_JWKS_REFRESH_COOLDOWN_S`` (PyJWT's cooldown, so forged key ids cannot make
 every request fetch), so a provider's key rotation is followed without a restart. Issuer, audience, expiry and not-before are checked.
+A token once verified is kept with its principal (the last 4,096) until it expires or its
+key set is fetched again, so that the same caller's next request costs no signature check.
 
 Claims (names configurable, see :class:`yishi.settings.Settings`):
 
@@ -36,6 +38,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +158,7 @@ class TokenVerifier:
         self._jwks_url = settings.auth_jwks_url
         self._client: jwt.PyJWKClient | None = None
         self._lock = asyncio.Lock()
+        self._verified: OrderedDict[str, tuple[Principal, float, jwt.PyJWK]] = OrderedDict()
 
     async def _jwks(self) -> jwt.PyJWKClient:
         if self._client is None:
@@ -170,6 +174,13 @@ class TokenVerifier:
         """The principal of a valid ``token``; :class:`Unauthenticated` says why not."""
         if len(token) > 16_384:
             raise Unauthenticated("token too large")
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires, key = known
+            if time.time() <= expires and self._client is not None and _still_trusted(self._client, key):
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
         try:
             client = await self._jwks()
             # A key of the cached set is used at once; otherwise PyJWT fetches (blocking
@@ -184,7 +195,30 @@ class TokenVerifier:
             raise ProviderUnavailable(f"the identity provider's keys are unavailable: {exc}") from None
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
-        return principal_from_claims(claims, self.settings)
+        principal = principal_from_claims(claims, self.settings)
+        self._remember(token, principal, float(claims["exp"]) + self.settings.auth_leeway_s, key)
+        return principal
+
+    VERIFIED_KEPT = 4096
+    """How many verified tokens are kept (at most 16 KiB each, so at most 64 MiB; a few MiB
+    in practice), the least recently used given up first."""
+
+    def _remember(self, token: str, principal: Principal, expires: float, key: jwt.PyJWK) -> None:
+        """Keep a verified token's principal until it expires (with the leeway, as PyJWT
+        judges it) or its key leaves the cached key set: a resident's next request, or a
+        district system's, costs no signature check. A key that was rotated out ends
+        its tokens' stay with the key set that drops it, as for tokens not seen before."""
+        self._verified[token] = (principal, expires, key)
+        self._verified.move_to_end(token)
+        while len(self._verified) > self.VERIFIED_KEPT:
+            self._verified.popitem(last=False)
+
+
+def _still_trusted(client: jwt.PyJWKClient, key: jwt.PyJWK) -> bool:
+    """Whether ``key`` is in the client's unexpired cached key set, as it was fetched (a
+    fetch makes new key objects: a token verified before it is verified again)."""
+    cached = client.jwk_set_cache.get() if client.jwk_set_cache is not None else None
+    return cached is not None and any(k is key for k in cached.keys)
 
 
 def _cached_key(client: jwt.PyJWKClient, token: str) -> jwt.PyJWK | None:

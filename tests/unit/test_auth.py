@@ -392,6 +392,64 @@ async def test_leeway_on_not_before(issuer: LocalIssuer, jwks_url: str, leeway: 
             await verifier.verify(token)
 
 
+# -- verified tokens kept -------------------------------------------------------------
+
+
+async def test_a_token_verified_once_is_not_checked_again(issuer: LocalIssuer, verifier: TokenVerifier,
+                                                          monkeypatch):
+    """A resident's or district system's next request with the same token costs no
+    signature check; another token still gets its own."""
+    decoded = Counter()
+    real = jwt.decode
+
+    def counting(token, *args, **kwargs):
+        decoded[token] += 1
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    token, other = issuer.mint("alice", DISTRICT, ["resident"]), issuer.mint("bob", DISTRICT, ["resident"])
+    for _ in range(3):
+        assert (await verifier.verify(token)).subject == "alice"
+    assert (await verifier.verify(other)).subject == "bob"
+    assert decoded == {token: 1, other: 1}
+
+
+async def test_a_kept_token_is_refused_once_it_expires(issuer: LocalIssuer, jwks_url: str):
+    """Kept until its exp (with the leeway, here none), not a moment longer."""
+    verifier = verifier_for(issuer, jwks_url, auth_leeway_s=0)
+    token = sign(issuer, claims_for(issuer, exp=now() + 1))
+    assert (await verifier.verify(token)).subject == "alice"
+    await asyncio.sleep(2.1)
+    with pytest.raises(Unauthenticated, match="expired"):
+        await verifier.verify(token)
+
+
+async def test_a_kept_token_is_checked_again_once_its_key_set_is_fetched_again(
+        issuer: LocalIssuer, stub: StubServer, jwks_url: str):
+    """A token kept under a key that the provider has since removed is refused as soon as
+    the key set is fetched again (its cache lifespan, 1 s), as a token never seen is."""
+    verifier = verifier_for(issuer, jwks_url, auth_jwks_cache_s=1)
+    token = issuer.mint("alice", DISTRICT, ["resident"])
+    assert (await verifier.verify(token)).subject == "alice"
+    issuer.rotate(keep_old=False)
+    await asyncio.sleep(1.2)
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(token)
+    assert stub.hits("/jwks.json") == 2
+
+
+async def test_at_most_so_many_verified_tokens_are_kept(issuer: LocalIssuer, verifier: TokenVerifier):
+    """The least recently used is given up first: memory stays bounded whatever the callers."""
+    verifier.VERIFIED_KEPT = 3
+    tokens = [issuer.mint(f"r-{i}", DISTRICT, ["resident"]) for i in range(5)]
+    for token in tokens:
+        await verifier.verify(token)
+    await verifier.verify(tokens[2])  # used again: kept over 3 and 4
+    await verifier.verify(issuer.mint("r-5", DISTRICT, ["resident"]))
+    assert len(verifier._verified) == 3
+    assert tokens[2] in verifier._verified and tokens[3] not in verifier._verified
+
+
 # -- roles, seats and claim paths ---------------------------------------------------
 
 
