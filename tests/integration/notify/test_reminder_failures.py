@@ -7,29 +7,23 @@ allowed attempt, left alone instead of being tried on every tick."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import pytest_asyncio
-from aiosmtpd.controller import Controller
 
-from contracts import registry
 from contracts.proposals import MemberSeated
 from contracts.sessions import SessionScheduled
 from contracts.voting import VoteOpened
 from services.notify import worker
 from services.notify.main import spec
 from services.notify.settings import NotifySettings
-from tests.integration.notify.test_delivery import Mailbox
-from tests.integration.notify.test_sessions import Notify
+from tests.integration.notify.test_sessions import Notify, mailbox  # noqa: F401 (the fixture)
 from tests.support.logs import logs_of
 from tests.support.service import eventually, new_district, running
 from yishi import jobs
 from yishi.clock import ManualClock
-from yishi.embedded import free_port
-from yishi.kafka import ensure_topics, new_producer
-from yishi.names import events_topic, source
+from yishi.kafka import ensure_topics
+from yishi.names import events_topic
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -39,30 +33,6 @@ COUNCIL = "council-ninghai"
 MEMBER, ELECTOR = "member-a", "elector-a"
 BAD_PLACE = "宁海路社区三楼(已拆除)"
 ATTEMPTS = 3
-
-
-async def publish(n: Notify, service: str, model, subject: str) -> None:
-    """Publish ``model`` on ``service``'s events topic, as it would."""
-    envelope = registry.to_envelope(model, id=str(uuid.uuid4()), source=source(n.district, service),
-                                    subject=subject, time=n.r.clock.now(), correlation_id=str(uuid.uuid4()))
-    producer = new_producer(n.servers.kafka_bootstrap)
-    await producer.start()
-    try:
-        key, headers, value = envelope.to_kafka()
-        await (await producer.send(events_topic(n.district, service), key=key, headers=headers, value=value))
-    finally:
-        await producer.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def mailbox():
-    box = Mailbox()
-    smtp = Controller(box, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    try:
-        yield box, smtp.port
-    finally:
-        smtp.stop()
 
 
 async def test_a_vote_or_session_that_cannot_be_reminded_is_recorded_and_set_aside_while_the_others_are_reminded(
@@ -105,12 +75,12 @@ async def test_a_vote_or_session_that_cannot_be_reminded_is_recorded_and_set_asi
             await n.publish(n.event(SessionScheduled, session_id="sess-good", council_id=COUNCIL, form="online",
                                     starts_at=(soon + timedelta(hours=3)).isoformat(), place="宁海路社区议事厅",
                                     online_link=None, chair=MEMBER, from_rota=True), "sess-good")
-            await publish(n, "voting", n.event(
+            await n.publish(n.event(
                 VoteOpened, vote_id="vote-good", council_id=COUNCIL, matter={"kind": "proposal", "id": "p-shed"},
                 terms={"question": "Build the shed?", "electorate": {"kind": "council_members", "scope_id": COUNCIL,
                                                                      "size": 1, "roll": [ELECTOR]},
                        "method": "online", "majority": "simple", "quorum_percent": 50, "secrecy": "secret",
-                       "closes_at": (soon + timedelta(minutes=10)).isoformat()}), "vote-good")
+                       "closes_at": (soon + timedelta(minutes=10)).isoformat()}), "vote-good", "voting")
 
             async def known():
                 rows = await r.ctx.pool.fetchval(

@@ -64,15 +64,15 @@ class Notify:
     def district(self) -> str:
         return self.r.district
 
-    async def publish(self, model, subject: str) -> None:
-        """Publish ``model`` on the proposals service's events topic, as it would."""
-        envelope = registry.to_envelope(model, id=str(uuid.uuid4()), source=source(self.district, "proposals"),
+    async def publish(self, model, subject: str, service: str = "proposals") -> None:
+        """Publish ``model`` on ``service``'s events topic, as it would."""
+        envelope = registry.to_envelope(model, id=str(uuid.uuid4()), source=source(self.district, service),
                                         subject=subject, time=self.r.clock.now(), correlation_id=str(uuid.uuid4()))
         producer = new_producer(self.servers.kafka_bootstrap)
         await producer.start()
         try:
             key, headers, value = envelope.to_kafka()
-            await (await producer.send(events_topic(self.district, "proposals"), key=key, headers=headers,
+            await (await producer.send(events_topic(self.district, service), key=key, headers=headers,
                                        value=value))
         finally:
             await producer.stop()
