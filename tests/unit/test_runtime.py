@@ -10,6 +10,7 @@ import pytest
 from aiokafka import errors as kafka_errors
 
 from yishi.auth import ProviderUnavailable
+from yishi.db import RolledBackOnCommit
 from yishi.failures import RetryPolicy, classify, describe
 from yishi.store import ConcurrencyError
 
@@ -88,6 +89,7 @@ def test_transient_failures(exc):
     asyncpg.exceptions._base.DataError("invalid input for query argument $1: 9223372036854775808 "
                                        "(value out of int64 range)"),
     asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+    RolledBackOnCommit("the transaction had failed and was rolled back at its COMMIT"),
     OverflowError("date value out of range"),
     ValueError("bad"), TypeError("bad"), KeyError("x"), RuntimeError("a bug"),
     kafka_errors.MessageSizeTooLargeError(),
