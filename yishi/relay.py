@@ -379,6 +379,22 @@ class Relay:
             self._producer = producer
         return self._producer
 
+    async def _producer_and_topics(self, topics: set[str]):
+        """The started producer, once ``topics`` exist: a new producer is started while
+        the topics are checked, not after (each is a connection to the broker and a
+        round trip or two, paid when the relay starts and after every failure)."""
+        new_topics = topics - self._topics
+        if not new_topics:
+            return await self._ensure_producer()
+        producer, created = await asyncio.gather(
+            self._ensure_producer(), ensure_topics(self.bootstrap, new_topics, **self.kafka_options),
+            return_exceptions=True)
+        for outcome in (producer, created):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        self._topics |= new_topics
+        return producer
+
     async def _drop_producer(self) -> None:
         """Close the producer, and drop the batch read ahead (its read is waited for)."""
         ahead, self._ahead = self._ahead, None
@@ -519,13 +535,9 @@ class Relay:
             self._ahead = _ReadAhead(after, conn, asyncio.get_running_loop().time(),
                                      asyncio.create_task(self._prepare(after, conn)))
         if batch.published:
-            producer = await self._ensure_producer()
             while True:
                 topics = {t for t, _ in batch.pending} | (batch.records.topics() if batch.records else set())
-                new_topics = topics - self._topics
-                if new_topics:
-                    await ensure_topics(self.bootstrap, new_topics, **self.kafka_options)
-                    self._topics |= new_topics
+                producer = await self._producer_and_topics(topics)
                 partitions = await self._partitions_of(producer, topics)
                 self._partitions.update(partitions)
                 if batch.records is None or all(partitions[t] == batch.records.partitions[t]

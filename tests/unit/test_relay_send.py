@@ -244,3 +244,31 @@ async def test_a_failed_send_stores_no_cursor_and_its_retry_sends_fresh_batches_
     assert sorted(published_ids(retry)) == sorted(str(e.event_id) for e in events[:150])  # each once
     await relay._drop_producer()
 
+
+async def test_a_new_producer_starts_while_the_topics_are_checked_not_after(monkeypatch):
+    # Each is a connection to the broker and a round trip or two: the relay's start, and
+    # every retry after a failure, waited for one and then for the other.
+    events = log_of(10)
+    producer = StandInProducer()
+    relay = relay_with(producer, StandInStore(events), batch_size=100)
+    relay._producer, relay._topics = None, set()
+    checking, starting = asyncio.Event(), asyncio.Event()
+
+    async def ensure_topics(bootstrap, topics, **options):
+        checking.set()
+        await asyncio.wait_for(starting.wait(), 2)
+
+    async def ensure_producer():
+        starting.set()
+        await asyncio.wait_for(checking.wait(), 2)
+        relay._producer = producer
+        return producer
+
+    monkeypatch.setattr(relay_module, "ensure_topics", ensure_topics)
+    monkeypatch.setattr(relay, "_ensure_producer", ensure_producer)
+
+    count, _ = await relay.publish_batch(LogCursor())
+    await relay.flush()
+
+    assert count == 10 and relay._topics == {TOPIC}
+    assert sorted(published_ids(producer)) == sorted(str(e.event_id) for e in events)
