@@ -194,11 +194,11 @@ class AckTimedRelay(Relay):
         super().__init__(*args, **kwargs)
         self.acked = acked
 
-    async def _send(self, producer, outgoing: list) -> list:
-        acks = await super()._send(producer, outgoing)
+    async def _send(self, producer, batch) -> list:
+        acks = await super()._send(producer, batch)
         now = time.perf_counter()
-        for _, (_, headers, _) in outgoing:
-            self.acked.setdefault(dict(headers)["ce_id"].decode(), now)  # the first acknowledgement counts
+        for event in batch.events:  # passthrough publishes every event, its ce_id its event id
+            self.acked.setdefault(str(event.event_id), now)  # the first acknowledgement counts
         return acks
 
 

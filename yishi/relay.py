@@ -132,10 +132,63 @@ Translator = Callable[[RecordedEvent], Publication | None]
 
 
 class _Batch(NamedTuple):
-    """Events read from the log and the messages built of the public ones."""
+    """Events read from the log, and the messages of the public ones.
+
+    The messages are held as the producer's closed record batches (:class:`_Records`) for
+    topics whose partitions were known when the batch was built, else (``pending``) as
+    ``(topic, (key, headers, value))`` until :meth:`Relay._publish` knows them: a message
+    held as itself is a dozen objects for the garbage collector (headers list and tuples),
+    a record batch's bytes none, and a batch read ahead is held for a whole send."""
 
     events: list[RecordedEvent]
-    outgoing: list[tuple[str, tuple[bytes, list, bytes]]]
+    records: "_Records | None"
+    pending: list[tuple[str, tuple[bytes, list, bytes]]]
+    published: int
+
+
+class _Records:
+    """Public messages encoded into the producer's record batches, per topic and partition.
+
+    Partitions are chosen exactly as aiokafka's default partitioner does (murmur2 of the
+    key, hashed once per key), over the partitions each topic had when the batch was
+    built (:attr:`partitions`); a partition's messages stay in the order they were added,
+    across record batches when one fills."""
+
+    def __init__(self, create_batch: Callable[[], Any], partitions: dict[str, list[int]]) -> None:
+        self.create_batch = create_batch
+        self.partitions = partitions
+        self.batches: dict[tuple[str, int], list] = {}
+        self._chosen: dict[tuple[str, bytes], int] = {}
+
+    def add(self, topic: str, key: bytes, headers: list, value: bytes) -> None:
+        partition = self._chosen.get((topic, key))
+        if partition is None:
+            every = self.partitions[topic]
+            partition = self._chosen[(topic, key)] = _PARTITIONER(key, every, every)
+        batches = self.batches.get((topic, partition))
+        if batches is None:
+            batches = self.batches[(topic, partition)] = [self.create_batch()]
+        if batches[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:  # full: closed
+            batches.append(self.create_batch())
+            if batches[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise ValueError(f"event {key!r} is larger than a producer batch")
+
+    def topics(self) -> set[str]:
+        """The topics of the messages added."""
+        return {topic for topic, _ in self.batches}
+
+    def closed(self) -> list[tuple[str, int, Any]]:
+        """Every record batch, closed, round by round: each partition's first, then each
+        one's second... (a partition's next batch waits until its previous one is
+        acknowledged, and must not hold up another partition's first)."""
+        rounds = max((len(b) for b in self.batches.values()), default=0)
+        out = []
+        for n in range(rounds):
+            for (topic, partition), batches in self.batches.items():
+                if n < len(batches):
+                    batches[n].close()
+                    out.append((topic, partition, batches[n]))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +301,7 @@ class Relay:
         self._producer = None
         self.idempotent: bool | None = None  # asked of the broker on first connection
         self._topics: set[str] = set()
+        self._partitions: dict[str, list[int]] = {}  # of each topic, for the producer's metadata
         self._offsets: dict = {}
         self._saving: asyncio.Task | None = None
         self._ahead: _ReadAhead | None = None  # the next batch, read while the broker acknowledges one
@@ -325,12 +379,29 @@ class Relay:
             self._producer = producer
         return self._producer
 
+    async def _producer_and_topics(self, topics: set[str]):
+        """The started producer, once ``topics`` exist: a new producer is started while
+        the topics are checked, not after (each is a connection to the broker and a
+        round trip or two, paid when the relay starts and after every failure)."""
+        new_topics = topics - self._topics
+        if not new_topics:
+            return await self._ensure_producer()
+        producer, created = await asyncio.gather(
+            self._ensure_producer(), ensure_topics(self.bootstrap, new_topics, **self.kafka_options),
+            return_exceptions=True)
+        for outcome in (producer, created):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        self._topics |= new_topics
+        return producer
+
     async def _drop_producer(self) -> None:
         """Close the producer, and drop the batch read ahead (its read is waited for)."""
         ahead, self._ahead = self._ahead, None
         await _drop_read_ahead(ahead)
         producer, self._producer = self._producer, None
         self._topics.clear()  # a restarted broker may have lost them
+        self._partitions.clear()
         if producer is not None:
             try:
                 await asyncio.wait_for(producer.stop(), 5)
@@ -357,37 +428,28 @@ class Relay:
             raise BrokerLostData(", ".join(f"{tp.topic}[{tp.partition}] offset {old} -> {new}"
                                            for tp, old, new in regressed))
 
-    async def _send(self, producer, outgoing: list) -> list:
-        """Send messages in closed per-partition batches; return the batch acknowledgements.
+    async def _send(self, producer, batch: _Batch) -> list:
+        """Send a batch's record batches; return their acknowledgements.
 
-        Building the broker's batches here rather than calling ``send`` per message
-        cuts the relay's CPU per event by half or more. Partitions are chosen exactly
-        as aiokafka's default partitioner does (murmur2 of the key), and batches of
-        one partition are sent in order, so each key's events stay in order.
+        Handing the producer whole record batches rather than calling ``send`` per message
+        cuts the relay's CPU per event by half or more; a partition's batches are handed
+        over in order, so each key's events stay in order.
         """
-        partitions: dict[str, list[int]] = {}
-        chosen: dict[tuple[str, bytes], int] = {}  # the partition of each key, hashed once per call
-        open_batches: dict[tuple[str, int], Any] = {}
-        futures = []
-        for topic, (key, headers, value) in outgoing:
-            partition = chosen.get((topic, key))
-            if partition is None:
-                if topic not in partitions:
-                    partitions[topic] = sorted(await producer.partitions_for(topic))
-                partition = chosen[(topic, key)] = _PARTITIONER(key, partitions[topic], partitions[topic])
-            batch = open_batches.get((topic, partition))
-            if batch is None:
-                batch = open_batches[(topic, partition)] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                batch.close()
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = open_batches[(topic, partition)] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    raise ValueError(f"event {key!r} is larger than a producer batch")
-        for (topic, partition), batch in open_batches.items():
-            batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        futures = [await producer.send_batch(records, topic, partition=partition)
+                   for topic, partition, records in batch.records.closed()]
         return await asyncio.gather(*futures)
+
+    async def _partitions_of(self, producer, topics) -> dict[str, list[int]]:
+        """The partitions of ``topics`` as the producer's metadata has them now."""
+        return {topic: sorted(await producer.partitions_for(topic)) for topic in topics}
+
+    def _encode(self, batch: _Batch, producer, partitions: dict[str, list[int]]) -> _Batch:
+        """``batch`` with its pending messages encoded into its record batches."""
+        records = batch.records or _Records(producer.create_batch, {})
+        records.partitions.update(partitions)
+        for topic, (key, headers, value) in batch.pending:
+            records.add(topic, key, headers, value)
+        return batch._replace(records=records, pending=[])
 
     async def publish_batch(self, cursor: LogCursor, conn: asyncpg.Connection | None = None) -> tuple[int, LogCursor]:
         """Publish the next batch after ``cursor``, reading it over ``conn`` (the lock
@@ -417,21 +479,30 @@ class Relay:
         return len(events), new_cursor
 
     async def _prepare(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _Batch:
-        """Read the batch after ``cursor`` and build its messages.
+        """Read the batch after ``cursor`` and build its messages: encoded into record
+        batches at once where the producer is started and knows the topic's partitions
+        (a batch read ahead), else left pending for :meth:`_publish`.
 
         A batch read ahead is built while the producer sends the one before on the same
         event loop: building pauses every ``_BUILD_SLICE`` events so that the producer's
         sender is never held up for a whole batch's translation."""
         events = await self.store.read_log(cursor, self.batch_size, conn)
-        outgoing = []
+        producer, known = self._producer, dict(self._partitions)
+        records = _Records(producer.create_batch, known) if producer is not None and known else None
+        pending = []
+        published = 0
         for n, event in enumerate(events, 1):
             if n % _BUILD_SLICE == 0:
                 await asyncio.sleep(0)
             publication = self.translate(event)
             if publication is not None:
+                published += 1
                 topic = publication.topic or events_topic(event.district, self.service)
-                outgoing.append((topic, kafka_message(event, self.service, publication)))
-        return _Batch(events, outgoing)
+                if records is not None and topic in known:
+                    records.add(topic, *kafka_message(event, self.service, publication))
+                else:
+                    pending.append((topic, kafka_message(event, self.service, publication)))
+        return _Batch(events, records, pending, published)
 
     async def _take_read_ahead(self, cursor: LogCursor, conn: asyncpg.Connection | None) -> _ReadAhead | None:
         """The batch read ahead if it starts at ``cursor`` (over ``conn``) and is at most
@@ -454,7 +525,8 @@ class Relay:
         acknowledges this one (it is sent only after): the database read and the
         translation no longer add to each batch's time.
         """
-        events, outgoing = await (ahead.task if ahead is not None else self._prepare(cursor, conn))
+        batch = await (ahead.task if ahead is not None else self._prepare(cursor, conn))
+        events = batch.events
         if not events:
             await self.flush()
             return events
@@ -462,17 +534,25 @@ class Relay:
             after = events[-1].cursor
             self._ahead = _ReadAhead(after, conn, asyncio.get_running_loop().time(),
                                      asyncio.create_task(self._prepare(after, conn)))
-        SKIPPED.labels(self.service).inc(len(events) - len(outgoing))
-        if outgoing:
-            producer = await self._ensure_producer()
-            new_topics = {t for t, _ in outgoing} - self._topics
-            if new_topics:
-                await ensure_topics(self.bootstrap, new_topics, **self.kafka_options)
-                self._topics |= new_topics
+        if batch.published:
+            while True:
+                topics = {t for t, _ in batch.pending} | (batch.records.topics() if batch.records else set())
+                producer = await self._producer_and_topics(topics)
+                partitions = await self._partitions_of(producer, topics)
+                self._partitions.update(partitions)
+                if batch.records is None or all(partitions[t] == batch.records.partitions[t]
+                                                for t in batch.records.topics()):
+                    break
+                # Built ahead over partitions that changed since: read and built again (the
+                # same events, and any committed since if the batch was not full).
+                batch = await self._prepare(cursor, conn)
+                events = batch.events
+            batch = self._encode(batch, producer, partitions)
             with PUBLISH_SECONDS.labels(self.service).time():
-                acks = await self._send(producer, outgoing)
+                acks = await self._send(producer, batch)
             self._check_offsets(acks)
-        PUBLISHED.labels(self.service).inc(len(outgoing))
+        SKIPPED.labels(self.service).inc(len(events) - batch.published)
+        PUBLISHED.labels(self.service).inc(batch.published)
         await self.flush()
         return events
 
