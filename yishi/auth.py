@@ -177,7 +177,7 @@ class TokenVerifier:
         known = self._verified.get(token)
         if known is not None:
             principal, expires, key = known
-            if time.time() <= expires and self._client is not None and _still_trusted(self._client, key):
+            if time.time() < expires and self._client is not None and _still_trusted(self._client, key):
                 self._verified.move_to_end(token)
                 return principal
             del self._verified[token]
@@ -196,7 +196,8 @@ class TokenVerifier:
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
         principal = principal_from_claims(claims, self.settings)
-        self._remember(token, principal, float(claims["exp"]) + self.settings.auth_leeway_s, key)
+        # As PyJWT judges it: expired once exp (an int) is at or before now less the leeway.
+        self._remember(token, principal, int(claims["exp"]) + self.settings.auth_leeway_s, key)
         return principal
 
     VERIFIED_KEPT = 4096

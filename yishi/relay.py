@@ -544,7 +544,12 @@ class Relay:
                                                 for t in batch.records.topics()):
                     break
                 # Built ahead over partitions that changed since: read and built again (the
-                # same events, and any committed since if the batch was not full).
+                # same events, and any committed since if the batch was not full). The read
+                # ahead of the next batch goes first: it would read over the same
+                # connection at the same time (one query at a time), and after this read
+                # it would not start where the next batch does anyway.
+                ahead, self._ahead = self._ahead, None
+                await _drop_read_ahead(ahead)
                 batch = await self._prepare(cursor, conn)
                 events = batch.events
             batch = self._encode(batch, producer, partitions)

@@ -185,6 +185,9 @@ class ServiceContext:
         group = f"{self.settings.consumer_group_prefix}.{self.service}.{name}"
 
         async def on_message(msg: KafkaMessage) -> None:
+            # The decoder handed over the message itself, which the message keeps as its
+            # decoded body: a reference cycle that only the garbage collector would free.
+            msg.clear_cache()
             record = msg.raw_message
             consumer = self.consumers[name]
             try:

@@ -424,6 +424,17 @@ async def test_a_kept_token_is_refused_once_it_expires(issuer: LocalIssuer, jwks
         await verifier.verify(token)
 
 
+async def test_a_kept_token_with_a_fractional_exp_expires_when_pyjwt_says(issuer: LocalIssuer, jwks_url: str):
+    """PyJWT reads exp as an int: a token whose exp is 2.9 s ahead expires after 2 s, kept or not."""
+    verifier = verifier_for(issuer, jwks_url, auth_leeway_s=0)
+    start = int(time.time())
+    token = sign(issuer, claims_for(issuer, exp=start + 2.9))
+    assert (await verifier.verify(token)).subject == "alice"
+    await asyncio.sleep(start + 2.2 - time.time())
+    with pytest.raises(Unauthenticated, match="expired"):
+        await verifier.verify(token)
+
+
 async def test_a_kept_token_is_checked_again_once_its_key_set_is_fetched_again(
         issuer: LocalIssuer, stub: StubServer, jwks_url: str):
     """A token kept under a key that the provider has since removed is refused as soon as

@@ -13,6 +13,7 @@ import json
 import types
 import uuid
 
+import asyncpg
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
@@ -80,8 +81,19 @@ class StandInStore:
         self.reads: list[LogCursor] = []
 
     async def read_log(self, after: LogCursor, limit: int, conn=None) -> list[RecordedEvent]:
-        self.reads.append(after)
-        return [e for e in self.events if (e.tx_id, e.position) > (after.tx_id, after.position)][:limit]
+        # Over one connection (the relay's lock session) a read waits for none: asyncpg
+        # runs one query at a time and refuses a second meanwhile.
+        if conn is not None:
+            if getattr(conn, "busy", False):
+                raise asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+            conn.busy = True
+        try:
+            await asyncio.sleep(0)
+            self.reads.append(after)
+            return [e for e in self.events if (e.tx_id, e.position) > (after.tx_id, after.position)][:limit]
+        finally:
+            if conn is not None:
+                conn.busy = False
 
 
 def log_of(count: int, streams: int = 7, state_bytes: int = 200) -> list[RecordedEvent]:
@@ -219,6 +231,31 @@ async def test_a_batch_read_ahead_over_partitions_that_changed_is_built_again():
     for _, partition, batch in producer.sent:
         for key, _ in records(batch):
             assert hashing(key, every, every) == partition
+    assert sorted(published_ids(producer)) == sorted(str(e.event_id) for e in events[100:])
+
+
+async def test_over_the_lock_session_a_batch_built_again_reads_alone_and_the_next_goes_on():
+    """The relay reads over its lock session: a batch built again (its partitions changed)
+    must not read while the next batch is read ahead on the same connection."""
+    class Session(StandInPool):  # the claim and the cursor's writes go over it too
+        busy = False
+
+    conn = Session()
+    events = log_of(300)
+    producer = StandInProducer()
+    store = StandInStore(events)
+    relay = relay_with(producer, store, batch_size=100)
+    _, cursor = await relay.publish_batch(LogCursor(), conn)
+    await relay.flush()
+    await relay._ahead.task
+    producer.partitions = {0, 1, 2, 3, 4}
+    producer.sent.clear()
+
+    count, cursor = await relay.publish_batch(cursor, conn)
+    count_next, _ = await relay.publish_batch(cursor, conn)
+    await relay.flush()
+
+    assert (count, count_next) == (100, 100)
     assert sorted(published_ids(producer)) == sorted(str(e.event_id) for e in events[100:])
 
 
