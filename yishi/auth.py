@@ -177,7 +177,7 @@ class TokenVerifier:
         known = self._verified.get(token)
         if known is not None:
             principal, expires, key = known
-            if time.time() < expires and self._client is not None and _still_trusted(self._client, key):
+            if time.time() < expires and self._client is not None and key in _cached_keys(self._client):
                 self._verified.move_to_end(token)
                 return principal
             del self._verified[token]
@@ -215,20 +215,20 @@ class TokenVerifier:
             self._verified.popitem(last=False)
 
 
-def _still_trusted(client: jwt.PyJWKClient, key: jwt.PyJWK) -> bool:
-    """Whether ``key`` is in the client's unexpired cached key set, as it was fetched (a
-    fetch makes new key objects: a token verified before it is verified again)."""
+def _cached_keys(client: jwt.PyJWKClient) -> list[jwt.PyJWK]:
+    """The keys of the client's unexpired cached key set, as fetched (each fetch makes new
+    key objects, so a key kept from before a fetch is not among them); none once expired."""
     cached = client.jwk_set_cache.get() if client.jwk_set_cache is not None else None
-    return cached is not None and any(k is key for k in cached.keys)
+    return cached.keys if cached is not None else []
 
 
 def _cached_key(client: jwt.PyJWKClient, token: str) -> jwt.PyJWK | None:
     """The signing key ``token`` names, if the client's unexpired cache holds it."""
-    cached = client.jwk_set_cache.get() if client.jwk_set_cache is not None else None
-    if cached is None:
+    keys = _cached_keys(client)
+    if not keys:
         return None
     kid = jwt.get_unverified_header(token).get("kid")
-    return next((k for k in cached.keys if kid and k.key_id == kid and k.public_key_use in ("sig", None)), None)
+    return next((k for k in keys if kid and k.key_id == kid and k.public_key_use in ("sig", None)), None)
 
 
 def discover_jwks_url(issuer: str) -> str:
