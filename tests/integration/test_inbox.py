@@ -103,6 +103,11 @@ async def test_a_nul_in_an_id_fails_in_the_database_and_keeps_nothing(pool):
         await inbox.process("a\x00b", effect, source="/yishi/gulou/proposals")
     assert ran == []
     assert await pool.fetchval("SELECT count(*) FROM inbox") == 0
+    # The claim failed inside the BEGIN's own statement: the connection went back to the
+    # pool rolled back, not idle in an aborted transaction.
+    assert await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = current_setting('application_name')"
+        " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'") == 0
     assert await inbox.process("ab", effect, source="/yishi/gulou/proposals") is True  # the connection is fine
 
 
