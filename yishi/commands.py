@@ -50,7 +50,7 @@ from contracts.envelope import Envelope
 from contracts.registry import ContractError, Kind
 from yishi.auth import Principal, ProviderUnavailable, TokenVerifier, Unauthenticated
 from yishi.clock import Clock
-from yishi.db import advisory_key
+from yishi.db import PLANNED_ONCE, advisory_key, shared_lock
 from yishi.ids import DerivedIds, IdSource, choose_ids
 from yishi.inbox import Poison
 from yishi.logging import bound_correlation
@@ -576,13 +576,14 @@ async def _pooled(pool: asyncpg.Pool, lock: str | None) -> AsyncIterator[asyncpg
 
 @asynccontextmanager
 async def _holding(conn: Any, lock: str | None) -> AsyncIterator[asyncpg.Connection]:
-    """``conn.transaction()``, the lock ``lock`` taken with its start where the
-    connection can (:meth:`yishi.db.Connection.lock_with_begin`), else in a statement of
-    its own; an in-memory store's connection holds no locks (nor needs them: its handler
-    tests run one command at a time)."""
-    with_begin = getattr(conn, "lock_with_begin", None) if lock is not None else None
+    """``conn.transaction()``, its statements planned once (:data:`yishi.db.PLANNED_ONCE`)
+    and the lock ``lock`` taken, both with its start where the connection can
+    (:meth:`yishi.db.Connection.with_begin`), else the lock in a statement of its own; an
+    in-memory store's connection holds no locks (nor needs them: its handler tests run one
+    command at a time)."""
+    with_begin = getattr(conn, "with_begin", None)
     if with_begin is not None:
-        with_begin(lock)
+        with_begin(PLANNED_ONCE, *([shared_lock(lock)] if lock is not None else []))
     async with conn.transaction():
         if lock is not None and with_begin is None and hasattr(conn, "execute"):
             await conn.execute(f"SELECT pg_advisory_xact_lock_shared({lock})")

@@ -50,7 +50,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from contracts.envelope import AUTHORIZATION_HEADER, Envelope, EnvelopeError
 from contracts.registry import ContractError
 from yishi import tracing
-from yishi.db import RolledBackOnCommit, text_literal
+from yishi.db import PLANNED_ONCE, RolledBackOnCommit, text_literal
 from yishi.failures import RetryPolicy, classify, describe, storable
 from yishi.kafka import ensure_topics
 from yishi.logging import bound_correlation
@@ -173,9 +173,11 @@ class Inbox:
         try:
             async with self.pool.acquire() as conn:
                 if message_id is not None:  # claimed in the BEGIN's round trip
-                    conn.with_begin("INSERT INTO inbox (consumer, source, message_id) VALUES ("
+                    conn.with_begin(PLANNED_ONCE, "INSERT INTO inbox (consumer, source, message_id) VALUES ("
                                     f"{text_literal(self.consumer)}, {text_literal(source)}, "
                                     f"{text_literal(message_id)}) ON CONFLICT DO NOTHING")
+                else:
+                    conn.with_begin(PLANNED_ONCE)
                 async with conn.transaction():
                     fresh = message_id is None or conn.begun() == "INSERT 0 1"
                     if fresh:

@@ -22,6 +22,7 @@ from tests.support import echo_service
 from tests.support.auth import auth_env
 from tests.support.kafka import read_records
 from yishi import migrations
+from yishi.db import create_pool
 from yishi.embedded import free_port
 from yishi.inbox import Inbox
 from yishi.kafka import ensure_topics, new_producer
@@ -275,3 +276,25 @@ async def test_a_consumer_commits_what_it_is_done_with_all_of_it_in_few_commits(
     finally:
         await group.stop()
         service.stop()
+
+
+async def test_a_consumed_messages_statements_are_planned_once_not_at_every_execution(pool, servers,
+                                                                                      schema_name):
+    """A consumer's effects run in the inbox transaction, their prepared statements
+    planned once per connection (see yishi.db.PLANNED_ONCE), claimed or not; the
+    connection is given back planning as before."""
+    await pool.execute("CREATE TABLE effects (ids text[])")
+    one = await create_pool(servers.database_url, schema_name, max_size=1)
+    try:
+        async def effect(conn):
+            await conn.execute("INSERT INTO effects SELECT array_agg(x) FROM unnest($1::text[]) AS x", ["a", "b"])
+
+        for n in range(8):
+            assert await Inbox(one, "c1").process(f"m{n}", effect) is True
+            assert await Inbox(one, "c1").process(None, effect) is True
+        plans = await one.fetchrow("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                   "WHERE statement LIKE 'INSERT INTO effects%'")
+        assert (plans["generic_plans"], plans["custom_plans"]) == (16, 0)
+        assert await one.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"
+    finally:
+        await one.close()
