@@ -329,7 +329,7 @@ def create_app(spec: ServiceSpec, settings: Settings, clock: Clock | None = None
     # No redirects for a trailing slash: an id of "/" (sent as %2F) would otherwise be
     # redirected to the list route beside it instead of being answered 404.
     app = FastAPI(title=f"Yishi {spec.name}", lifespan=lifespan, redirect_slashes=False,
-                  docs_url=None, redoc_url=None, telemetry=tracing.HTTP_TELEMETRY)
+                  docs_url=None, redoc_url=None, telemetry=tracing.http_telemetry())
     _serve_docs(app)
     problems.install(app)
     instrument(app)
