@@ -32,20 +32,20 @@ in ``failed_jobs`` and skips it (:mod:`yishi.jobs`). So no single message or ite
 partition or a timer for longer than those attempts take.
 
 Long-running loops (the relay, background jobs, their supervisor) retry through
-:func:`retried`, on tenacity: each failure it retries is handed to ``before_sleep`` (to
-log and count it), then a pause cut short by the loop's stop event.
+:func:`retried`: each failure it retries is handed to ``before_sleep`` (to log and count
+it), then a pause cut short by the loop's stop event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import asyncpg
-import tenacity
 from aiokafka import errors as kafka_errors
 
 from yishi.auth import ProviderUnavailable
@@ -152,15 +152,41 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
             await stop.wait()
 
 
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """A failure :func:`retried` is about to retry, as its ``before_sleep`` is told of it."""
+
+    exception: BaseException
+    failures: int
+    """Failures in a row, this one included."""
+    delay: float
+    """The pause before the next attempt, in seconds."""
+
+
 async def retried(work: Callable[[], Awaitable[T]], stop: asyncio.Event, delay: Callable[[int], float], *,
                   retry: Callable[[BaseException], bool] = is_transient,
-                  before_sleep: Callable[[tenacity.RetryCallState], object] | None = None) -> T | None:
+                  before_sleep: Callable[[Retrying], object] | None = None) -> T | None:
     """``await work()`` until it succeeds (its result) or fails with an error ``retry``
     rejects (raised); None once ``stop`` is set, which also cuts a pause short. After the
-    n-th failure in a row it calls ``before_sleep`` (``state.outcome``, ``state.upcoming_sleep``)
-    and pauses ``delay(n)`` seconds."""
-    async def attempt() -> T | None:
-        return None if stop.is_set() else await work()
-    return await tenacity.AsyncRetrying(
-        sleep=lambda seconds: sleep_or_stop(stop, seconds), wait=lambda state: delay(state.attempt_number),
-        retry=tenacity.retry_if_exception(retry), before_sleep=before_sleep)(attempt)
+    n-th failure in a row it calls ``before_sleep`` (awaited if it returns an awaitable)
+    and pauses ``delay(n)`` seconds.
+
+    A loop of its own, not tenacity's: the relay calls this once per batch, and each
+    ``AsyncRetrying`` is a reference cycle (its actions refer back to it) left to the
+    garbage collector, hundreds a second, which made the voting service's full
+    collections frequent and long (up to 87 ms of CPU at 400 ballots/s)."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            return await work()
+        except BaseException as exc:
+            if not retry(exc):
+                raise
+            failures += 1
+            pause = delay(failures)
+            if before_sleep is not None:
+                told = before_sleep(Retrying(exc, failures, pause))
+                if inspect.isawaitable(told):
+                    await told
+        await sleep_or_stop(stop, pause)
+    return None

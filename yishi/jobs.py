@@ -26,7 +26,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge
 
-from yishi.failures import RetryPolicy, classify, describe, retried, sleep_or_stop, storable
+from yishi.failures import RetryPolicy, Retrying, classify, describe, retried, sleep_or_stop, storable
 
 log = structlog.get_logger("yishi.jobs")
 
@@ -179,10 +179,10 @@ def every(interval: float, step: Callable[[], Awaitable[int]], name: str, policy
         async def lead_and_step() -> int:
             return await step() if await leadership.lead() else 0
 
-        def backing_off(state) -> None:
+        def backing_off(failed: Retrying) -> None:
             STEP_FAILURES.labels(name, "transient").inc()
-            log.warning("background job failed; backing off", job=name, error=repr(state.outcome.exception()),
-                        retry_in=state.upcoming_sleep)
+            log.warning("background job failed; backing off", job=name, error=repr(failed.exception),
+                        retry_in=failed.delay)
 
         try:
             while not stop.is_set():

@@ -54,7 +54,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge, Histogram
 
 from contracts.envelope import Envelope, binary_headers, rfc3339_text
-from yishi.failures import RetryPolicy, retried, sleep_or_stop
+from yishi.failures import RetryPolicy, Retrying, retried, sleep_or_stop
 from yishi.kafka import ensure_topics, new_producer, supports_idempotence
 from yishi.names import events_topic, source
 from yishi.db import CommitListener
@@ -573,8 +573,8 @@ class Relay:
             self.active = False
             await self._drop_producer()
 
-    async def _lost(self, state) -> None:
-        error = repr(state.outcome.exception())
+    async def _lost(self, failed: Retrying) -> None:
+        error = repr(failed.exception)
         lost, self.active = self.active, False
         if lost:
             self.losses += 1
@@ -641,12 +641,12 @@ class Relay:
             self.wakeups[by] += 1
             WAKEUPS.labels(self.service, by).inc()
 
-    async def _publish_failed(self, state) -> None:
+    async def _publish_failed(self, failed: Retrying) -> None:
         """Count and log a failed batch, drop the producer, and surface a fenced cursor
         write of the previous batch before the pause (:class:`RelayFenced` ends the turn)."""
         FAILURES.labels(self.service).inc()
-        log.warning("relay publish failed; retrying", service=self.service, error=repr(state.outcome.exception()),
-                    retry_in_s=state.upcoming_sleep)
+        log.warning("relay publish failed; retrying", service=self.service, error=repr(failed.exception),
+                    retry_in_s=failed.delay)
         await self._drop_producer()
         await self.flush()
 

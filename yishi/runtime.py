@@ -52,7 +52,7 @@ from yishi.ids import DerivedIds, IdSource
 from yishi.command_http import command_router
 from yishi.commands import CommandBus, with_replies
 from yishi.db import create_pool
-from yishi.failures import RetryPolicy, classify, retried, sleep_or_stop
+from yishi.failures import RetryPolicy, Retrying, classify, retried, sleep_or_stop
 from yishi.inbox import ConsumerStopping, EnvelopeConsumer, Handler, OffsetCommits, Poison, Refusal
 from yishi.kafka import bootstrap_servers, new_producer, security
 from yishi.logging import configure_logging
@@ -498,10 +498,10 @@ async def _supervised(job: Background, stop: asyncio.Event, pool: asyncpg.Pool,
             earlier = crashes - 1  # it ran well for a while: this is a new episode
         return policy.transient_delay(crashes - earlier)
 
-    def crashed(state) -> None:
-        exc = state.outcome.exception()
+    def crashed(failed: Retrying) -> None:
+        exc = failed.exception
         log.error("background job crashed; restarting", job=name, failure=classify(exc),
-                  restart_in=state.upcoming_sleep, exc_info=exc)
+                  restart_in=failed.delay, exc_info=exc)
 
     await retried(run, stop, restart_in, retry=lambda exc: isinstance(exc, Exception), before_sleep=crashed)
 

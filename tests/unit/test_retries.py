@@ -129,3 +129,28 @@ async def test_a_job_that_ran_well_for_a_while_before_crashing_restarts_quickly_
     pauses = [e["restart_in"] for e in logs if e["event"] == "background job crashed; restarting"]
     assert pauses == [0.01, 0.02, 0.04, 0.01, 0.02, 0.04]
     assert {e["log_level"] for e in logs} == {"error"} and all(e["exc_info"] for e in logs)
+
+
+async def test_a_retry_loop_leaves_no_reference_cycle_to_the_garbage_collector():
+    """The relay retries each batch through ``retried``; tenacity's ``AsyncRetrying`` was a
+    reference cycle per call, hundreds a second left to the garbage collector (whose full
+    collections then took up to 87 ms of the voting service's CPU at 400 ballots/s)."""
+    import gc
+
+    stop, failures = asyncio.Event(), []
+
+    async def work():
+        if len(failures) % 3 == 0:  # every third call fails once, then succeeds
+            failures.append(1)
+            raise ConnectionRefusedError(111, "Connection refused")
+        failures.append(0)
+        return "done"
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(30):
+            assert await retried(work, stop, lambda _: 0, before_sleep=lambda failed: None) == "done"
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
