@@ -183,3 +183,28 @@ async def test_a_commands_statements_are_planned_once_not_at_every_execution(poo
         assert await one.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"
     finally:
         await one.close()
+
+
+async def test_an_accepted_command_leaves_no_retry_machinery_to_the_garbage_collector(pool):
+    """Every command ran inside stamina's retry context, a reference cycle (tenacity's)
+    per command left to the garbage collector, whose full collections then took up to
+    87 ms of the voting service's CPU at 400 ballots/s. Without a conflict none is made
+    (the conflict test above shows the retries still backed off and counted)."""
+    import gc
+
+    bus = make_bus(pool)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for n in range(10):
+            command = open_vote(question=f"Cycle {n}?").model_copy(update={"vote_id": f"vote-{n}"})
+            assert isinstance(await bus.dispatch(command, command_id=f"cyc-{n}", correlation_id=f"c-{n}",
+                                                 principal=PLATFORM), CommandAccepted)
+        gc.collect()
+        retry_objects = [o for o in gc.garbage if type(o).__module__.split(".")[0] in ("tenacity", "stamina")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert retry_objects == []
