@@ -60,7 +60,7 @@ def serve(service: Annotated[str, typer.Argument(help="proposals, voting, oversi
     settings = Settings(service=service)
     try:
         spec = load_spec(service)
-        asgi = create_app(spec, settings)
+        asgi = create_app(spec, settings, own_process=True)
     except ValueError as exc:
         raise UserError(str(exc), code=2) from exc
     try:  # the app checks too; here it is one line instead of the lifespan's traceback

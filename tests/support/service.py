@@ -38,11 +38,12 @@ def new_district() -> str:
 
 @asynccontextmanager
 async def running(spec: ServiceSpec, servers, *, schema: str | None = None, district: str | None = None,
-                  clock: Clock | None = None, ids: IdSource | None = None,
+                  clock: Clock | None = None, ids: IdSource | None = None, own_process: bool = False,
                   **settings: object) -> AsyncIterator[Running]:
     """Start ``spec`` against the test servers; stop it on exit. Its client sends each
     command with a token of the command's actor and reads as the district's auditor.
-    ``ids`` is the source of the ids the platform chooses; ``settings`` override the defaults (a replica of another instance passes its schema,
+    ``ids`` is the source of the ids the platform chooses; ``own_process`` starts it as
+    ``yishi serve`` does (see :func:`yishi.runtime.create_app`); ``settings`` override the defaults (a replica of another instance passes its schema,
     district, clock and ``consumer_group_prefix``)."""
     district = district or new_district()
     clock = clock or ManualClock()
@@ -53,7 +54,7 @@ async def running(spec: ServiceSpec, servers, *, schema: str | None = None, dist
                          **auth_settings(), **settings})
     await migrations.upgrade(config.database_url, config.db_schema,
                              migrations.locations(spec.name, spec.migrations))
-    app = create_app(spec, config, clock, ids)
+    app = create_app(spec, config, clock, ids, own_process=own_process)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", auth=acting()) as client:
