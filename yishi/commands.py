@@ -597,7 +597,7 @@ async def _holding(conn: Any, lock: str | None) -> AsyncIterator[asyncpg.Connect
         with_begin(PLANNED_ONCE, *([shared_lock(lock)] if lock is not None else []))
     async with conn.transaction():
         if lock is not None and with_begin is None and hasattr(conn, "execute"):
-            await conn.execute(f"SELECT pg_advisory_xact_lock_shared({lock})")
+            await conn.execute(shared_lock(lock))
         yield conn
 
 
