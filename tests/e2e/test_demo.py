@@ -5,10 +5,10 @@ to completion through the public APIs."""
 from __future__ import annotations
 
 import os
-import random
-import socket
 import subprocess
 import sys
+
+from tests.support.ports import free_ports
 
 STORY = ("(public pages, no login)", "forms 西康路社区议事会", "raises «", "seconds the motion", "lodges an objection", "expert_comment:",
          "voting opens", "ballot: ", "vote closed (all_voted): 4 in favour, 1 against", "ProposalDecided:",
@@ -17,19 +17,6 @@ STORY = ("(public pages, no login)", "forms 西康路社区议事会", "raises �
          "the outcome roadmap, public, no login: http://127.0.0.1:", "the story is complete",
          "stopped")
 """Key lines of the story, in the order they are told."""
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports (``yishi run --base-port``)."""
-    while True:
-        base = random.randrange(20_000, 40_000)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
 
 
 def test_run_with_the_demo_tells_the_whole_story_and_exits():

@@ -8,7 +8,6 @@ import http.server
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import time
 import httpx
 import psutil
 
+from tests.support.ports import free_ports
 from yishi.embedded import free_port
 
 SERVICE_COUNT = 5  # proposals, voting, oversight, notify, portal: consecutive ports in this order
@@ -83,24 +83,6 @@ class Run:
             self.proc.wait()
 
 
-def _free_base_port() -> int:
-    """A first port such that it and the next ones are free on 127.0.0.1."""
-    for _ in range(50):
-        base = free_port()
-        if base + SERVICE_COUNT < 65536 and all(_free(base + i) for i in range(SERVICE_COUNT)):
-            return base
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _gone(processes: list[psutil.Process], timeout: float = 20) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -112,7 +94,7 @@ def _gone(processes: list[psutil.Process], timeout: float = 20) -> list[psutil.P
 
 
 def test_a_killed_service_is_restarted_while_the_others_keep_running():
-    base = _free_base_port()
+    base = free_ports(SERVICE_COUNT)
     run = Run("--base-port", str(base))
     try:
         run.wait_for("press Ctrl-C")
@@ -156,7 +138,7 @@ class _Impostor(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_port_taken_by_another_program_is_named_and_never_taken_for_the_service():
-    base = _free_base_port()
+    base = free_ports(SERVICE_COUNT)
     impostor = http.server.ThreadingHTTPServer(("127.0.0.1", base + 1), _Impostor)
     threading.Thread(target=impostor.serve_forever, daemon=True).start()
     run = Run("--base-port", str(base))
@@ -176,7 +158,7 @@ def test_a_service_that_keeps_failing_at_start_stops_the_platform_with_its_reaso
     # The database answers (yishi run migrates the schemas first, and an unreachable
     # database stops it there, in one line); the broker does not, so each start fails.
     unreachable = f"127.0.0.1:{free_port()}"
-    run = Run("--service", "voting", "--base-port", str(_free_base_port()),
+    run = Run("--service", "voting", "--base-port", str(free_ports(SERVICE_COUNT)),
               env={"YISHI_DATABASE_URL": servers.database_url, "YISHI_KAFKA_BOOTSTRAP": unreachable})
     try:
         code = run.finish(timeout=180)
@@ -198,7 +180,7 @@ def test_an_unreachable_database_stops_the_run_in_one_line_before_any_service_st
            "YISHI_DATABASE_URL": f"postgresql://postgres:secret@{unreachable}/postgres",
            "YISHI_KAFKA_BOOTSTRAP": unreachable}
     done = subprocess.run([sys.executable, "-m", "yishi.cli", "run", "--service", "voting", "--base-port",
-                           str(_free_base_port())], env=env, capture_output=True, text=True, timeout=120)
+                           str(free_ports(SERVICE_COUNT))], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Connect call failed" in errors[0] and "secret" not in done.stdout + done.stderr
