@@ -26,11 +26,19 @@ transaction of its own, so a failed one keeps neither effects nor an inbox row; 
 letter is written afterwards on its own, and no inbox row is written for it, so a message
 re-published from the dead-letter topic after a fix is processed.
 
+What a consumer has fetched already when it takes a message is handled with it
+(:meth:`EnvelopeConsumer.many`, up to ``YISHI_CONSUMER_BATCH_MAX``): one inbox claim for
+all, their effects, one commit, where each alone costs a transaction of three round
+trips, so a consumer that falls behind catches up instead of staying behind. If one of
+them is poison, was seen before or fails, nothing of the lot is kept and each is handled
+alone as above; the one whose handling failed counts that as its first attempt.
+
 Metrics: ``yishi_consumer_offset_commits_total`` (commits, each of many messages),
 ``yishi_consumer_partition_held_seconds`` (how long the current message has held
 its partition), ``yishi_consumer_message_seconds`` (first attempt to done),
-``yishi_consumer_retries_total`` by failure class and ``yishi_consumer_dead_letters_total``
-by reason class (``invalid``, ``rejected``, ``deterministic``).
+``yishi_consumer_retries_total`` by failure class, ``yishi_consumer_dead_letters_total``
+by reason class (``invalid``, ``rejected``, ``deterministic``) and
+``yishi_consumer_batch_messages`` (messages handled together).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -73,6 +81,8 @@ HELD = Gauge("yishi_consumer_partition_held_seconds", "How long the message bein
 HANDLING = Histogram("yishi_consumer_message_seconds", "Time from a message's first attempt to its end "
                      "(processed, duplicate or dead-lettered)", ["consumer"],
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+TOGETHER = Histogram("yishi_consumer_batch_messages", "Messages handled together in one inbox transaction",
+                     ["consumer"], buckets=(2, 5, 10, 20, 50, 100, 200, 500))
 
 
 class Poison(ValueError):
@@ -86,6 +96,19 @@ class Poison(ValueError):
 class ConsumerStopping(Exception):
     """The service is stopping while a message waits for a retry: it is left unacknowledged
     (delivered again after the restart) instead of holding up the shutdown."""
+
+
+class _Seen(Exception):
+    """A message handled together with others was processed before: start again one by one."""
+
+
+class _Failed(Exception):
+    """Handling messages together failed (the cause): start again one by one, the
+    ``culprit`` record, where known, with that failure as its first attempt."""
+
+    def __init__(self, culprit: tuple[Any, Exception] | None) -> None:
+        super().__init__()
+        self.culprit = culprit
 
 
 class HandlerSwallowedError(RuntimeError):
@@ -232,8 +255,11 @@ class EnvelopeConsumer:
         self._held_since: dict[tuple[str, int], float] = {}
 
     async def __call__(self, topic: str, partition: int, offset: int,
-                      headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
-        """Handle one record; True when it was processed now (not a duplicate, not parked)."""
+                      headers: list[tuple[str, bytes]], value: bytes | None, *,
+                      prior: Exception | None = None) -> bool:
+        """Handle one record; True when it was processed now (not a duplicate, not parked).
+        ``prior``: how its handling failed already (with others, :meth:`many`), its first
+        attempt."""
         started = time.monotonic()
         self._hold(topic, partition, started)
         try:
@@ -241,10 +267,116 @@ class EnvelopeConsumer:
             # every line logged while it is handled names its correlation id.
             with tracing.consuming(self.name, topic, partition, offset, headers), \
                     bound_correlation(_header(headers, "ce_correlationid")):
-                return await self._attempts(topic, partition, offset, headers, value)
+                return await self._attempts(topic, partition, offset, headers, value, prior)
         finally:
             self._held_since.pop((topic, partition), None)
             HANDLING.labels(self.name).observe(time.monotonic() - started)
+
+    async def many(self, records: Sequence[Any], done: Callable[[Any], None]) -> None:
+        """Handle ``records`` (Kafka records: ``topic``, ``partition``, ``offset``,
+        ``headers``, ``value``), in order, calling ``done(record)`` as each is done with.
+
+        A deduplicating consumer handles several together (:meth:`_together`): one inbox
+        claim for all, their effects, one commit, where each alone is a transaction of
+        three round trips. If anything in that fails, or a record is not a plain fresh
+        event for this consumer (undecodable, misrouted, unknown, already processed, sent
+        twice), none of it is kept and each record goes through :meth:`__call__` alone,
+        with its retries and dead letters, exactly as if it had come by itself."""
+        culprit: tuple[Any, Exception] | None = None
+        if self.deduplicate and len(records) > 1:
+            try:
+                parked = await self._together(records)
+            except _Failed as failed:  # met again, one message at a time
+                parked, culprit = None, failed.culprit
+                log.info("messages handled together failed; handling them one by one", consumer=self.name,
+                         messages=len(records), error=repr(failed.__cause__))
+            if parked is not None:
+                for record, headers, outcome in parked:
+                    await self._dead_letter(record.topic, record.partition, record.offset, headers, record.value,
+                                            str(outcome), "rejected")
+                for record in records:
+                    done(record)
+                return
+        for record in records:
+            prior = culprit[1] if culprit is not None and culprit[0] is record else None
+            await self(record.topic, record.partition, record.offset, list(record.headers or ()), record.value,
+                       prior=prior)
+            done(record)
+
+    async def _together(self, records: Sequence[Any]) -> list[tuple[Any, list[tuple[str, bytes]], Poison]] | None:
+        """Handle ``records`` in one inbox transaction and return those to dead-letter
+        (a handler's returned :class:`Poison`); None, with nothing kept, unless each is a
+        readable event of its topic's district that this consumer takes or skips, none
+        has been processed before and no two share an id."""
+        started = time.monotonic()
+        chosen: list[tuple[Any, list[tuple[str, bytes]], Envelope]] = []
+        for record in records:
+            headers = list(record.headers or ())
+            try:
+                envelope = Envelope.from_kafka(headers, record.value)
+                if envelope.district != topic_district(record.topic):
+                    return None
+                if self.accepts is not None and not self.accepts(envelope):
+                    continue
+            except (EnvelopeError, ContractError):
+                return None
+            chosen.append((record, headers, envelope))
+        claims = {(envelope.source, envelope.id) for _, _, envelope in chosen}
+        if len(claims) < len(chosen):
+            return None
+        parked: list[tuple[Any, list[tuple[str, bytes]], Poison]] = []
+        partitions = {(record.topic, record.partition) for record in records}
+        for topic, partition in partitions:
+            self._hold(topic, partition, started)
+        handling: Any = None  # the record whose handler runs
+        swallowed: Any = None  # the last whose handler went on after a failed statement
+
+        def watch(query: Any) -> None:
+            if query.exception is not None:
+                failed.append(query)
+
+        try:
+            if chosen:
+                values = ", ".join(f"({text_literal(self.name)}, {text_literal(source)}, {text_literal(message_id)})"
+                                   for source, message_id in claims)
+                async with self.inbox.pool.acquire() as conn:
+                    conn.with_begin(PLANNED_ONCE, "INSERT INTO inbox (consumer, source, message_id) VALUES "
+                                    f"{values} ON CONFLICT DO NOTHING")
+                    async with conn.transaction():
+                        if conn.begun() != f"INSERT 0 {len(claims)}":
+                            raise _Seen
+                        for record, headers, envelope in chosen:
+                            handling, failed = record, []
+                            with tracing.consuming(self.name, record.topic, record.partition, record.offset,
+                                                   headers), \
+                                    bound_correlation(_header(headers, "ce_correlationid")), \
+                                    conn.query_logger(watch):
+                                outcome = await self.handle(envelope, conn)
+                            if failed:
+                                swallowed = record
+                            if isinstance(outcome, Poison):
+                                parked.append((record, headers, outcome))
+                        handling = None
+        except _Seen:
+            return None
+        except Exception as exc:
+            # Whose attempt failed, as it would have alone: a handler that went on after a
+            # failed statement is found out by the next statement or the COMMIT.
+            if swallowed is not None and isinstance(exc, (RolledBackOnCommit, asyncpg.InFailedSQLTransactionError)):
+                culprit = (swallowed, HandlerSwallowedError(
+                    "the handler caught a database error and went on; its transaction was rolled back"))
+            else:
+                culprit = (handling, exc) if handling is not None else None
+            raise _Failed(culprit) from exc
+        finally:
+            for key in partitions:
+                self._held_since.pop(key, None)
+        PROCESSED.labels(self.name).inc(len(chosen))
+        TOGETHER.labels(self.name).observe(len(records))
+        elapsed = time.monotonic() - started
+        for _ in records:
+            HANDLING.labels(self.name).observe(elapsed)
+        return parked
 
     def _hold(self, topic: str, partition: int, since: float) -> None:
         key = (topic, partition)
@@ -256,7 +388,7 @@ class EnvelopeConsumer:
         self._held_since[key] = since
 
     async def _attempts(self, topic: str, partition: int, offset: int,
-                        headers: list[tuple[str, bytes]], value: bytes | None) -> bool:
+                        headers: list[tuple[str, bytes]], value: bytes | None, prior: Exception | None) -> bool:
         deterministic = transient = 0
         while True:
             envelope: Envelope | None = None
@@ -269,6 +401,9 @@ class EnvelopeConsumer:
                 if self.accepts is not None and not self.accepts(envelope):
                     return False
                 outcome = None
+                if prior is not None:  # the first attempt, made with others, failed so
+                    failed, prior = prior, None
+                    raise failed
 
                 async def effect(conn: asyncpg.Connection) -> None:
                     nonlocal outcome

@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import ConsumerRebalanceListener
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
@@ -184,6 +184,7 @@ class ServiceContext:
         the message left unacknowledged, to be delivered again after ``retry_delay``.
         """
         group = f"{self.settings.consumer_group_prefix}.{self.service}.{name}"
+        more = self.settings.consumer_batch_max - 1 if deduplicate else 0
 
         async def on_message(msg: KafkaMessage) -> None:
             # The decoder handed over the message itself, which the message keeps as its
@@ -191,19 +192,35 @@ class ServiceContext:
             msg.clear_cache()
             record = msg.raw_message
             consumer = self.consumers[name]
+            kafka = msg.consumer
+            records = [record]
+            if more:  # what the consumer has fetched already, handled with it (EnvelopeConsumer.many)
+                try:
+                    fetched = await kafka.getmany(timeout_ms=0, max_records=more)
+                except Exception as exc:  # the broker's trouble is the next fetch's: this one goes alone
+                    log.info("could not take the fetched messages; handling one", consumer=group, error=repr(exc))
+                    fetched = {}
+                for partition_records in fetched.values():
+                    records.extend(partition_records)
+            handled = 0
+
+            def done(r: Any) -> None:
+                nonlocal handled
+                handled += 1
+                self.commits.done(kafka, r.topic, r.partition, r.offset)
+
             try:
-                await consumer(record.topic, record.partition, record.offset, list(record.headers or ()),
-                               record.value)
+                await consumer.many(records, done)
             except ConsumerStopping:
-                await msg.nack()  # not done: delivered again after the restart
+                await _rewind(msg, records[handled:])  # not done: delivered again after the restart
                 raise
             except Exception:
+                failed = records[handled]
                 log.exception("consumer failed; message will be redelivered", consumer=group,
-                              topic=record.topic, partition=record.partition, offset=record.offset)
+                              topic=failed.topic, partition=failed.partition, offset=failed.offset)
                 await asyncio.sleep(retry_delay)
-                await msg.nack()  # the consumer reads it again next
+                await _rewind(msg, records[handled:])  # the consumer reads them again next
                 raise
-            self.commits.done(msg.consumer, record.topic, record.partition, record.offset)
 
         self.broker.subscriber(
             *topics, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL,
@@ -217,6 +234,22 @@ class ServiceContext:
     def retry_policy(self) -> RetryPolicy:
         """How consumers and background jobs retry failed work (from the settings)."""
         return RetryPolicy.from_settings(self.settings)
+
+
+async def _rewind(msg: KafkaMessage, undone: Sequence[Any]) -> None:
+    """Seek each partition of the records not done to the first of them, so the consumer
+    reads them again next: faststream's ``nack`` for the message it delivered, the
+    consumer's ``seek`` for those fetched with it."""
+    first: dict[Any, int] = {}
+    for r in undone:
+        key = TopicPartition(r.topic, r.partition)
+        first[key] = min(first.get(key, r.offset), r.offset)
+    if undone and undone[0] is msg.raw_message:
+        await msg.nack()
+    assigned = msg.consumer.assignment()
+    for partition, offset in first.items():
+        if partition in assigned:  # else its new owner starts from the last committed offset
+            msg.consumer.seek(partition, offset)
 
 
 class _CommitBeforeRevoke(ConsumerRebalanceListener):

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     consumer_commit_interval_s: float = Field(
         default=0.1, gt=0, le=10, description="How often consumers commit the offsets of the messages they are done "
         "with (one commit for all since the last); a crash redelivers at most this much, which the inbox recognises.")
+    consumer_batch_max: int = Field(
+        default=100, ge=1, le=1000, description="Most messages an event consumer handles together in one inbox "
+        "transaction: those already fetched when it takes the next (so never a wait for more); 1 handles each alone.")
     poison_max_attempts: int = Field(
         default=3, ge=1, le=100, description="Attempts in all at a message (or background-job item) whose "
         "handling fails deterministically before it is dead-lettered (or skipped); see yishi/failures.py.")

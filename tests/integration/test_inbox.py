@@ -298,3 +298,99 @@ async def test_a_consumed_messages_statements_are_planned_once_not_at_every_exec
         assert await one.fetchval("SELECT current_setting('plan_cache_mode')") == "auto"
     finally:
         await one.close()
+
+
+class Record:
+    """A Kafka record as a consumer hands it over."""
+
+    def __init__(self, env: Envelope, offset: int, value: bytes | None = None) -> None:
+        key, self.headers, self.value = env.to_kafka()
+        if value is not None:
+            self.value = value
+        self.topic, self.partition, self.offset = f"{env.district}.proposals.events", 0, offset
+
+
+async def test_messages_fetched_together_are_handled_in_one_transaction_each_once(pool):
+    """What a consumer has fetched already is handled together: one inbox claim, the
+    effects, one commit (one transaction id on every row), each message once."""
+    from yishi.inbox import EnvelopeConsumer
+
+    await pool.execute("CREATE TABLE effects (message_id text, body bytea)")
+
+    async def handle(env, conn):
+        await conn.execute("INSERT INTO effects VALUES ($1, $2)", env.id, env.data)
+
+    consumer = EnvelopeConsumer(pool, "c1", handle, bootstrap="")
+    messages = [envelope(n) for n in range(50)]
+    done = []
+    await consumer.many([Record(m, n) for n, m in enumerate(messages)], lambda r: done.append(r.offset))
+    assert done == list(range(50))
+    assert sorted(await effects(pool)) == sorted(m.id for m in messages)
+    assert await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM inbox") == 1
+    assert await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM effects") == 1
+    assert await pool.fetchval("SELECT xmin::text FROM inbox LIMIT 1") == \
+        await pool.fetchval("SELECT xmin::text FROM effects LIMIT 1")
+
+
+async def test_a_lot_with_a_resent_a_poison_or_a_failing_message_is_handled_one_by_one(pool):
+    """If any message of a lot was seen before, is sent twice, is poison or fails, nothing
+    of the lot is kept from handling it together: each is handled alone, as if it came by
+    itself, so the others' effects are there once, the poison and the failure are
+    dead-lettered with their reasons, and every one is done, in order."""
+    from yishi.failures import RetryPolicy
+    from yishi.inbox import EnvelopeConsumer
+
+    await pool.execute("CREATE TABLE effects (message_id text, body bytea)")
+    failing = envelope(99)
+
+    async def handle(env, conn):
+        await conn.execute("INSERT INTO effects VALUES ($1, $2)", env.id, env.data)
+        if env.id == failing.id:
+            raise ZeroDivisionError("a bug")
+
+    consumer = EnvelopeConsumer(pool, "c1", handle, bootstrap="",
+                                policy=RetryPolicy(max_attempts=2, retry_delay=0.01))
+    seen = envelope(0)
+    await consumer.many([Record(seen, 0)], lambda r: None)  # processed before
+    lots = {
+        "seen before": [envelope(1), seen, envelope(2)],
+        "sent twice": [envelope(3), envelope(4)],
+        "poison": [envelope(5), envelope(6), envelope(7)],
+        "failing": [envelope(8), failing, envelope(9)],
+    }
+    lots["sent twice"].append(lots["sent twice"][0])
+    values = {lots["poison"][1].id: b"{not json"}
+    expected = [seen.id]
+    for name, lot in lots.items():
+        done = []
+        records = [Record(m, n, values.get(m.id)) for n, m in enumerate(lot)]
+        await consumer.many(records, lambda r: done.append(r.offset))
+        assert done == list(range(len(lot))), name
+        expected += [i for i in dict.fromkeys(m.id for m in lot) if i not in values and i not in (failing.id, seen.id)]
+    assert sorted(await effects(pool)) == sorted(expected)
+    reasons = sorted(r["reason"] for r in await pool.fetch("SELECT reason FROM dead_letters"))
+    assert len(reasons) == 2 and reasons[0].startswith("ZeroDivisionError: a bug") and "not JSON" in reasons[1]
+
+
+@pytest.mark.slow
+async def test_a_consumer_catching_up_handles_what_it_has_fetched_together(pool, servers, schema_name):
+    """A consumer started behind its topic (after an outage, a new subscription) takes
+    the messages it has fetched in few inbox transactions, not one each, and each
+    message's effects are there once."""
+    district = district_of(schema_name)
+    await ensure_topics(servers.kafka_bootstrap, [f"{district}.proposals.events"])
+    messages = [envelope(n, district) for n in range(300)]
+    await publish(servers, *((m, None, None) for m in messages))
+    service = EchoProcess(servers, schema_name)
+    await service.start()
+    try:
+        await wait_until(lambda: _count(pool, "SELECT count(*) FROM effects", len(messages)), timeout=60)
+        assert sorted(await effects(pool)) == sorted(m.id for m in messages)
+        assert await pool.fetchval("SELECT count(*) FROM events") == len(messages)
+        transactions = await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM inbox")
+        assert transactions <= len(messages) / 10, transactions
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{service.port}/metrics")).text
+        assert 'yishi_consumer_processed_total{consumer="notify.echo"} 300.0' in metrics
+    finally:
+        service.stop()
