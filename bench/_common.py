@@ -32,6 +32,7 @@ class Servers:
     kafka_bootstrap: str | None
     embedded: bool
     postgres_pid: int | None = None  # the embedded postmaster, for CPU accounting
+    kafka_pid: int | None = None  # the embedded broker's process (one node), for CPU accounting
     kafka_embedded: bool = False
     broker: str | None = None  # "apache", "tansu" (embedded) or "external"; None without a broker
     broker_description: str | None = None
@@ -68,6 +69,7 @@ def servers(*, kafka: bool, engine: str | None = None) -> Iterator[Servers]:
         own_pg = stack is not None and stack.postgres.proc is not None
         yield Servers(db, bootstrap, embedded=own_pg, postgres_pid=stack.postgres.proc.pid if own_pg else None,
                       kafka_embedded=stack is not None and stack.kafka.proc is not None,
+                      kafka_pid=stack.kafka.proc.pid if stack is not None and stack.kafka.proc is not None else None,
                       broker=broker, broker_description=description)
     finally:
         if stack is not None:
@@ -138,8 +140,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def emit(table_title: str, columns: list[str], rows: list[list[str]], notes: list[str], result: dict) -> None:
-    """The human-readable table (rich when available), notes, then the JSON line last."""
+def emit(table_title: str, columns: list[str], rows: list[list[str]], notes: list[str], result: dict | None) -> None:
+    """The human-readable table (rich when available), notes, then the JSON line last
+    (none when ``result`` is None: a table before the last one)."""
     try:
         from rich.console import Console
         from rich.table import Table
@@ -163,4 +166,5 @@ def emit(table_title: str, columns: list[str], rows: list[list[str]], notes: lis
             print(n)
     sys.stdout.flush()
     sys.stderr.flush()
-    print(json.dumps(result, separators=(", ", ": ")), flush=True)
+    if result is not None:
+        print(json.dumps(result, separators=(", ", ": ")), flush=True)

@@ -30,7 +30,11 @@ millisecond per ballot on asyncio's own loop) is CPU the servers do not get.
 Per phase: HTTP p50 / p99 / p99.9 (all requests; a request unanswered within
 ``--timeout`` counts as an error at that latency), errors, achieved rate, the server
 process's CPU per request, less what it uses idle (a figure a busy machine disturbs less
-than latency) and the PostgreSQL backends'; for ballots also *kafka* (the ballot's ``occurred_at``, just
+than latency) and the PostgreSQL backends'; the *CPU budget*: every process's CPU per
+request, less its idle CPU (the server, for ballots oversight too, the PostgreSQL
+backends, the embedded Kafka broker, this process: client and watch), their sum, and
+the rate at which that sum fills every core of the machine (``cpu_bound_rate``: no
+target can sustain more here, whatever its latency); for ballots also *kafka* (the ballot's ``occurred_at``, just
 before its commit, to its arrival at a consumer of ``{district}.voting.events`` in this
 process: the relay's commit-to-Kafka latency plus one fetch) and *e2e* (scheduled send
 to oversight's inbox row for it).
@@ -46,7 +50,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import socket
@@ -54,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -62,7 +66,7 @@ import asyncpg
 import orjson
 import psutil
 
-from bench._common import children_cpu, drop_schema, emit, fresh_schema, say, servers
+from bench._common import children_cpu, drop_schema, emit, fresh_schema, own_cpu, say, servers
 from yishi.auth import LocalIssuer
 from yishi.names import events_topic
 
@@ -176,10 +180,26 @@ def _per(seconds: float | None, count: int) -> float | None:
     return None if seconds is None or not count else round(1000 * seconds / count, 2)
 
 
-def cpu(process: "Process") -> float:
-    """CPU seconds ``process`` has used so far."""
-    times = psutil.Process(process.proc.pid).cpu_times()
+CORES = len(os.sched_getaffinity(0))
+"""The cores this run shares: a CPU budget of ``1000 * CORES`` ms per second."""
+
+
+def cpu(process: "Process | int") -> float:
+    """CPU seconds ``process`` (or the process of that id) has used so far."""
+    times = psutil.Process(process if isinstance(process, int) else process.proc.pid).cpu_times()
     return times.user + times.system
+
+
+def meters(srv, processes: list["Process"]) -> dict[str, Callable[[], float | None]]:
+    """What to read the CPU of, by name: the server processes, the embedded PostgreSQL's
+    backends and Kafka broker (when embedded) and this process."""
+    out: dict[str, Callable[[], float | None]] = {p.name: (lambda p=p: cpu(p)) for p in processes}
+    if srv.postgres_pid is not None:
+        out["db"] = lambda: children_cpu(srv.postgres_pid)
+    if srv.kafka_pid is not None:
+        out["broker"] = lambda: cpu(srv.kafka_pid)
+    out["bench"] = own_cpu
+    return out
 
 
 def ms(value: float | None) -> float | None:
@@ -195,8 +215,14 @@ class Phase:
     samples: list[Sample]
     kafka: list[float] = field(default_factory=list)
     e2e: list[float] = field(default_factory=list)
-    cpu_s: float | None = None  # the server process's CPU seconds over the phase (and what it left to finish)
-    db_cpu_s: float | None = None  # the PostgreSQL backends' (embedded server only)
+    # CPU seconds over the phase (and what it left to finish), less idle, by process:
+    # the server's under the target's name, "db" (the embedded PostgreSQL's backends),
+    # "broker" (the embedded Kafka), "bench" (this process: client and Kafka watch).
+    cpu_by: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        return "voting" if self.target == "ballots" else "floor"
 
     @property
     def errors(self) -> int:
@@ -213,8 +239,13 @@ class Phase:
                "requests": len(self.samples), "p50": ms(pct(latencies, 0.5)), "p99": ms(pct(latencies, 0.99)),
                "p999": ms(pct(latencies, 0.999)), "errors": self.errors,
                "client_lag_p99": ms(pct(lag, 0.99)), "client_lag_max": ms(max(lag)),
-               "cpu_ms_per_request": _per(self.cpu_s, len(self.samples)),
-               "db_cpu_ms_per_request": _per(self.db_cpu_s, len(self.samples))}
+               "cpu_ms_per_request": _per(self.cpu_by.get(self.server), len(self.samples)),
+               "db_cpu_ms_per_request": _per(self.cpu_by.get("db"), len(self.samples))}
+        if self.cpu_by:
+            by = {name: _per(s, len(self.samples)) for name, s in self.cpu_by.items()}
+            total = sum(by.values())
+            out.update(cpu_ms_per_request_by_process=by, machine_cpu_ms_per_request=round(total, 2),
+                       cpu_bound_rate=round(1000 * CORES / total) if total else None)
         if self.target == "ballots":
             out.update(kafka_p50=ms(pct(self.kafka, 0.5)), kafka_p99=ms(pct(self.kafka, 0.99)),
                        visible=len(self.e2e), e2e_p50=ms(pct(self.e2e, 0.5)), e2e_p99=ms(pct(self.e2e, 0.99)))
@@ -287,17 +318,19 @@ async def settle(*processes: Process, busy: float = 25.0, timeout: float = 30.0)
             return
 
 
-async def idle_cpu(*processes: Process, postgres: int | None, seconds: float) -> dict[str, float]:
-    """CPU seconds per second each of ``processes`` (and the PostgreSQL backends, ``db``)
-    uses while no request comes: subtracted from each phase's CPU."""
-    before = {p.name: cpu(p) for p in processes}
-    db = children_cpu(postgres)
+def read(meter: dict[str, Callable[[], float | None]]) -> dict[str, float | None]:
+    return {name: f() for name, f in meter.items()}
+
+
+async def idle_cpu(meter: dict[str, Callable[[], float | None]], seconds: float) -> dict[str, float]:
+    """CPU seconds per second each of ``meter`` uses while no request comes: subtracted
+    from each phase's CPU."""
+    before = read(meter)
     started = time.monotonic()
     await asyncio.sleep(seconds)
     wall = time.monotonic() - started
-    rates = {p.name: (cpu(p) - before[p.name]) / wall for p in processes}
-    rates["db"] = 0.0 if db is None else (children_cpu(postgres) - db) / wall
-    return rates
+    after = read(meter)
+    return {k: (after[k] - before[k]) / wall for k in meter if before[k] is not None and after[k] is not None}
 
 
 class KafkaWatch:
@@ -307,8 +340,11 @@ class KafkaWatch:
     def __init__(self, bootstrap: str, topic: str) -> None:
         from aiokafka import AIOKafkaConsumer
 
+        # fetch_max_wait_ms stays aiokafka's 500: the broker answers a fetch as soon as a
+        # record is there, so the wait only bounds an empty one. At 5 ms the empty fetches
+        # alone cost the broker a fifth of a core, taken from the servers measured.
         self.consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                         enable_auto_commit=False, fetch_max_wait_ms=5)
+                                         enable_auto_commit=False)
         self.seen: dict[str, float] = {}
         self.task: asyncio.Task | None = None
 
@@ -392,8 +428,10 @@ async def run(args, srv) -> dict:
         say(f"{votes} votes open; {args.connections} client connections per target")
         watch = KafkaWatch(srv.kafka_bootstrap, events_topic(district, "voting"))
         await watch.start()
-        idle = await idle_cpu(voting, floor, postgres=srv.postgres_pid, seconds=args.idle)
-        say("idle CPU, % of a core: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in idle.items()))
+        meter = meters(srv, processes)
+        idle = await idle_cpu(meter, seconds=args.idle)
+        say("idle CPU, % of a core: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in idle.items())
+            + f"; {CORES} cores")
 
         ballot_path = f"/{district}/commands/CastBallot"
         sent = 0  # ballots so far: the k-th is voter k mod voters on vote k div voters
@@ -427,19 +465,20 @@ async def run(args, srv) -> dict:
                     client[target].close()  # fresh connections per phase
                     say(f"{'warm-up ' if warm else ''}{target}: {rate:g}/s for {seconds:g} s")
                     make = floor_request if target == "floor" else ballot(tag)
-                    server = voting if target == "ballots" else floor
-                    cpu0, db0, wall0 = cpu(server), children_cpu(srv.postgres_pid), time.monotonic()
+                    # The floor's phase spends nothing in oversight or the broker: their idle.
+                    metered = [k for k in idle if k not in (("floor",) if target == "ballots" else
+                                                              ("voting", "oversight", "broker"))]
+                    cpu0, wall0 = read({k: meter[k] for k in metered}), time.monotonic()
                     samples = await open_loop(client[target], rate, seconds, make, args.timeout)
                     phase = Phase(target, rate, samples)
                     if target == "ballots":
                         sent += len(samples)
                         await collect(phase, watch, ov, district, tag, args.drain)
                     await settle(*((voting, oversight) if target == "ballots" else (floor,)))
-                    db1 = children_cpu(srv.postgres_pid)
-                    # Less what the server burns idle (its relay's poll, timers, health checks) meanwhile.
+                    cpu1 = read({k: meter[k] for k in metered})
+                    # Less what each burns idle (a relay's poll, timers, health checks) meanwhile.
                     wall = time.monotonic() - wall0
-                    phase.cpu_s = max(0.0, cpu(server) - cpu0 - idle[server.name] * wall)
-                    phase.db_cpu_s = None if db0 is None else max(0.0, db1 - db0 - idle["db"] * wall)
+                    phase.cpu_by = {k: max(0.0, cpu1[k] - cpu0[k] - idle[k] * wall) for k in metered}
                     row = phase.row()
                     say("    " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "offered"))
                     if not warm:
@@ -503,20 +542,32 @@ async def main(args) -> None:
         fr, br = f.row(), b.row()
         rows.append(br)
         fr, br = ({k: "-" for k in ("achieved", "p50", "p99", "p999", "errors", "kafka_p99", "e2e_p99",
-                                    "client_lag_p99", "cpu_ms_per_request")} | r for r in (fr, br))
+                                    "client_lag_p99", "cpu_ms_per_request", "machine_cpu_ms_per_request",
+                                    "cpu_bound_rate")} | r for r in (fr, br))
         table.append([f"{b.offered:g}", f"{br['achieved']}", f"{br['p50']}", f"{br['p99']}", f"{br['p999']}",
                       str(br["errors"]), f"{br['kafka_p99']}", f"{br['e2e_p99']}", f"{br['client_lag_p99']}",
-                      f"{br['cpu_ms_per_request']}", f"{fr['achieved']}", f"{fr['p50']}", f"{fr['p99']}",
-                      f"{fr['p999']}", str(fr["errors"]), f"{fr['cpu_ms_per_request']}"])
+                      f"{br['cpu_ms_per_request']}", f"{br['machine_cpu_ms_per_request']}", f"{br['cpu_bound_rate']}",
+                      f"{fr['achieved']}", f"{fr['p50']}", f"{fr['p99']}",
+                      f"{fr['p999']}", str(fr["errors"]), f"{fr['cpu_ms_per_request']}",
+                      f"{fr['machine_cpu_ms_per_request']}", f"{fr['cpu_bound_rate']}"])
+    budget = [[name, *(f"{p.row().get('cpu_ms_per_request_by_process', {}).get(name, '-')}" for p in ballots)]
+              for name in ("voting", "oversight", "db", "broker", "bench")]
+    emit("CPU per ballot by process (ms, less idle), by offered rate",
+         ["process", *(f"{p.offered:g}/s" for p in ballots)], budget,
+         ["db = every PostgreSQL backend (voting's commands and relay, oversight's inbox); broker = the embedded "
+          "Kafka; bench = this process (the client and its Kafka watch)"], None)
     emit("Ballots over HTTP, open loop (ms from scheduled send)",
          ["offered/s", "achieved", "p50", "p99", "p99.9", "errors", "kafka p99", "e2e p99", "client lag p99",
-          "cpu ms/req", "floor ach.", "floor p50", "floor p99", "floor p99.9", "floor err", "floor cpu ms/req"],
+          "cpu ms/req", "all cpu ms/req", "cpu-bound rate", "floor ach.", "floor p50", "floor p99", "floor p99.9",
+          "floor err", "floor cpu ms/req", "floor all cpu", "floor cpu-bound"],
          table,
          [f"voting and oversight as `yishi serve` processes, floor = uvicorn + token check + one INSERT "
           f"transaction; {out['voters']} voters on {out['votes']} {'secret' if args.secret else 'open'} votes; "
           f"database: {database}; broker: {broker}. kafka = occurred_at to arrival at a consumer of the voting "
           "events topic; e2e = scheduled send to oversight's inbox row for the ballot; cpu ms/req = the server "
-          "process's CPU per request, less its idle CPU (for voting: relay, timer, health checks), "
+          "process's CPU per request, less its idle CPU (for voting: relay, timer, health checks); all cpu = "
+          f"every process's (the table above); cpu-bound rate = {CORES} cores / all cpu, the rate no latency "
+          "target can pass here; "
           "db_cpu_ms_per_request in the JSON the "
           "PostgreSQL backends' (all of them: for ballots also oversight's and the relay's).",
           f"highest rate with p99 < 100 ms and no error: ballots {best:g}/s, floor {floor_best:g}/s"
