@@ -25,6 +25,30 @@ def test_emit_ends_with_one_json_line(capsys):
     assert json.loads(last) == {"bench": "t", "vs_raw": 1.0, "met": True}
 
 
+def test_a_table_before_the_last_prints_no_json(capsys):
+    emit("first", ["a"], [["x"]], [], None)
+    emit("last", ["a"], [["y"]], [], {"bench": "t"})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("{")] == ['{"bench": "t"}']
+
+
+def test_a_phases_cpu_budget_is_each_process_less_its_idle_summed_and_against_the_cores():
+    from bench import ballots
+
+    samples = [ballots.Sample(f"b{k}", due=k / 500, sent=k / 500, done=k / 500 + 0.01, status=200)
+               for k in range(1000)]  # 1,000 ballots over 2 s
+    phase = ballots.Phase("ballots", 500, samples, cpu_used={"voting": 1.7, "db": 0.9, "broker": 0.05}, wall=4.0)
+    phase.less_idle({"voting": 0.05, "db": 0.0, "broker": 0.02})  # 0.2 s and 0.08 s of it idle
+    row = phase.row()
+    assert row["cpu_ms_per_request_by_process"] == {"voting": 1.5, "db": 0.9, "broker": 0.0}
+    assert row["cpu_ms_per_request"] == 1.5 and row["db_cpu_ms_per_request"] == 0.9
+    assert row["machine_cpu_ms_per_request"] == 2.4
+    assert row["cpu_bound_rate"] == round(1000 * ballots.CORES / 2.4)
+    # Measured again later (all warm): the figures follow the newer idle.
+    phase.less_idle({"voting": 0.0, "db": 0.0, "broker": 0.0})
+    assert phase.row()["cpu_ms_per_request_by_process"] == {"voting": 1.7, "db": 0.9, "broker": 0.05}
+
+
 def test_cpu_of_unknown_server_is_unknown():
     assert children_cpu(None) is None
 
