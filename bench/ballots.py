@@ -185,16 +185,16 @@ CORES = len(os.sched_getaffinity(0))
 """The cores this run shares: a CPU budget of ``1000 * CORES`` ms per second."""
 
 
-def cpu(process: "Process | int") -> float:
-    """CPU seconds ``process`` (or the process of that id) has used so far."""
-    times = psutil.Process(process if isinstance(process, int) else process.proc.pid).cpu_times()
+def cpu(pid: int) -> float:
+    """CPU seconds the process ``pid`` has used so far."""
+    times = psutil.Process(pid).cpu_times()
     return times.user + times.system
 
 
 def meters(srv, processes: list["Process"]) -> dict[str, Callable[[], float | None]]:
     """What to read the CPU of, by name: the server processes, the embedded PostgreSQL's
     backends and Kafka broker (when embedded) and this process."""
-    out: dict[str, Callable[[], float | None]] = {p.name: (lambda p=p: cpu(p)) for p in processes}
+    out: dict[str, Callable[[], float | None]] = {p.name: (lambda pid=p.proc.pid: cpu(pid)) for p in processes}
     if srv.postgres_pid is not None:
         out["db"] = lambda: children_cpu(srv.postgres_pid)
     if srv.kafka_pid is not None:
@@ -552,26 +552,24 @@ async def main(args) -> None:
     floor, ballots = out["results"]["floor"], out["results"]["ballots"]
     best = max((p.offered for p in ballots if p.under_100ms), default=0)
     floor_best = max((p.offered for p in floor if p.under_100ms), default=0)
-    rows, table = [], []
-    for f, b in zip(floor, ballots):
-        fr, br = f.row(), b.row()
-        rows.append(br)
+    rows, floor_rows = [b.row() for b in ballots], [f.row() for f in floor]
+    table = []
+    for fr, br in zip(floor_rows, rows):
         fr, br = ({k: "-" for k in ("achieved", "p50", "p99", "p999", "errors", "kafka_p99", "e2e_p99",
                                     "client_lag_p99", "cpu_ms_per_request")} | r for r in (fr, br))
-        table.append([f"{b.offered:g}", f"{br['achieved']}", f"{br['p50']}", f"{br['p99']}", f"{br['p999']}",
+        table.append([f"{br['offered']:g}", f"{br['achieved']}", f"{br['p50']}", f"{br['p99']}", f"{br['p999']}",
                       str(br["errors"]), f"{br['kafka_p99']}", f"{br['e2e_p99']}", f"{br['client_lag_p99']}",
                       f"{br['cpu_ms_per_request']}", f"{fr['achieved']}", f"{fr['p50']}", f"{fr['p99']}",
                       f"{fr['p999']}", str(fr["errors"]), f"{fr['cpu_ms_per_request']}"])
-    def budget(phases: list[Phase], names: tuple[str, ...]) -> list[list[str]]:
-        cells = [p.row() for p in phases]
+    def budget(cells: list[dict], names: tuple[str, ...]) -> list[list[str]]:
         return ([[name, *(f"{c.get('cpu_ms_per_request_by_process', {}).get(name, '-')}" for c in cells)]
                  for name in names]
                 + [["all", *(f"{c.get('machine_cpu_ms_per_request', '-')}" for c in cells)],
                    ["cpu-bound rate/s", *(f"{c.get('cpu_bound_rate', '-')}" for c in cells)]])
     emit("CPU per request by process (ms, less idle), by offered rate",
          ["process", *(f"{p.offered:g}/s" for p in ballots)],
-         budget(ballots, ("voting", "oversight", "db", "broker", "bench"))
-         + [["floor:", *("" for _ in floor)]] + budget(floor, ("floor", "db", "bench")),
+         budget(rows, ("voting", "oversight", "db", "broker", "bench"))
+         + [["floor:", *("" for _ in floor)]] + budget(floor_rows, ("floor", "db", "bench")),
          ["db = every PostgreSQL backend (for ballots voting's commands and relay, oversight's inbox); broker = the "
           "embedded Kafka; bench = this process (the client and its Kafka watch); "
           f"cpu-bound rate = {CORES} cores / all: no latency target can pass it here"], None)
@@ -591,7 +589,7 @@ async def main(args) -> None:
          {"bench": "ballots", "max_rate_p99_under_100ms": best, "floor_max_rate": floor_best,
           "vs_floor": round(best / floor_best, 3) if floor_best else None,
           "seconds_per_rate": args.seconds, "secret": args.secret, "broker": broker,
-          "rates": rows, "floor": [f.row() for f in floor]})
+          "rates": rows, "floor": floor_rows})
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
